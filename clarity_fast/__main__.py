@@ -1,0 +1,3 @@
+from clarity_fast.cli import main
+
+main()

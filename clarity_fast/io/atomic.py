@@ -1,0 +1,49 @@
+"""Atomic output: write to a temporary file beside the target, rename only on success.
+
+A crash, an interrupt or a full disk then never leaves a partial file, and an existing
+output stays untouched until the new one is complete.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import errno
+import os
+import tempfile
+from collections.abc import Iterator
+from pathlib import Path
+
+from clarity_fast.errors import OutputError
+
+
+def check_output_path(path: Path) -> Path:
+    """Fail early, with one line, if `path` cannot be written."""
+    path = Path(path)
+    parent = path.parent if str(path.parent) else Path(".")
+    if not parent.is_dir():
+        raise OutputError(f"output folder does not exist: {parent}")
+    if not os.access(parent, os.W_OK):
+        raise OutputError(f"output folder is not writable: {parent}")
+    if path.is_dir():
+        raise OutputError(f"output path is a folder, not a file: {path}")
+    return path
+
+
+@contextlib.contextmanager
+def atomic_path(path: str | os.PathLike[str]) -> Iterator[Path]:
+    """Yield a temporary path in the target's folder; rename it onto `path` if the block succeeds."""
+    target = check_output_path(Path(path))
+    fd, tmp_name = tempfile.mkstemp(prefix=f".{target.name}.", suffix=".part", dir=target.parent)
+    os.close(fd)
+    tmp = Path(tmp_name)
+    try:
+        yield tmp
+        os.replace(tmp, target)
+    except OSError as exc:
+        tmp.unlink(missing_ok=True)
+        if exc.errno == errno.ENOSPC:
+            raise OutputError(f"disk full while writing {target}") from exc
+        raise OutputError(f"cannot write {target}: {exc.strerror or exc}") from exc
+    except BaseException:
+        tmp.unlink(missing_ok=True)
+        raise

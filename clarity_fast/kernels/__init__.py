@@ -1,0 +1,1 @@
+"""Numba-compiled kernels: filters, local maxima, patch gathering."""
