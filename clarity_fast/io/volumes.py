@@ -1,0 +1,618 @@
+"""Lazy (z, y, x) access to volumes on disk, and TIFF writing that keeps the voxel size.
+
+Whole-brain volumes are far larger than memory, so opening a volume reads only its metadata and
+`read_slab` decodes only the planes asked for. Every way a file can be unusable ends in one
+InputError line that names the file, never in a reader library's traceback.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import logging
+import math
+import operator
+import os
+import re
+import threading
+import xml.etree.ElementTree as ET
+from abc import ABC, abstractmethod
+from collections.abc import Callable, Iterable, Iterator, Sequence
+from dataclasses import dataclass
+from pathlib import Path
+from types import ModuleType, TracebackType
+from typing import Any
+
+import numpy as np
+import tifffile
+
+from clarity_fast.errors import ClarityError, InputError
+from clarity_fast.io.atomic import atomic_path
+
+VoxelSize = tuple[float, float, float]
+"""(z, y, x) micrometres."""
+
+_TIFF_SUFFIXES = (".tif", ".tiff")
+_ZARR_MARKERS = (".zarray", ".zgroup", "zarr.json")
+_FORMATS = "a .tif/.tiff file, a folder of .tif/.tiff planes, a .zarr store or a .npy file"
+_CHANNEL_AXES = "CS"
+# Default axis names of Zarr and .npy arrays without axis metadata (OME-NGFF order).
+_DEFAULT_AXES = {2: "YX", 3: "ZYX", 4: "CZYX", 5: "TCZYX"}
+_MICROMETRES_PER_UNIT = {
+    "micrometer": 1.0,
+    "micrometre": 1.0,
+    "micron": 1.0,
+    "microns": 1.0,
+    "um": 1.0,
+    "\u00b5m": 1.0,  # micro sign
+    "\u03bcm": 1.0,  # Greek mu
+    "\\u00b5m": 1.0,  # ImageJ's escaped micro sign
+    "nanometer": 1e-3,
+    "nm": 1e-3,
+    "millimeter": 1e3,
+    "mm": 1e3,
+}
+# ImageJ cannot read BigTIFF and only knows these types; other volumes are written as OME-TIFF.
+_IMAGEJ_DTYPES = (np.dtype(np.uint8), np.dtype(np.uint16), np.dtype(np.float32))
+_CLASSIC_TIFF_LIMIT = 2**32 - 2**25  # bytes; tifffile's own margin below 4 GiB
+
+
+class VolumeReader(ABC):
+    """A lazy (z, y, x) view of a volume on disk; not safe to share between threads."""
+
+    def __init__(
+        self, path: Path, shape: tuple[int, int, int], dtype: np.dtype, voxel_size: VoxelSize | None
+    ) -> None:
+        self.path = path
+        self.shape = shape
+        self.dtype = dtype
+        self.voxel_size = voxel_size
+
+    def read_slab(self, z0: int, z1: int) -> np.ndarray:
+        """Planes z0..z1-1 as an in-memory (z1 - z0, Y, X) array of the volume's dtype."""
+        z0, z1 = operator.index(z0), operator.index(z1)
+        if not 0 <= z0 < z1 <= self.shape[0]:
+            raise InputError(f"{self.path}: slab [{z0}, {z1}) is outside the volume's planes [0, {self.shape[0]})")
+        return self._read(z0, z1)
+
+    @abstractmethod
+    def _read(self, z0: int, z1: int) -> np.ndarray:
+        """Read a slab whose bounds are already checked."""
+
+    def close(self) -> None:
+        """Release file handles; readers that hold none need not override this."""
+
+    def __enter__(self) -> VolumeReader:
+        return self
+
+    def __exit__(
+        self, exc_type: type[BaseException] | None, exc: BaseException | None, tb: TracebackType | None
+    ) -> None:
+        self.close()
+
+
+@dataclass(frozen=True)
+class _Layout:
+    """How an n-D array maps onto (z, y, x): the z axis and a fixed index on channel and length-1 axes."""
+
+    ndim: int
+    z_axis: int | None
+    fixed: tuple[tuple[int, int], ...]
+
+    def index(self, z: int | slice) -> tuple[int | slice, ...]:
+        fixed = dict(self.fixed)
+        return tuple(z if axis == self.z_axis else fixed.get(axis, slice(None)) for axis in range(self.ndim))
+
+
+def _layout(
+    name: object, shape: Sequence[int], axes: str, channel: int | None
+) -> tuple[_Layout, tuple[int, int, int]]:
+    """Pick the z axis and one channel of an array with named axes; return the layout and (Z, Y, X)."""
+    shape = tuple(int(n) for n in shape)
+    if 0 in shape:
+        raise InputError(f"{name}: empty volume (shape {shape})")
+    if "Y" not in axes or "X" not in axes:
+        raise InputError(f"{name}: no y and x axes (axes {axes}, shape {shape})")
+    channel_axes = [i for i, a in enumerate(axes) if a in _CHANNEL_AXES and shape[i] > 1]
+    if len(channel_axes) > 1:
+        raise InputError(f"{name}: more than one channel axis (axes {axes}, shape {shape}); not supported")
+    n_channels = shape[channel_axes[0]] if channel_axes else 1
+    if channel is None and n_channels > 1:
+        raise InputError(f"{name}: has {n_channels} channels (axes {axes}); choose one with --channel")
+    chosen = 0 if channel is None else channel
+    if not 0 <= chosen < n_channels:
+        raise InputError(f"{name}: channel {channel} is out of range; it has {n_channels} channel(s)")
+    fixed = {i: chosen for i in channel_axes}
+    fixed.update({i: 0 for i, n in enumerate(shape) if n == 1 and axes[i] not in "YX"})
+    rest = [i for i, a in enumerate(axes) if i not in fixed and a not in "YX"]
+    if len(rest) > 1:
+        raise InputError(f"{name}: has axes {axes} with shape {shape}; after choosing a channel it must be 2D or 3D")
+    z_axis = rest[0] if rest else None
+    kept = [i for i in range(len(axes)) if i not in fixed]
+    if [axes[i] for i in kept][-2:] != ["Y", "X"]:
+        raise InputError(f"{name}: unsupported axis order {axes}; expected z before y before x")
+    depth = shape[z_axis] if z_axis is not None else 1
+    layout = _Layout(len(shape), z_axis, tuple(sorted(fixed.items())))
+    return layout, (depth, shape[axes.index("Y")], shape[axes.index("X")])
+
+
+def _native_dtype(name: object, dtype: Any) -> np.dtype:
+    """Accept integer and float voxels only, in native byte order."""
+    dtype = np.dtype(dtype)
+    if dtype.kind not in "iuf":
+        raise InputError(f"{name}: unsupported data type {dtype}; voxels must be integers or floats")
+    return dtype.newbyteorder("=")
+
+
+def _reason(exc: BaseException) -> str:
+    lines = str(exc).strip().splitlines()
+    return lines[0][:200] if lines and lines[0] else type(exc).__name__
+
+
+@contextlib.contextmanager
+def _library_errors(message: str) -> Iterator[None]:
+    """Turn a reader library's exception into one InputError line: '<message> (<reason>)'."""
+    try:
+        yield
+    except (ClarityError, MemoryError):
+        raise
+    except Exception as exc:
+        raise InputError(f"{message} ({_reason(exc)})") from exc
+
+
+class _ErrorLog(logging.Handler):
+    """Collect this thread's error records from tifffile's log."""
+
+    def __init__(self) -> None:
+        super().__init__(logging.ERROR)
+        self.thread_id = threading.get_ident()
+        self.messages: list[str] = []
+
+    def emit(self, record: logging.LogRecord) -> None:
+        if record.thread == self.thread_id:
+            self.messages.append(re.sub(r"<[^>]*>\s*", "", record.getMessage()))
+
+
+@contextlib.contextmanager
+def _tiff_errors(message: str) -> Iterator[None]:
+    """Like _library_errors, and also fail on errors tifffile only logs.
+
+    tifffile reports the missing pages of a truncated file in its log and returns a shorter series;
+    without this check a cut-off volume would open silently with fewer planes.
+    """
+    log = logging.getLogger("tifffile")
+    errors = _ErrorLog()
+    log.addHandler(errors)
+    try:
+        with _library_errors(message):
+            yield
+    finally:
+        log.removeHandler(errors)
+    if errors.messages:
+        raise InputError(f"{message} ({errors.messages[0][:200]})")
+
+
+class _ArrayVolume(VolumeReader):
+    """A volume backed by anything numpy-indexable: a memmap, a Zarr array."""
+
+    def __init__(
+        self,
+        path: Path,
+        array: Any,
+        layout: _Layout,
+        shape: tuple[int, int, int],
+        *,
+        voxel_size: VoxelSize | None,
+        error: str,
+        on_close: Callable[[], None] | None = None,
+    ) -> None:
+        super().__init__(path, shape, _native_dtype(path, array.dtype), voxel_size)
+        self._array = array
+        self._layout = layout
+        self._error = error
+        self._on_close = on_close
+
+    def _read(self, z0: int, z1: int) -> np.ndarray:
+        if self._array is None:
+            raise ValueError(f"{self.path}: reader is closed")
+        with _library_errors(f"{self.path}: {self._error}"):
+            slab = self._array[self._layout.index(slice(z0, z1))]
+        if self._layout.z_axis is None:
+            slab = slab[np.newaxis]
+        # A memmap slice is still a view of the file: copy it; other sources already gave fresh memory.
+        return np.array(slab, dtype=self.dtype, order="C", copy=True if isinstance(slab, np.memmap) else None)
+
+    def close(self) -> None:
+        self._array = None
+        if self._on_close is not None:
+            self._on_close()
+            self._on_close = None
+
+
+class _TiffPageVolume(VolumeReader):
+    """A TIFF series whose pages are 2D planes: decode only the pages of the requested planes."""
+
+    def __init__(
+        self,
+        path: Path,
+        tif: tifffile.TiffFile,
+        layout: _Layout,
+        shape: tuple[int, int, int],
+        *,
+        voxel_size: VoxelSize | None,
+    ) -> None:
+        series = tif.series[0]
+        super().__init__(path, shape, _native_dtype(path, series.dtype), voxel_size)
+        self._tif = tif
+        self._series = series
+        self._lead_shape = tuple(series.shape[: len(series.shape) - len(series.keyframe.shape)])
+        self._layout = layout
+
+    def _read(self, z0: int, z1: int) -> np.ndarray:
+        out = np.empty((z1 - z0, *self.shape[1:]), dtype=self.dtype)
+        n_lead = len(self._lead_shape)
+        for i, z in enumerate(range(z0, z1)):
+            index = self._layout.index(z)
+            page_number = int(np.ravel_multi_index(index[:n_lead], self._lead_shape)) if n_lead else 0
+            with _tiff_errors(f"{self.path}: not a readable TIFF at plane {z}"):
+                page = self._series[page_number]
+                if page is None:  # OME-TIFF may omit planes; they read as zeros
+                    out[i] = 0
+                else:
+                    out[i] = page.asarray()[index[n_lead:]]
+        return out
+
+    def close(self) -> None:
+        self._tif.close()
+
+
+class _FolderVolume(VolumeReader):
+    """A folder of 2D TIFF planes, one file per z, in natural file-name order."""
+
+    def __init__(
+        self,
+        path: Path,
+        files: list[Path],
+        layout: _Layout,
+        plane: tuple[tuple[int, ...], np.dtype],
+        shape: tuple[int, int, int],
+        *,
+        voxel_size: VoxelSize | None,
+    ) -> None:
+        super().__init__(path, shape, _native_dtype(path, plane[1]), voxel_size)
+        self._files = files
+        self._layout = layout
+        self._plane = plane
+
+    def _read(self, z0: int, z1: int) -> np.ndarray:
+        out = np.empty((z1 - z0, *self.shape[1:]), dtype=self.dtype)
+        for i, file in enumerate(self._files[z0:z1]):
+            with _tiff_errors(f"{file}: not a readable TIFF"), tifffile.TiffFile(file) as tif:
+                series = tif.series[0]
+                if (tuple(series.shape), series.dtype) != self._plane:
+                    raise InputError(
+                        f"{file}: plane of shape {series.shape} and type {series.dtype} differs from the first plane "
+                        f"({self._plane[0]}, {self._plane[1]}) of {self.path}"
+                    )
+                out[i] = series.asarray()[self._layout.index(0)]
+        return out
+
+
+def open_volume(path: str | os.PathLike[str], *, channel: int | None = None) -> VolumeReader:
+    """Open a TIFF, folder of TIFF planes, Zarr/OME-Zarr store or .npy file as a lazy (z, y, x) volume."""
+    path = Path(path)
+    if channel is not None:
+        try:
+            channel = operator.index(channel)
+        except TypeError:
+            raise InputError(f"{path}: channel must be an integer, got {channel!r}") from None
+    if not path.exists():
+        raise InputError(f"{path}: no such file or folder")
+    if path.is_dir():
+        if path.suffix.lower() == ".zarr" or any((path / marker).exists() for marker in _ZARR_MARKERS):
+            return _open_zarr(path, channel)
+        return _open_folder(path, channel)
+    suffix = path.suffix.lower()
+    if suffix in _TIFF_SUFFIXES:
+        return _open_tiff(path, channel)
+    if suffix == ".npy":
+        return _open_npy(path, channel)
+    raise InputError(f"{path}: unsupported format; expected {_FORMATS}")
+
+
+def _open_tiff(path: Path, channel: int | None) -> VolumeReader:
+    """Memory-map uncompressed contiguous data; decode page by page otherwise; Zarr view as last resort."""
+    error = "not a readable TIFF"
+    resources = contextlib.ExitStack()  # what the returned reader must close, or we on failure
+    try:
+        with _tiff_errors(f"{path}: {error}"):
+            tif = resources.enter_context(tifffile.TiffFile(path))
+            if not tif.series:
+                raise InputError(f"{path}: {error} (no image data)")
+            series = tif.series[0]
+            axes, array_shape, offset = series.axes, tuple(series.shape), series.dataoffset
+            page_axes, page_shape = series.keyframe.axes, tuple(series.keyframe.shape)
+            voxel_size = _tiff_voxel_size(tif)
+        _native_dtype(path, series.dtype)
+        layout, shape = _layout(path, array_shape, axes, channel)
+        if offset is not None:
+            resources.close()  # the memory map needs no open TiffFile
+            with _library_errors(f"{path}: {error}"):
+                dtype = np.dtype(tif.byteorder + series.dtype.char)
+                array = np.memmap(path, dtype=dtype, mode="r", offset=offset, shape=array_shape)
+            return _ArrayVolume(path, array, layout, shape, voxel_size=voxel_size, error=error)
+        n_page = len(page_shape)
+        if (
+            set(page_axes) <= set("YXS")
+            and axes[-n_page:] == page_axes
+            and array_shape[-n_page:] == page_shape
+            and math.prod(array_shape[:-n_page]) == len(series)
+        ):
+            return _TiffPageVolume(path, tif, layout, shape, voxel_size=voxel_size)
+        zarr = _import_zarr()
+        with _tiff_errors(f"{path}: {error}"):
+            store = series.aszarr(level=0)
+            resources.callback(store.close)
+            array = zarr.open(store, mode="r")
+        return _ArrayVolume(path, array, layout, shape, voxel_size=voxel_size, error=error, on_close=resources.close)
+    except BaseException:
+        resources.close()
+        raise
+
+
+def _tiff_voxel_size(tif: tifffile.TiffFile) -> VoxelSize | None:
+    """Voxel size from OME-TIFF PhysicalSize or ImageJ spacing + resolution; None unless fully known."""
+    if tif.is_ome:
+        return _ome_voxel_size(tif.ome_metadata or "")
+    meta = tif.imagej_metadata
+    if not meta:
+        return None
+    factor = _MICROMETRES_PER_UNIT.get(str(meta.get("unit", "")).strip().lower())
+    tags = tif.series[0].keyframe.tags
+    x_res, y_res = tags.get("XResolution"), tags.get("YResolution")
+    if factor is None or "spacing" not in meta or x_res is None or y_res is None:
+        return None
+    try:
+        sizes = (float(meta["spacing"]), y_res.value[1] / y_res.value[0], x_res.value[1] / x_res.value[0])
+    except (TypeError, ValueError, ZeroDivisionError, IndexError):
+        return None
+    return _positive_voxel_size(tuple(size * factor for size in sizes))
+
+
+def _ome_voxel_size(xml: str) -> VoxelSize | None:
+    try:
+        root = ET.fromstring(xml)
+    except ET.ParseError:
+        return None
+    pixels = next((element for element in root.iter() if element.tag.rsplit("}", 1)[-1] == "Pixels"), None)
+    if pixels is None:
+        return None
+    sizes = []
+    for axis in "ZYX":
+        value = pixels.get(f"PhysicalSize{axis}")
+        factor = _MICROMETRES_PER_UNIT.get(pixels.get(f"PhysicalSize{axis}Unit", "\u00b5m").strip().lower())
+        if value is None or factor is None:
+            return None
+        try:
+            sizes.append(float(value) * factor)
+        except ValueError:
+            return None
+    return _positive_voxel_size(tuple(sizes))
+
+
+def _positive_voxel_size(sizes: Sequence[float]) -> VoxelSize | None:
+    if len(sizes) == 3 and all(math.isfinite(s) and s > 0 for s in sizes):
+        return (float(sizes[0]), float(sizes[1]), float(sizes[2]))
+    return None
+
+
+def _natural_key(name: str) -> tuple[list[str | int], str]:
+    """Sort plane_2 before plane_10: digit runs compare as numbers."""
+    parts = re.split(r"(\d+)", name.casefold())
+    return [int(part) if i % 2 else part for i, part in enumerate(parts)], name
+
+
+def _open_folder(path: Path, channel: int | None) -> VolumeReader:
+    # Names starting with "." are hidden files, such as macOS's ._plane.tif resource forks.
+    planes = (f for f in path.iterdir() if f.suffix.lower() in _TIFF_SUFFIXES and not f.name.startswith("."))
+    files = sorted((f for f in planes if f.is_file()), key=lambda f: _natural_key(f.name))
+    if not files:
+        raise InputError(f"{path}: folder holds no .tif/.tiff planes; expected {_FORMATS}")
+    first = files[0]
+    with _tiff_errors(f"{first}: not a readable TIFF"), tifffile.TiffFile(first) as tif:
+        series = tif.series[0]
+        plane = (tuple(series.shape), series.dtype)
+        axes = series.axes
+        voxel_size = _tiff_voxel_size(tif)
+    _native_dtype(first, plane[1])
+    layout, (depth, height, width) = _layout(first, plane[0], axes, channel)
+    if depth != 1:
+        raise InputError(f"{first}: a plane in a folder must be 2D, got axes {axes} with shape {plane[0]}")
+    return _FolderVolume(path, files, layout, plane, (len(files), height, width), voxel_size=voxel_size)
+
+
+def _import_zarr() -> ModuleType:
+    try:
+        import zarr
+    except ImportError:
+        raise InputError("reading Zarr needs zarr: pip install 'clarity-fast[dask]'") from None
+    return zarr
+
+
+def _open_zarr(path: Path, channel: int | None) -> VolumeReader:
+    """A Zarr array, or the highest-resolution level of an OME-NGFF multiscale group."""
+    zarr = _import_zarr()
+    error = "not a readable Zarr store"
+    with _library_errors(f"{path}: {error}"):
+        node = zarr.open(str(path), mode="r")
+        attrs = dict(node.attrs)
+    if isinstance(node, zarr.Group):
+        with _library_errors(f"{path}: malformed OME-NGFF multiscales metadata"):
+            # NGFF 0.4 keeps `multiscales` at the top of the attributes, 0.5 under `ome`.
+            multiscales = attrs.get("multiscales") or attrs.get("ome", {}).get("multiscales")
+            if not multiscales:
+                raise InputError(
+                    f"{path}: Zarr group without OME-NGFF multiscales metadata; give the path of an array in it"
+                )
+            multiscale = multiscales[0]
+            dataset = multiscale["datasets"][0]
+            array = node[dataset["path"]]
+            axes, voxel_size = _ngff_axes_and_voxel_size(multiscale, dataset, array.ndim)
+    else:
+        array = node
+        axes = _DEFAULT_AXES.get(array.ndim, "")
+        voxel_size = _attrs_voxel_size(attrs)
+    if len(axes) != array.ndim:
+        raise InputError(f"{path}: {array.ndim}D Zarr array; expected 2D (y, x), 3D (z, y, x) or 4D (c, z, y, x)")
+    layout, shape = _layout(path, array.shape, axes, channel)
+    return _ArrayVolume(path, array, layout, shape, voxel_size=voxel_size, error=error)
+
+
+def _ngff_axes_and_voxel_size(
+    multiscale: dict[str, Any], dataset: dict[str, Any], ndim: int
+) -> tuple[str, VoxelSize | None]:
+    """Axis letters from NGFF `axes` (names or dicts) and the z, y, x scale in micrometres."""
+    named = multiscale.get("axes")
+    if named is None:
+        return _DEFAULT_AXES.get(ndim, ""), None
+    entries = [entry if isinstance(entry, dict) else {"name": entry} for entry in named]
+    names = [str(entry["name"]).lower() for entry in entries]
+    axes = "".join(name.upper() if name in ("t", "c", "z", "y", "x") else "Q" for name in names)
+    scale = [1.0] * len(names)
+    for transforms in (dataset.get("coordinateTransformations"), multiscale.get("coordinateTransformations")):
+        for transform in transforms or ():
+            if transform.get("type") == "scale" and len(transform.get("scale", ())) == len(names):
+                scale = [a * float(b) for a, b in zip(scale, transform["scale"])]
+    if not {"z", "y", "x"} <= set(names):
+        return axes, None
+    sizes = []
+    for axis in "zyx":
+        entry = entries[names.index(axis)]
+        factor = _MICROMETRES_PER_UNIT.get(str(entry.get("unit", "micrometer")).lower())
+        if factor is None:
+            return axes, None
+        sizes.append(scale[names.index(axis)] * factor)
+    return axes, _positive_voxel_size(sizes)
+
+
+def _attrs_voxel_size(attrs: dict[str, Any]) -> VoxelSize | None:
+    """A plain array carries a voxel size only as an explicit `voxel_size` attribute (z, y, x µm)."""
+    value = attrs.get("voxel_size")
+    try:
+        return _positive_voxel_size([float(v) for v in value]) if value is not None else None
+    except (TypeError, ValueError):
+        return None
+
+
+def _open_npy(path: Path, channel: int | None) -> VolumeReader:
+    error = "not a readable .npy file"
+    with _library_errors(f"{path}: {error}"):
+        array = np.load(path, mmap_mode="r", allow_pickle=False)
+    if not isinstance(array, np.ndarray):
+        raise InputError(f"{path}: {error} (holds an archive, not one array)")
+    _native_dtype(path, array.dtype)
+    axes = _DEFAULT_AXES.get(array.ndim, "")
+    if len(axes) != array.ndim:
+        raise InputError(f"{path}: {array.ndim}D array; expected 2D (y, x), 3D (z, y, x) or 4D (c, z, y, x)")
+    layout, shape = _layout(path, array.shape, axes, channel)
+    return _ArrayVolume(path, array, layout, shape, voxel_size=None, error=error)
+
+
+def write_tiff(
+    path: str | os.PathLike[str],
+    data: np.ndarray | Iterable[np.ndarray],
+    *,
+    voxel_size: VoxelSize | None = None,
+    compression: str | None = None,
+    shape: tuple[int, int, int] | None = None,
+    dtype: Any = None,
+) -> None:
+    """Write a (z, y, x) TIFF atomically that `open_volume` reads back with the same voxel size.
+
+    `data` is a 2D/3D array, or an iterable of 2D planes or 3D slabs (then `shape` and `dtype` are
+    required, and only one block is held in memory at a time). uint8/uint16/float32 volumes below 4 GB become
+    ImageJ hyperstacks (Fiji opens them directly); the rest become OME-TIFF (BigTIFF when large).
+    """
+    if compression not in (None, "zlib"):
+        raise InputError(f"{path}: unsupported compression {compression!r}; use None or 'zlib'")
+    voxel = _check_voxel_size(path, voxel_size)
+    if isinstance(data, np.ndarray):
+        if data.ndim not in (2, 3):
+            raise InputError(f"{path}: cannot write a {data.ndim}D array as a (z, y, x) volume")
+        planes: np.ndarray | Iterator[np.ndarray] = data.reshape((1, *data.shape)) if data.ndim == 2 else data
+        out_shape = tuple(planes.shape)
+        out_dtype = _native_dtype(path, data.dtype)
+        if (shape is not None and tuple(shape) != out_shape) or (dtype is not None and np.dtype(dtype) != out_dtype):
+            raise InputError(f"{path}: shape {shape} / dtype {dtype} contradict the array's {out_shape} {out_dtype}")
+    else:
+        if shape is None or dtype is None:
+            raise InputError(f"{path}: writing from an iterable needs shape and dtype")
+        out_shape = tuple(int(n) for n in shape)
+        if len(out_shape) != 3:
+            raise InputError(f"{path}: shape must be (z, y, x), got {shape}")
+        out_dtype = _native_dtype(path, dtype)
+        planes = _checked_planes(path, data, out_shape, out_dtype)
+    if 0 in out_shape:
+        raise InputError(f"{path}: cannot write an empty volume (shape {out_shape})")
+    bigtiff = math.prod(out_shape) * out_dtype.itemsize > _CLASSIC_TIFF_LIMIT
+    imagej = out_dtype in _IMAGEJ_DTYPES and not bigtiff
+    with atomic_path(path) as tmp:
+        with tifffile.TiffWriter(tmp, bigtiff=bigtiff, imagej=imagej, ome=not imagej) as writer:
+            writer.write(
+                planes,
+                shape=out_shape,
+                dtype=out_dtype,
+                photometric="minisblack",
+                compression=compression,
+                **_tiff_metadata(voxel, imagej=imagej),
+            )
+        if not isinstance(planes, np.ndarray):
+            for _ in planes:  # planes beyond shape[0] raise here, before the file is renamed into place
+                pass
+
+
+def _check_voxel_size(path: object, voxel_size: Sequence[float] | None) -> VoxelSize | None:
+    if voxel_size is None:
+        return None
+    try:
+        checked = _positive_voxel_size([float(v) for v in voxel_size])
+    except (TypeError, ValueError):
+        checked = None
+    if checked is None:
+        raise InputError(f"{path}: voxel size must be three positive numbers (z, y, x) in µm, got {voxel_size!r}")
+    return checked
+
+
+def _checked_planes(
+    path: object, blocks: Iterable[np.ndarray], shape: tuple[int, ...], dtype: np.dtype
+) -> Iterator[np.ndarray]:
+    """Yield 2D planes from 2D planes or 3D slabs, checking each against `shape` and `dtype`."""
+    count = 0
+    for number, block in enumerate(blocks):
+        block = np.asarray(block)
+        if block.ndim not in (2, 3) or block.shape[-2:] != shape[1:] or block.dtype != dtype:
+            raise InputError(
+                f"{path}: block {number} has shape {block.shape} and type {block.dtype}; "
+                f"expected planes of {shape[1:]} and type {dtype}"
+            )
+        for plane in block.reshape((-1, *shape[1:])):
+            if count == shape[0]:
+                raise InputError(f"{path}: data hold more than the {shape[0]} planes given by shape")
+            count += 1
+            yield plane
+    if count < shape[0]:
+        raise InputError(f"{path}: data hold {count} planes but shape says {shape[0]}")
+
+
+def _tiff_metadata(voxel_size: VoxelSize | None, *, imagej: bool) -> dict[str, Any]:
+    """Keyword arguments for TiffWriter.write that store the axes and voxel size."""
+    if imagej:
+        if voxel_size is None:
+            return {"metadata": {"axes": "ZYX"}}
+        z, y, x = voxel_size
+        return {"resolution": (1 / x, 1 / y), "metadata": {"axes": "ZYX", "spacing": z, "unit": "um"}}
+    metadata: dict[str, Any] = {"axes": "ZYX"}
+    if voxel_size is not None:
+        for axis, size in zip("ZYX", voxel_size):
+            metadata[f"PhysicalSize{axis}"] = size
+            metadata[f"PhysicalSize{axis}Unit"] = "\u00b5m"
+    return {"metadata": metadata}

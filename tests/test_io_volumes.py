@@ -1,0 +1,399 @@
+"""open_volume / write_tiff: every format reads back what was written, lazily, and bad input fails in one line."""
+
+from __future__ import annotations
+
+import sys
+import tracemalloc
+from pathlib import Path
+
+import numpy as np
+import pytest
+import tifffile
+
+from clarity_fast.errors import InputError
+from clarity_fast.io import volumes
+from clarity_fast.io.volumes import open_volume, write_tiff
+
+DTYPES = [np.uint8, np.uint16, np.int16, np.float32, np.float64]
+
+
+def volume(shape: tuple[int, ...] = (5, 6, 7), dtype: type = np.uint16, seed: int = 0) -> np.ndarray:
+    """Distinct values per voxel, so a wrong plane or axis order shows."""
+    rng = np.random.default_rng(seed)
+    return (rng.random(shape) * 200).astype(dtype)
+
+
+@pytest.fixture
+def zarr():
+    """Zarr is an optional dependency (the dask extra); its tests skip without it."""
+    return pytest.importorskip("zarr")
+
+
+def read_all(path: Path, **kwargs: int) -> np.ndarray:
+    with open_volume(path, **kwargs) as reader:
+        return reader.read_slab(0, reader.shape[0])
+
+
+@pytest.mark.parametrize("dtype", DTYPES)
+def test_tiff_round_trip_every_dtype(tmp_path: Path, dtype: type) -> None:
+    data = volume(dtype=dtype)
+    write_tiff(tmp_path / "v.tif", data)
+    with open_volume(tmp_path / "v.tif") as reader:
+        assert reader.shape == data.shape
+        assert reader.dtype == data.dtype
+        assert reader.voxel_size is None
+        slab = reader.read_slab(1, 4)
+    assert type(slab) is np.ndarray
+    np.testing.assert_array_equal(slab, data[1:4])
+
+
+def test_uncompressed_tiff_is_memory_mapped_and_slab_is_a_copy(tmp_path: Path) -> None:
+    data = volume()
+    write_tiff(tmp_path / "v.tif", data)
+    with open_volume(tmp_path / "v.tif") as reader:
+        assert isinstance(reader._array, np.memmap)
+        slab = reader.read_slab(2, 3)
+    assert not isinstance(slab, np.memmap) and slab.flags.writeable and slab.flags.owndata
+    np.testing.assert_array_equal(slab, data[2:3])
+
+
+def test_zlib_tiff_reads_page_by_page(tmp_path: Path) -> None:
+    data = volume(dtype=np.float32)
+    write_tiff(tmp_path / "v.tif", data, compression="zlib")
+    with tifffile.TiffFile(tmp_path / "v.tif") as tif:
+        assert tif.pages[0].compression == tifffile.COMPRESSION.ADOBE_DEFLATE
+    with open_volume(tmp_path / "v.tif") as reader:
+        assert type(reader).__name__ == "_TiffPageVolume"
+        np.testing.assert_array_equal(reader.read_slab(0, 5), data)
+
+
+def test_slab_of_large_zlib_tiff_decodes_only_its_planes(tmp_path: Path) -> None:
+    data = volume((40, 128, 128), np.uint16, seed=3)
+    write_tiff(tmp_path / "v.tif", data, compression="zlib")
+    with open_volume(tmp_path / "v.tif") as reader:
+        slabs = [reader.read_slab(z, min(z + 7, 40)) for z in range(0, 40, 7)]
+        np.testing.assert_array_equal(np.concatenate(slabs), data)
+        tracemalloc.start()
+        try:
+            slab = reader.read_slab(20, 22)
+            _, peak = tracemalloc.get_traced_memory()
+        finally:
+            tracemalloc.stop()
+    np.testing.assert_array_equal(slab, data[20:22])
+    assert peak < data.nbytes / 5
+
+
+def test_tiled_volumetric_tiff_falls_back_to_zarr(tmp_path: Path, zarr) -> None:
+    data = volume((8, 32, 32))
+    tifffile.imwrite(tmp_path / "v.tif", data, tile=(4, 16, 16), compression="zlib", photometric="minisblack")
+    with open_volume(tmp_path / "v.tif") as reader:
+        assert reader.shape == (8, 32, 32)
+        np.testing.assert_array_equal(reader.read_slab(3, 6), data[3:6])
+
+
+def test_2d_tiff_is_depth_one(tmp_path: Path) -> None:
+    plane = volume((6, 7))
+    tifffile.imwrite(tmp_path / "p.tif", plane, compression="zlib")
+    with open_volume(tmp_path / "p.tif") as reader:
+        assert reader.shape == (1, 6, 7)
+        np.testing.assert_array_equal(reader.read_slab(0, 1), plane[np.newaxis])
+    write_tiff(tmp_path / "w.tif", plane, voxel_size=(1.0, 0.5, 0.5))
+    with open_volume(tmp_path / "w.tif") as reader:
+        assert reader.shape == (1, 6, 7)
+        assert reader.voxel_size == pytest.approx((1.0, 0.5, 0.5))
+
+
+@pytest.mark.parametrize("dtype", [np.uint16, np.float32, np.float64, np.int16])
+@pytest.mark.parametrize("compression", [None, "zlib"])
+def test_voxel_size_round_trip(tmp_path: Path, dtype: type, compression: str | None) -> None:
+    data = volume(dtype=dtype)
+    write_tiff(tmp_path / "v.tif", data, voxel_size=(5.0, 2.0, 0.3), compression=compression)
+    with open_volume(tmp_path / "v.tif") as reader:
+        assert reader.voxel_size == pytest.approx((5.0, 2.0, 0.3), rel=1e-9)
+        np.testing.assert_array_equal(reader.read_slab(0, 5), data)
+
+
+def test_imagej_and_ome_metadata_from_other_writers(tmp_path: Path) -> None:
+    data = volume()
+    tifffile.imwrite(
+        tmp_path / "ij.tif",
+        data,
+        imagej=True,
+        resolution=(2.0, 4.0),
+        metadata={"axes": "ZYX", "spacing": 3.0, "unit": "micron"},
+    )
+    tifffile.imwrite(
+        tmp_path / "ome.ome.tif",
+        data,
+        ome=True,
+        metadata={
+            "axes": "ZYX",
+            "PhysicalSizeX": 200.0,
+            "PhysicalSizeXUnit": "nm",
+            "PhysicalSizeY": 0.2,
+            "PhysicalSizeZ": 1.5,
+        },
+    )
+    tifffile.imwrite(tmp_path / "nounit.tif", data, imagej=True, metadata={"axes": "ZYX", "spacing": 3.0})
+    with open_volume(tmp_path / "ij.tif") as reader:
+        assert reader.voxel_size == pytest.approx((3.0, 0.25, 0.5))
+    with open_volume(tmp_path / "ome.ome.tif") as reader:
+        assert reader.voxel_size == pytest.approx((1.5, 0.2, 0.2))
+    with open_volume(tmp_path / "nounit.tif") as reader:
+        assert reader.voxel_size is None
+
+
+@pytest.mark.parametrize("dtype", [np.uint16, np.float64])
+def test_streaming_write_from_generator(tmp_path: Path, dtype: type) -> None:
+    data = volume((9, 6, 7), dtype)
+    consumed = []
+
+    def slabs():
+        for z in range(0, 9, 4):
+            consumed.append(z)
+            yield data[z : z + 4]
+
+    write_tiff(
+        tmp_path / "v.tif", slabs(), shape=data.shape, dtype=dtype, voxel_size=(2.0, 1.0, 1.0), compression="zlib"
+    )
+    assert consumed == [0, 4, 8]
+    with open_volume(tmp_path / "v.tif") as reader:
+        assert reader.voxel_size == pytest.approx((2.0, 1.0, 1.0))
+        np.testing.assert_array_equal(reader.read_slab(0, 9), data)
+    write_tiff(tmp_path / "planes.tif", iter(data), shape=data.shape, dtype=dtype)
+    np.testing.assert_array_equal(read_all(tmp_path / "planes.tif"), data)
+
+
+def test_streaming_write_holds_one_block_at_a_time(tmp_path: Path) -> None:
+    plane = volume((256, 256), np.uint16)
+    planes = 40
+    tracemalloc.start()
+    try:
+        write_tiff(tmp_path / "v.tif", (plane + z for z in range(planes)), shape=(planes, 256, 256), dtype=np.uint16)
+        _, peak = tracemalloc.get_traced_memory()
+    finally:
+        tracemalloc.stop()
+    assert peak < planes * plane.nbytes / 5
+    with open_volume(tmp_path / "v.tif") as reader:
+        np.testing.assert_array_equal(reader.read_slab(39, 40)[0], plane + 39)
+
+
+def test_large_volumes_become_ome_bigtiff(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setattr(volumes, "_CLASSIC_TIFF_LIMIT", 100)
+    data = volume()
+    write_tiff(tmp_path / "v.tif", data, voxel_size=(4.0, 1.5, 1.5), compression="zlib")
+    with tifffile.TiffFile(tmp_path / "v.tif") as tif:
+        assert tif.is_bigtiff and tif.is_ome and not tif.is_imagej
+    with open_volume(tmp_path / "v.tif") as reader:
+        assert reader.voxel_size == pytest.approx((4.0, 1.5, 1.5))
+        np.testing.assert_array_equal(reader.read_slab(0, 5), data)
+
+
+@pytest.mark.parametrize("planes", [4, 6])
+def test_streaming_write_with_wrong_plane_count_leaves_no_file(tmp_path: Path, planes: int) -> None:
+    data = volume((planes, 6, 7))
+    with pytest.raises(InputError, match="planes"):
+        write_tiff(tmp_path / "v.tif", iter(data), shape=(5, 6, 7), dtype=np.uint16)
+    assert list(tmp_path.iterdir()) == []
+
+
+def test_write_tiff_rejects_bad_arguments(tmp_path: Path) -> None:
+    with pytest.raises(InputError, match="compression"):
+        write_tiff(tmp_path / "v.tif", volume(), compression="lzw")
+    with pytest.raises(InputError, match="shape and dtype"):
+        write_tiff(tmp_path / "v.tif", iter(volume()))
+    with pytest.raises(InputError, match="block 0"):
+        write_tiff(tmp_path / "v.tif", iter(volume(dtype=np.uint8)), shape=(5, 6, 7), dtype=np.uint16)
+    with pytest.raises(InputError, match="voxel size"):
+        write_tiff(tmp_path / "v.tif", volume(), voxel_size=(1.0, 0.0, 1.0))
+    with pytest.raises(InputError, match="bool"):
+        write_tiff(tmp_path / "v.tif", np.zeros((2, 3, 4), bool))
+    assert list(tmp_path.iterdir()) == []
+
+
+def test_folder_of_planes_in_natural_order(tmp_path: Path) -> None:
+    folder = tmp_path / "planes"
+    folder.mkdir()
+    for k in range(1, 13):
+        tifffile.imwrite(folder / f"plane_{k}.tif", np.full((4, 5), k, np.uint16))
+    (folder / "notes.txt").write_text("not a plane")
+    (folder / ".plane_99.tif").write_bytes(b"macOS resource fork")
+    with open_volume(folder) as reader:
+        assert reader.shape == (12, 4, 5)
+        slab = reader.read_slab(0, 12)
+        np.testing.assert_array_equal(slab[:, 0, 0], np.arange(1, 13))
+        np.testing.assert_array_equal(reader.read_slab(9, 11)[:, 2, 3], [10, 11])
+
+
+def test_folder_plane_that_differs_fails_when_read(tmp_path: Path) -> None:
+    for k in range(3):
+        tifffile.imwrite(tmp_path / f"p{k}.tif", np.zeros((4, 5), np.uint16))
+    tifffile.imwrite(tmp_path / "p3.tif", np.zeros((4, 6), np.uint16))
+    with open_volume(tmp_path) as reader:
+        assert reader.shape == (4, 4, 5)
+        reader.read_slab(0, 3)
+        with pytest.raises(InputError, match=r"p3\.tif: plane of shape \(4, 6\)"):
+            reader.read_slab(2, 4)
+
+
+def test_empty_folder(tmp_path: Path) -> None:
+    with pytest.raises(InputError, match="no .tif/.tiff planes"):
+        open_volume(tmp_path)
+
+
+@pytest.mark.parametrize("zarr_format", [2, 3])
+def test_zarr_array_round_trip(tmp_path: Path, zarr, zarr_format: int) -> None:
+    data = volume((6, 7, 8), np.int16)
+    array = zarr.open_array(
+        tmp_path / "v.zarr", mode="w", shape=data.shape, dtype=data.dtype, chunks=(2, 7, 8), zarr_format=zarr_format
+    )
+    array[:] = data
+    with open_volume(tmp_path / "v.zarr") as reader:
+        assert (reader.shape, reader.dtype, reader.voxel_size) == (data.shape, data.dtype, None)
+        np.testing.assert_array_equal(reader.read_slab(1, 5), data[1:5])
+
+
+@pytest.mark.parametrize("zarr_format", [2, 3])
+def test_ome_zarr_takes_first_level_and_scale(tmp_path: Path, zarr, zarr_format: int) -> None:
+    data = volume((2, 6, 7, 8), np.uint16)
+    group = zarr.open_group(tmp_path / "brain.ome.zarr", mode="w", zarr_format=zarr_format)
+    group.create_array("0", shape=data.shape, dtype=data.dtype, chunks=(1, 3, 7, 8))[:] = data
+    group.create_array("1", shape=(2, 3, 3, 4), dtype=data.dtype)[:] = 0
+    axes = [
+        {"name": "c", "type": "channel"},
+        {"name": "z", "type": "space", "unit": "micrometer"},
+        {"name": "y", "type": "space", "unit": "micrometer"},
+        {"name": "x", "type": "space"},
+    ]
+    datasets = [
+        {"path": "0", "coordinateTransformations": [{"type": "scale", "scale": [1, 5.0, 2.0, 2.0]}]},
+        {"path": "1", "coordinateTransformations": [{"type": "scale", "scale": [1, 10.0, 4.0, 4.0]}]},
+    ]
+    multiscales = [{"version": "0.4", "axes": axes, "datasets": datasets}]
+    if zarr_format == 2:
+        group.attrs["multiscales"] = multiscales
+    else:
+        group.attrs["ome"] = {"version": "0.5", "multiscales": multiscales}
+    with pytest.raises(InputError, match="--channel"):
+        open_volume(tmp_path / "brain.ome.zarr")
+    with open_volume(tmp_path / "brain.ome.zarr", channel=1) as reader:
+        assert reader.shape == (6, 7, 8)
+        assert reader.voxel_size == pytest.approx((5.0, 2.0, 2.0))
+        np.testing.assert_array_equal(reader.read_slab(0, 6), data[1])
+
+
+def test_zarr_without_the_library(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    (tmp_path / "v.zarr").mkdir()
+    monkeypatch.setitem(sys.modules, "zarr", None)
+    with pytest.raises(InputError, match=r"reading Zarr needs zarr: pip install 'clarity-fast\[dask\]'"):
+        open_volume(tmp_path / "v.zarr")
+
+
+def test_zarr_group_without_multiscales(tmp_path: Path, zarr) -> None:
+    zarr.open_group(tmp_path / "g.zarr", mode="w")
+    with pytest.raises(InputError, match="multiscales"):
+        open_volume(tmp_path / "g.zarr")
+
+
+def test_npy_round_trip_and_channels(tmp_path: Path) -> None:
+    data = volume((3, 4, 5, 6), np.float32)
+    np.save(tmp_path / "czyx.npy", data)
+    np.save(tmp_path / "zyx.npy", data[0])
+    np.testing.assert_array_equal(read_all(tmp_path / "zyx.npy"), data[0])
+    np.testing.assert_array_equal(read_all(tmp_path / "czyx.npy", channel=np.int64(2)), data[2])
+    with pytest.raises(InputError, match=r"czyx\.npy: has 3 channels \(axes CZYX\); choose one with --channel"):
+        open_volume(tmp_path / "czyx.npy")
+    with pytest.raises(InputError, match="channel 3 is out of range"):
+        open_volume(tmp_path / "czyx.npy", channel=3)
+
+
+def test_czyx_tiff_needs_a_channel(tmp_path: Path) -> None:
+    data = volume((4, 3, 5, 6), np.uint16)  # ImageJ order: z, c, y, x
+    tifffile.imwrite(tmp_path / "v.tif", data, imagej=True, metadata={"axes": "ZCYX"})
+    with pytest.raises(InputError, match="has 3 channels .*--channel"):
+        open_volume(tmp_path / "v.tif")
+    np.testing.assert_array_equal(read_all(tmp_path / "v.tif", channel=1), data[:, 1])
+    tifffile.imwrite(tmp_path / "z.tif", data, imagej=True, metadata={"axes": "ZCYX"}, compression="zlib")
+    np.testing.assert_array_equal(read_all(tmp_path / "z.tif", channel=2), data[:, 2])
+
+
+def test_rgb_tiff_needs_a_channel(tmp_path: Path) -> None:
+    rgb = volume((5, 6, 3), np.uint8)
+    tifffile.imwrite(tmp_path / "rgb.tif", rgb)
+    with pytest.raises(InputError, match="rgb.tif: has 3 channels .*--channel"):
+        open_volume(tmp_path / "rgb.tif")
+    np.testing.assert_array_equal(read_all(tmp_path / "rgb.tif", channel=0), rgb[np.newaxis, :, :, 0])
+
+
+def test_missing_path(tmp_path: Path) -> None:
+    with pytest.raises(InputError, match="no such file or folder"):
+        open_volume(tmp_path / "nope.tif")
+
+
+def test_unsupported_suffix(tmp_path: Path) -> None:
+    (tmp_path / "v.png").write_bytes(b"\x89PNG")
+    with pytest.raises(InputError, match=r"v\.png: unsupported format; expected .*\.tif.*\.zarr.*\.npy"):
+        open_volume(tmp_path / "v.png")
+
+
+def test_text_file_named_tif(tmp_path: Path) -> None:
+    (tmp_path / "v.tif").write_text("hello, not an image")
+    with pytest.raises(InputError, match=r"v\.tif: not a readable TIFF \(.*\)"):
+        open_volume(tmp_path / "v.tif")
+
+
+@pytest.mark.parametrize("compression", [None, "zlib"])
+@pytest.mark.parametrize("keep", [0.02, 0.5, 0.9])
+def test_truncated_tiff(tmp_path: Path, compression: str | None, keep: float) -> None:
+    write_tiff(tmp_path / "full.tif", volume((10, 32, 32), seed=1), compression=compression)
+    content = (tmp_path / "full.tif").read_bytes()
+    (tmp_path / "cut.tif").write_bytes(content[: int(len(content) * keep)])
+    with pytest.raises(InputError, match=r"cut\.tif: not a readable TIFF"):
+        with open_volume(tmp_path / "cut.tif") as reader:
+            reader.read_slab(0, reader.shape[0])
+
+
+def test_truncated_in_last_plane_fails_only_when_that_plane_is_read(tmp_path: Path) -> None:
+    write_tiff(tmp_path / "full.tif", volume((10, 32, 32), seed=1), compression="zlib")
+    content = (tmp_path / "full.tif").read_bytes()
+    (tmp_path / "cut.tif").write_bytes(content[:-100])
+    with open_volume(tmp_path / "cut.tif") as reader:
+        reader.read_slab(0, 9)
+        with pytest.raises(InputError, match=r"cut\.tif: not a readable TIFF at plane 9"):
+            reader.read_slab(8, 10)
+
+
+@pytest.mark.parametrize(("z0", "z1"), [(-1, 2), (2, 2), (3, 1), (0, 6)])
+def test_bad_slab_bounds(tmp_path: Path, z0: int, z1: int) -> None:
+    np.save(tmp_path / "v.npy", volume())
+    with open_volume(tmp_path / "v.npy") as reader, pytest.raises(InputError, match=r"slab .* outside"):
+        reader.read_slab(z0, z1)
+
+
+@pytest.mark.parametrize("dtype", [bool, np.complex64])
+def test_unsupported_dtype(tmp_path: Path, dtype: type) -> None:
+    np.save(tmp_path / "v.npy", np.zeros((2, 3, 4), dtype))
+    with pytest.raises(InputError, match="unsupported data type"):
+        open_volume(tmp_path / "v.npy")
+
+
+def test_empty_and_too_many_dimensions(tmp_path: Path) -> None:
+    np.save(tmp_path / "empty.npy", np.zeros((0, 3, 4), np.uint16))
+    np.save(tmp_path / "6d.npy", np.zeros((2, 1, 1, 2, 3, 4), np.uint16))
+    np.save(tmp_path / "tczyx.npy", np.zeros((2, 1, 2, 3, 4), np.uint16))
+    with pytest.raises(InputError, match="empty volume"):
+        open_volume(tmp_path / "empty.npy")
+    with pytest.raises(InputError, match="6D array"):
+        open_volume(tmp_path / "6d.npy")
+    with pytest.raises(InputError, match="must be 2D or 3D"):
+        open_volume(tmp_path / "tczyx.npy")
+
+
+def test_real_crop_reads_lazily(shared_data: Path) -> None:
+    path = shared_data / "cellfinder_crop" / "signal.tif"
+    if not path.is_file():
+        pytest.skip(f"{path} not found")
+    with open_volume(path) as reader:
+        assert (reader.shape, reader.dtype, reader.voxel_size) == ((30, 510, 667), np.uint16, None)
+        slab = reader.read_slab(10, 12)
+    np.testing.assert_array_equal(slab, tifffile.imread(path, key=[10, 11]))
