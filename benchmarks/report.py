@@ -1,0 +1,43 @@
+"""Shared by the benchmark scripts: machine description and JSON + markdown output in benchmarks/results/."""
+
+from __future__ import annotations
+
+import json
+import os
+import platform
+from pathlib import Path
+
+RESULTS = Path(__file__).resolve().parent / "results"
+
+
+def machine() -> dict[str, object]:
+    """What the numbers were measured on."""
+    cpu = platform.processor() or platform.machine()
+    try:
+        for line in Path("/proc/cpuinfo").read_text().splitlines():
+            if line.startswith("model name"):
+                cpu = line.split(":", 1)[1].strip()
+                break
+    except OSError:
+        pass
+    return {
+        "cpu": cpu,
+        "cores_available": len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else os.cpu_count(),
+        "python": platform.python_version(),
+        "system": f"{platform.system()} {platform.release()}",
+    }
+
+
+def write(name: str, *, data: dict, columns: list[str], rows: list[list[object]], notes: str = "") -> Path:
+    """Write results/<name>.json (data + machine) and results/<name>.md (a table); return the .md path."""
+    RESULTS.mkdir(parents=True, exist_ok=True)
+    payload = {"benchmark": name, "machine": machine(), **data}
+    (RESULTS / f"{name}.json").write_text(json.dumps(payload, indent=2, default=float) + "\n")
+    lines = [f"# {name}", "", f"Machine: {payload['machine']['cpu']}, {payload['machine']['cores_available']} cores.", ""]
+    if notes:
+        lines += [notes, ""]
+    lines += ["| " + " | ".join(columns) + " |", "|" + "---|" * len(columns)]
+    lines += ["| " + " | ".join(f"{v:.3f}" if isinstance(v, float) else str(v) for v in row) + " |" for row in rows]
+    md = RESULTS / f"{name}.md"
+    md.write_text("\n".join(lines) + "\n")
+    return md

@@ -1,0 +1,24 @@
+"""What onnxruntime can run on this machine: providers in the build, and whether a GPU is really there."""
+
+from __future__ import annotations
+
+import ctypes
+
+
+def cuda_device_count() -> int:
+    """Number of CUDA devices the driver reports; 0 without a driver (no CUDA toolkit needed)."""
+    try:
+        cuda = ctypes.CDLL("libcuda.so.1")
+    except OSError:
+        return 0
+    count = ctypes.c_int(0)
+    if cuda.cuInit(0) != 0 or cuda.cuDeviceGetCount(ctypes.byref(count)) != 0:
+        return 0
+    return count.value
+
+
+def built_providers() -> list[str]:
+    """Execution providers compiled into the installed onnxruntime, in its preference order."""
+    import onnxruntime
+
+    return list(onnxruntime.get_available_providers())

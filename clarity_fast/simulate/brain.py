@@ -1,0 +1,83 @@
+"""A simulated brain: scene + microscope, produced slab by slab so any size fits in memory."""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+from dataclasses import dataclass, field
+
+import numpy as np
+
+from clarity_fast.errors import InputError
+from clarity_fast.io.points import Points
+from clarity_fast.settings import Scale
+from clarity_fast.simulate.imaging import Microscope, sample_imaging
+from clarity_fast.simulate.render import render_foreground
+from clarity_fast.simulate.scene import Scene, make_scene
+
+RENDER_DEPTH = 8  # planes per rendered slab; fixed, so the noise (seeded per slab) never depends on memory
+
+
+@dataclass(frozen=True)
+class SimulationSettings:
+    """Everything that fixes a simulated brain: the same settings give the same volume, bit for bit."""
+
+    shape: tuple[int, int, int]
+    scale: Scale = field(default_factory=lambda: Scale(voxel_size=(4.0, 2.0, 2.0), cell_diameter=12.0))
+    difficulty: float = 0.5
+    seed: int = 0
+
+    def __post_init__(self) -> None:
+        if len(self.shape) != 3 or min(self.shape) < 1:
+            raise InputError(f"shape must be three positive sizes Z,Y,X, got {self.shape}")
+        if not 0.0 <= self.difficulty <= 1.0:
+            raise InputError(f"difficulty must be between 0 and 1, got {self.difficulty}")
+        if self.seed < 0:
+            raise InputError(f"seed must be >= 0, got {self.seed}")
+
+
+class SimulatedBrain:
+    """One brain: its ground-truth cells, and its volume delivered in z-slabs of RENDER_DEPTH planes."""
+
+    def __init__(self, settings: SimulationSettings) -> None:
+        self.settings = settings
+        seeds = np.random.SeedSequence(settings.seed)
+        scene_seed, imaging_seed, self._noise_seed = seeds.spawn(3)
+        self.scene: Scene = make_scene(
+            shape=settings.shape, scale=settings.scale, difficulty=settings.difficulty, rng=np.random.default_rng(scene_seed)
+        )
+        imaging_rng = np.random.default_rng(imaging_seed)
+        self.imaging = sample_imaging(difficulty=settings.difficulty, rng=imaging_rng)
+        self._microscope = Microscope(
+            imaging=self.imaging, shape=settings.shape, voxel_size=settings.scale.voxel_size, rng=imaging_rng
+        )
+
+    @property
+    def cells(self) -> Points:
+        """Ground-truth centres in voxels (z, y, x), 0-based."""
+        zyx = self.scene.cells.centre / np.asarray(self.settings.scale.voxel_size)
+        return Points(zyx=zyx)
+
+    @property
+    def n_slabs(self) -> int:
+        return -(-self.settings.shape[0] // RENDER_DEPTH)
+
+    def slab(self, index: int) -> np.ndarray:
+        """Planes [index * RENDER_DEPTH, ...) as uint16 counts."""
+        depth, *yx = self.settings.shape
+        z0 = index * RENDER_DEPTH
+        z1 = min(z0 + RENDER_DEPTH, depth)
+        halo = self._microscope.halo
+        foreground = render_foreground(
+            self.scene, voxel_size=self.settings.scale.voxel_size, shape_yx=tuple(yx), z0=z0 - halo, z1=z1 + halo
+        )
+        seed = np.random.SeedSequence(self._noise_seed.entropy, spawn_key=(*self._noise_seed.spawn_key, index))
+        rng = np.random.default_rng(seed)
+        return self._microscope.expose(foreground, z0=z0, z1=z1, rng=rng)
+
+    def slabs(self) -> Iterator[np.ndarray]:
+        for index in range(self.n_slabs):
+            yield self.slab(index)
+
+    def volume(self) -> np.ndarray:
+        """The whole volume in memory: for small shapes (tests, demos)."""
+        return np.concatenate(list(self.slabs()), axis=0)
