@@ -6,7 +6,7 @@ from pathlib import Path
 
 import numpy as np
 
-from clarity_fast.io.atomic import atomic_path
+from clarity_fast.io.atomic import atomic_path, make_output_dir
 from clarity_fast.io.points import write_points
 from clarity_fast.io.volumes import write_tiff
 from clarity_fast.progress import progress_bar, step
@@ -20,7 +20,7 @@ CELLS_NAME = "cells.csv"
 
 def write_brain(out_dir: Path, *, settings: SimulationSettings, progress: bool | None = None) -> SimulatedBrain:
     """Write `volume.tif` (with its voxel size) and `cells.csv` (z,y,x voxels) into out_dir."""
-    out_dir.mkdir(parents=True, exist_ok=True)
+    make_output_dir(out_dir)
     brain = SimulatedBrain(settings)
     with progress_bar(total=brain.n_slabs, description=f"simulating {out_dir.name}", enabled=progress) as bar:
 
@@ -43,7 +43,7 @@ def write_brain(out_dir: Path, *, settings: SimulationSettings, progress: bool |
 
 def write_brains(out_dir: Path, *, settings: SimulationSettings, n: int, progress: bool | None = None) -> Path:
     """N brains of varied imaging conditions in out_dir/brain_KK/, plus manifest.csv (volume,points,group)."""
-    out_dir.mkdir(parents=True, exist_ok=True)
+    make_output_dir(out_dir)
     seeds = np.random.SeedSequence(settings.seed).generate_state(n, dtype=np.uint32)
     rows = ["volume,points,group"]
     for k, seed in enumerate(seeds):

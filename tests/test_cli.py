@@ -1,0 +1,67 @@
+"""The command line as a user meets it: help, version, info, simulate, and one-line errors."""
+
+import subprocess
+import sys
+
+import pytest
+
+from clarity_fast import __version__
+
+
+def run(*args: str, cwd=None) -> subprocess.CompletedProcess:
+    return subprocess.run([sys.executable, "-m", "clarity_fast", *args], capture_output=True, text=True, cwd=cwd)
+
+
+def test_help_lists_commands():
+    out = run("--help")
+    assert out.returncode == 0
+    assert "simulate" in out.stdout and "info" in out.stdout
+
+
+@pytest.mark.parametrize("command", ["info", "simulate"])
+def test_each_command_has_help(command):
+    out = run(command, "--help")
+    assert out.returncode == 0 and "Usage" in out.stdout
+
+
+def test_version():
+    out = run("--version")
+    assert out.returncode == 0 and out.stdout.strip() == f"clarity-fast {__version__}"
+
+
+def test_info_reports_runtime():
+    out = run("info")
+    assert out.returncode == 0
+    assert "numba" in out.stdout and "onnxruntime" in out.stdout and "CPUExecutionProvider" in out.stdout
+
+
+def test_simulate_writes_volume_and_cells(tmp_path):
+    out = run("simulate", str(tmp_path / "sim"), "--shape", "8,40,40", "--seed", "3", "--difficulty", "1")
+    assert out.returncode == 0, out.stderr
+    assert (tmp_path / "sim" / "volume.tif").is_file() and (tmp_path / "sim" / "cells.csv").is_file()
+
+
+@pytest.mark.parametrize(
+    "args, message",
+    [
+        (["--shape", "0,3"], "--shape"),
+        (["--shape", "8,a,8"], "--shape"),
+        (["--difficulty", "2"], "difficulty"),
+        (["--voxel-size", "4,-1,2"], "--voxel-size"),
+        (["--brains", "-1"], "--brains"),
+    ],
+)
+def test_bad_arguments_give_one_line(tmp_path, args, message):
+    out = run("simulate", str(tmp_path / "sim"), *args)
+    assert out.returncode == 2
+    lines = out.stderr.strip().splitlines()
+    assert len(lines) == 1 and lines[0].startswith("error:") and message in lines[0]
+    assert "Traceback" not in out.stderr
+
+
+def test_output_under_a_file_is_an_output_error(tmp_path):
+    blocker = tmp_path / "file"
+    blocker.write_text("x")
+    out = run("simulate", str(blocker / "sim"), "--shape", "8,32,32")
+    assert out.returncode == 4
+    assert out.stderr.startswith("error: cannot create output folder") and "Traceback" not in out.stderr
