@@ -2,12 +2,14 @@
 
 from __future__ import annotations
 
+import logging
 import math
 from dataclasses import dataclass
 
 from clarity_fast.errors import InputError
 
 VoxelSize = tuple[float, float, float]
+log = logging.getLogger("clarity_fast")
 
 
 def parse_triple(text: str, *, name: str, integer: bool = False) -> tuple:
@@ -47,3 +49,50 @@ class Scale:
     @property
     def cell_radius_voxels(self) -> tuple[float, float, float]:
         return tuple(d / 2 for d in self.cell_diameter_voxels)
+
+
+def resolve_voxel_size(*, from_file: VoxelSize | None, from_user: VoxelSize | None, source: object) -> VoxelSize:
+    """The user's --voxel-size wins (metadata is often a writer's default); without either, fail clearly."""
+    if from_user is not None:
+        if from_file is not None and not all(math.isclose(a, b, rel_tol=1e-3) for a, b in zip(from_file, from_user)):
+            log.warning("%s: file says voxel size %s µm; using --voxel-size %s", source, from_file, from_user)
+        return tuple(from_user)
+    if from_file is not None:
+        return tuple(from_file)
+    raise InputError(f"{source}: the file does not record its voxel size; pass --voxel-size Z,Y,X (µm)")
+
+
+# Prefilter geometry, as fractions of the cell radius along each axis (chosen on simulated and real data,
+# see benchmarks/prefilter_quality.py).
+SIGMA_PER_RADIUS = 0.5  # Gaussian scale of the curvature filter
+SEPARATION_PER_RADIUS = 0.5  # two candidates closer than this are one
+MIN_SEPARATION_VOXELS = 1.5  # ... and never closer than this, so a cell one plane thick gives one candidate
+NOISE_WINDOW_PER_RADIUS = 3.0  # half-width of the window that measures the local noise
+MIN_SIGMA_VOXELS = 0.5  # below this a sampled Gaussian stops being one
+
+
+@dataclass(frozen=True)
+class PrefilterSettings:
+    """Everything the candidate prefilter needs; derived sizes are in voxels."""
+
+    scale: Scale
+    threshold: float = 3.0  # in units of the local noise of the response
+    slab_depth: int = 32
+
+    def __post_init__(self) -> None:
+        if not math.isfinite(self.threshold):
+            raise InputError(f"threshold must be a finite number, got {self.threshold}")
+        if self.slab_depth < 1:
+            raise InputError(f"slab depth must be >= 1, got {self.slab_depth}")
+
+    @property
+    def sigma(self) -> tuple[float, float, float]:
+        return tuple(max(SIGMA_PER_RADIUS * r, MIN_SIGMA_VOXELS) for r in self.scale.cell_radius_voxels)
+
+    @property
+    def min_separation(self) -> tuple[float, float, float]:
+        return tuple(max(SEPARATION_PER_RADIUS * r, MIN_SEPARATION_VOXELS) for r in self.scale.cell_radius_voxels)
+
+    @property
+    def noise_half_width(self) -> tuple[int, int, int]:
+        return tuple(max(int(round(NOISE_WINDOW_PER_RADIUS * r)), 1) for r in self.scale.cell_radius_voxels)

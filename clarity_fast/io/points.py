@@ -21,6 +21,7 @@ from clarity_fast.errors import InputError
 from clarity_fast.io.atomic import atomic_path
 
 _FORMATS = ("csv", "xml")
+SCORE_ALIAS = "response"  # candidate lists name their score after the prefilter's response
 _CELL_TYPE = 2
 _NON_CELL_TYPE = 1
 
@@ -110,6 +111,8 @@ def _read_csv(path: Path, shape: tuple[int, int, int] | None) -> Points:
             raise InputError(f"{path}: empty file; expected a header row with columns z, y, x")
         names = [name.strip().lower() for name in header]
         columns = {name: names.index(name) for name in ("z", "y", "x", "score", "label") if name in names}
+        if "score" not in columns and SCORE_ALIAS in names:
+            columns["score"] = names.index(SCORE_ALIAS)
         for name in ("z", "y", "x"):
             if name not in columns:
                 raise InputError(f"{path}: no '{name}' column in the header {header}; need z, y and x")
@@ -164,25 +167,31 @@ def _read_xml(path: Path, shape: tuple[int, int, int] | None) -> Points:
 
 
 def write_points(
-    path: str | os.PathLike[str], points: Points, *, format: str | None = None, image_filename: str = "volume.tif"
+    path: str | os.PathLike[str],
+    points: Points,
+    *,
+    format: str | None = None,
+    image_filename: str = "volume.tif",
+    score_name: str = "score",
 ) -> None:
     """Write points atomically as CSV (format from the suffix unless given) or CellCounter XML.
 
+    `score_name` heads the CSV's score column ("score", or SCORE_ALIAS for candidate lists).
     XML, like cellfinder's, has no scores, whole-voxel coordinates and points grouped by type
     (non-cells first); unlabelled points are written as cells.
     """
     path = Path(path)
     if _format_of(path, format) == "csv":
-        text = "".join(_csv_lines(points))
+        text = "".join(_csv_lines(points, score_name))
     else:
         text = _xml_text(points, image_filename)
     with atomic_path(path) as tmp:
         tmp.write_text(text, encoding="utf-8", newline="")
 
 
-def _csv_lines(points: Points) -> Iterator[str]:
+def _csv_lines(points: Points, score_name: str) -> Iterator[str]:
     """Fixed number formats, so the same points always give the same bytes."""
-    optional = (("score", points.score), ("label", points.label))
+    optional = ((score_name, points.score), ("label", points.label))
     yield ",".join(["z", "y", "x"] + [name for name, values in optional if values is not None]) + "\n"
     for i, (z, y, x) in enumerate(points.zyx):
         line = f"{z:.3f},{y:.3f},{x:.3f}"

@@ -51,3 +51,35 @@ def noise_level(response: np.ndarray) -> tuple[float, float]:
     """Median and robust standard deviation (1.4826 x MAD) of a response."""
     median = float(np.median(response))
     return median, 1.4826 * float(np.median(np.abs(response - median)))
+
+
+def blob_snr(
+    volume: np.ndarray, *, sigma: tuple[float, float, float], noise_half_width: tuple[int, int, int], noise_floor: float
+) -> np.ndarray:
+    """The prefilter's response (see kernels.filters) for a whole volume, with scipy."""
+    from scipy.ndimage import uniform_filter
+
+    from clarity_fast.kernels.filters import MEAN_ABS_DIFF_PER_STD, white_noise_gain
+
+    v = np.asarray(volume, dtype=np.float32)
+    planar = v.shape[0] == 1
+    response = blob_response(v, sigma=sigma)
+    plane = v[0] if planar else v
+    padded = np.pad(plane, [(0, 0)] * (plane.ndim - 1) + [(1, 1)], mode="symmetric")
+    proxy = np.abs(plane - np.float32(0.5) * (padded[..., :-2] + padded[..., 2:]))
+    sizes = [2 * w + 1 for w in noise_half_width]
+    box = uniform_filter(proxy, size=sizes[1:] if planar else sizes, mode="reflect")
+    gain = white_noise_gain(sigma[1:] if planar else sigma)
+    noise = np.maximum(gain / MEAN_ABS_DIFF_PER_STD * box, gain * noise_floor)
+    return response / (noise[None] if planar else noise)
+
+
+def gather_patches(volume: np.ndarray, *, centres: np.ndarray, size: int) -> np.ndarray:
+    """(N, 1, P, P, P) float32 z-scored patches, reflect-padded: the gatherer's reference."""
+    half = size // 2
+    padded = np.pad(np.asarray(volume, dtype=np.float32), [(half, size)] * 3, mode="symmetric")
+    out = np.empty((len(centres), 1, size, size, size), dtype=np.float32)
+    for i, (z, y, x) in enumerate(np.asarray(centres, dtype=int)):
+        patch = padded[z : z + size, y : y + size, x : x + size].astype(np.float64)
+        out[i, 0] = (patch - patch.mean()) / max(patch.std(), 1e-6)
+    return out

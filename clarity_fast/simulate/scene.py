@@ -117,7 +117,8 @@ def _soma(rng: np.random.Generator, centre: np.ndarray, radius: float, difficult
     shape = rng.uniform(0.7, 1.3, size=(n, 3))
     # Median contrast falls from 4x to 1.5x background with difficulty; the spread widens so some cells are faint.
     median = 4.0 * (1 - difficulty) + 1.5 * difficulty
-    contrast = median * rng.lognormal(0.0, 0.35 + 0.35 * difficulty, size=n)
+    # Floored where an annotator would still see a cell: ground truth only holds visible somata.
+    contrast = np.maximum(median * rng.lognormal(0.0, 0.35 + 0.35 * difficulty, size=n), 0.5)
     hollow = np.where(rng.uniform(size=n) < 0.3 * difficulty, rng.uniform(0.4, 0.8, size=n), 0.0)
     return Ellipsoids(centre, size * shape, random_rotations(rng, n), contrast, hollow)
 
@@ -195,7 +196,7 @@ def make_scene(*, shape: tuple[int, int, int], scale: Scale, difficulty: float, 
 
     centres = _place_cells(rng, extent, n_target, min_dist=2.2 * radius)
     # Touching pairs: a second soma right against the first, both in the truth.
-    pair = rng.uniform(size=len(centres)) < 0.25 * d
+    pair = rng.uniform(size=len(centres)) < 0.12 * d
     partners = centres[pair] + _unit_vectors(rng, int(pair.sum())) * radius * rng.uniform(1.8, 2.3, size=(int(pair.sum()), 1))
     inside = np.all((partners >= 0) & (partners < extent), axis=1)
     cells = _soma(rng, np.concatenate([centres, partners[inside]]), radius, d)

@@ -1,0 +1,247 @@
+"""The prefilter's blob response, compiled: separable Gaussian passes and a local noise map.
+
+The response at a voxel is the smallest of the scale-normalised curvatures along z, y and x (a cell
+curves down along all three; stripes, vessels and rods do not), divided by the local noise level, so
+that one threshold, in units of noise, serves dim and bright regions alike. Smooth background has no
+curvature and drops out, which is the background removal.
+
+Every function here works on a block of planes that already carries its z-halo (real neighbouring
+planes, or reflections at the volume's ends), so a volume streamed in slabs gives the same numbers,
+bit for bit, as the whole volume at once. Boundary handling in y and x is scipy's 'reflect'.
+"""
+
+from __future__ import annotations
+
+import math
+
+import numba
+import numpy as np
+
+TRUNCATE = 4.0  # Gaussian kernels reach this many sigmas, as scipy's default
+# A white-noise voxel of std s gives |I - (left + right) / 2| a mean of s * sqrt(1.5) * sqrt(2 / pi).
+MEAN_ABS_DIFF_PER_STD = math.sqrt(1.5) * math.sqrt(2.0 / math.pi)
+
+
+def gaussian_kernel(sigma: float, order: int) -> np.ndarray:
+    """Sampled, normalised 1D Gaussian (order 0) or its second derivative (order 2), as scipy builds them."""
+    radius = int(TRUNCATE * sigma + 0.5)
+    x = np.arange(-radius, radius + 1, dtype=np.float64)
+    phi = np.exp(-0.5 * x**2 / sigma**2)
+    phi /= phi.sum()
+    if order == 0:
+        return phi
+    if order == 2:
+        return phi * (x**2 / sigma**4 - 1.0 / sigma**2)
+    raise ValueError(f"order must be 0 or 2, got {order}")
+
+
+def box_kernel(half_width: int) -> np.ndarray:
+    return np.full(2 * half_width + 1, 1.0 / (2 * half_width + 1))
+
+
+@numba.njit(cache=True, nogil=True)
+def _reflect(i: int, n: int) -> int:
+    """scipy 'reflect' (d c b a | a b c d | d c b a) for any overhang."""
+    if n == 1:
+        return 0
+    period = 2 * n
+    i = i % period
+    if i >= n:
+        i = period - 1 - i
+    return i
+
+
+@numba.njit(parallel=True, cache=True, nogil=True)
+def correlate_x(src: np.ndarray, weights: np.ndarray, out: np.ndarray) -> None:
+    """out[k, y, x] = sum_j weights[k, j] * src[y, x + j - r] for each of K same-length kernels."""
+    rows, n = src.shape
+    taps = weights.shape[1]
+    r = taps // 2
+    for y in numba.prange(rows):
+        buf = np.empty(n + 2 * r, dtype=np.float32)
+        for i in range(n + 2 * r):
+            buf[i] = src[y, _reflect(i - r, n)]
+        for k in range(weights.shape[0]):
+            o = out[k, y]
+            o[:] = 0.0
+            for j in range(taps):
+                w = weights[k, j]
+                for x in range(n):
+                    o[x] += w * buf[x + j]
+
+
+@numba.njit(parallel=True, cache=True, nogil=True)
+def box_mean_x(src: np.ndarray, half_width: int, out: np.ndarray) -> None:
+    """Mean over x +- half_width (reflect), by a running sum: constant cost whatever the width."""
+    rows, n = src.shape
+    w = half_width
+    inv = 1.0 / (2 * w + 1)
+    for y in numba.prange(rows):
+        buf = np.empty(n + 2 * w + 1, dtype=np.float64)  # buf[i] = src[i - w - 1], reflected
+        for i in range(n + 2 * w + 1):
+            buf[i] = src[y, _reflect(i - w - 1, n)]
+        total = 0.0
+        for i in range(2 * w + 1):  # the window of x = -1
+            total += buf[i]
+        o = out[y]
+        for x in range(n):
+            total += buf[x + 2 * w + 1] - buf[x]
+            o[x] = total * inv
+
+
+@numba.njit(parallel=True, cache=True, nogil=True)
+def abs_second_difference_x(src: np.ndarray, out: np.ndarray) -> None:
+    """|I(x) - (I(x-1) + I(x+1)) / 2| along x: mostly noise, little signal (the noise map's raw material)."""
+    rows, n = src.shape
+    half = np.float32(0.5)
+    for y in numba.prange(rows):
+        s = src[y]
+        o = out[y]
+        for x in range(1, n - 1):
+            o[x] = abs(s[x] - half * (s[x - 1] + s[x + 1]))
+        for x in (0, n - 1):
+            o[x] = abs(s[x] - half * (s[_reflect(x - 1, n)] + s[_reflect(x + 1, n)]))
+
+
+@numba.njit(parallel=True, cache=True, nogil=True)
+def z_pass(
+    block: np.ndarray, proxy: np.ndarray, centre: int, gz0: np.ndarray, gz2: np.ndarray, boxz: np.ndarray, out: np.ndarray
+) -> None:
+    """Around plane `centre`: out[0] = Gz I, out[1] = Gz'' I, out[2] = box-mean over z of the noise proxy."""
+    rows, n = block.shape[1], block.shape[2]
+    rg = gz0.shape[0] // 2
+    rb = boxz.shape[0] // 2
+    for y in numba.prange(rows):
+        a = out[0, y]
+        c = out[1, y]
+        m = out[2, y]
+        a[:] = 0.0
+        c[:] = 0.0
+        m[:] = 0.0
+        for j in range(gz0.shape[0]):
+            src = block[centre + j - rg, y]
+            w0 = gz0[j]
+            w2 = gz2[j]
+            for x in range(n):
+                a[x] += w0 * src[x]
+                c[x] += w2 * src[x]
+        for j in range(boxz.shape[0]):
+            src = proxy[centre + j - rb, y]
+            w = boxz[j]
+            for x in range(n):
+                m[x] += w * src[x]
+
+
+@numba.njit(parallel=True, cache=True, nogil=True)
+def y_pass_response(
+    xo: np.ndarray,
+    gy0: np.ndarray,
+    gy2: np.ndarray,
+    boxy: np.ndarray,
+    curvature_scale: np.ndarray,
+    noise_scale: float,
+    noise_floor: float,
+    planar: bool,
+    out: np.ndarray,
+) -> None:
+    """The last (y) pass fused with the response, one plane.
+
+    xo[0] = Gx Gz I, xo[1] = Gx'' Gz I, xo[2] = Gx Gz'' I, xo[3] = x/z box mean of the noise proxy.
+    out = min over axes of -sigma_a^2 * curvature_a, divided by the local noise (scaled, floored);
+    `planar` leaves z out.
+    """
+    rows, n = out.shape
+    rg = gy0.shape[0] // 2
+    rb = boxy.shape[0] // 2
+    sz, sy, sx = curvature_scale[0], curvature_scale[1], curvature_scale[2]
+    for y in numba.prange(rows):
+        acc_x = np.zeros(n, dtype=np.float32)
+        acc_y = np.zeros(n, dtype=np.float32)
+        acc_z = np.zeros(n, dtype=np.float32)
+        acc_n = np.zeros(n, dtype=np.float32)
+        for j in range(gy0.shape[0]):
+            yy = _reflect(y + j - rg, rows)
+            w0 = gy0[j]
+            w2 = gy2[j]
+            a = xo[0, yy]
+            b = xo[1, yy]
+            c = xo[2, yy]
+            for x in range(n):
+                acc_x[x] += w0 * b[x]
+                acc_y[x] += w2 * a[x]
+                acc_z[x] += w0 * c[x]
+        for j in range(boxy.shape[0]):
+            s = xo[3, _reflect(y + j - rb, rows)]
+            w = boxy[j]
+            for x in range(n):
+                acc_n[x] += w * s[x]
+        o = out[y]
+        for x in range(n):
+            r = min(-sx * acc_x[x], -sy * acc_y[x])
+            if not planar:
+                r = min(r, -sz * acc_z[x])
+            o[x] = r / max(noise_scale * acc_n[x], noise_floor)
+
+
+def _stack(*kernels: np.ndarray) -> np.ndarray:
+    return np.ascontiguousarray(np.stack(kernels), dtype=np.float32)
+
+
+def white_noise_gain(sigma: tuple[float, ...]) -> float:
+    """Std of the scale-normalised curvature response to unit white noise (RMS over the axes)."""
+    norms0 = [np.linalg.norm(gaussian_kernel(s, 0)) for s in sigma]
+    gains = []
+    for a, s in enumerate(sigma):
+        others = np.prod([n for b, n in enumerate(norms0) if b != a])
+        gains.append(s**2 * np.linalg.norm(gaussian_kernel(s, 2)) * others)
+    return float(np.sqrt(np.mean(np.square(gains))))
+
+
+def blob_snr(
+    block: np.ndarray,
+    *,
+    pad: int,
+    sigma: tuple[float, float, float],
+    noise_half_width: tuple[int, int, int],
+    noise_floor: float,
+    planar: bool,
+) -> np.ndarray:
+    """Response / local noise for the core planes of `block` (float32, halo of `pad` planes each side).
+
+    Passes run z first, then x, then y fused with the response, plane by plane, so the working set
+    beyond the input is a few planes. `planar` treats a single plane as 2D (y and x curvatures only);
+    then `block` is that one plane and pad is 0.
+    """
+    block = np.ascontiguousarray(block, dtype=np.float32)
+    planes, rows, cols = block.shape
+    gain = white_noise_gain(sigma[1:] if planar else sigma)
+    noise_scale = np.float32(gain / MEAN_ABS_DIFF_PER_STD)
+    floor = np.float32(gain * noise_floor)
+    scales = np.asarray([s**2 for s in sigma], dtype=np.float32)
+    gz = [gaussian_kernel(sigma[0], o).astype(np.float32) for o in (0, 2)]
+    bz = box_kernel(noise_half_width[0]).astype(np.float32)
+    wx = _stack(gaussian_kernel(sigma[2], 0), gaussian_kernel(sigma[2], 2))
+    gy = [gaussian_kernel(sigma[1], o).astype(np.float32) for o in (0, 2)]
+    by = box_kernel(noise_half_width[1]).astype(np.float32)
+    proxy = np.empty_like(block)
+    for p in range(planes):
+        abs_second_difference_x(block[p], proxy[p])
+    out = np.empty((planes - 2 * pad, rows, cols), dtype=np.float32)
+    zo = np.empty((3, rows, cols), dtype=np.float32)
+    xo = np.empty((4, rows, cols), dtype=np.float32)
+    for q in range(planes - 2 * pad):
+        if planar:
+            zo[0] = block[q]
+            zo[2] = proxy[q]
+        else:
+            z_pass(block, proxy, q + pad, gz[0], gz[1], bz, zo)
+            correlate_x(zo[1], wx[:1], xo[2:3])
+        correlate_x(zo[0], wx, xo[:2])
+        box_mean_x(zo[2], noise_half_width[2], xo[3])
+        y_pass_response(xo, gy[0], gy[1], by, scales, noise_scale, floor, planar, out[q])
+    return out
+
+
+def z_halo(*, sigma_z: float, noise_half_width_z: int) -> int:
+    """Planes of context a core plane needs on each side."""
+    return max(int(TRUNCATE * sigma_z + 0.5), noise_half_width_z)

@@ -1,0 +1,77 @@
+"""3D local maxima above a threshold, each the largest value of its ellipsoidal neighbourhood, compiled."""
+
+from __future__ import annotations
+
+import numba
+import numpy as np
+
+
+def footprint_offsets(radius: tuple[float, float, float]) -> np.ndarray:
+    """(M, 3) integer offsets inside the ellipsoid of semi-axes `radius` (voxels), the centre excluded."""
+    half = [int(np.floor(r)) for r in radius]
+    grid = np.stack(np.meshgrid(*[np.arange(-h, h + 1) for h in half], indexing="ij"), axis=-1).reshape(-1, 3)
+    inside = np.sum((grid / np.maximum(np.asarray(radius), 1e-9)) ** 2, axis=1) <= 1.0
+    return np.ascontiguousarray(grid[inside & np.any(grid != 0, axis=1)], dtype=np.int64)
+
+
+@numba.njit(cache=True, nogil=True)
+def _is_peak(values: np.ndarray, z: int, y: int, x: int, offsets: np.ndarray) -> bool:
+    v = values[z, y, x]
+    planes, rows, cols = values.shape
+    for m in range(offsets.shape[0]):
+        zz = z + offsets[m, 0]
+        yy = y + offsets[m, 1]
+        xx = x + offsets[m, 2]
+        if 0 <= zz < planes and 0 <= yy < rows and 0 <= xx < cols and values[zz, yy, xx] > v:
+            return False
+    return True
+
+
+@numba.njit(parallel=True, cache=True, nogil=True)
+def _count_rows(values, offsets, z_lo, z_hi, threshold, counts):
+    rows, cols = values.shape[1], values.shape[2]
+    for qy in numba.prange((z_hi - z_lo) * rows):
+        z = z_lo + qy // rows
+        y = qy % rows
+        c = 0
+        for x in range(cols):
+            if values[z, y, x] > threshold and _is_peak(values, z, y, x, offsets):
+                c += 1
+        counts[qy] = c
+
+
+@numba.njit(parallel=True, cache=True, nogil=True)
+def _fill_rows(values, offsets, z_lo, threshold, starts, coords, found):
+    rows, cols = values.shape[1], values.shape[2]
+    for qy in numba.prange(starts.shape[0] - 1):
+        z = z_lo + qy // rows
+        y = qy % rows
+        i = starts[qy]
+        for x in range(cols):
+            if values[z, y, x] > threshold and _is_peak(values, z, y, x, offsets):
+                coords[i, 0] = z
+                coords[i, 1] = y
+                coords[i, 2] = x
+                found[i] = values[z, y, x]
+                i += 1
+
+
+def local_maxima(
+    values: np.ndarray, *, offsets: np.ndarray, threshold: float, z_range: tuple[int, int] | None = None
+) -> tuple[np.ndarray, np.ndarray]:
+    """Voxels of planes z_range (default all) above `threshold` that no neighbour in `offsets` exceeds.
+
+    Neighbours outside `values` do not count, so pass a block that holds every plane a neighbourhood may
+    reach inside the volume. Returns (N, 3) int64 block coordinates in C order and their values.
+    """
+    z_lo, z_hi = z_range if z_range is not None else (0, values.shape[0])
+    rows = values.shape[1]
+    counts = np.zeros((z_hi - z_lo) * rows, dtype=np.int64)
+    thr = np.float32(threshold)
+    _count_rows(values, offsets, z_lo, z_hi, thr, counts)
+    starts = np.zeros(len(counts) + 1, dtype=np.int64)
+    np.cumsum(counts, out=starts[1:])
+    coords = np.empty((starts[-1], 3), dtype=np.int64)
+    found = np.empty(starts[-1], dtype=np.float32)
+    _fill_rows(values, offsets, z_lo, thr, starts, coords, found)
+    return coords, found
