@@ -67,12 +67,12 @@ def measure(mode: str, path: str) -> dict:
             np.copyto(dst, src)
             times.append(time.perf_counter() - start)
         return {"seconds": min(times), "bytes": 2 * src.nbytes}
-    data = np.array(volume)
+    data = np.array(volume[:1] if mode.endswith("slice") else volume)
     settings = _settings()
     if mode in ("numba", "numba-slice"):
         from clarity_fast.candidates import find_candidates
 
-        source = _Array(data[:1] if mode == "numba-slice" else data)
+        source = _Array(data)
         find_candidates(_Array(np.asarray(data[:3, :40, :40])), settings=settings)  # compile / load the cache
         find_candidates(_Array(np.asarray(data[:1, :40, :40])), settings=settings)
         times = []
@@ -83,7 +83,7 @@ def measure(mode: str, path: str) -> dict:
         return {"seconds": min(times), "voxels": int(np.prod(source.shape)), "candidates": len(found)}
     from clarity_fast.kernels import reference
 
-    source = data[:1] if mode == "scipy-slice" else data
+    source = data
     start = time.perf_counter()
     snr = reference.blob_snr(
         source, sigma=settings.sigma, noise_half_width=settings.noise_half_width, noise_floor=0.5

@@ -1,0 +1,120 @@
+"""The streamed prefilter: slab-invariant, 2D-capable, and finding the cells."""
+
+import csv
+import subprocess
+import sys
+
+import numpy as np
+import pytest
+
+from clarity_fast.candidates import find_candidates
+from clarity_fast.evaluate import match_points
+from clarity_fast.io.points import read_points
+from clarity_fast.io.volumes import open_volume, write_tiff
+from clarity_fast.kernels import reference
+from clarity_fast.settings import PrefilterSettings, Scale
+from clarity_fast.simulate import SimulatedBrain, SimulationSettings
+
+
+class Array:
+    def __init__(self, volume):
+        self.volume, self.shape, self.dtype = volume, volume.shape, volume.dtype
+
+    def read_slab(self, z0, z1):
+        return self.volume[z0:z1]
+
+
+@pytest.fixture(scope="module")
+def brain():
+    return SimulatedBrain(SimulationSettings(shape=(40, 96, 96), seed=21, difficulty=1.0))
+
+
+def test_slabs_that_cut_through_cells_give_the_whole_volume_result(brain):
+    volume = Array(brain.volume())
+    results = [
+        find_candidates(volume, settings=PrefilterSettings(scale=brain.settings.scale, slab_depth=depth))
+        for depth in (1, 3, 7, 16, 40)
+    ]
+    assert len(results[0]) > 50
+    for other in results[1:]:
+        np.testing.assert_array_equal(other.zyx, results[0].zyx)
+        np.testing.assert_array_equal(other.response, results[0].response)
+
+
+def test_streamed_candidates_equal_the_reference_maths(brain):
+    settings = PrefilterSettings(scale=brain.settings.scale, slab_depth=9)
+    found = find_candidates(Array(brain.volume()), settings=settings)
+    snr = reference.blob_snr(brain.volume(), sigma=settings.sigma, noise_half_width=settings.noise_half_width, noise_floor=0.5)
+    expected = reference.local_maxima(snr, radius=settings.min_separation, threshold=settings.threshold)
+    # Float rounding may flip a near-tie; the sets must agree almost everywhere.
+    got = {tuple(p) for p in found.zyx}
+    want = {tuple(p) for p in expected}
+    assert len(got ^ want) <= 0.01 * len(want)
+
+
+def test_recall_on_a_hard_simulated_volume(brain):
+    found = find_candidates(Array(brain.volume()), settings=PrefilterSettings(scale=brain.settings.scale))
+    match = match_points(pred=found.zyx, truth=brain.cells.zyx, radius=3.5, axis_scale=(2, 1, 1))
+    assert match.recall >= 0.93
+    assert len(found) <= 6 * len(brain.cells)
+
+
+def test_single_plane_uses_a_2d_response(tmp_path):
+    brain = SimulatedBrain(SimulationSettings(shape=(1, 128, 160), seed=3, difficulty=0.0))
+    plane = brain.volume()[0]
+    path = tmp_path / "plane.tif"
+    write_tiff(path, plane, voxel_size=(4.0, 2.0, 2.0))
+    with open_volume(path) as reader:
+        assert reader.shape == (1, 128, 160)
+        found = find_candidates(reader, settings=PrefilterSettings(scale=brain.settings.scale))
+    assert len(found) > 3 and np.all(found.zyx[:, 0] == 0)
+    in_plane = brain.cells.zyx[np.abs(brain.cells.zyx[:, 0]) < 0.75] * (0, 1, 1)
+    match = match_points(pred=found.zyx, truth=in_plane, radius=3.5)
+    assert match.recall >= 0.8
+
+
+def test_constant_volume_has_no_candidates():
+    found = find_candidates(Array(np.full((6, 32, 32), 100, np.uint16)), settings=PrefilterSettings(scale=Scale((4, 2, 2), 12)))
+    assert len(found) == 0
+
+
+def test_real_delivr_patches_recall(shared_data):
+    root = shared_data / "delivr_cfos"
+    settings = PrefilterSettings(scale=Scale(voxel_size=(6.0, 1.62, 1.62), cell_diameter=8.0))
+    tp = total = 0
+    for patch in ("1008_0", "1147_1", "695_0"):
+        with open_volume(root / "patches" / patch / "volume.tif") as reader:
+            found = find_candidates(reader, settings=settings)
+        truth = read_points(root / "patches" / patch / "points.csv").zyx
+        tp += match_points(pred=found.zyx, truth=truth, radius=3.5, axis_scale=(2, 1, 1)).tp
+        total += len(truth)
+    assert tp / total >= 0.95
+
+
+def run_cli(*args):
+    return subprocess.run([sys.executable, "-m", "clarity_fast", *args], capture_output=True, text=True)
+
+
+def test_candidates_command(tmp_path):
+    brain = SimulatedBrain(SimulationSettings(shape=(12, 64, 64), seed=4, difficulty=0.5))
+    write_tiff(tmp_path / "v.tif", brain.volume(), voxel_size=(4.0, 2.0, 2.0))
+    out = run_cli("candidates", str(tmp_path / "v.tif"), "--out", str(tmp_path / "c.csv"), "--slab-depth", "5")
+    assert out.returncode == 0, out.stderr
+    with open(tmp_path / "c.csv") as f:
+        rows = list(csv.reader(f))
+    assert rows[0] == ["z", "y", "x", "response"] and len(rows) > 5
+    assert read_points(tmp_path / "c.csv").score is not None
+    assert "candidates in" in out.stdout
+
+
+def test_candidates_without_a_voxel_size_asks_for_one(tmp_path):
+    np.save(tmp_path / "v.npy", np.zeros((4, 16, 16), np.uint16))
+    out = run_cli("candidates", str(tmp_path / "v.npy"), "--out", str(tmp_path / "c.csv"))
+    assert out.returncode == 2 and "--voxel-size" in out.stderr and "Traceback" not in out.stderr
+    assert not (tmp_path / "c.csv").exists()
+
+
+def test_candidates_warns_when_flag_and_file_disagree(tmp_path):
+    write_tiff(tmp_path / "v.tif", np.zeros((4, 16, 16), np.uint16), voxel_size=(5.0, 1.0, 1.0))
+    out = run_cli("candidates", str(tmp_path / "v.tif"), "--out", str(tmp_path / "c.csv"), "--voxel-size", "4,2,2")
+    assert out.returncode == 0 and out.stderr.startswith("warning:")

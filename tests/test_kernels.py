@@ -1,0 +1,116 @@
+"""The compiled kernels against the plain numpy/scipy reference of the same maths."""
+
+import numpy as np
+import pytest
+from hypothesis import HealthCheck, given, settings
+from hypothesis import strategies as st
+from scipy.ndimage import gaussian_filter1d
+
+from clarity_fast.candidates import read_planes
+from clarity_fast.kernels import reference
+from clarity_fast.kernels.filters import blob_snr, gaussian_kernel, z_halo
+from clarity_fast.kernels.gather import gather_patches
+from clarity_fast.kernels.maxima import footprint_offsets, local_maxima
+
+DTYPES = [np.uint8, np.uint16, np.int16, np.float32, np.float64]
+
+
+class Array:
+    """An in-memory volume with the reader interface."""
+
+    def __init__(self, volume):
+        self.volume, self.shape, self.dtype = volume, volume.shape, volume.dtype
+
+    def read_slab(self, z0, z1):
+        return self.volume[z0:z1]
+
+
+def numba_snr(volume, sigma, half_width, floor=0.5):
+    if volume.shape[0] == 1:
+        return blob_snr(volume, pad=0, sigma=sigma, noise_half_width=half_width, noise_floor=floor, planar=True)
+    pad = z_halo(sigma_z=sigma[0], noise_half_width_z=half_width[0])
+    block = read_planes(Array(volume), -pad, volume.shape[0] + pad)
+    return blob_snr(block, pad=pad, sigma=sigma, noise_half_width=half_width, noise_floor=floor, planar=False)
+
+
+@pytest.mark.parametrize("sigma", [0.5, 0.9, 1.5, 3.2])
+@pytest.mark.parametrize("order", [0, 2])
+def test_kernel_matches_scipy(sigma, order):
+    kernel = gaussian_kernel(sigma, order)
+    impulse = np.zeros(2 * len(kernel) + 1)
+    impulse[len(impulse) // 2] = 1.0
+    expected = gaussian_filter1d(impulse, sigma, order=order, mode="constant")
+    r = len(kernel) // 2
+    centre = len(impulse) // 2
+    np.testing.assert_allclose(kernel, expected[centre - r : centre + r + 1], atol=1e-12)
+
+
+@settings(max_examples=25, deadline=None, suppress_health_check=[HealthCheck.too_slow])
+@given(
+    depth=st.integers(1, 9),
+    rows=st.integers(2, 30),
+    cols=st.integers(2, 30),
+    dtype=st.sampled_from(DTYPES),
+    sigma=st.tuples(st.floats(0.5, 2.0), st.floats(0.5, 2.5), st.floats(0.5, 2.5)),
+    half_width=st.tuples(st.integers(1, 4), st.integers(1, 6), st.integers(1, 6)),
+    seed=st.integers(0, 2**16),
+)
+def test_blob_snr_matches_reference(depth, rows, cols, dtype, sigma, half_width, seed):
+    rng = np.random.default_rng(seed)
+    volume = (rng.random((depth, rows, cols)) * 200).astype(dtype)
+    got = numba_snr(volume, sigma, half_width)
+    expected = reference.blob_snr(volume, sigma=sigma, noise_half_width=half_width, noise_floor=0.5)
+    scale = max(float(np.abs(expected).max()), 1.0)
+    np.testing.assert_allclose(got, expected, rtol=1e-4, atol=1e-4 * scale)
+
+
+@settings(max_examples=40, deadline=None)
+@given(
+    shape=st.tuples(st.integers(1, 8), st.integers(1, 16), st.integers(1, 16)),
+    radius=st.tuples(st.floats(0.5, 3.0), st.floats(0.5, 3.0), st.floats(0.5, 3.0)),
+    integer_values=st.booleans(),
+    seed=st.integers(0, 2**16),
+)
+def test_local_maxima_match_reference(shape, radius, integer_values, seed):
+    rng = np.random.default_rng(seed)
+    values = rng.normal(size=shape).astype(np.float32)
+    if integer_values:  # plateaus: ties must be handled the same way
+        values = np.round(values * 2).astype(np.float32)
+    coords, found = local_maxima(values, offsets=footprint_offsets(radius), threshold=0.0)
+    expected = reference.local_maxima(values, radius=radius, threshold=0.0)
+    np.testing.assert_array_equal(coords, expected)
+    np.testing.assert_array_equal(found, values[tuple(expected.T)])
+
+
+@pytest.mark.parametrize("dtype", [np.uint16, np.float32])
+@pytest.mark.parametrize("size", [12, 9])
+def test_gather_matches_reference_including_edges(dtype, size):
+    rng = np.random.default_rng(0)
+    volume = (rng.random((10, 20, 24)) * 1000).astype(dtype)
+    centres = np.array([[0, 0, 0], [9, 19, 23], [5, 10, 12], [1, 18, 2], [4, 3, 22]])
+    out = np.empty((8, 1, size, size, size), dtype=np.float32)
+    got = gather_patches(volume, centres=centres, out=out)
+    expected = reference.gather_patches(volume, centres=centres, size=size)
+    np.testing.assert_allclose(got, expected, atol=1e-5)
+    assert np.allclose(got.reshape(len(centres), -1).mean(axis=1), 0, atol=1e-5)
+
+
+def test_gather_from_a_sub_block_equals_the_whole_volume():
+    rng = np.random.default_rng(1)
+    volume = rng.integers(0, 4000, size=(30, 16, 16)).astype(np.uint16)
+    centres = np.array([[10, 5, 5], [12, 0, 15], [14, 8, 8]])
+    whole = gather_patches(volume, centres=centres, out=np.empty((3, 1, 12, 12, 12), np.float32))
+    part = gather_patches(
+        volume[4:21], centres=centres, src_z0=4, depth=30, out=np.empty((3, 1, 12, 12, 12), np.float32)
+    )
+    np.testing.assert_array_equal(whole, part)
+
+
+def test_flat_patch_is_zero_not_nan():
+    out = gather_patches(np.full((4, 8, 8), 7, np.uint16), centres=np.array([[2, 4, 4]]), out=np.empty((1, 1, 6, 6, 6), np.float32))
+    assert np.all(out == 0)
+
+
+def test_gather_rejects_a_wrong_buffer():
+    with pytest.raises(ValueError):
+        gather_patches(np.zeros((4, 8, 8)), centres=np.zeros((2, 3), int), out=np.empty((1, 1, 6, 6, 6), np.float32))
