@@ -14,6 +14,8 @@ import numpy as np
 import report
 
 from clarity_fast.candidates import find_candidates
+from clarity_fast.evaluate import AXIS_WEIGHTS as AXIS_SCALE
+from clarity_fast.evaluate import RADIUS_VOXELS as RADIUS
 from clarity_fast.evaluate import match_points
 from clarity_fast.io.points import read_points
 from clarity_fast.io.volumes import open_volume
@@ -24,7 +26,6 @@ THRESHOLDS = (2.0, 3.0, 4.0, 5.0, 6.0, 7.0, 8.0)
 SIM_SHAPE = (48, 192, 192)
 SIM_SEEDS = (1, 2, 3)
 DELIVR_SCALE = Scale(voxel_size=(6.0, 1.62, 1.62), cell_diameter=8.0)
-RADIUS, AXIS_SCALE = 3.5, (2.0, 1.0, 1.0)
 
 
 class _Array:

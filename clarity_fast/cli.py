@@ -154,6 +154,22 @@ def candidates(
     )
 
 
+@app.command()
+def demo(
+    out_dir: Annotated[Path, typer.Option("--out", help="Folder for the simulated brain and its results.")] = Path("clarity-fast-demo"),
+    shape: Annotated[str, typer.Option("--shape", help="Volume shape Z,Y,X in voxels.")] = "32,256,256",
+    seed: Annotated[int, typer.Option("--seed")] = 1,
+    difficulty: Annotated[float, typer.Option("--difficulty", help="0 (easy) .. 1 (hard).")] = 1.0,
+) -> None:
+    """Run the pipeline on a built-in simulated brain and score it against the ground truth."""
+    from clarity_fast.demo import run_demo
+    from clarity_fast.simulate import SimulationSettings
+
+    settings = SimulationSettings(shape=parse_triple(shape, name="--shape", integer=True), seed=seed, difficulty=difficulty)
+    for line in run_demo(out_dir=out_dir, settings=settings).lines():
+        typer.echo(line)
+
+
 def main() -> None:
     """Entry point: project errors become `error: <message>` and an exit code, never a traceback."""
     debug = "--debug" in sys.argv[1:]

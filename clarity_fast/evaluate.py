@@ -16,6 +16,11 @@ from scipy.spatial import cKDTree
 
 from clarity_fast.errors import InputError
 
+# The study's matching rule for voxel coordinates: within 3.5 voxels, z distances counted double
+# (z is sampled coarser than y and x in cleared-brain stacks).
+RADIUS_VOXELS = 3.5
+AXIS_WEIGHTS = (2.0, 1.0, 1.0)
+
 _NO_EDGE = 1e9  # cost of pairing two points farther apart than the radius: never preferred to a real match
 
 

@@ -8,7 +8,7 @@ import numpy as np
 import pytest
 
 from clarity_fast.candidates import find_candidates
-from clarity_fast.evaluate import match_points
+from clarity_fast.evaluate import AXIS_WEIGHTS, RADIUS_VOXELS, match_points
 from clarity_fast.io.points import read_points
 from clarity_fast.io.volumes import open_volume, write_tiff
 from clarity_fast.kernels import reference
@@ -54,7 +54,7 @@ def test_streamed_candidates_equal_the_reference_maths(brain):
 
 def test_recall_on_a_hard_simulated_volume(brain):
     found = find_candidates(Array(brain.volume()), settings=PrefilterSettings(scale=brain.settings.scale))
-    match = match_points(pred=found.zyx, truth=brain.cells.zyx, radius=3.5, axis_scale=(2, 1, 1))
+    match = match_points(pred=found.zyx, truth=brain.cells.zyx, radius=RADIUS_VOXELS, axis_scale=AXIS_WEIGHTS)
     assert match.recall >= 0.93
     assert len(found) <= 6 * len(brain.cells)
 
@@ -86,7 +86,7 @@ def test_real_delivr_patches_recall(shared_data):
         with open_volume(root / "patches" / patch / "volume.tif") as reader:
             found = find_candidates(reader, settings=settings)
         truth = read_points(root / "patches" / patch / "points.csv").zyx
-        tp += match_points(pred=found.zyx, truth=truth, radius=3.5, axis_scale=(2, 1, 1)).tp
+        tp += match_points(pred=found.zyx, truth=truth, radius=RADIUS_VOXELS, axis_scale=AXIS_WEIGHTS).tp
         total += len(truth)
     assert tp / total >= 0.95
 

@@ -18,7 +18,7 @@ def test_help_lists_commands():
     assert "simulate" in out.stdout and "info" in out.stdout
 
 
-@pytest.mark.parametrize("command", ["info", "simulate"])
+@pytest.mark.parametrize("command", ["info", "simulate", "candidates", "demo"])
 def test_each_command_has_help(command):
     out = run(command, "--help")
     assert out.returncode == 0 and "Usage" in out.stdout
@@ -65,3 +65,10 @@ def test_output_under_a_file_is_an_output_error(tmp_path):
     out = run("simulate", str(blocker / "sim"), "--shape", "8,32,32")
     assert out.returncode == 4
     assert out.stderr.startswith("error: cannot create output folder") and "Traceback" not in out.stderr
+
+
+def test_demo_runs_and_scores(tmp_path):
+    out = run("demo", "--out", str(tmp_path / "demo"), "--shape", "16,96,96")
+    assert out.returncode == 0, out.stderr
+    assert "candidate recall" in out.stdout and "LoG" in out.stdout
+    assert (tmp_path / "demo" / "candidates.csv").is_file()
