@@ -18,7 +18,7 @@ from clarity_fast.evaluate import AXIS_WEIGHTS as AXIS_SCALE
 from clarity_fast.evaluate import RADIUS_VOXELS as RADIUS
 from clarity_fast.evaluate import match_points
 from clarity_fast.io.points import read_points
-from clarity_fast.io.volumes import open_volume
+from clarity_fast.io.volumes import open_array, open_volume
 from clarity_fast.settings import PrefilterSettings, Scale
 from clarity_fast.simulate import SimulatedBrain, SimulationSettings
 
@@ -27,15 +27,6 @@ SIM_SHAPE = (48, 192, 192)
 SIM_SEEDS = (1, 2, 3)
 DELIVR_SCALE = Scale(voxel_size=(6.0, 1.62, 1.62), cell_diameter=8.0)
 
-
-class _Array:
-    """An in-memory volume with the reader interface."""
-
-    def __init__(self, volume: np.ndarray) -> None:
-        self.volume, self.shape, self.dtype = volume, volume.shape, volume.dtype
-
-    def read_slab(self, z0: int, z1: int) -> np.ndarray:
-        return self.volume[z0:z1]
 
 
 def curve(items) -> list[dict]:
@@ -56,7 +47,7 @@ def curve(items) -> list[dict]:
 def simulated():
     for seed in SIM_SEEDS:
         brain = SimulatedBrain(SimulationSettings(shape=SIM_SHAPE, seed=seed, difficulty=1.0))
-        yield _Array(brain.volume()), brain.cells.zyx, brain.settings.scale
+        yield open_array(brain.volume()), brain.cells.zyx, brain.settings.scale
 
 
 def delivr(root: Path):

@@ -19,6 +19,8 @@ from pathlib import Path
 import numpy as np
 import report
 
+from clarity_fast.io.volumes import open_array
+
 OUT = Path(__file__).resolve().parent / "out"
 
 
@@ -32,13 +34,6 @@ def _volume_path(shape: tuple[int, int, int]) -> Path:
         np.save(path, SimulatedBrain(SimulationSettings(shape=shape, seed=0, difficulty=1.0)).volume())
     return path
 
-
-class _Array:
-    def __init__(self, volume: np.ndarray) -> None:
-        self.volume, self.shape, self.dtype = volume, volume.shape, volume.dtype
-
-    def read_slab(self, z0: int, z1: int) -> np.ndarray:
-        return np.array(self.volume[z0:z1])
 
 
 def _settings():
@@ -54,9 +49,9 @@ def measure(mode: str, path: str) -> dict:
         start = time.perf_counter()
         from clarity_fast.candidates import find_candidates
 
-        tiny = _Array(np.asarray(volume[:3, :40, :40]))
+        tiny = open_array(np.asarray(volume[:3, :40, :40]))
         find_candidates(tiny, settings=_settings())
-        find_candidates(_Array(np.asarray(volume[:1, :40, :40])), settings=_settings())
+        find_candidates(open_array(np.asarray(volume[:1, :40, :40])), settings=_settings())
         return {"seconds": time.perf_counter() - start}
     if mode == "copy":
         src = np.array(volume)
@@ -72,9 +67,9 @@ def measure(mode: str, path: str) -> dict:
     if mode in ("numba", "numba-slice"):
         from clarity_fast.candidates import find_candidates
 
-        source = _Array(data)
-        find_candidates(_Array(np.asarray(data[:3, :40, :40])), settings=settings)  # compile / load the cache
-        find_candidates(_Array(np.asarray(data[:1, :40, :40])), settings=settings)
+        source = open_array(data)
+        find_candidates(open_array(np.asarray(data[:3, :40, :40])), settings=settings)  # compile / load the cache
+        find_candidates(open_array(np.asarray(data[:1, :40, :40])), settings=settings)
         times = []
         for _ in range(2):
             start = time.perf_counter()

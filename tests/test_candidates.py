@@ -10,18 +10,11 @@ import pytest
 from clarity_fast.candidates import find_candidates
 from clarity_fast.evaluate import AXIS_WEIGHTS, RADIUS_VOXELS, match_points
 from clarity_fast.io.points import read_points
-from clarity_fast.io.volumes import open_volume, write_tiff
+from clarity_fast.io.volumes import open_array, open_volume, write_tiff
 from clarity_fast.kernels import reference
 from clarity_fast.settings import PrefilterSettings, Scale
 from clarity_fast.simulate import SimulatedBrain, SimulationSettings
 
-
-class Array:
-    def __init__(self, volume):
-        self.volume, self.shape, self.dtype = volume, volume.shape, volume.dtype
-
-    def read_slab(self, z0, z1):
-        return self.volume[z0:z1]
 
 
 @pytest.fixture(scope="module")
@@ -30,7 +23,7 @@ def brain():
 
 
 def test_slabs_that_cut_through_cells_give_the_whole_volume_result(brain):
-    volume = Array(brain.volume())
+    volume = open_array(brain.volume())
     results = [
         find_candidates(volume, settings=PrefilterSettings(scale=brain.settings.scale, slab_depth=depth))
         for depth in (1, 3, 7, 16, 40)
@@ -43,7 +36,7 @@ def test_slabs_that_cut_through_cells_give_the_whole_volume_result(brain):
 
 def test_streamed_candidates_equal_the_reference_maths(brain):
     settings = PrefilterSettings(scale=brain.settings.scale, slab_depth=9)
-    found = find_candidates(Array(brain.volume()), settings=settings)
+    found = find_candidates(open_array(brain.volume()), settings=settings)
     snr = reference.blob_snr(brain.volume(), sigma=settings.sigma, noise_half_width=settings.noise_half_width, noise_floor=0.5)
     expected = reference.local_maxima(snr, radius=settings.min_separation, threshold=settings.threshold)
     # Float rounding may flip a near-tie; the sets must agree almost everywhere.
@@ -53,7 +46,7 @@ def test_streamed_candidates_equal_the_reference_maths(brain):
 
 
 def test_recall_on_a_hard_simulated_volume(brain):
-    found = find_candidates(Array(brain.volume()), settings=PrefilterSettings(scale=brain.settings.scale))
+    found = find_candidates(open_array(brain.volume()), settings=PrefilterSettings(scale=brain.settings.scale))
     match = match_points(pred=found.zyx, truth=brain.cells.zyx, radius=RADIUS_VOXELS, axis_scale=AXIS_WEIGHTS)
     assert match.recall >= 0.93
     assert len(found) <= 6 * len(brain.cells)
@@ -74,7 +67,7 @@ def test_single_plane_uses_a_2d_response(tmp_path):
 
 
 def test_constant_volume_has_no_candidates():
-    found = find_candidates(Array(np.full((6, 32, 32), 100, np.uint16)), settings=PrefilterSettings(scale=Scale((4, 2, 2), 12)))
+    found = find_candidates(open_array(np.full((6, 32, 32), 100, np.uint16)), settings=PrefilterSettings(scale=Scale((4, 2, 2), 12)))
     assert len(found) == 0
 
 

@@ -397,3 +397,14 @@ def test_real_crop_reads_lazily(shared_data: Path) -> None:
         assert (reader.shape, reader.dtype, reader.voxel_size) == ((30, 510, 667), np.uint16, None)
         slab = reader.read_slab(10, 12)
     np.testing.assert_array_equal(slab, tifffile.imread(path, key=[10, 11]))
+
+
+def test_open_array_wraps_memory():
+    from clarity_fast.io.volumes import open_array
+
+    plane = np.arange(12, dtype=np.uint16).reshape(3, 4)
+    with open_array(plane, voxel_size=(1.0, 2.0, 2.0)) as vol:
+        assert vol.shape == (1, 3, 4) and vol.voxel_size == (1.0, 2.0, 2.0)
+        assert np.array_equal(vol.read_slab(0, 1)[0], plane)
+    with pytest.raises(InputError):
+        open_array(np.zeros((2, 2, 3, 4)))

@@ -7,6 +7,7 @@ from hypothesis import strategies as st
 from scipy.ndimage import gaussian_filter1d
 
 from clarity_fast.candidates import read_planes
+from clarity_fast.io.volumes import open_array
 from clarity_fast.kernels import reference
 from clarity_fast.kernels.filters import blob_snr, gaussian_kernel, z_halo
 from clarity_fast.kernels.gather import gather_patches
@@ -15,21 +16,12 @@ from clarity_fast.kernels.maxima import footprint_offsets, local_maxima
 DTYPES = [np.uint8, np.uint16, np.int16, np.float32, np.float64]
 
 
-class Array:
-    """An in-memory volume with the reader interface."""
-
-    def __init__(self, volume):
-        self.volume, self.shape, self.dtype = volume, volume.shape, volume.dtype
-
-    def read_slab(self, z0, z1):
-        return self.volume[z0:z1]
-
 
 def numba_snr(volume, sigma, half_width, floor=0.5):
     if volume.shape[0] == 1:
         return blob_snr(volume, pad=0, sigma=sigma, noise_half_width=half_width, noise_floor=floor, planar=True)
     pad = z_halo(sigma_z=sigma[0], noise_half_width_z=half_width[0])
-    block = read_planes(Array(volume), -pad, volume.shape[0] + pad)
+    block = read_planes(open_array(volume), -pad, volume.shape[0] + pad)
     return blob_snr(block, pad=pad, sigma=sigma, noise_half_width=half_width, noise_floor=floor, planar=False)
 
 

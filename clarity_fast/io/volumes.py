@@ -319,6 +319,13 @@ def open_volume(path: str | os.PathLike[str], *, channel: int | None = None) -> 
     raise InputError(f"{path}: unsupported format; expected {_FORMATS}")
 
 
+def open_array(array: np.ndarray, *, voxel_size: VoxelSize | None = None, name: str = "<array>") -> VolumeReader:
+    """An in-memory (z, y, x) or (y, x) array as a volume: the Python API's way in."""
+    array = np.asarray(array)
+    layout, shape = _layout(name, array.shape, _DEFAULT_AXES.get(array.ndim, ""), None)
+    return _ArrayVolume(Path(name), array, layout, shape, voxel_size=voxel_size, error="cannot read the array")
+
+
 def _open_tiff(path: Path, channel: int | None) -> VolumeReader:
     """Memory-map uncompressed contiguous data; decode page by page otherwise; Zarr view as last resort."""
     error = "not a readable TIFF"
