@@ -13,6 +13,7 @@ from scipy.optimize import linear_sum_assignment
 from scipy.sparse import coo_matrix
 from scipy.sparse.csgraph import connected_components
 from scipy.spatial import cKDTree
+from scipy.stats import rankdata
 
 from clarity_fast.errors import InputError
 
@@ -111,3 +112,23 @@ def best_threshold(
         if best is None or m.f1 > best[1].f1:
             best = (float(t), m)
     return best
+
+
+def roc_auc(scores: np.ndarray, labels: np.ndarray) -> float:
+    """Area under the ROC curve (Mann-Whitney, ties counted half); nan without both classes."""
+    scores = np.asarray(scores, dtype=float)
+    labels = np.asarray(labels).astype(bool)
+    n_pos, n_neg = int(labels.sum()), int((~labels).sum())
+    if n_pos == 0 or n_neg == 0:
+        return float("nan")
+    ranks = rankdata(scores)  # ties share their average rank
+    return float((ranks[labels].sum() - n_pos * (n_pos + 1) / 2.0) / (n_pos * n_neg))
+
+
+def roc_curve(scores: np.ndarray, labels: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """False- and true-positive rates over all thresholds, from (0, 0) to (1, 1)."""
+    order = np.argsort(-np.asarray(scores, dtype=float), kind="mergesort")
+    labels = np.asarray(labels).astype(bool)[order]
+    tps = np.concatenate([[0], np.cumsum(labels)])
+    fps = np.concatenate([[0], np.cumsum(~labels)])
+    return fps / max(fps[-1], 1), tps / max(tps[-1], 1)

@@ -1,0 +1,52 @@
+"""Stages 2 and 3 on candidates: score their patches in batches, keep the confident ones, merge duplicates."""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+
+import numpy as np
+from scipy.spatial import cKDTree
+
+from clarity_fast.kernels.gather import gather_patches
+
+Scorer = Callable[[np.ndarray], np.ndarray]
+"""Maps a float32 (N, 1, P, P, P) batch of normalised patches to N logits."""
+
+
+def sigmoid(x: np.ndarray) -> np.ndarray:
+    return 1.0 / (1.0 + np.exp(-np.asarray(x, dtype=np.float64)))
+
+
+def score_centres(
+    volume: np.ndarray, *, centres: np.ndarray, scorer: Scorer, patch: int, batch: int = 4096, src_z0: int = 0, depth: int | None = None
+) -> np.ndarray:
+    """Cell probability of the patch around each centre (voxels), gathered and scored `batch` at a time."""
+    centres = np.rint(np.asarray(centres)).astype(np.int64).reshape(-1, 3)
+    out = np.empty(len(centres), dtype=np.float64)
+    buffer = np.empty((min(batch, max(len(centres), 1)), 1, patch, patch, patch), dtype=np.float32)
+    for start in range(0, len(centres), batch):
+        chunk = centres[start : start + batch]
+        patches = gather_patches(volume, centres=chunk, out=buffer, src_z0=src_z0, depth=depth)
+        out[start : start + len(chunk)] = sigmoid(scorer(patches))
+    return out
+
+
+def merge_duplicates(zyx: np.ndarray, scores: np.ndarray, *, radius: tuple[float, float, float]) -> np.ndarray:
+    """Indices of the detections kept when each suppresses weaker ones within `radius` (voxels, per axis).
+
+    Greedy by score (ties by position), so keeping those above a threshold after merging equals merging
+    those above it: one merge serves a whole threshold sweep.
+    """
+    zyx = np.asarray(zyx, dtype=float).reshape(-1, 3)
+    if len(zyx) == 0:
+        return np.empty(0, dtype=np.int64)
+    order = np.lexsort((zyx[:, 2], zyx[:, 1], zyx[:, 0], -np.asarray(scores)))
+    tree = cKDTree(zyx / np.asarray(radius, dtype=float))
+    alive = np.ones(len(zyx), dtype=bool)
+    kept = []
+    for i in order:
+        if not alive[i]:
+            continue
+        kept.append(i)
+        alive[tree.query_ball_point(tree.data[i], 1.0)] = False
+    return np.sort(np.asarray(kept, dtype=np.int64))

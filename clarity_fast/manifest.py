@@ -1,0 +1,53 @@
+"""Manifests: CSV lists of annotated volumes (`volume,points[,group][,voxel_size]`), paths relative to the file."""
+
+from __future__ import annotations
+
+import csv
+from dataclasses import dataclass
+from pathlib import Path
+
+from clarity_fast.errors import InputError
+from clarity_fast.settings import VoxelSize, parse_triple
+
+
+@dataclass(frozen=True)
+class Entry:
+    """One annotated volume; `group` keeps neighbouring volumes of one brain on one side of a split."""
+
+    volume: Path
+    points: Path
+    group: str
+    voxel_size: VoxelSize | None
+
+
+def read_manifest(path: Path) -> list[Entry]:
+    """Read and check a manifest: required columns, existing files, at least one row."""
+    path = Path(path)
+    if not path.is_file():
+        raise InputError(f"{path}: no such manifest file")
+    with path.open(newline="", encoding="utf-8-sig") as f:
+        reader = csv.DictReader(f)
+        columns = [c.strip().lower() for c in reader.fieldnames or []]
+        for needed in ("volume", "points"):
+            if needed not in columns:
+                raise InputError(f"{path}: no '{needed}' column; a manifest needs volume,points[,group][,voxel_size]")
+        entries = []
+        for row in reader:
+            row = {k.strip().lower(): (v or "").strip() for k, v in row.items() if k}
+            line = f"{path} line {reader.line_num}"
+            volume, points = path.parent / row["volume"], path.parent / row["points"]
+            for file in (volume, points):
+                if not file.exists():
+                    raise InputError(f"{line}: {file} does not exist")
+            voxel = row.get("voxel_size")
+            entries.append(
+                Entry(
+                    volume=volume,
+                    points=points,
+                    group=row.get("group") or row["volume"],
+                    voxel_size=parse_triple(voxel, name=f"{line}: voxel_size") if voxel else None,
+                )
+            )
+    if not entries:
+        raise InputError(f"{path}: the manifest lists no volumes")
+    return entries

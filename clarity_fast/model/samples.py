@@ -1,0 +1,114 @@
+"""Training examples from annotated volumes: positives at annotated centres, negatives mined from the
+prefilter's candidates that lie away from every annotation (hard) and from random background.
+
+Patches are cut by the same gatherer as detection, so training and inference see identical inputs.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import numpy as np
+from scipy.spatial import cKDTree
+
+from clarity_fast.candidates import Candidates, find_candidates
+from clarity_fast.errors import InputError
+from clarity_fast.io.points import read_points
+from clarity_fast.io.volumes import open_array, open_volume
+from clarity_fast.kernels.gather import gather_patches
+from clarity_fast.manifest import Entry
+from clarity_fast.settings import PrefilterSettings, Scale, VoxelSize, resolve_voxel_size
+
+RANDOM_NEGATIVE_FRACTION = 0.3  # of the negatives; the rest are hard (prefilter candidates)
+NEGATIVE_CLEARANCE = 1.0  # in cell radii: a candidate this far from every annotation is a negative
+RANDOM_CLEARANCE = 1.5  # random background positions keep this far (cell radii) from annotations
+
+
+@dataclass(frozen=True)
+class AnnotatedVolume:
+    """A volume in memory with its annotations and prefilter candidates."""
+
+    name: str
+    group: str
+    volume: np.ndarray
+    truth: np.ndarray  # (N, 3) float voxels
+    candidates: Candidates
+    scale: Scale
+
+    def _distance_in_radii(self, points: np.ndarray) -> np.ndarray:
+        if len(self.truth) == 0:
+            return np.full(len(points), np.inf)
+        r = np.asarray(self.scale.cell_radius_voxels)
+        return cKDTree(self.truth / r).query(np.asarray(points, dtype=float) / r)[0]
+
+    @property
+    def hard_negatives(self) -> np.ndarray:
+        """Candidates farther than NEGATIVE_CLEARANCE cell radii from every annotation."""
+        far = self._distance_in_radii(self.candidates.zyx) > NEGATIVE_CLEARANCE
+        return self.candidates.zyx[far]
+
+    def random_background(self, n: int, rng: np.random.Generator) -> np.ndarray:
+        """n random voxel positions clear of the annotations (fewer if the volume is crowded)."""
+        points = (rng.random((4 * n, 3)) * np.asarray(self.volume.shape)).astype(np.int64)
+        return points[self._distance_in_radii(points) > RANDOM_CLEARANCE][:n]
+
+
+def load_annotated(
+    entries: list[Entry], *, cell_diameter: float, voxel_size: VoxelSize | None, prefilter_threshold: float
+) -> list[AnnotatedVolume]:
+    """Read each volume whole (training sets are small), its points, and its candidates."""
+    volumes = []
+    for entry in entries:
+        with open_volume(entry.volume) as reader:
+            size = resolve_voxel_size(
+                from_file=reader.voxel_size, from_user=entry.voxel_size or voxel_size, source=entry.volume
+            )
+            data = reader.read_slab(0, reader.shape[0])
+        scale = Scale(voxel_size=size, cell_diameter=cell_diameter)
+        truth = read_points(entry.points, shape=data.shape).zyx
+        found = find_candidates(open_array(data), settings=PrefilterSettings(scale=scale, threshold=prefilter_threshold))
+        volumes.append(AnnotatedVolume(entry.volume.parent.name + "/" + entry.volume.name, entry.group, data, truth, found, scale))
+    sizes = {v.scale.voxel_size for v in volumes}
+    if len(sizes) > 1:
+        raise InputError(f"all training volumes must share one voxel size for now, got {sorted(sizes)}")
+    return volumes
+
+
+def jitter(centres: np.ndarray, *, scale: Scale, rng: np.random.Generator) -> np.ndarray:
+    """Round centres and move each by up to half a cell radius (at least 1 voxel) per axis."""
+    reach = np.maximum(np.rint(0.5 * np.asarray(scale.cell_radius_voxels)), 1).astype(np.int64)
+    return np.rint(centres).astype(np.int64) + rng.integers(-reach, reach + 1, size=(len(centres), 3))
+
+
+def cut(volume: AnnotatedVolume, centres: np.ndarray, *, patch: int) -> np.ndarray:
+    """(N, 1, P, P, P) normalised patches around centres, clipped into the volume."""
+    centres = np.clip(np.rint(centres).astype(np.int64), 0, np.asarray(volume.volume.shape) - 1)
+    out = np.empty((len(centres), 1, patch, patch, patch), dtype=np.float32)
+    return gather_patches(volume.volume, centres=centres, out=out)
+
+
+def epoch_examples(
+    volumes: list[AnnotatedVolume], *, patch: int, rng: np.random.Generator, augment_positions: bool = True
+) -> tuple[np.ndarray, np.ndarray]:
+    """Balanced patches for one epoch: every annotation once (jittered), as many negatives, labels 1/0."""
+    patches, labels = [], []
+    for v in volumes:
+        pos = jitter(v.truth, scale=v.scale, rng=rng) if augment_positions else v.truth
+        n_random = int(round(RANDOM_NEGATIVE_FRACTION * len(pos)))
+        hard = v.hard_negatives
+        picked = hard[rng.integers(0, len(hard), size=len(pos) - n_random)] if len(hard) else np.empty((0, 3), np.int64)
+        neg = np.concatenate([picked, v.random_background(len(pos) - len(picked), rng)])
+        patches += [cut(v, pos, patch=patch), cut(v, neg, patch=patch)]
+        labels += [np.ones(len(pos), np.float32), np.zeros(len(neg), np.float32)]
+    return np.concatenate(patches), np.concatenate(labels)
+
+
+def evaluation_examples(volumes: list[AnnotatedVolume], *, patch: int, seed: int = 0) -> tuple[np.ndarray, np.ndarray]:
+    """A fixed patch set for AUC: annotations, all hard negatives, and as many random negatives as positives x0.3."""
+    rng = np.random.default_rng(seed)
+    patches, labels = [], []
+    for v in volumes:
+        neg = np.concatenate([v.hard_negatives, v.random_background(int(RANDOM_NEGATIVE_FRACTION * len(v.truth)), rng)])
+        patches += [cut(v, v.truth, patch=patch), cut(v, neg, patch=patch)]
+        labels += [np.ones(len(v.truth), np.float32), np.zeros(len(neg), np.float32)]
+    return np.concatenate(patches), np.concatenate(labels)

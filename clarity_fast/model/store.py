@@ -1,0 +1,43 @@
+"""model.pt: the state dict and the config as plain data, loadable with torch.load(weights_only=True)."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import torch
+
+from clarity_fast.errors import ModelError
+from clarity_fast.io.atomic import atomic_path
+from clarity_fast.model.config import ModelConfig
+from clarity_fast.model.network import CellNet
+
+
+def save_model(path: Path, *, net: CellNet, config: ModelConfig) -> None:
+    with atomic_path(path) as tmp:
+        torch.save({"state_dict": net.state_dict(), "config": config.to_dict()}, tmp)
+
+
+def load_model(path: Path) -> tuple[CellNet, ModelConfig]:
+    """The network (in eval mode) and its config; never unpickles arbitrary objects."""
+    path = Path(path)
+    if not path.is_file():
+        raise ModelError(f"{path}: no such model file")
+    try:
+        data = torch.load(path, map_location="cpu", weights_only=True)
+        config = ModelConfig.from_dict(data["config"])
+        net = CellNet(config.network)
+        net.load_state_dict(data["state_dict"])
+    except Exception as exc:  # torch and pickle raise many types for a bad file
+        raise ModelError(f"{path}: not a clarity-fast model file ({type(exc).__name__}: {exc})") from exc
+    return net.eval(), config
+
+
+class TorchScorer:
+    """A detection.Scorer backed by the PyTorch network (training, cross-validation)."""
+
+    def __init__(self, net: CellNet) -> None:
+        self.net = net.eval()
+
+    def __call__(self, patches):
+        with torch.inference_mode():
+            return self.net(torch.from_numpy(patches)).numpy()

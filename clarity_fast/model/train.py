@@ -1,0 +1,154 @@
+"""Training: AdamW on balanced, augmented patches; early stopping on validation AUC; the detection
+threshold chosen where validation F1 peaks. Deterministic for a seed.
+"""
+
+from __future__ import annotations
+
+import copy
+import os
+import time
+from dataclasses import asdict, dataclass, field
+
+import numpy as np
+import torch
+
+from clarity_fast.detection import merge_duplicates, score_centres
+from clarity_fast.evaluate import best_threshold, roc_auc
+from clarity_fast.model.augment import augment
+from clarity_fast.model.config import ModelConfig
+from clarity_fast.model.network import CellNet, NetworkConfig
+from clarity_fast.model.samples import AnnotatedVolume, epoch_examples, evaluation_examples
+from clarity_fast.model.store import TorchScorer
+from clarity_fast.progress import progress_bar, step
+
+
+@dataclass(frozen=True)
+class TrainSettings:
+    network: NetworkConfig = field(default_factory=NetworkConfig)
+    epochs: int = 30
+    batch_size: int = 256
+    learning_rate: float = 1e-3
+    weight_decay: float = 1e-4
+    patience: int = 6  # epochs without a better validation AUC before stopping
+    seed: int = 0
+    validation_fraction: float = 0.2  # of the volumes, held out for early stopping and the threshold
+
+
+@dataclass(frozen=True)
+class Trained:
+    net: CellNet
+    config: ModelConfig
+    history: list[dict]
+
+
+def split_validation(volumes: list[AnnotatedVolume], *, fraction: float, seed: int) -> tuple[list, list]:
+    """Hold out whole volumes (at least one when there are two or more) for validation."""
+    if len(volumes) < 2:
+        return volumes, volumes
+    order = np.random.default_rng(seed).permutation(len(volumes))
+    n_val = max(1, int(round(fraction * len(volumes))))
+    val = [volumes[i] for i in sorted(order[:n_val])]
+    train = [volumes[i] for i in sorted(order[n_val:])]
+    return train, val
+
+
+def _logits(net: CellNet, patches: np.ndarray, batch: int = 2048) -> np.ndarray:
+    net.eval()
+    with torch.inference_mode():
+        return np.concatenate([net(torch.from_numpy(patches[i : i + batch])).numpy() for i in range(0, len(patches), batch)])
+
+
+def choose_threshold(net: CellNet, volumes: list[AnnotatedVolume], *, patch: int) -> tuple[float, dict]:
+    """The probability threshold with the best detection F1 over `volumes` (matching within a cell radius)."""
+    scorer = TorchScorer(net)
+    kept_zyx, kept_scores, truths, offsets = [], [], [], np.zeros(3)
+    for v in volumes:
+        probs = score_centres(v.volume, centres=v.candidates.zyx, scorer=scorer, patch=patch)
+        keep = merge_duplicates(v.candidates.zyx, probs, radius=v.scale.cell_radius_voxels)
+        # Pool volumes into one coordinate space, each shifted clear of the others.
+        kept_zyx.append(v.candidates.zyx[keep] + offsets)
+        kept_scores.append(probs[keep])
+        truths.append(v.truth + offsets)
+        offsets = offsets + (np.asarray(v.volume.shape) + 100) * (1, 0, 0)
+    scale = volumes[0].scale
+    threshold, match = best_threshold(
+        pred=np.concatenate(kept_zyx),
+        scores=np.concatenate(kept_scores),
+        truth=np.concatenate(truths),
+        radius=scale.cell_diameter / 2,
+        axis_scale=scale.voxel_size,
+    )
+    return threshold, match.summary()
+
+
+def train(
+    volumes: list[AnnotatedVolume],
+    *,
+    settings: TrainSettings,
+    prefilter_threshold: float,
+    progress: bool | None = None,
+) -> Trained:
+    """Fit a CellNet on the volumes (a share held out for validation) and pick its detection threshold."""
+    torch.manual_seed(settings.seed)
+    torch.use_deterministic_algorithms(True)
+    torch.set_num_threads(len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else os.cpu_count() or 1)
+    rng = np.random.default_rng(settings.seed)
+    patch = settings.network.patch
+    train_set, val_set = split_validation(volumes, fraction=settings.validation_fraction, seed=settings.seed)
+    val_x, val_y = evaluation_examples(val_set, patch=patch, seed=settings.seed)
+    scale = volumes[0].scale
+    quarter_turns = abs(scale.voxel_size[1] - scale.voxel_size[2]) < 1e-6 * scale.voxel_size[1]
+
+    net = CellNet(settings.network)
+    optimiser = torch.optim.AdamW(net.parameters(), lr=settings.learning_rate, weight_decay=settings.weight_decay)
+    loss_fn = torch.nn.BCEWithLogitsLoss()
+    history: list[dict] = []
+    best_auc, best_state, stale = -1.0, copy.deepcopy(net.state_dict()), 0
+    with progress_bar(total=settings.epochs, description="training", enabled=progress) as bar:
+        for epoch in range(1, settings.epochs + 1):
+            start = time.perf_counter()
+            x, y = epoch_examples(train_set, patch=patch, rng=rng)
+            x = augment(x, rng=rng, quarter_turns=quarter_turns)
+            order = rng.permutation(len(x))
+            net.train()
+            losses = []
+            for i in range(0, len(order), settings.batch_size):
+                idx = order[i : i + settings.batch_size]
+                optimiser.zero_grad()
+                loss = loss_fn(net(torch.from_numpy(x[idx])), torch.from_numpy(y[idx]))
+                loss.backward()
+                optimiser.step()
+                losses.append(float(loss.detach()) * len(idx))
+            logits = _logits(net, val_x)
+            val_loss = float(loss_fn(torch.from_numpy(logits), torch.from_numpy(val_y)))
+            auc = roc_auc(logits, val_y)
+            history.append(
+                dict(epoch=epoch, train_loss=sum(losses) / len(x), val_loss=val_loss, val_auc=auc, seconds=time.perf_counter() - start)
+            )
+            step(bar, status=f"val AUC {auc:.4f}")
+            if auc > best_auc:
+                best_auc, best_state, stale = auc, copy.deepcopy(net.state_dict()), 0
+            else:
+                stale += 1
+                if stale >= settings.patience:
+                    break
+    net.load_state_dict(best_state)
+    net.eval()
+    threshold, val_detection = choose_threshold(net, val_set, patch=patch)
+    config = ModelConfig(
+        network=settings.network,
+        voxel_size=scale.voxel_size,
+        cell_diameter=scale.cell_diameter,
+        threshold=threshold,
+        prefilter_threshold=prefilter_threshold,
+        training=dict(
+            settings={k: v for k, v in asdict(settings).items() if k != "network"},
+            train_volumes=[v.name for v in train_set],
+            validation_volumes=[v.name for v in val_set],
+            train_cells=int(sum(len(v.truth) for v in train_set)),
+            epochs_run=len(history),
+            best_val_auc=best_auc,
+            val_detection=val_detection,
+        ),
+    )
+    return Trained(net=net, config=config, history=history)
