@@ -170,6 +170,176 @@ def demo(
         typer.echo(line)
 
 
+def _annotated(manifest: Path, *, cell_diameter: float, voxel_size: Optional[str], prefilter_threshold: float):
+    """The manifest's volumes in memory, with their annotations and candidates."""
+    from clarity_fast.manifest import read_manifest
+    from clarity_fast.model.samples import load_annotated
+
+    return load_annotated(
+        read_manifest(manifest),
+        cell_diameter=cell_diameter,
+        voxel_size=parse_triple(voxel_size, name="--voxel-size") if voxel_size else None,
+        prefilter_threshold=prefilter_threshold,
+    )
+
+
+def _train_settings(*, epochs: int, patch: int, width: int, seed: int):
+    from clarity_fast.model.network import NetworkConfig
+    from clarity_fast.model.train import TrainSettings
+
+    if epochs < 1:
+        raise InputError(f"--epochs must be >= 1, got {epochs}")
+    if patch < 6:
+        raise InputError(f"--patch must be >= 6 voxels, got {patch}")
+    if width < 1:
+        raise InputError(f"--width must be >= 1, got {width}")
+    return TrainSettings(network=NetworkConfig(patch=patch, width=width), epochs=epochs, seed=seed)
+
+
+ManifestOption = Annotated[
+    Path, typer.Option("--manifest", help="CSV of annotated volumes: volume,points[,group][,voxel_size], paths relative to it.")
+]
+EpochsOption = Annotated[int, typer.Option("--epochs", help="Most epochs (training stops early when validation AUC stalls).")]
+PatchOption = Annotated[int, typer.Option("--patch", help="Patch edge in voxels.")]
+WidthOption = Annotated[int, typer.Option("--width", help="Channels per convolution.")]
+SeedOption = Annotated[int, typer.Option("--seed", help="Random seed: the same seed gives the same model.")]
+
+
+@app.command()
+def train(
+    manifest: ManifestOption,
+    out: Annotated[Path, typer.Option("--out", help="Model file to write (.pt); a training log and curve go beside it.")],
+    epochs: EpochsOption = 30,
+    patch: PatchOption = 12,
+    width: WidthOption = 32,
+    seed: SeedOption = 0,
+    cell_diameter: CellDiameterOption = 12.0,
+    voxel_size: VoxelSizeOption = None,
+) -> None:
+    """Train the patch classifier on annotated volumes."""
+    import json
+
+    from clarity_fast.io.atomic import atomic_path, check_output_path
+    from clarity_fast.model.store import save_model
+    from clarity_fast.model.train import train as train_model
+    from clarity_fast.plots import learning_curve
+
+    check_output_path(out)
+    settings = _train_settings(epochs=epochs, patch=patch, width=width, seed=seed)
+    volumes = _annotated(manifest, cell_diameter=cell_diameter, voxel_size=voxel_size, prefilter_threshold=PrefilterSettings.threshold)
+    trained = train_model(volumes, settings=settings, prefilter_threshold=PrefilterSettings.threshold)
+    save_model(out, net=trained.net, config=trained.config)
+    log_path, curve_path = out.with_suffix(".train.json"), out.with_suffix(".curve.png")
+    with atomic_path(log_path) as tmp:
+        tmp.write_text(json.dumps(dict(config=trained.config.to_dict(), history=trained.history), indent=2) + "\n")
+    learning_curve(trained.history, curve_path)
+    t = trained.config.training
+    det = t["val_detection"]
+    typer.echo(
+        f"trained on {t['train_cells']} cells in {len(t['train_volumes'])} volumes, {t['epochs_run']} epochs: "
+        f"validation patch AUC {t['best_val_auc']:.4f}, detection F1 {det['f1']:.3f} "
+        f"(P {det['precision']:.3f}, R {det['recall']:.3f}) at threshold {trained.config.threshold:.3f}\n"
+        f"wrote {out}, {log_path}, {curve_path}"
+    )
+
+
+@app.command()
+def evaluate(
+    pred: Annotated[Path, typer.Option("--pred", help="Detections: CSV or cellfinder XML (voxels).")],
+    truth: Annotated[Path, typer.Option("--truth", help="Ground truth: CSV or cellfinder XML (voxels).")],
+    radius: Annotated[
+        Optional[float], typer.Option("--radius", help="Match radius: µm with --voxel-size, else voxels (default 3.5 voxels, z counted double).")
+    ] = None,
+    voxel_size: VoxelSizeOption = None,
+    as_json: Annotated[bool, typer.Option("--json", help="Print the result as JSON.")] = False,
+) -> None:
+    """Score detections against ground truth: one-to-one matching within a radius."""
+    import json
+
+    from clarity_fast.evaluate import AXIS_WEIGHTS, RADIUS_VOXELS, match_points
+    from clarity_fast.io.points import read_points
+
+    p, t = read_points(pred), read_points(truth)
+    if voxel_size:
+        size = parse_triple(voxel_size, name="--voxel-size")
+        if radius is None:
+            raise InputError("--voxel-size needs --radius in µm")
+        match, rule = match_points(pred=p.zyx, truth=t.zyx, radius=radius, axis_scale=size), f"within {radius} µm"
+    elif radius is not None:
+        match, rule = match_points(pred=p.zyx, truth=t.zyx, radius=radius), f"within {radius} voxels"
+    else:
+        match = match_points(pred=p.zyx, truth=t.zyx, radius=RADIUS_VOXELS, axis_scale=AXIS_WEIGHTS)
+        rule = f"within {RADIUS_VOXELS} voxels, z counted double"
+    result = dict(match.summary(), rule=rule, predictions=len(p), truth=len(t))
+    if as_json:
+        typer.echo(json.dumps(result, indent=2))
+    else:
+        typer.echo(
+            f"precision {match.precision:.4f}  recall {match.recall:.4f}  F1 {match.f1:.4f}  "
+            f"(TP {match.tp}, FP {match.fp}, FN {match.fn}; {rule})"
+        )
+
+
+@app.command()
+def cv(
+    manifest: ManifestOption,
+    scheme: Annotated[str, typer.Option("--scheme", help="loo (leave one group out) or random (group splits).")] = "loo",
+    splits: Annotated[int, typer.Option("--splits", help="Random splits (scheme random).")] = 3,
+    test_frac: Annotated[float, typer.Option("--test-frac", help="Share of groups tested per random split.")] = 0.33,
+    by: Annotated[str, typer.Option("--by", help="Split by 'group' (manifest column) or by 'volume'.")] = "group",
+    method: Annotated[str, typer.Option("--method", help="Comma list of cnn, blob, template.")] = "cnn,blob,template",
+    out: Annotated[Path, typer.Option("--out", help="Folder for cv.md, cv.json and roc.png.")] = Path("cv-results"),
+    epochs: EpochsOption = 30,
+    patch: PatchOption = 12,
+    width: WidthOption = 32,
+    seed: SeedOption = 0,
+    cell_diameter: CellDiameterOption = 12.0,
+    voxel_size: VoxelSizeOption = None,
+) -> None:
+    """Cross-validate the CNN and the baselines (patch AUC, detection precision/recall/F1)."""
+    import dataclasses
+    import json
+
+    from clarity_fast.io.atomic import atomic_path, make_output_dir
+    from clarity_fast.model.crossval import METHODS, BlobMethod, CnnMethod, TemplateMethod, cross_validate, make_folds
+    from clarity_fast.plots import roc_curves
+
+    names = [m.strip() for m in method.split(",") if m.strip()]
+    unknown = [m for m in names if m not in METHODS]
+    if unknown or not names:
+        raise InputError(f"--method takes a comma list of {', '.join(METHODS)}; got {method!r}")
+    if by not in ("group", "volume"):
+        raise InputError(f"--by must be group or volume, got {by!r}")
+    if splits < 1:
+        raise InputError(f"--splits must be >= 1, got {splits}")
+    settings = _train_settings(epochs=epochs, patch=patch, width=width, seed=seed)
+    make_output_dir(out)
+    volumes = _annotated(manifest, cell_diameter=cell_diameter, voxel_size=voxel_size, prefilter_threshold=PrefilterSettings.threshold)
+    if by == "volume":
+        volumes = [dataclasses.replace(v, group=v.name) for v in volumes]
+    folds = make_folds([v.group for v in volumes], scheme=scheme, splits=splits, test_frac=test_frac, seed=seed)
+    build = dict(
+        cnn=lambda: CnnMethod(settings=settings, prefilter_threshold=PrefilterSettings.threshold),
+        blob=BlobMethod,
+        template=lambda: TemplateMethod(patch=patch),
+    )
+
+    def show(row: dict) -> None:
+        typer.echo(
+            f"fold {row['fold']} ({' '.join(row['test_groups'])}) {row['method']}: patch AUC {row['patch_auc']:.3f}, "
+            f"P {row['precision']:.3f} R {row['recall']:.3f} F1 {row['f1']:.3f}"
+        )
+
+    report = cross_validate(volumes, folds=folds, methods=[build[n]() for n in names], scheme=scheme, seed=seed, on_fold=show)
+    with atomic_path(out / "cv.md") as tmp:
+        tmp.write_text(report.markdown())
+    with atomic_path(out / "cv.json") as tmp:
+        tmp.write_text(json.dumps(dict(scheme=scheme, by=by, summary=report.summary(), folds=report.rows), indent=2) + "\n")
+    roc_curves(report.roc, out / "roc.png", title=f"{manifest.name}: {scheme}")
+    typer.echo(report.markdown().split("\n\n")[0] + "\n" + report.markdown().split("\n\n")[1])
+    typer.echo(f"wrote {out / 'cv.md'}, {out / 'cv.json'}, {out / 'roc.png'}")
+
+
 def main() -> None:
     """Entry point: project errors become `error: <message>` and an exit code, never a traceback."""
     debug = "--debug" in sys.argv[1:]

@@ -1,0 +1,200 @@
+"""Cross-validation: the study's protocols (leave one group out, random group splits) for the CNN and
+the baselines, all scored by the same code: patch AUC on one shared example set per fold, and detection
+precision / recall / F1 with the study's matching.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+
+import numpy as np
+
+from clarity_fast.baselines import log_map, mean_template, ncc_map, peaks_of
+from clarity_fast.errors import InputError
+from clarity_fast.evaluate import AXIS_WEIGHTS, RADIUS_VOXELS, best_threshold, match_points, roc_auc, roc_curve
+from clarity_fast.model.samples import RANDOM_NEGATIVE_FRACTION, AnnotatedVolume, cut
+
+METHODS = ("cnn", "blob", "template")
+
+
+@dataclass(frozen=True)
+class Fold:
+    index: int
+    test_groups: tuple[str, ...]
+
+
+def make_folds(groups: list[str], *, scheme: str, splits: int, test_frac: float, seed: int) -> list[Fold]:
+    """loo: each group once as the test set; random: `splits` draws of round(test_frac x groups) test groups."""
+    unique = sorted(set(groups))
+    if len(unique) < 2:
+        raise InputError(f"cross-validation needs at least 2 groups, got {len(unique)}")
+    if scheme == "loo":
+        return [Fold(i, (g,)) for i, g in enumerate(unique)]
+    if scheme == "random":
+        if not 0 < test_frac < 1:
+            raise InputError(f"--test-frac must be between 0 and 1, got {test_frac}")
+        n_test = min(max(1, int(round(test_frac * len(unique)))), len(unique) - 1)
+        rng = np.random.default_rng(seed)
+        return [Fold(i, tuple(sorted(rng.choice(unique, n_test, replace=False)))) for i in range(splits)]
+    raise InputError(f"--scheme must be loo or random, got {scheme!r}")
+
+
+def _test_positions(volume: AnnotatedVolume, rng: np.random.Generator) -> tuple[np.ndarray, np.ndarray]:
+    """Shared patch-AUC examples: annotated centres (1), hard negatives and random background (0)."""
+    neg = np.concatenate(
+        [volume.hard_negatives, volume.random_background(int(RANDOM_NEGATIVE_FRACTION * len(volume.truth)), rng)]
+    )
+    positions = np.concatenate([np.rint(volume.truth).astype(np.int64), neg.astype(np.int64)])
+    positions = np.clip(positions, 0, np.asarray(volume.volume.shape) - 1)
+    return positions, np.concatenate([np.ones(len(volume.truth)), np.zeros(len(neg))])
+
+
+class _MapMethod:
+    """A score map per volume, its local maxima as detections, one threshold chosen on training F1."""
+
+    def fit(self, train: list[AnnotatedVolume]) -> None:
+        pairs = [(peaks_of(self.score_map(v), scale=v.scale), v) for v in train]
+        preds, scores, truths = [], [], []
+        for i, ((peaks, values), v) in enumerate(pairs):
+            offset = np.array([i * 100000, 0, 0])  # pool volumes in one space, far apart
+            preds.append(peaks + offset)
+            scores.append(values)
+            truths.append(v.truth + offset)
+        self.threshold, _ = best_threshold(
+            pred=np.concatenate(preds), scores=np.concatenate(scores), truth=np.concatenate(truths),
+            radius=RADIUS_VOXELS, axis_scale=AXIS_WEIGHTS,
+        )
+
+    def score_positions(self, volume: AnnotatedVolume, positions: np.ndarray) -> np.ndarray:
+        return self.score_map(volume)[tuple(positions.T)]
+
+    def detect(self, volume: AnnotatedVolume) -> np.ndarray:
+        peaks, values = peaks_of(self.score_map(volume), scale=volume.scale)
+        return peaks[values >= self.threshold]
+
+
+class BlobMethod(_MapMethod):
+    name = "blob"
+
+    def score_map(self, volume: AnnotatedVolume) -> np.ndarray:
+        return log_map(volume.volume, scale=volume.scale)
+
+
+class TemplateMethod(_MapMethod):
+    name = "template"
+
+    def __init__(self, *, patch: int) -> None:
+        self.patch = patch
+
+    def fit(self, train: list[AnnotatedVolume]) -> None:
+        self.template = mean_template(np.concatenate([cut(v, v.truth, patch=self.patch) for v in train]))
+        super().fit(train)
+
+    def score_map(self, volume: AnnotatedVolume) -> np.ndarray:
+        return ncc_map(volume.volume, template=self.template)
+
+
+class CnnMethod:
+    """The pipeline: prefilter candidates, CNN probabilities, merged duplicates, the validation threshold."""
+
+    name = "cnn"
+
+    def __init__(self, *, settings, prefilter_threshold: float) -> None:
+        self.settings = settings
+        self.prefilter_threshold = prefilter_threshold
+
+    def fit(self, train: list[AnnotatedVolume]) -> None:
+        from clarity_fast.model.store import TorchScorer
+        from clarity_fast.model.train import train as train_cnn
+
+        trained = train_cnn(train, settings=self.settings, prefilter_threshold=self.prefilter_threshold, progress=False)
+        self.scorer = TorchScorer(trained.net)
+        self.threshold = trained.config.threshold
+        self.history = trained.history
+
+    def score_positions(self, volume: AnnotatedVolume, positions: np.ndarray) -> np.ndarray:
+        from clarity_fast.detection import score_centres
+
+        return score_centres(volume.volume, centres=positions, scorer=self.scorer, patch=self.settings.network.patch)
+
+    def detect(self, volume: AnnotatedVolume) -> np.ndarray:
+        from clarity_fast.detection import merge_duplicates
+
+        probs = self.score_positions(volume, volume.candidates.zyx)
+        keep = merge_duplicates(volume.candidates.zyx, probs, radius=volume.scale.cell_radius_voxels)
+        keep = keep[probs[keep] >= self.threshold]
+        return volume.candidates.zyx[keep]
+
+
+@dataclass
+class CVReport:
+    scheme: str
+    rows: list[dict] = field(default_factory=list)
+    roc: dict = field(default_factory=dict)  # method -> list of (fpr, tpr) per fold
+
+    def summary(self) -> dict[str, dict[str, tuple[float, float]]]:
+        """Mean and standard deviation over folds, per method and metric."""
+        out: dict[str, dict[str, tuple[float, float]]] = {}
+        for method in dict.fromkeys(r["method"] for r in self.rows):
+            rows = [r for r in self.rows if r["method"] == method]
+            out[method] = {
+                k: (float(np.mean([r[k] for r in rows])), float(np.std([r[k] for r in rows])))
+                for k in ("patch_auc", "precision", "recall", "f1")
+            }
+        return out
+
+    def markdown(self) -> str:
+        lines = [
+            f"Cross-validation ({self.scheme}, {len({r['fold'] for r in self.rows})} folds): mean ± sd over folds",
+            "",
+            "| method | patch AUC | precision | recall | F1 |",
+            "|---|---|---|---|---|",
+        ]
+        for method, m in self.summary().items():
+            cells = " | ".join(f"{m[k][0]:.3f} ± {m[k][1]:.3f}" for k in ("patch_auc", "precision", "recall", "f1"))
+            lines.append(f"| {method} | {cells} |")
+        lines += ["", "| fold | test groups | method | patch AUC | precision | recall | F1 | TP | FP | FN |", "|---|---|---|---|---|---|---|---|---|---|"]
+        for r in self.rows:
+            lines.append(
+                f"| {r['fold']} | {' '.join(r['test_groups'])} | {r['method']} | {r['patch_auc']:.3f} | {r['precision']:.3f} | "
+                f"{r['recall']:.3f} | {r['f1']:.3f} | {r['tp']} | {r['fp']} | {r['fn']} |"
+            )
+        return "\n".join(lines) + "\n"
+
+
+def cross_validate(
+    volumes: list[AnnotatedVolume], *, folds: list[Fold], methods: list, scheme: str, seed: int = 0, on_fold=None
+) -> CVReport:
+    """Fit each method on each fold's training groups; score patch AUC and detection on its test groups."""
+    report = CVReport(scheme=scheme)
+    for fold in folds:
+        train = [v for v in volumes if v.group not in fold.test_groups]
+        test = [v for v in volumes if v.group in fold.test_groups]
+        rng = np.random.default_rng(seed + fold.index)
+        examples = [_test_positions(v, rng) for v in test]
+        for method in methods:
+            method.fit(train)
+            scores = np.concatenate([method.score_positions(v, pos) for v, (pos, _) in zip(test, examples)])
+            labels = np.concatenate([lab for _, lab in examples])
+            tp = fp = fn = 0
+            for v in test:
+                m = match_points(pred=method.detect(v), truth=v.truth, radius=RADIUS_VOXELS, axis_scale=AXIS_WEIGHTS)
+                tp, fp, fn = tp + m.tp, fp + m.fp, fn + m.fn
+            row = dict(
+                fold=fold.index,
+                test_groups=list(fold.test_groups),
+                method=method.name,
+                patch_auc=roc_auc(scores, labels),
+                precision=tp / (tp + fp) if tp + fp else 0.0,
+                recall=tp / (tp + fn) if tp + fn else 0.0,
+                f1=2 * tp / (2 * tp + fp + fn) if tp + fp + fn else 1.0,
+                tp=tp,
+                fp=fp,
+                fn=fn,
+            )
+            report.rows.append(row)
+            fpr, tpr = roc_curve(scores, labels)
+            report.roc.setdefault(method.name, []).append((fpr, tpr))
+            if on_fold is not None:
+                on_fold(row)
+    return report
