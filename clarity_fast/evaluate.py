@@ -132,3 +132,15 @@ def roc_curve(scores: np.ndarray, labels: np.ndarray) -> tuple[np.ndarray, np.nd
     tps = np.concatenate([[0], np.cumsum(labels)])
     fps = np.concatenate([[0], np.cumsum(~labels)])
     return fps / max(fps[-1], 1), tps / max(tps[-1], 1)
+
+
+def pool_volumes(items: list[tuple[np.ndarray, np.ndarray, np.ndarray]]) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """(predictions, scores, truth) of several volumes in one coordinate space, each far from the others,
+    so that one matching (or one threshold sweep) covers them all."""
+    preds, scores, truths = [np.empty((0, 3))], [np.empty(0)], [np.empty((0, 3))]
+    for i, (pred, score, truth) in enumerate(items):
+        offset = np.array([i * 1_000_000, 0, 0])
+        preds.append(np.asarray(pred, dtype=float).reshape(-1, 3) + offset)
+        scores.append(np.asarray(score, dtype=float))
+        truths.append(np.asarray(truth, dtype=float).reshape(-1, 3) + offset)
+    return np.concatenate(preds), np.concatenate(scores), np.concatenate(truths)

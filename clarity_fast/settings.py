@@ -28,6 +28,11 @@ def parse_triple(text: str, *, name: str, integer: bool = False) -> tuple:
     return values
 
 
+# A cell's diameter in voxels at the scale the CNN works at: a 12³ patch then spans 4 cell diameters in z and
+# 2 in y and x, and every dataset, whatever its voxel size, is resampled to look the same to the network.
+WORKING_CELL_VOXELS = (3.0, 6.0, 6.0)
+
+
 @dataclass(frozen=True)
 class Scale:
     """A voxel size and a cell diameter, both in µm: everything size-dependent derives from these."""
@@ -49,6 +54,17 @@ class Scale:
     @property
     def cell_radius_voxels(self) -> tuple[float, float, float]:
         return tuple(d / 2 for d in self.cell_diameter_voxels)
+
+    @property
+    def working(self) -> Scale:
+        """The scale models see: voxels sized so that a cell spans WORKING_CELL_VOXELS (z, y, x)."""
+        return Scale(voxel_size=tuple(self.cell_diameter / n for n in WORKING_CELL_VOXELS), cell_diameter=self.cell_diameter)
+
+    @property
+    def to_working(self) -> tuple[float, float, float]:
+        """Zoom factors from this scale's voxels to the working scale's (1 where they already agree)."""
+        factors = [v / w for v, w in zip(self.voxel_size, self.working.voxel_size)]
+        return tuple(1.0 if abs(f - 1.0) < 0.01 else f for f in factors)
 
 
 def resolve_voxel_size(*, from_file: VoxelSize | None, from_user: VoxelSize | None, source: object) -> VoxelSize:

@@ -12,11 +12,11 @@ import numpy as np
 from scipy.spatial import cKDTree
 
 from clarity_fast.candidates import Candidates, find_candidates
-from clarity_fast.errors import InputError
 from clarity_fast.io.points import read_points
 from clarity_fast.io.volumes import open_array, open_volume
 from clarity_fast.kernels.gather import gather_patches
 from clarity_fast.manifest import Entry
+from clarity_fast.resample import points_from, points_to, resample
 from clarity_fast.settings import PrefilterSettings, Scale, VoxelSize, resolve_voxel_size
 
 RANDOM_NEGATIVE_FRACTION = 0.3  # of the negatives; the rest are hard (prefilter candidates)
@@ -26,14 +26,19 @@ RANDOM_CLEARANCE = 1.5  # random background positions keep this far (cell radii)
 
 @dataclass(frozen=True)
 class AnnotatedVolume:
-    """A volume in memory with its annotations and prefilter candidates."""
+    """A volume in memory, resampled to the working scale, with its annotations and prefilter candidates."""
 
     name: str
     group: str
-    volume: np.ndarray
-    truth: np.ndarray  # (N, 3) float voxels
-    candidates: Candidates
-    scale: Scale
+    volume: np.ndarray  # at the working scale
+    truth: np.ndarray  # (N, 3) float voxels, working scale
+    candidates: Candidates  # working scale
+    scale: Scale  # the working scale
+    factors: tuple[float, float, float]  # zoom from the file's voxels to the working scale's
+
+    def to_native(self, points: np.ndarray) -> np.ndarray:
+        """Working-scale voxel coordinates -> the file's voxel coordinates (for scoring against its points)."""
+        return points_from(points, factors=self.factors)
 
     def _distance_in_radii(self, points: np.ndarray) -> np.ndarray:
         if len(self.truth) == 0:
@@ -56,7 +61,8 @@ class AnnotatedVolume:
 def load_annotated(
     entries: list[Entry], *, cell_diameter: float, voxel_size: VoxelSize | None, prefilter_threshold: float
 ) -> list[AnnotatedVolume]:
-    """Read each volume whole (training sets are small), its points, and its candidates."""
+    """Read each volume whole (training sets are small), resample it to the working scale of `cell_diameter`,
+    and find its candidates there; volumes of different voxel sizes mix freely."""
     volumes = []
     for entry in entries:
         with open_volume(entry.volume) as reader:
@@ -64,13 +70,14 @@ def load_annotated(
                 from_file=reader.voxel_size, from_user=entry.voxel_size or voxel_size, source=entry.volume
             )
             data = reader.read_slab(0, reader.shape[0])
-        scale = Scale(voxel_size=size, cell_diameter=cell_diameter)
-        truth = read_points(entry.points, shape=data.shape).zyx
+        native = Scale(voxel_size=size, cell_diameter=cell_diameter)
+        factors = native.to_working
+        scale = native.working if factors != (1.0, 1.0, 1.0) else native
+        data = resample(data, factors=factors)
+        truth = points_to(read_points(entry.points, shape=reader.shape).zyx, factors=factors)
         found = find_candidates(open_array(data), settings=PrefilterSettings(scale=scale, threshold=prefilter_threshold))
-        volumes.append(AnnotatedVolume(entry.volume.parent.name + "/" + entry.volume.name, entry.group, data, truth, found, scale))
-    sizes = {v.scale.voxel_size for v in volumes}
-    if len(sizes) > 1:
-        raise InputError(f"all training volumes must share one voxel size for now, got {sorted(sizes)}")
+        name = f"{entry.volume.parent.name}/{entry.volume.name}"
+        volumes.append(AnnotatedVolume(name, entry.group, data, truth, found, scale, factors))
     return volumes
 
 

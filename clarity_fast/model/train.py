@@ -13,7 +13,7 @@ import numpy as np
 import torch
 
 from clarity_fast.detection import merge_duplicates, score_centres
-from clarity_fast.evaluate import best_threshold, roc_auc
+from clarity_fast.evaluate import best_threshold, pool_volumes, roc_auc
 from clarity_fast.model.augment import augment
 from clarity_fast.model.config import ModelConfig
 from clarity_fast.model.network import CellNet, NetworkConfig
@@ -42,13 +42,23 @@ class Trained:
 
 
 def split_validation(volumes: list[AnnotatedVolume], *, fraction: float, seed: int) -> tuple[list, list]:
-    """Hold out whole volumes (at least one when there are two or more) for validation."""
+    """Hold out whole volumes, in random order until they hold `fraction` of the cells, for validation.
+
+    Counting cells, not volumes, keeps the validation set from being a few near-empty volumes, whose
+    best threshold would not suit dense ones. With one volume, it validates on itself.
+    """
     if len(volumes) < 2:
         return volumes, volumes
     order = np.random.default_rng(seed).permutation(len(volumes))
-    n_val = max(1, int(round(fraction * len(volumes))))
-    val = [volumes[i] for i in sorted(order[:n_val])]
-    train = [volumes[i] for i in sorted(order[n_val:])]
+    total = sum(len(v.truth) for v in volumes)
+    held, cells = [], 0
+    for i in order[:-1]:
+        held.append(i)
+        cells += len(volumes[i].truth)
+        if cells >= fraction * total:
+            break
+    val = [volumes[i] for i in sorted(held)]
+    train = [v for i, v in enumerate(volumes) if i not in set(held)]
     return train, val
 
 
@@ -61,22 +71,15 @@ def _logits(net: CellNet, patches: np.ndarray, batch: int = 2048) -> np.ndarray:
 def choose_threshold(net: CellNet, volumes: list[AnnotatedVolume], *, patch: int) -> tuple[float, dict]:
     """The probability threshold with the best detection F1 over `volumes` (matching within a cell radius)."""
     scorer = TorchScorer(net)
-    kept_zyx, kept_scores, truths, offsets = [], [], [], np.zeros(3)
+    items = []
     for v in volumes:
         probs = score_centres(v.volume, centres=v.candidates.zyx, scorer=scorer, patch=patch)
         keep = merge_duplicates(v.candidates.zyx, probs, radius=v.scale.cell_radius_voxels)
-        # Pool volumes into one coordinate space, each shifted clear of the others.
-        kept_zyx.append(v.candidates.zyx[keep] + offsets)
-        kept_scores.append(probs[keep])
-        truths.append(v.truth + offsets)
-        offsets = offsets + (np.asarray(v.volume.shape) + 100) * (1, 0, 0)
+        items.append((v.candidates.zyx[keep], probs[keep], v.truth))
+    pred, scores, truth = pool_volumes(items)
     scale = volumes[0].scale
     threshold, match = best_threshold(
-        pred=np.concatenate(kept_zyx),
-        scores=np.concatenate(kept_scores),
-        truth=np.concatenate(truths),
-        radius=scale.cell_diameter / 2,
-        axis_scale=scale.voxel_size,
+        pred=pred, scores=scores, truth=truth, radius=scale.cell_diameter / 2, axis_scale=scale.voxel_size
     )
     return threshold, match.summary()
 

@@ -1,0 +1,83 @@
+"""Matching and metrics against brute force."""
+
+import json
+import subprocess
+import sys
+
+import numpy as np
+from hypothesis import given, settings
+from hypothesis import strategies as st
+from scipy.optimize import linear_sum_assignment
+from scipy.spatial.distance import cdist
+
+from clarity_fast.detection import merge_duplicates
+from clarity_fast.evaluate import best_threshold, match_points, roc_auc
+
+
+def brute_force_matches(pred, truth, radius):
+    if len(pred) == 0 or len(truth) == 0:
+        return 0
+    d = cdist(pred, truth)
+    cost = np.where(d <= radius, d, 1e9)
+    r, c = linear_sum_assignment(cost)
+    return int((cost[r, c] < 1e9).sum())
+
+
+points = st.integers(0, 25).map(lambda n: n)
+
+
+@settings(max_examples=60, deadline=None)
+@given(n_pred=st.integers(0, 25), n_truth=st.integers(0, 25), seed=st.integers(0, 2**16), radius=st.floats(0.5, 5))
+def test_matching_equals_one_global_assignment(n_pred, n_truth, seed, radius):
+    rng = np.random.default_rng(seed)
+    pred = rng.uniform(0, 15, size=(n_pred, 3))
+    truth = rng.uniform(0, 15, size=(n_truth, 3))
+    m = match_points(pred=pred, truth=truth, radius=radius)
+    assert m.tp == brute_force_matches(pred, truth, radius)
+    assert m.tp + m.fp == n_pred and m.tp + m.fn == n_truth
+    assert len(set(m.pairs[:, 0])) == m.tp == len(set(m.pairs[:, 1]))
+
+
+def test_axis_scale_counts_z_double():
+    truth = np.array([[0.0, 0.0, 0.0]])
+    assert match_points(pred=np.array([[1.5, 0, 0]]), truth=truth, radius=3.5, axis_scale=(2, 1, 1)).tp == 1
+    assert match_points(pred=np.array([[2.0, 0, 0]]), truth=truth, radius=3.5, axis_scale=(2, 1, 1)).tp == 0
+
+
+@settings(max_examples=40, deadline=None)
+@given(seed=st.integers(0, 2**16), n=st.integers(2, 40))
+def test_auc_equals_pairwise_probability(seed, n):
+    rng = np.random.default_rng(seed)
+    scores = rng.integers(0, 5, size=n).astype(float)  # ties on purpose
+    labels = rng.integers(0, 2, size=n)
+    if labels.min() == labels.max():
+        labels[0] = 1 - labels[0]
+    pos, neg = scores[labels == 1], scores[labels == 0]
+    expected = np.mean([(p > q) + 0.5 * (p == q) for p in pos for q in neg])
+    assert abs(roc_auc(scores, labels) - expected) < 1e-12
+
+
+def test_best_threshold_finds_the_separating_score():
+    truth = np.array([[0, 0, 0], [0, 0, 10], [0, 0, 20]], float)
+    pred = np.array([[0, 0, 0], [0, 0, 10], [0, 0, 20], [0, 0, 40], [0, 0, 50]], float)
+    scores = np.array([0.9, 0.8, 0.7, 0.2, 0.1])
+    t, m = best_threshold(pred=pred, scores=scores, truth=truth, radius=1.0)
+    assert m.f1 == 1.0 and 0.2 < t <= 0.7
+
+
+def test_merge_keeps_the_strongest_of_a_cluster_and_far_points():
+    zyx = np.array([[0, 0, 0], [0, 0, 1], [0, 0, 10], [0, 0, 11.5]], float)
+    kept = merge_duplicates(zyx, np.array([0.5, 0.9, 0.3, 0.4]), radius=(2.0, 2.0, 2.0))
+    assert kept.tolist() == [1, 3]
+
+
+def test_evaluate_command_json(tmp_path):
+    (tmp_path / "t.csv").write_text("z,y,x\n1,1,1\n5,5,5\n")
+    (tmp_path / "p.csv").write_text("z,y,x\n1,1,2\n9,9,9\n")
+    out = subprocess.run(
+        [sys.executable, "-m", "clarity_fast", "evaluate", "--pred", str(tmp_path / "p.csv"), "--truth", str(tmp_path / "t.csv"), "--json"],
+        capture_output=True, text=True,
+    )
+    assert out.returncode == 0, out.stderr
+    result = json.loads(out.stdout)
+    assert (result["tp"], result["fp"], result["fn"]) == (1, 1, 1) and result["f1"] == 0.5

@@ -1,0 +1,128 @@
+"""Stage 2: network, training data, training, model files, cross-validation, on tiny simulated brains."""
+
+import subprocess
+import sys
+
+import numpy as np
+import pytest
+import torch
+
+from clarity_fast.errors import InputError, ModelError
+from clarity_fast.manifest import read_manifest
+from clarity_fast.model.augment import augment
+from clarity_fast.model.crossval import BlobMethod, TemplateMethod, cross_validate, make_folds
+from clarity_fast.model.network import CellNet, NetworkConfig, multiply_accumulates
+from clarity_fast.model.samples import NEGATIVE_CLEARANCE, epoch_examples, load_annotated
+from clarity_fast.model.store import load_model, save_model
+from clarity_fast.model.train import TrainSettings, train
+from clarity_fast.simulate import SimulationSettings, write_brains
+
+TINY = TrainSettings(network=NetworkConfig(width=8, hidden=16), epochs=2, batch_size=64)
+
+
+@pytest.fixture(scope="module")
+def manifest(tmp_path_factory):
+    root = tmp_path_factory.mktemp("sims")
+    return write_brains(root, settings=SimulationSettings(shape=(20, 64, 64), difficulty=0.5, seed=5), n=3, progress=False)
+
+
+@pytest.fixture(scope="module")
+def volumes(manifest):
+    return load_annotated(read_manifest(manifest), cell_diameter=12.0, voxel_size=None, prefilter_threshold=3.0)
+
+
+@pytest.mark.parametrize("patch", [12, 16])
+def test_network_maps_patches_to_logits(patch):
+    config = NetworkConfig(patch=patch)
+    net = CellNet(config)
+    assert net(torch.zeros(5, 1, patch, patch, patch)).shape == (5,)
+    assert multiply_accumulates(config) > 0
+
+
+def test_hard_negatives_keep_clear_of_annotations(volumes):
+    v = volumes[0]
+    r = np.asarray(v.scale.cell_radius_voxels)
+    neg = v.hard_negatives
+    assert len(neg) > 0
+    d = np.sqrt((((neg[:, None, :] - v.truth[None]) / r) ** 2).sum(-1)).min(axis=1)
+    assert np.all(d > NEGATIVE_CLEARANCE)
+
+
+def test_epochs_are_balanced(volumes):
+    x, y = epoch_examples(volumes, patch=12, rng=np.random.default_rng(0))
+    assert x.shape[1:] == (1, 12, 12, 12) and x.dtype == np.float32
+    assert y.sum() == len(y) - y.sum()
+
+
+def test_augment_keeps_shape_and_changes_patches():
+    x = np.random.default_rng(0).normal(size=(4, 1, 12, 12, 12)).astype(np.float32)
+    y = augment(x, rng=np.random.default_rng(1), quarter_turns=True)
+    assert y.shape == x.shape and y.dtype == x.dtype and not np.allclose(x, y)
+
+
+def test_training_is_deterministic_and_saves_a_safe_file(volumes, tmp_path):
+    a = train(volumes, settings=TINY, prefilter_threshold=3.0, progress=False)
+    b = train(volumes, settings=TINY, prefilter_threshold=3.0, progress=False)
+    for k, v in a.net.state_dict().items():
+        assert torch.equal(v, b.net.state_dict()[k]), k
+    assert 0.0 <= a.config.threshold <= 1.0 and len(a.history) == 2
+    save_model(tmp_path / "m.pt", net=a.net, config=a.config)
+    data = torch.load(tmp_path / "m.pt", weights_only=True)
+    assert set(data) == {"state_dict", "config"}
+    net, config = load_model(tmp_path / "m.pt")
+    assert config == a.config
+    x = torch.zeros(2, 1, 12, 12, 12)
+    with torch.inference_mode():
+        assert torch.equal(net(x), a.net.eval()(x))
+
+
+def test_a_bad_model_file_is_a_model_error(tmp_path):
+    (tmp_path / "bad.pt").write_bytes(b"not a model")
+    with pytest.raises(ModelError):
+        load_model(tmp_path / "bad.pt")
+    with pytest.raises(ModelError):
+        load_model(tmp_path / "missing.pt")
+
+
+def test_folds():
+    groups = ["a", "b", "c", "d"]
+    assert [f.test_groups for f in make_folds(groups, scheme="loo", splits=0, test_frac=0, seed=0)] == [("a",), ("b",), ("c",), ("d",)]
+    folds = make_folds(groups, scheme="random", splits=3, test_frac=0.5, seed=1)
+    assert len(folds) == 3 and all(len(f.test_groups) == 2 for f in folds)
+    with pytest.raises(InputError):
+        make_folds(["a"], scheme="loo", splits=1, test_frac=0.3, seed=0)
+
+
+def test_baselines_cross_validate(volumes):
+    folds = make_folds([v.group for v in volumes], scheme="loo", splits=0, test_frac=0, seed=0)
+    report = cross_validate(volumes, folds=folds[:1], methods=[BlobMethod(), TemplateMethod(patch=12)], scheme="loo")
+    assert {r["method"] for r in report.rows} == {"blob", "template"}
+    for r in report.rows:
+        assert 0.5 < r["patch_auc"] <= 1.0 and 0.0 <= r["f1"] <= 1.0
+    assert "| blob |" in report.markdown()
+
+
+def test_manifest_errors(tmp_path):
+    (tmp_path / "m.csv").write_text("volume,points\nmissing.tif,missing.csv\n")
+    with pytest.raises(InputError, match="does not exist"):
+        read_manifest(tmp_path / "m.csv")
+    (tmp_path / "n.csv").write_text("volume\nx.tif\n")
+    with pytest.raises(InputError, match="points"):
+        read_manifest(tmp_path / "n.csv")
+
+
+def run_cli(*args):
+    return subprocess.run([sys.executable, "-m", "clarity_fast", *args], capture_output=True, text=True)
+
+
+def test_train_and_cv_commands(manifest, tmp_path):
+    out = run_cli("train", "--manifest", str(manifest), "--out", str(tmp_path / "m.pt"), "--epochs", "1", "--width", "8")
+    assert out.returncode == 0, out.stderr
+    for name in ("m.pt", "m.train.json", "m.curve.png"):
+        assert (tmp_path / name).is_file()
+    out = run_cli("cv", "--manifest", str(manifest), "--scheme", "random", "--splits", "1", "--epochs", "1", "--width", "8", "--out", str(tmp_path / "cv"))
+    assert out.returncode == 0, out.stderr
+    for name in ("cv.md", "cv.json", "roc.png"):
+        assert (tmp_path / "cv" / name).is_file()
+    bad = run_cli("cv", "--manifest", str(manifest), "--method", "svm", "--out", str(tmp_path / "cv2"))
+    assert bad.returncode == 2 and "--method" in bad.stderr
