@@ -100,11 +100,14 @@ def best_threshold(
     axis_scale: tuple[float, float, float] = (1.0, 1.0, 1.0),
     steps: int = 64,
 ) -> tuple[float, Match]:
-    """The score threshold (keep score >= t) that maximises F1, searched over score quantiles."""
+    """The score threshold (keep score >= t) that maximises F1, searched over score quantiles and an even grid
+    (quantiles alone crowd where most scores are, e.g. near 0 for a classifier's many easy rejects)."""
     scores = np.asarray(scores, dtype=float)
     if len(scores) == 0:
         return float("inf"), match_points(pred=pred, truth=truth, radius=radius, axis_scale=axis_scale)
-    candidates = np.unique(np.quantile(scores, np.linspace(0.0, 1.0, steps)))
+    candidates = np.unique(
+        np.concatenate([np.quantile(scores, np.linspace(0.0, 1.0, steps)), np.linspace(scores.min(), scores.max(), steps)])
+    )
     best: tuple[float, Match] | None = None
     for t in candidates:
         keep = scores >= t

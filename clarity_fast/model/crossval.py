@@ -20,7 +20,7 @@ from clarity_fast.evaluate import (
     roc_auc,
     roc_curve,
 )
-from clarity_fast.model.samples import RANDOM_NEGATIVE_FRACTION, AnnotatedVolume, cut
+from clarity_fast.model.samples import RANDOM_NEGATIVE_FRACTION, AnnotatedVolume, cut, to_voxels
 
 METHODS = ("cnn", "blob", "template")
 
@@ -52,8 +52,7 @@ def _test_positions(volume: AnnotatedVolume, rng: np.random.Generator) -> tuple[
     neg = np.concatenate(
         [volume.hard_negatives, volume.random_background(int(RANDOM_NEGATIVE_FRACTION * len(volume.truth)), rng)]
     )
-    positions = np.concatenate([np.rint(volume.truth).astype(np.int64), neg.astype(np.int64)])
-    positions = np.clip(positions, 0, np.asarray(volume.volume.shape) - 1)
+    positions = to_voxels(np.concatenate([volume.truth, neg]), shape=volume.volume.shape)
     return positions, np.concatenate([np.ones(len(volume.truth)), np.zeros(len(neg))])
 
 

@@ -72,13 +72,21 @@ def load_annotated(
             data = reader.read_slab(0, reader.shape[0])
         native = Scale(voxel_size=size, cell_diameter=cell_diameter)
         factors = native.to_working
+        # The prefilter runs on the file's own voxels (interpolation would correlate the noise it measures);
+        # the network sees the resampled volume.
+        found = find_candidates(open_array(data), settings=PrefilterSettings(scale=native, threshold=prefilter_threshold))
         scale = native.working if factors != (1.0, 1.0, 1.0) else native
         data = resample(data, factors=factors)
+        found = Candidates(to_voxels(points_to(found.zyx, factors=factors), shape=data.shape), found.response)
         truth = points_to(read_points(entry.points, shape=reader.shape).zyx, factors=factors)
-        found = find_candidates(open_array(data), settings=PrefilterSettings(scale=scale, threshold=prefilter_threshold))
         name = f"{entry.volume.parent.name}/{entry.volume.name}"
         volumes.append(AnnotatedVolume(name, entry.group, data, truth, found, scale, factors))
     return volumes
+
+
+def to_voxels(points: np.ndarray, *, shape: tuple[int, ...]) -> np.ndarray:
+    """Nearest voxel indices inside a volume of `shape`."""
+    return np.clip(np.rint(points).astype(np.int64), 0, np.asarray(shape) - 1).reshape(-1, 3)
 
 
 def jitter(centres: np.ndarray, *, scale: Scale, rng: np.random.Generator) -> np.ndarray:
@@ -89,7 +97,7 @@ def jitter(centres: np.ndarray, *, scale: Scale, rng: np.random.Generator) -> np
 
 def cut(volume: AnnotatedVolume, centres: np.ndarray, *, patch: int) -> np.ndarray:
     """(N, 1, P, P, P) normalised patches around centres, clipped into the volume."""
-    centres = np.clip(np.rint(centres).astype(np.int64), 0, np.asarray(volume.volume.shape) - 1)
+    centres = to_voxels(centres, shape=volume.volume.shape)
     out = np.empty((len(centres), 1, patch, patch, patch), dtype=np.float32)
     return gather_patches(volume.volume, centres=centres, out=out)
 
