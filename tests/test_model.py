@@ -5,7 +5,8 @@ import sys
 
 import numpy as np
 import pytest
-import torch
+
+torch = pytest.importorskip("torch", reason="training needs the 'train' extra (torch)")
 
 from clarity_fast.errors import InputError, ModelError
 from clarity_fast.manifest import read_manifest

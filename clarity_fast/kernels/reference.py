@@ -47,12 +47,6 @@ def local_maxima(response: np.ndarray, *, radius: tuple[float, float, float], th
     return np.argwhere((response == peak) & (response > threshold))
 
 
-def noise_level(response: np.ndarray) -> tuple[float, float]:
-    """Median and robust standard deviation (1.4826 x MAD) of a response."""
-    median = float(np.median(response))
-    return median, 1.4826 * float(np.median(np.abs(response - median)))
-
-
 def blob_snr(
     volume: np.ndarray, *, sigma: tuple[float, float, float], noise_half_width: tuple[int, int, int], noise_floor: float
 ) -> np.ndarray:
