@@ -61,28 +61,19 @@ def iter_slabs(reader: VolumeReader, *, settings: PrefilterSettings) -> Iterator
     reach = int(np.abs(offsets[:, 0]).max()) if len(offsets) else 0
     pad = z_halo(sigma_z=settings.sigma[0], noise_half_width_z=settings.noise_half_width[0])
     floor = 0.5 if np.issubdtype(reader.dtype, np.integer) else 1e-6
+    planar = depth == 1  # a single plane: a 2D response, no halo
+    halo = 0 if planar else pad
     for z0 in range(0, depth, settings.slab_depth):
         z1 = min(z0 + settings.slab_depth, depth)
-        if depth == 1:
-            snr = blob_snr(
-                reader.read_slab(0, 1),
-                pad=0,
-                sigma=settings.sigma,
-                noise_half_width=settings.noise_half_width,
-                noise_floor=floor,
-                planar=True,
-            )
-            r0 = 0
-        else:
-            r0, r1 = max(z0 - reach, 0), min(z1 + reach, depth)
-            snr = blob_snr(
-                read_planes(reader, r0 - pad, r1 + pad),
-                pad=pad,
-                sigma=settings.sigma,
-                noise_half_width=settings.noise_half_width,
-                noise_floor=floor,
-                planar=False,
-            )
+        r0, r1 = max(z0 - reach, 0), min(z1 + reach, depth)
+        snr = blob_snr(
+            read_planes(reader, r0 - halo, r1 + halo),
+            pad=halo,
+            sigma=settings.sigma,
+            noise_half_width=settings.noise_half_width,
+            noise_floor=floor,
+            planar=planar,
+        )
         coords, values = local_maxima(snr, offsets=offsets, threshold=settings.threshold, z_range=(z0 - r0, z1 - r0))
         coords[:, 0] += r0
         yield Slab(z0, z1, Candidates(coords, values))

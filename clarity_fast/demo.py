@@ -12,7 +12,7 @@ from clarity_fast.baselines import log_blobs
 from clarity_fast.candidates import find_candidates
 from clarity_fast.evaluate import AXIS_WEIGHTS, RADIUS_VOXELS, best_threshold, match_points
 from clarity_fast.io.points import Points, write_points
-from clarity_fast.io.volumes import open_volume
+from clarity_fast.io.volumes import open_array, open_volume
 from clarity_fast.settings import PrefilterSettings
 from clarity_fast.simulate import SimulationSettings, write_brain
 
@@ -46,8 +46,8 @@ def run_demo(*, out_dir: Path, settings: SimulationSettings) -> DemoReport:
     truth = brain.cells.zyx
     start = time.perf_counter()
     with open_volume(out_dir / "volume.tif") as reader:
-        found = find_candidates(reader, settings=PrefilterSettings(scale=settings.scale))
         volume = reader.read_slab(0, reader.shape[0])
+    found = find_candidates(open_array(volume), settings=PrefilterSettings(scale=settings.scale))
     prefilter_s = time.perf_counter() - start
     write_points(out_dir / "candidates.csv", Points(zyx=found.zyx, score=found.response), score_name="response")
     recall = match_points(pred=found.zyx, truth=truth, radius=RADIUS_VOXELS, axis_scale=AXIS_WEIGHTS).recall

@@ -50,3 +50,12 @@ def merge_duplicates(zyx: np.ndarray, scores: np.ndarray, *, radius: tuple[float
         kept.append(i)
         alive[tree.query_ball_point(tree.data[i], 1.0)] = False
     return np.sort(np.asarray(kept, dtype=np.int64))
+
+
+def scored_detections(
+    volume: np.ndarray, *, candidates: np.ndarray, scorer: Scorer, patch: int, merge_radius: tuple[float, float, float]
+) -> tuple[np.ndarray, np.ndarray]:
+    """Candidates that survive duplicate merging, with their cell probabilities (threshold them to detect)."""
+    probs = score_centres(volume, centres=candidates, scorer=scorer, patch=patch)
+    keep = merge_duplicates(candidates, probs, radius=merge_radius)
+    return np.asarray(candidates)[keep], probs[keep]

@@ -65,11 +65,13 @@ class _MapMethod:
         )
         self.threshold, _ = best_threshold(pred=pred, scores=scores, truth=truth, radius=RADIUS_VOXELS, axis_scale=AXIS_WEIGHTS)
 
-    def score_positions(self, volume: AnnotatedVolume, positions: np.ndarray) -> np.ndarray:
-        return self.score_map(volume)[tuple(positions.T)]
-
     def scored(self, volume: AnnotatedVolume) -> tuple[np.ndarray, np.ndarray]:
         return peaks_of(self.score_map(volume), scale=volume.scale)
+
+    def assess(self, volume: AnnotatedVolume, positions: np.ndarray) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+        """Scores at `positions` and the scored detections, from one score map."""
+        score_map = self.score_map(volume)
+        return (score_map[tuple(positions.T)], *peaks_of(score_map, scale=volume.scale))
 
 
 class BlobMethod(_MapMethod):
@@ -111,17 +113,17 @@ class CnnMethod:
         self.threshold = trained.config.threshold
         self.history = trained.history
 
-    def score_positions(self, volume: AnnotatedVolume, positions: np.ndarray) -> np.ndarray:
-        from clarity_fast.detection import score_centres
+    def assess(self, volume: AnnotatedVolume, positions: np.ndarray) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+        """Probabilities at `positions`, and the merged candidates with theirs."""
+        from clarity_fast.detection import score_centres, scored_detections
 
-        return score_centres(volume.volume, centres=positions, scorer=self.scorer, patch=self.settings.network.patch)
-
-    def scored(self, volume: AnnotatedVolume) -> tuple[np.ndarray, np.ndarray]:
-        from clarity_fast.detection import merge_duplicates
-
-        probs = self.score_positions(volume, volume.candidates.zyx)
-        keep = merge_duplicates(volume.candidates.zyx, probs, radius=volume.scale.cell_radius_voxels)
-        return volume.candidates.zyx[keep], probs[keep]
+        patch = self.settings.network.patch
+        at_positions = score_centres(volume.volume, centres=positions, scorer=self.scorer, patch=patch)
+        zyx, probs = scored_detections(
+            volume.volume, candidates=volume.candidates.zyx, scorer=self.scorer, patch=patch,
+            merge_radius=volume.scale.cell_radius_voxels,
+        )
+        return at_positions, zyx, probs
 
 
 @dataclass
@@ -173,14 +175,14 @@ def cross_validate(
         examples = [_test_positions(v, rng) for v in test]
         for method in methods:
             method.fit(train)
-            scores = np.concatenate([method.score_positions(v, pos) for v, (pos, _) in zip(test, examples)])
+            assessed = [method.assess(v, pos) for v, (pos, _) in zip(test, examples)]
+            scores = np.concatenate([a[0] for a in assessed])
             labels = np.concatenate([lab for _, lab in examples])
             # Scored in the file's own voxels, against its own points, whatever the working scale.
-            pooled = pool_volumes([(v.to_native(zyx), score, v.to_native(v.truth)) for v in test for zyx, score in [method.scored(v)]])
+            pooled = pool_volumes([(v.to_native(a[1]), a[2], v.to_native(v.truth)) for v, a in zip(test, assessed)])
             m = match_points(
                 pred=pooled[0][pooled[1] >= method.threshold], truth=pooled[2], radius=RADIUS_VOXELS, axis_scale=AXIS_WEIGHTS
             )
-            tp, fp, fn = m.tp, m.fp, m.fn
             # What a threshold tuned on the test data itself would give: separates ranking from calibration.
             _, oracle = best_threshold(
                 pred=pooled[0], scores=pooled[1], truth=pooled[2], radius=RADIUS_VOXELS, axis_scale=AXIS_WEIGHTS
@@ -190,13 +192,13 @@ def cross_validate(
                 test_groups=list(fold.test_groups),
                 method=method.name,
                 patch_auc=roc_auc(scores, labels),
-                precision=tp / (tp + fp) if tp + fp else 0.0,
-                recall=tp / (tp + fn) if tp + fn else 0.0,
-                f1=2 * tp / (2 * tp + fp + fn) if tp + fp + fn else 1.0,
+                precision=m.precision,
+                recall=m.recall,
+                f1=m.f1,
                 f1_test_tuned=oracle.f1,
-                tp=tp,
-                fp=fp,
-                fn=fn,
+                tp=m.tp,
+                fp=m.fp,
+                fn=m.fn,
             )
             report.rows.append(row)
             fpr, tpr = roc_curve(scores, labels)

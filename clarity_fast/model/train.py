@@ -12,7 +12,7 @@ from dataclasses import asdict, dataclass, field
 import numpy as np
 import torch
 
-from clarity_fast.detection import merge_duplicates, score_centres
+from clarity_fast.detection import scored_detections
 from clarity_fast.evaluate import best_threshold, pool_volumes, roc_auc
 from clarity_fast.model.augment import augment
 from clarity_fast.model.config import ModelConfig
@@ -73,9 +73,10 @@ def choose_threshold(net: CellNet, volumes: list[AnnotatedVolume], *, patch: int
     scorer = TorchScorer(net)
     items = []
     for v in volumes:
-        probs = score_centres(v.volume, centres=v.candidates.zyx, scorer=scorer, patch=patch)
-        keep = merge_duplicates(v.candidates.zyx, probs, radius=v.scale.cell_radius_voxels)
-        items.append((v.candidates.zyx[keep], probs[keep], v.truth))
+        zyx, probs = scored_detections(
+            v.volume, candidates=v.candidates.zyx, scorer=scorer, patch=patch, merge_radius=v.scale.cell_radius_voxels
+        )
+        items.append((zyx, probs, v.truth))
     pred, scores, truth = pool_volumes(items)
     scale = volumes[0].scale
     threshold, match = best_threshold(
