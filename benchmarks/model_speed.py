@@ -11,7 +11,8 @@ import time
 import report
 import torch
 
-from clarity_fast.model.network import CellNet, NetworkConfig, multiply_accumulates
+from clarity_fast.model.config import NetworkConfig, multiply_accumulates
+from clarity_fast.model.network import CellNet
 
 WIDTHS = (16, 32, 64)
 INFER_BATCH, TRAIN_BATCH = 1024, 256

@@ -64,9 +64,12 @@ def info() -> None:
     try:
         import onnxruntime
 
-        gpus = cuda_device_count()
-        providers = ", ".join(built_providers())
-        lines.append(f"onnxruntime {onnxruntime.__version__}: providers {providers}; CUDA devices: {gpus}")
+        from clarity_fast.export.runtime import provider_chain
+
+        gpus, built = cuda_device_count(), built_providers()
+        auto = provider_chain("auto", built=built, gpus=gpus)[0][0]
+        lines.append(f"onnxruntime {onnxruntime.__version__}: providers {', '.join(built)}; CUDA devices: {gpus}")
+        lines.append(f"scoring with --device auto runs on: {auto}")
     except ImportError:
         lines.append("onnxruntime: not installed")
     try:
@@ -184,7 +187,7 @@ def _annotated(manifest: Path, *, cell_diameter: float, voxel_size: Optional[str
 
 
 def _train_settings(*, epochs: int, patch: int, width: int, seed: int):
-    from clarity_fast.model.network import NetworkConfig
+    from clarity_fast.model.config import NetworkConfig
     from clarity_fast.model.train import TrainSettings
 
     if epochs < 1:
@@ -240,6 +243,30 @@ def train(
         f"validation patch AUC {t['best_val_auc']:.4f}, detection F1 {det['f1']:.3f} "
         f"(P {det['precision']:.3f}, R {det['recall']:.3f}) at threshold {trained.config.threshold:.3f}\n"
         f"wrote {out}, {log_path}, {curve_path}"
+    )
+
+
+@app.command()
+def export(
+    onnx_from: Annotated[Path, typer.Option("--onnx", help="Trained model (.pt) to export to ONNX.")],
+    out: Annotated[Optional[Path], typer.Option("--out", help="ONNX file to write (default: beside the model, .onnx).")] = None,
+    fp16: Annotated[bool, typer.Option("--fp16", help="Half-precision weights and arithmetic (inputs stay float32).")] = False,
+    opset: Annotated[int, typer.Option("--opset", help="ONNX opset version.")] = 17,
+) -> None:
+    """Export a trained model to ONNX (with its config in the metadata) and check it against PyTorch."""
+    from clarity_fast.export.parity import max_logit_difference
+    from clarity_fast.export.to_onnx import export_onnx
+    from clarity_fast.io.atomic import check_output_path
+    from clarity_fast.model.store import load_model
+
+    out = out or onnx_from.with_suffix(".onnx")
+    check_output_path(out)
+    net, config = load_model(onnx_from)
+    export_onnx(out, net=net, config=config, opset=opset, fp16=fp16)
+    delta = max_logit_difference(net=net, onnx_path=out)
+    typer.echo(
+        f"wrote {out} ({out.stat().st_size / 1e6:.1f} MB, opset {opset}, {'fp16' if fp16 else 'fp32'}): "
+        f"max |Δlogit| against PyTorch {delta:.2e} on random patches"
     )
 
 

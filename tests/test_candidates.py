@@ -1,11 +1,10 @@
 """The streamed prefilter: slab-invariant, 2D-capable, and finding the cells."""
 
 import csv
-import subprocess
-import sys
 
 import numpy as np
 import pytest
+from cli_runner import run_cli
 
 from clarity_fast.candidates import find_candidates
 from clarity_fast.evaluate import AXIS_WEIGHTS, RADIUS_VOXELS, match_points
@@ -83,9 +82,6 @@ def test_real_delivr_patches_recall(shared_data):
         total += len(truth)
     assert tp / total >= 0.95
 
-
-def run_cli(*args):
-    return subprocess.run([sys.executable, "-m", "clarity_fast", *args], capture_output=True, text=True)
 
 
 def test_candidates_command(tmp_path):

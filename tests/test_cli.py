@@ -1,42 +1,38 @@
 """The command line as a user meets it: help, version, info, simulate, and one-line errors."""
 
-import subprocess
-import sys
 
 import pytest
+from cli_runner import run_cli
 
 from clarity_fast import __version__
 
 
-def run(*args: str, cwd=None) -> subprocess.CompletedProcess:
-    return subprocess.run([sys.executable, "-m", "clarity_fast", *args], capture_output=True, text=True, cwd=cwd)
-
 
 def test_help_lists_commands():
-    out = run("--help")
+    out = run_cli("--help")
     assert out.returncode == 0
     assert "simulate" in out.stdout and "info" in out.stdout
 
 
 @pytest.mark.parametrize("command", ["info", "simulate", "candidates", "demo"])
 def test_each_command_has_help(command):
-    out = run(command, "--help")
+    out = run_cli(command, "--help")
     assert out.returncode == 0 and "Usage" in out.stdout
 
 
 def test_version():
-    out = run("--version")
+    out = run_cli("--version")
     assert out.returncode == 0 and out.stdout.strip() == f"clarity-fast {__version__}"
 
 
 def test_info_reports_runtime():
-    out = run("info")
+    out = run_cli("info")
     assert out.returncode == 0
     assert "numba" in out.stdout and "onnxruntime" in out.stdout and "CPUExecutionProvider" in out.stdout
 
 
 def test_simulate_writes_volume_and_cells(tmp_path):
-    out = run("simulate", str(tmp_path / "sim"), "--shape", "8,40,40", "--seed", "3", "--difficulty", "1")
+    out = run_cli("simulate", str(tmp_path / "sim"), "--shape", "8,40,40", "--seed", "3", "--difficulty", "1")
     assert out.returncode == 0, out.stderr
     assert (tmp_path / "sim" / "volume.tif").is_file() and (tmp_path / "sim" / "cells.csv").is_file()
 
@@ -52,7 +48,7 @@ def test_simulate_writes_volume_and_cells(tmp_path):
     ],
 )
 def test_bad_arguments_give_one_line(tmp_path, args, message):
-    out = run("simulate", str(tmp_path / "sim"), *args)
+    out = run_cli("simulate", str(tmp_path / "sim"), *args)
     assert out.returncode == 2
     lines = out.stderr.strip().splitlines()
     assert len(lines) == 1 and lines[0].startswith("error:") and message in lines[0]
@@ -62,13 +58,13 @@ def test_bad_arguments_give_one_line(tmp_path, args, message):
 def test_output_under_a_file_is_an_output_error(tmp_path):
     blocker = tmp_path / "file"
     blocker.write_text("x")
-    out = run("simulate", str(blocker / "sim"), "--shape", "8,32,32")
+    out = run_cli("simulate", str(blocker / "sim"), "--shape", "8,32,32")
     assert out.returncode == 4
     assert out.stderr.startswith("error: cannot create output folder") and "Traceback" not in out.stderr
 
 
 def test_demo_runs_and_scores(tmp_path):
-    out = run("demo", "--out", str(tmp_path / "demo"), "--shape", "16,96,96")
+    out = run_cli("demo", "--out", str(tmp_path / "demo"), "--shape", "16,96,96")
     assert out.returncode == 0, out.stderr
     assert "candidate recall" in out.stdout and "LoG" in out.stdout
     assert (tmp_path / "demo" / "candidates.csv").is_file()

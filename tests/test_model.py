@@ -1,10 +1,9 @@
 """Stage 2: network, training data, training, model files, cross-validation, on tiny simulated brains."""
 
-import subprocess
-import sys
 
 import numpy as np
 import pytest
+from cli_runner import run_cli
 
 torch = pytest.importorskip("torch", reason="training needs the 'train' extra (torch)")
 
@@ -12,7 +11,8 @@ from clarity_fast.errors import InputError, ModelError
 from clarity_fast.manifest import read_manifest
 from clarity_fast.model.augment import augment
 from clarity_fast.model.crossval import BlobMethod, TemplateMethod, cross_validate, make_folds
-from clarity_fast.model.network import CellNet, NetworkConfig, multiply_accumulates
+from clarity_fast.model.config import NetworkConfig, multiply_accumulates
+from clarity_fast.model.network import CellNet
 from clarity_fast.model.samples import NEGATIVE_CLEARANCE, epoch_examples, load_annotated
 from clarity_fast.model.store import load_model, save_model
 from clarity_fast.model.train import TrainSettings, train
@@ -111,9 +111,6 @@ def test_manifest_errors(tmp_path):
     with pytest.raises(InputError, match="points"):
         read_manifest(tmp_path / "n.csv")
 
-
-def run_cli(*args):
-    return subprocess.run([sys.executable, "-m", "clarity_fast", *args], capture_output=True, text=True)
 
 
 def test_train_and_cv_commands(manifest, tmp_path):

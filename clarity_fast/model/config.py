@@ -1,14 +1,39 @@
-"""What a trained model carries besides its weights: everything detection needs to use it correctly."""
+"""What a trained model carries besides its weights: everything detection needs to use it correctly.
+
+Plain data, no torch: detection reads it from an ONNX file's metadata."""
 
 from __future__ import annotations
 
 from dataclasses import asdict, dataclass, field
 
 from clarity_fast import __version__
-from clarity_fast.model.network import NetworkConfig
 from clarity_fast.settings import Scale, VoxelSize
 
 NORMALISATION = "zscore"  # per-patch zero mean, unit std (kernels.gather)
+
+
+@dataclass(frozen=True)
+class NetworkConfig:
+    """The study's design (conv 5³, max-pool, two conv 3³, a dense layer, dropout), with a width knob."""
+
+    patch: int = 12
+    width: int = 32
+    hidden: int = 150
+    dropout: float = 0.3
+    batch_norm: bool = True
+
+    def to_dict(self) -> dict:
+        return asdict(self)
+
+
+def multiply_accumulates(config: NetworkConfig) -> int:
+    """Multiply-accumulates per patch (convolutions and dense layers)."""
+    w, p = config.width, config.patch
+    c1 = (p - 4) ** 3
+    pooled = (p - 4) // 2
+    convs = c1 * w * 125 + 2 * pooled**3 * w * w * 27
+    dense = w * pooled**3 * config.hidden + config.hidden
+    return convs + dense
 
 
 @dataclass(frozen=True)

@@ -2,24 +2,10 @@
 
 from __future__ import annotations
 
-from dataclasses import asdict, dataclass
-
 import torch
 from torch import nn
 
-
-@dataclass(frozen=True)
-class NetworkConfig:
-    """The study's design (conv 5³, max-pool, two conv 3³, a dense layer, dropout), with a width knob."""
-
-    patch: int = 12
-    width: int = 32
-    hidden: int = 150
-    dropout: float = 0.3
-    batch_norm: bool = True
-
-    def to_dict(self) -> dict:
-        return asdict(self)
+from clarity_fast.model.config import NetworkConfig
 
 
 class CellNet(nn.Module):
@@ -56,13 +42,3 @@ class CellNet(nn.Module):
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         return self.head(self.features(x)).squeeze(1)
-
-
-def multiply_accumulates(config: NetworkConfig) -> int:
-    """Multiply-accumulates per patch (convolutions and dense layers)."""
-    w, p = config.width, config.patch
-    c1 = (p - 4) ** 3
-    pooled = (p - 4) // 2
-    convs = c1 * w * 125 + 2 * pooled**3 * w * w * 27
-    dense = w * pooled**3 * config.hidden + config.hidden
-    return convs + dense

@@ -16,7 +16,8 @@ from clarity_fast.detection import scored_detections
 from clarity_fast.evaluate import best_threshold, pool_volumes, roc_auc
 from clarity_fast.model.augment import augment
 from clarity_fast.model.config import ModelConfig
-from clarity_fast.model.network import CellNet, NetworkConfig
+from clarity_fast.model.config import NetworkConfig
+from clarity_fast.model.network import CellNet
 from clarity_fast.model.samples import AnnotatedVolume, epoch_examples, evaluation_examples
 from clarity_fast.model.store import TorchScorer
 from clarity_fast.progress import progress_bar, step

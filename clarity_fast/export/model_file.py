@@ -1,0 +1,28 @@
+"""Reading a clarity-fast .onnx file: its config from the metadata and the checks that it fits it."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+from clarity_fast.errors import ModelError
+from clarity_fast.model.config import ModelConfig
+
+CONFIG_KEY = "clarity_fast.config"  # the exporter writes this key (export.to_onnx)
+
+
+def model_config(session, *, source: Path) -> ModelConfig:
+    """The ModelConfig stored in a loaded session's metadata; checks that the graph takes its patch size."""
+    metadata = session.get_modelmeta().custom_metadata_map
+    if CONFIG_KEY not in metadata:
+        raise ModelError(f"{source}: an ONNX model without clarity-fast metadata (export it with `clarity-fast export --onnx`)")
+    try:
+        config = ModelConfig.from_dict(json.loads(metadata[CONFIG_KEY]))
+    except (ValueError, TypeError, KeyError) as exc:
+        raise ModelError(f"{source}: unreadable clarity-fast metadata ({exc})") from exc
+    inputs = session.get_inputs()
+    p = config.network.patch
+    if len(inputs) != 1 or list(inputs[0].shape[1:]) != [1, p, p, p]:
+        shape = [i.shape for i in inputs]
+        raise ModelError(f"{source}: the graph takes {shape}, but its metadata says (N, 1, {p}, {p}, {p}) patches")
+    return config

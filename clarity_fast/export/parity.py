@@ -1,0 +1,31 @@
+"""How far an exported model's logits are from the PyTorch network's, on the same patches."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import numpy as np
+import torch
+
+from clarity_fast.export.runtime import OnnxScorer, RuntimeSettings
+from clarity_fast.model.network import CellNet
+
+
+def random_patches(n: int, *, patch: int, seed: int = 0) -> np.ndarray:
+    """Z-scored noise with a bright blob in some, so both classes' logits are exercised."""
+    rng = np.random.default_rng(seed)
+    x = rng.standard_normal((n, 1, patch, patch, patch)).astype(np.float32)
+    grid = np.indices((patch,) * 3) - (patch - 1) / 2
+    blob = np.exp(-(grid**2).sum(0) / 8).astype(np.float32)
+    x[::2, 0] += 4 * blob
+    return (x - x.mean(axis=(1, 2, 3, 4), keepdims=True)) / x.std(axis=(1, 2, 3, 4), keepdims=True)
+
+
+def max_logit_difference(*, net: CellNet, onnx_path: Path, patches: np.ndarray | None = None, device: str = "cpu") -> float:
+    """max |logit_onnx - logit_torch| over `patches` (default: 256 random ones)."""
+    scorer = OnnxScorer(onnx_path, settings=RuntimeSettings(device=device))
+    if patches is None:
+        patches = random_patches(256, patch=scorer.config.network.patch)
+    with torch.inference_mode():
+        reference = net.eval()(torch.from_numpy(patches)).numpy()
+    return float(np.abs(scorer(patches) - reference).max())

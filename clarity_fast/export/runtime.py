@@ -1,0 +1,141 @@
+"""The scoring runtime: an onnxruntime session on the best device available, fed in large batches.
+
+Preference TensorRT (fp16, engine cache on disk, a profile for batch 1..batch) -> CUDA -> CPU. A device the
+user asked for but that cannot run says so in one warning line and the next one down takes over.
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+
+from clarity_fast.errors import InputError, ModelError
+from clarity_fast.export.model_file import model_config
+from clarity_fast.export.providers import built_providers, cuda_device_count
+from clarity_fast.model.config import ModelConfig
+
+log = logging.getLogger("clarity_fast")
+
+DEVICES = ("auto", "cpu", "cuda", "tensorrt")
+TENSORRT, CUDA, CPU = "TensorrtExecutionProvider", "CUDAExecutionProvider", "CPUExecutionProvider"
+_CHAIN = {"tensorrt": [TENSORRT, CUDA, CPU], "cuda": [CUDA, CPU], "cpu": [CPU], "auto": [TENSORRT, CUDA, CPU]}
+_SHORT = {TENSORRT: "tensorrt", CUDA: "cuda", CPU: "cpu"}
+
+
+@dataclass(frozen=True)
+class RuntimeSettings:
+    device: str = "auto"  # auto | cpu | cuda | tensorrt
+    batch: int = 4096  # patches per run; also TensorRT's largest profile shape
+    cache_dir: Path | None = None  # TensorRT engines (building one takes minutes; reuse it)
+    threads: int | None = None  # CPU threads; None: the cores this process may use
+
+    def __post_init__(self) -> None:
+        if self.device not in DEVICES:
+            raise InputError(f"--device must be one of {', '.join(DEVICES)}, got {self.device!r}")
+        if self.batch < 1:
+            raise InputError(f"--batch must be >= 1, got {self.batch}")
+
+
+def available_cores() -> int:
+    try:
+        return len(os.sched_getaffinity(0))
+    except AttributeError:  # not on Linux
+        return os.cpu_count() or 1
+
+
+def provider_chain(device: str, *, built: list[str], gpus: int) -> tuple[list[str], str | None]:
+    """Providers to try, best first, and a warning when the device asked for cannot run here."""
+    usable = [p for p in _CHAIN[device] if p in built and (p == CPU or gpus > 0)]
+    warning = None
+    if device not in ("auto", "cpu") and usable[0] != _CHAIN[device][0]:
+        why = "no CUDA device" if gpus == 0 else f"this onnxruntime has no {_CHAIN[device][0]}"
+        warning = f"--device {device}: {why}; scoring on {_SHORT[usable[0]]}"
+    return usable, warning
+
+
+class OnnxScorer:
+    """A detection.Scorer: float32 (N, 1, P, P, P) patches -> N logits, with the model's config attached."""
+
+    def __init__(self, path: Path, *, settings: RuntimeSettings = RuntimeSettings()) -> None:
+        import onnxruntime as ort
+
+        path = Path(path)
+        if not path.is_file():
+            raise ModelError(f"{path}: no such model file")
+        ort.set_default_logger_severity(3)  # our own warning says what fell back; ORT's are C++ noise
+        chain, warning = provider_chain(settings.device, built=built_providers(), gpus=cuda_device_count())
+        options = ort.SessionOptions()
+        options.intra_op_num_threads = settings.threads or available_cores()
+        options.inter_op_num_threads = 1
+        options.graph_optimization_level = ort.GraphOptimizationLevel.ORT_ENABLE_ALL
+        # A CPU session first: cheap, and it validates the file and yields the patch size a GPU profile needs.
+        self.session = _session(ort, path, options, [CPU])
+        self.config: ModelConfig = model_config(self.session, source=path)
+        if chain[0] != CPU:
+            name = self.session.get_inputs()[0].name
+            specs = [_provider_options(p, input_name=name, config=self.config, path=path, settings=settings) for p in chain]
+            self.session = _session(ort, path, options, specs)
+        self.provider = self.session.get_providers()[0]
+        if warning is None and self.provider != chain[0] and settings.device != "auto":
+            warning = f"--device {settings.device}: {chain[0]} failed to start; scoring on {_SHORT[self.provider]}"
+        if warning:
+            log.warning(warning)
+        self.device = _SHORT[self.provider]
+        self._input = self.session.get_inputs()[0].name
+        self._output = self.session.get_outputs()[0].name
+        self._buffers: dict[int, tuple] = {}
+
+    def __call__(self, patches: np.ndarray) -> np.ndarray:
+        patches = np.ascontiguousarray(patches, dtype=np.float32)
+        if self.provider == CPU:
+            return self.session.run([self._output], {self._input: patches})[0]
+        return self._run_bound(patches)
+
+    def _run_bound(self, patches: np.ndarray) -> np.ndarray:
+        """GPU: inputs copied into device buffers reused across calls of the same batch size."""
+        import onnxruntime as ort
+
+        n = len(patches)
+        if n not in self._buffers:
+            binding = self.session.io_binding()
+            x = ort.OrtValue.ortvalue_from_shape_and_type(patches.shape, np.float32, "cuda", 0)
+            y = ort.OrtValue.ortvalue_from_shape_and_type((n,), np.float32, "cuda", 0)
+            binding.bind_ortvalue_input(self._input, x)
+            binding.bind_ortvalue_output(self._output, y)
+            self._buffers[n] = (binding, x, y)
+        binding, x, y = self._buffers[n]
+        x.update_inplace(patches)
+        self.session.run_with_iobinding(binding)
+        return y.numpy()
+
+
+def _session(ort, path: Path, options, providers: list):
+    try:
+        return ort.InferenceSession(str(path), options, providers=providers)
+    except Exception as exc:  # onnxruntime raises its own Fail/InvalidGraph/... for a bad file
+        detail = str(exc).strip().splitlines()[0][:200] if str(exc).strip() else type(exc).__name__
+        raise ModelError(f"{path}: not a loadable ONNX model ({detail})") from exc
+
+
+def _provider_options(provider: str, *, input_name: str, config: ModelConfig, path: Path, settings: RuntimeSettings):
+    if provider != TENSORRT:
+        return provider
+    shape = "x".join(map(str, [1] + [config.network.patch] * 3))
+    cache = str(settings.cache_dir or path.parent / ".trt-cache")
+    return (
+        TENSORRT,
+        dict(
+            trt_fp16_enable=True,
+            trt_engine_cache_enable=True,
+            trt_engine_cache_path=cache,
+            trt_timing_cache_enable=True,
+            trt_timing_cache_path=cache,
+            trt_profile_min_shapes=f"{input_name}:1x{shape}",
+            trt_profile_opt_shapes=f"{input_name}:{settings.batch}x{shape}",
+            trt_profile_max_shapes=f"{input_name}:{settings.batch}x{shape}",
+        ),
+    )

@@ -1,0 +1,164 @@
+"""ONNX export and the scoring runtime: round trips, parity with PyTorch, provider fallback, bad files."""
+
+import json
+import logging
+
+import numpy as np
+import pytest
+from cli_runner import run_cli
+
+torch = pytest.importorskip("torch", reason="export needs the 'train' extra (torch, onnx)")
+onnx = pytest.importorskip("onnx", reason="export needs the 'train' extra (torch, onnx)")
+
+from clarity_fast.errors import InputError, ModelError
+from clarity_fast.export.model_file import CONFIG_KEY
+from clarity_fast.export.parity import max_logit_difference, random_patches
+from clarity_fast.export.providers import cuda_device_count
+from clarity_fast.export.runtime import CPU, CUDA, TENSORRT, OnnxScorer, RuntimeSettings, provider_chain
+from clarity_fast.export.to_onnx import export_onnx, onnx_bytes
+from clarity_fast.io.volumes import open_volume
+from clarity_fast.kernels.gather import gather_patches
+from clarity_fast.model.config import ModelConfig, NetworkConfig
+from clarity_fast.model.network import CellNet
+from clarity_fast.model.store import save_model
+
+NO_GPU = "needs a CUDA GPU (none on this machine)"
+
+
+def trained_like(patch: int = 12, width: int = 8) -> tuple[CellNet, ModelConfig]:
+    """A network with non-trivial batch-norm statistics, as after training."""
+    torch.manual_seed(0)
+    net = CellNet(NetworkConfig(patch=patch, width=width, hidden=16))
+    net.train()
+    with torch.no_grad():
+        for _ in range(3):
+            net(torch.randn(64, 1, patch, patch, patch) * 2 + 0.5)
+    config = ModelConfig(
+        network=net.config, voxel_size=(4.0, 2.0, 2.0), cell_diameter=12.0, threshold=0.6, prefilter_threshold=3.0,
+        training=dict(data="unit test", best_val_auc=0.9),
+    )
+    return net.eval(), config
+
+
+@pytest.fixture(scope="module")
+def exported(tmp_path_factory):
+    root = tmp_path_factory.mktemp("onnx")
+    net, config = trained_like()
+    export_onnx(root / "m.onnx", net=net, config=config)
+    return net, config, root / "m.onnx"
+
+
+def test_round_trip_keeps_config_and_checks(exported):
+    net, config, path = exported
+    scorer = OnnxScorer(path, settings=RuntimeSettings(device="cpu"))
+    assert scorer.config == config
+    assert scorer.device == "cpu"
+    model = onnx.load(str(path))
+    onnx.checker.check_model(model)
+    assert json.loads({p.key: p.value for p in model.metadata_props}[CONFIG_KEY])["threshold"] == 0.6
+
+
+@pytest.mark.parametrize("n", [1, 7, 300])
+def test_dynamic_batch_and_fp32_parity_on_random_patches(exported, n):
+    net, _, path = exported
+    patches = random_patches(n, patch=12, seed=n)
+    assert max_logit_difference(net=net, onnx_path=path, patches=patches) <= 1e-4
+
+
+def test_fp32_parity_on_real_patches(exported, shared_data):
+    net, _, path = exported
+    patch_dir = sorted((shared_data / "delivr_cfos" / "patches").iterdir())[0]
+    with open_volume(next(patch_dir.glob("*.tif"))) as reader:
+        volume = reader.read_slab(0, reader.shape[0])
+    rng = np.random.default_rng(0)
+    centres = (rng.random((200, 3)) * np.asarray(volume.shape)).astype(np.int64)
+    patches = gather_patches(volume, centres=centres, out=np.empty((200, 1, 12, 12, 12), np.float32))
+    assert max_logit_difference(net=net, onnx_path=path, patches=patches) <= 1e-4
+
+
+def test_fp16_export_runs_close_to_fp32(tmp_path):
+    net, config = trained_like()
+    export_onnx(tmp_path / "h.onnx", net=net, config=config, fp16=True)
+    assert max_logit_difference(net=net, onnx_path=tmp_path / "h.onnx") <= 0.05
+    assert next(net.parameters()).dtype == torch.float32  # exporting fp16 leaves the caller's network as it was
+
+
+def test_provider_chain_falls_back_with_one_warning():
+    built = [TENSORRT, CUDA, CPU]
+    assert provider_chain("auto", built=built, gpus=0) == ([CPU], None)
+    assert provider_chain("auto", built=built, gpus=1) == ([TENSORRT, CUDA, CPU], None)
+    chain, warning = provider_chain("cuda", built=built, gpus=0)
+    assert chain == [CPU] and "no CUDA device" in warning
+    chain, warning = provider_chain("tensorrt", built=[CUDA, CPU], gpus=1)
+    assert chain == [CUDA, CPU] and "TensorrtExecutionProvider" in warning
+    assert provider_chain("cpu", built=built, gpus=1) == ([CPU], None)
+
+
+def test_settings_reject_bad_values():
+    with pytest.raises(InputError, match="--device"):
+        RuntimeSettings(device="gpu")
+    with pytest.raises(InputError, match="--batch"):
+        RuntimeSettings(batch=0)
+
+
+@pytest.mark.skipif(cuda_device_count() > 0, reason="checks the fallback on a machine without a GPU")
+def test_cuda_request_without_gpu_warns_and_scores_on_cpu(exported, caplog):
+    net, _, path = exported
+    with caplog.at_level(logging.WARNING, logger="clarity_fast"):
+        scorer = OnnxScorer(path, settings=RuntimeSettings(device="cuda"))
+    assert scorer.device == "cpu"
+    assert len(caplog.records) == 1 and "scoring on cpu" in caplog.records[0].getMessage()
+
+
+@pytest.mark.skipif(cuda_device_count() == 0, reason=NO_GPU)
+@pytest.mark.parametrize("device", ["cuda", "tensorrt"])
+def test_gpu_scoring_matches_pytorch(exported, device, tmp_path):
+    net, _, path = exported
+    scorer = OnnxScorer(path, settings=RuntimeSettings(device=device, batch=512, cache_dir=tmp_path))
+    patches = random_patches(512, patch=12)
+    with torch.inference_mode():
+        reference = net(torch.from_numpy(patches)).numpy()
+    tolerance = 1e-3 if scorer.device == "cuda" else 5e-2  # TensorRT runs fp16
+    assert np.abs(scorer(patches) - reference).max() <= tolerance
+    assert np.abs(scorer(patches[:100]) - reference[:100]).max() <= tolerance
+
+
+def test_bad_model_files_give_model_errors(tmp_path, exported):
+    with pytest.raises(ModelError, match="no such model file"):
+        OnnxScorer(tmp_path / "missing.onnx")
+    (tmp_path / "junk.onnx").write_bytes(b"not a protobuf at all" * 10)
+    with pytest.raises(ModelError, match="not a loadable ONNX model"):
+        OnnxScorer(tmp_path / "junk.onnx")
+    truncated = exported[2].read_bytes()
+    (tmp_path / "cut.onnx").write_bytes(truncated[: len(truncated) // 2])
+    with pytest.raises(ModelError, match="not a loadable ONNX model"):
+        OnnxScorer(tmp_path / "cut.onnx")
+
+
+def test_metadata_that_disagrees_with_the_graph_is_refused(tmp_path):
+    net, config = trained_like()
+    model = onnx.load_from_string(onnx_bytes(net=net, config=config))
+    for prop in model.metadata_props:
+        if prop.key == CONFIG_KEY:
+            data = json.loads(prop.value)
+            data["network"]["patch"] = 16
+            prop.value = json.dumps(data)
+    (tmp_path / "wrong.onnx").write_bytes(model.SerializeToString())
+    with pytest.raises(ModelError, match=r"\(N, 1, 16, 16, 16\)"):
+        OnnxScorer(tmp_path / "wrong.onnx")
+    del model.metadata_props[:]
+    (tmp_path / "plain.onnx").write_bytes(model.SerializeToString())
+    with pytest.raises(ModelError, match="without clarity-fast metadata"):
+        OnnxScorer(tmp_path / "plain.onnx")
+
+
+def test_export_command(tmp_path):
+    net, config = trained_like()
+    save_model(tmp_path / "m.pt", net=net, config=config)
+    out = run_cli("export", "--onnx", tmp_path / "m.pt")
+    assert out.returncode == 0, out.stderr
+    assert (tmp_path / "m.onnx").is_file() and "max |Δlogit|" in out.stdout
+    (tmp_path / "bad.pt").write_bytes(b"junk")
+    out = run_cli("export", "--onnx", tmp_path / "bad.pt", "--out", tmp_path / "bad.onnx")
+    assert out.returncode == 3 and out.stderr.startswith("error:") and len(out.stderr.splitlines()) == 1
+    assert not (tmp_path / "bad.onnx").exists()
