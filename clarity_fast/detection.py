@@ -7,7 +7,7 @@ from collections.abc import Callable
 import numpy as np
 from scipy.spatial import cKDTree
 
-from clarity_fast.kernels.gather import gather_patches
+from clarity_fast.kernels.gather import Grid, gather_patches
 
 Scorer = Callable[[np.ndarray], np.ndarray]
 """Maps a float32 (N, 1, P, P, P) batch of normalised patches to N logits."""
@@ -18,15 +18,15 @@ def sigmoid(x: np.ndarray) -> np.ndarray:
 
 
 def score_centres(
-    volume: np.ndarray, *, centres: np.ndarray, scorer: Scorer, patch: int, batch: int = 4096, src_z0: int = 0, depth: int | None = None
+    volume: np.ndarray, *, centres: np.ndarray, scorer: Scorer, patch: int, grid: Grid | None = None, batch: int = 4096
 ) -> np.ndarray:
-    """Cell probability of the patch around each centre (voxels), gathered and scored `batch` at a time."""
+    """Cell probability of the patch around each centre (working-grid voxels), gathered and scored `batch` at a time."""
     centres = np.rint(np.asarray(centres)).astype(np.int64).reshape(-1, 3)
     out = np.empty(len(centres), dtype=np.float64)
     buffer = np.empty((min(batch, max(len(centres), 1)), 1, patch, patch, patch), dtype=np.float32)
     for start in range(0, len(centres), batch):
         chunk = centres[start : start + batch]
-        patches = gather_patches(volume, centres=chunk, out=buffer, src_z0=src_z0, depth=depth)
+        patches = gather_patches(volume, centres=chunk, out=buffer, grid=grid)
         out[start : start + len(chunk)] = sigmoid(scorer(patches))
     return out
 
@@ -53,9 +53,9 @@ def merge_duplicates(zyx: np.ndarray, scores: np.ndarray, *, radius: tuple[float
 
 
 def scored_detections(
-    volume: np.ndarray, *, candidates: np.ndarray, scorer: Scorer, patch: int, merge_radius: tuple[float, float, float]
+    volume: np.ndarray, *, candidates: np.ndarray, scorer: Scorer, patch: int, grid: Grid, merge_radius: tuple[float, float, float]
 ) -> tuple[np.ndarray, np.ndarray]:
     """Candidates that survive duplicate merging, with their cell probabilities (threshold them to detect)."""
-    probs = score_centres(volume, centres=candidates, scorer=scorer, patch=patch)
+    probs = score_centres(volume, centres=candidates, scorer=scorer, patch=patch, grid=grid)
     keep = merge_duplicates(candidates, probs, radius=merge_radius)
     return np.asarray(candidates)[keep], probs[keep]

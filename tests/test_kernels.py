@@ -10,7 +10,7 @@ from clarity_fast.candidates import read_planes
 from clarity_fast.io.volumes import open_array
 from clarity_fast.kernels import reference
 from clarity_fast.kernels.filters import blob_snr, gaussian_kernel, z_halo
-from clarity_fast.kernels.gather import gather_patches
+from clarity_fast.kernels.gather import gather_patches, working_grid
 from clarity_fast.kernels.maxima import footprint_offsets, local_maxima
 
 DTYPES = [np.uint8, np.uint16, np.int16, np.float32, np.float64]
@@ -92,10 +92,37 @@ def test_gather_from_a_sub_block_equals_the_whole_volume():
     volume = rng.integers(0, 4000, size=(30, 16, 16)).astype(np.uint16)
     centres = np.array([[10, 5, 5], [12, 0, 15], [14, 8, 8]])
     whole = gather_patches(volume, centres=centres, out=np.empty((3, 1, 12, 12, 12), np.float32))
-    part = gather_patches(
-        volume[4:21], centres=centres, src_z0=4, depth=30, out=np.empty((3, 1, 12, 12, 12), np.float32)
-    )
+    grid = working_grid(volume.shape)
+    part = gather_patches(volume[4:21], centres=centres, src_z0=4, grid=grid, out=np.empty((3, 1, 12, 12, 12), np.float32))
     np.testing.assert_array_equal(whole, part)
+    with pytest.raises(ValueError, match="planes"):
+        gather_patches(volume[6:21], centres=centres, src_z0=6, grid=grid, out=np.empty((3, 1, 12, 12, 12), np.float32))
+
+
+@settings(max_examples=25, deadline=None)
+@given(
+    shape=st.tuples(st.integers(3, 12), st.integers(3, 14), st.integers(3, 14)),
+    factors=st.tuples(*[st.sampled_from([1.0, 0.5, 0.81, 1.5, 2.0])] * 3),
+    seed=st.integers(0, 1000),
+)
+def test_resampling_gather_matches_scipy_interpolation(shape, factors, seed):
+    rng = np.random.default_rng(seed)
+    volume = rng.random(shape).astype(np.float32) * 100
+    grid = working_grid(shape, factors=factors)
+    centres = (rng.random((6, 3)) * np.asarray(grid.shape)).astype(np.int64)
+    got = gather_patches(volume, centres=centres, grid=grid, out=np.empty((6, 1, 6, 6, 6), np.float32))
+    expected = reference.resampled_patches(volume, centres=centres, size=6, factors=factors, working_shape=grid.shape)
+    np.testing.assert_allclose(got, expected, atol=2e-4)
+
+
+def test_identity_grid_copies_exactly():
+    volume = np.random.default_rng(2).integers(0, 60000, size=(9, 11, 13)).astype(np.uint16)
+    grid = working_grid(volume.shape, factors=(1.0, 1.0, 1.0))
+    assert all(np.all(w == 0) for w in grid.weight)
+    centres = np.array([[4, 5, 6], [0, 0, 0]])
+    a = gather_patches(volume, centres=centres, grid=grid, out=np.empty((2, 1, 8, 8, 8), np.float32))
+    np.testing.assert_array_equal(a, gather_patches(volume, centres=centres, out=np.empty((2, 1, 8, 8, 8), np.float32)))
+    np.testing.assert_allclose(a, reference.gather_patches(volume, centres=centres, size=8), atol=1e-5)
 
 
 def test_flat_patch_is_zero_not_nan():

@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import numpy as np
-from scipy.ndimage import gaussian_filter, maximum_filter
+from scipy.ndimage import gaussian_filter, map_coordinates, maximum_filter
 
 
 def log_response(volume: np.ndarray, *, sigma: tuple[float, float, float]) -> np.ndarray:
@@ -75,5 +75,24 @@ def gather_patches(volume: np.ndarray, *, centres: np.ndarray, size: int) -> np.
     out = np.empty((len(centres), 1, size, size, size), dtype=np.float32)
     for i, (z, y, x) in enumerate(np.asarray(centres, dtype=int)):
         patch = padded[z : z + size, y : y + size, x : x + size].astype(np.float64)
+        out[i, 0] = (patch - patch.mean()) / max(patch.std(), 1e-6)
+    return out
+
+
+def resampled_patches(
+    volume: np.ndarray, *, centres: np.ndarray, size: int, factors: tuple[float, float, float], working_shape: tuple[int, int, int]
+) -> np.ndarray:
+    """Patches on the working grid by scipy linear interpolation: the resampling gatherer's reference."""
+    half = size // 2
+    out = np.empty((len(centres), 1, size, size, size), dtype=np.float32)
+    for i, centre in enumerate(np.asarray(centres, dtype=int)):
+        axes = []
+        for c, n, f in zip(centre, working_shape, factors):
+            w = np.arange(c - half, c - half + size)
+            w = w % (2 * n)
+            w = np.where(w >= n, 2 * n - 1 - w, w)  # scipy 'reflect', repeated for any overhang
+            axes.append((w + 0.5) / f - 0.5)
+        coords = np.stack(np.meshgrid(*axes, indexing="ij"))
+        patch = map_coordinates(np.asarray(volume, dtype=np.float64), coords, order=1, mode="nearest")
         out[i, 0] = (patch - patch.mean()) / max(patch.std(), 1e-6)
     return out

@@ -52,7 +52,7 @@ def _test_positions(volume: AnnotatedVolume, rng: np.random.Generator) -> tuple[
     neg = np.concatenate(
         [volume.hard_negatives, volume.random_background(int(RANDOM_NEGATIVE_FRACTION * len(volume.truth)), rng)]
     )
-    positions = to_voxels(np.concatenate([volume.truth, neg]), shape=volume.volume.shape)
+    positions = to_voxels(np.concatenate([volume.truth, neg]), shape=volume.grid.shape)
     return positions, np.concatenate([np.ones(len(volume.truth)), np.zeros(len(neg))])
 
 
@@ -118,9 +118,9 @@ class CnnMethod:
         from clarity_fast.detection import score_centres, scored_detections
 
         patch = self.settings.network.patch
-        at_positions = score_centres(volume.volume, centres=positions, scorer=self.scorer, patch=patch)
+        at_positions = score_centres(volume.native, centres=positions, scorer=self.scorer, patch=patch, grid=volume.grid)
         zyx, probs = scored_detections(
-            volume.volume, candidates=volume.candidates.zyx, scorer=self.scorer, patch=patch,
+            volume.native, candidates=volume.candidates.zyx, scorer=self.scorer, patch=patch, grid=volume.grid,
             merge_radius=volume.scale.cell_radius_voxels,
         )
         return at_positions, zyx, probs

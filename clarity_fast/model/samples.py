@@ -14,7 +14,7 @@ from scipy.spatial import cKDTree
 from clarity_fast.candidates import Candidates, find_candidates
 from clarity_fast.io.points import read_points
 from clarity_fast.io.volumes import open_array, open_volume
-from clarity_fast.kernels.gather import gather_patches
+from clarity_fast.kernels.gather import Grid, gather_patches, working_grid
 from clarity_fast.manifest import Entry
 from clarity_fast.resample import points_from, points_to, resample
 from clarity_fast.settings import PrefilterSettings, Scale, VoxelSize, resolve_voxel_size
@@ -26,11 +26,13 @@ RANDOM_CLEARANCE = 1.5  # random background positions keep this far (cell radii)
 
 @dataclass(frozen=True)
 class AnnotatedVolume:
-    """A volume in memory, resampled to the working scale, with its annotations and prefilter candidates."""
+    """A volume in memory, with its annotations and prefilter candidates on the working grid."""
 
     name: str
     group: str
-    volume: np.ndarray  # at the working scale
+    native: np.ndarray  # the file's voxels: patches are cut from these on `grid`, as in detection
+    grid: Grid  # the working grid
+    volume: np.ndarray  # resampled to the working scale (for the baselines' score maps)
     truth: np.ndarray  # (N, 3) float voxels, working scale
     candidates: Candidates  # working scale
     scale: Scale  # the working scale
@@ -54,7 +56,7 @@ class AnnotatedVolume:
 
     def random_background(self, n: int, rng: np.random.Generator) -> np.ndarray:
         """n random voxel positions clear of the annotations (fewer if the volume is crowded)."""
-        points = (rng.random((4 * n, 3)) * np.asarray(self.volume.shape)).astype(np.int64)
+        points = (rng.random((4 * n, 3)) * np.asarray(self.grid.shape)).astype(np.int64)
         return points[self._distance_in_radii(points) > RANDOM_CLEARANCE][:n]
 
 
@@ -76,11 +78,11 @@ def load_annotated(
         # the network sees the resampled volume.
         found = find_candidates(open_array(data), settings=PrefilterSettings(scale=native, threshold=prefilter_threshold))
         scale = native.working if factors != (1.0, 1.0, 1.0) else native
-        data = resample(data, factors=factors)
-        found = Candidates(to_voxels(points_to(found.zyx, factors=factors), shape=data.shape), found.response)
+        grid = working_grid(data.shape, factors=factors)
+        found = Candidates(to_voxels(points_to(found.zyx, factors=factors), shape=grid.shape), found.response)
         truth = points_to(read_points(entry.points, shape=reader.shape).zyx, factors=factors)
         name = f"{entry.volume.parent.name}/{entry.volume.name}"
-        volumes.append(AnnotatedVolume(name, entry.group, data, truth, found, scale, factors))
+        volumes.append(AnnotatedVolume(name, entry.group, data, grid, resample(data, factors=factors), truth, found, scale, factors))
     return volumes
 
 
@@ -97,9 +99,9 @@ def jitter(centres: np.ndarray, *, scale: Scale, rng: np.random.Generator) -> np
 
 def cut(volume: AnnotatedVolume, centres: np.ndarray, *, patch: int) -> np.ndarray:
     """(N, 1, P, P, P) normalised patches around centres, clipped into the volume."""
-    centres = to_voxels(centres, shape=volume.volume.shape)
+    centres = to_voxels(centres, shape=volume.grid.shape)
     out = np.empty((len(centres), 1, patch, patch, patch), dtype=np.float32)
-    return gather_patches(volume.volume, centres=centres, out=out)
+    return gather_patches(volume.native, centres=centres, out=out, grid=volume.grid)
 
 
 def epoch_examples(

@@ -75,7 +75,7 @@ def choose_threshold(net: CellNet, volumes: list[AnnotatedVolume], *, patch: int
     items = []
     for v in volumes:
         zyx, probs = scored_detections(
-            v.volume, candidates=v.candidates.zyx, scorer=scorer, patch=patch, merge_radius=v.scale.cell_radius_voxels
+            v.native, candidates=v.candidates.zyx, scorer=scorer, patch=patch, grid=v.grid, merge_radius=v.scale.cell_radius_voxels
         )
         items.append((zyx, probs, v.truth))
     pred, scores, truth = pool_volumes(items)
