@@ -54,29 +54,51 @@ def read_planes(reader: VolumeReader, z0: int, z1: int) -> np.ndarray:
     return np.pad(planes, ((lo - z0, z1 - hi), (0, 0), (0, 0)), mode="symmetric")
 
 
+class SlabPrefilter:
+    """The prefilter of one volume, slab by slab: which planes a slab needs, and its candidates from them."""
+
+    def __init__(self, *, settings: PrefilterSettings, shape: tuple[int, int, int], dtype: np.dtype) -> None:
+        self.settings = settings
+        self.depth = shape[0]
+        self.offsets = footprint_offsets(settings.min_separation)
+        self.reach = int(np.abs(self.offsets[:, 0]).max()) if len(self.offsets) else 0
+        self.planar = self.depth == 1  # a single plane: a 2D response, no halo
+        pad = z_halo(sigma_z=settings.sigma[0], noise_half_width_z=settings.noise_half_width[0])
+        self.halo = 0 if self.planar else pad
+        self.floor = 0.5 if np.issubdtype(dtype, np.integer) else 1e-6
+
+    def slabs(self) -> list[tuple[int, int]]:
+        """The (z0, z1) plane ranges of the slabs, in z order."""
+        step = self.settings.slab_depth
+        return [(z0, min(z0 + step, self.depth)) for z0 in range(0, self.depth, step)]
+
+    def planes_needed(self, z0: int, z1: int) -> tuple[int, int]:
+        """Planes [a, b) the candidates of planes z0..z1 depend on; those outside the volume are reflections."""
+        return max(z0 - self.reach, 0) - self.halo, min(z1 + self.reach, self.depth) + self.halo
+
+    def run(self, planes: np.ndarray, *, first: int, z0: int, z1: int) -> Candidates:
+        """Candidates of planes z0..z1 from `planes`, which hold planes first.. and cover planes_needed(z0, z1)."""
+        a, b = self.planes_needed(z0, z1)
+        snr = blob_snr(
+            planes[a - first : b - first],
+            pad=self.halo,
+            sigma=self.settings.sigma,
+            noise_half_width=self.settings.noise_half_width,
+            noise_floor=self.floor,
+            planar=self.planar,
+        )
+        r0 = a + self.halo
+        coords, values = local_maxima(snr, offsets=self.offsets, threshold=self.settings.threshold, z_range=(z0 - r0, z1 - r0))
+        coords[:, 0] += r0
+        return Candidates(coords, values)
+
+
 def iter_slabs(reader: VolumeReader, *, settings: PrefilterSettings) -> Iterator[Slab]:
     """Candidates slab by slab, in z order."""
-    depth = reader.shape[0]
-    offsets = footprint_offsets(settings.min_separation)
-    reach = int(np.abs(offsets[:, 0]).max()) if len(offsets) else 0
-    pad = z_halo(sigma_z=settings.sigma[0], noise_half_width_z=settings.noise_half_width[0])
-    floor = 0.5 if np.issubdtype(reader.dtype, np.integer) else 1e-6
-    planar = depth == 1  # a single plane: a 2D response, no halo
-    halo = 0 if planar else pad
-    for z0 in range(0, depth, settings.slab_depth):
-        z1 = min(z0 + settings.slab_depth, depth)
-        r0, r1 = max(z0 - reach, 0), min(z1 + reach, depth)
-        snr = blob_snr(
-            read_planes(reader, r0 - halo, r1 + halo),
-            pad=halo,
-            sigma=settings.sigma,
-            noise_half_width=settings.noise_half_width,
-            noise_floor=floor,
-            planar=planar,
-        )
-        coords, values = local_maxima(snr, offsets=offsets, threshold=settings.threshold, z_range=(z0 - r0, z1 - r0))
-        coords[:, 0] += r0
-        yield Slab(z0, z1, Candidates(coords, values))
+    prefilter = SlabPrefilter(settings=settings, shape=reader.shape, dtype=reader.dtype)
+    for z0, z1 in prefilter.slabs():
+        a, b = prefilter.planes_needed(z0, z1)
+        yield Slab(z0, z1, prefilter.run(read_planes(reader, a, b), first=a, z0=z0, z1=z1))
 
 
 def find_candidates(reader: VolumeReader, *, settings: PrefilterSettings) -> Candidates:

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import logging
 import platform
+import signal
 import sys
 import traceback
 from pathlib import Path
@@ -155,6 +156,36 @@ def candidates(
         f"{len(found)} candidates in {volume} {shape} at voxel {scale.voxel_size} µm, cell {cell_diameter} µm: "
         f"{seconds:.1f} s ({np.prod(shape) / seconds / 1e6:.1f} Mvoxel/s) -> {out}"
     )
+
+
+@app.command()
+def detect(
+    volume: Annotated[Path, typer.Argument(help="Volume: TIFF, folder of TIFF planes, Zarr/OME-Zarr or .npy.")],
+    model: Annotated[str, typer.Option("--model", help="'default' (built in) or an exported .onnx model.")] = "default",
+    out: Annotated[Path, typer.Option("--out", help="Detections to write (CSV, or XML with --format xml); a .summary.json goes beside.")] = Path("cells.csv"),
+    output_format: Annotated[str, typer.Option("--format", help="csv or xml (cellfinder / ImageJ CellCounter).")] = "csv",
+    batch: Annotated[int, typer.Option("--batch", help="Patches scored per call.")] = 4096,
+    threshold: Annotated[Optional[float], typer.Option("--threshold", help="Cell probability to accept (default: the model's).")] = None,
+    voxel_size: VoxelSizeOption = None,
+    cell_diameter: Annotated[
+        Optional[float], typer.Option("--cell-diameter", help="Cell (soma) diameter in µm (default: the model's training cells).")
+    ] = None,
+    device: Annotated[str, typer.Option("--device", help="auto, cpu, cuda or tensorrt.")] = "auto",
+    slab_depth: Annotated[int, typer.Option("--slab-depth", help="Planes prefiltered at once (memory vs. speed).")] = 32,
+    preview: Annotated[Optional[Path], typer.Option("--preview", help="Write a max-projection PNG with detections circled.")] = None,
+    resume: Annotated[bool, typer.Option("--resume", help="Continue an interrupted run from its last finished slab.")] = False,
+    channel: ChannelOption = None,
+) -> None:
+    """Detect cells in a whole volume: prefilter, CNN scoring, duplicate merging, streamed in z-slabs."""
+    from clarity_fast.run_detect import DetectRequest, run_detection
+
+    request = DetectRequest(
+        volume=volume, model=model, out=out, output_format=output_format, batch=batch, threshold=threshold,
+        voxel_size=parse_triple(voxel_size, name="--voxel-size") if voxel_size else None, cell_diameter=cell_diameter,
+        device=device, slab_depth=slab_depth, preview=preview, resume=resume, channel=channel,
+    )
+    for line in run_detection(request).lines():
+        typer.echo(line)
 
 
 @app.command()
@@ -367,10 +398,22 @@ def cv(
     typer.echo(f"wrote {out / 'cv.md'}, {out / 'cv.json'}, {out / 'roc.png'}")
 
 
+INTERRUPTED = 130  # 128 + SIGINT, as shells report it
+
+
+class Terminated(Exception):
+    """SIGTERM, raised in the main thread so that clean-up runs as for Ctrl-C."""
+
+
+def _terminated(signum, frame) -> None:
+    raise Terminated
+
+
 def main() -> None:
     """Entry point: project errors become `error: <message>` and an exit code, never a traceback."""
     debug = "--debug" in sys.argv[1:]
     logging.basicConfig(format="warning: %(message)s", level=logging.WARNING)
+    signal.signal(signal.SIGTERM, _terminated)
     try:
         code = app(standalone_mode=False)
     except ClarityError as exc:
@@ -384,11 +427,15 @@ def main() -> None:
         exc.show()
         sys.exit(exc.exit_code)
     except (click.exceptions.Abort, KeyboardInterrupt):
-        typer.echo("error: interrupted", err=True)
-        sys.exit(130)
+        code = INTERRUPTED
+    except Terminated:
+        typer.echo("error: terminated (outputs left as they were; detect --resume continues)", err=True)
+        sys.exit(143)
     except Exception as exc:  # a bug, not a user error: still one line unless --debug
         if debug:
             traceback.print_exc()
         typer.echo(f"error: internal error ({type(exc).__name__}: {exc}); rerun with --debug for details", err=True)
         sys.exit(70)
+    if code == INTERRUPTED:  # typer turns Ctrl-C into this exit code, silently
+        typer.echo("error: interrupted (outputs left as they were; detect --resume continues)", err=True)
     sys.exit(code if isinstance(code, int) else 0)

@@ -1,4 +1,5 @@
-"""Manifests: CSV lists of annotated volumes (`volume,points[,group][,voxel_size]`), paths relative to the file."""
+"""Manifests: CSV lists of annotated volumes (`volume,points[,group][,voxel_size][,cell_diameter]`), paths
+relative to the file. Per-volume voxel sizes and cell diameters (µm) let one model learn from several datasets."""
 
 from __future__ import annotations
 
@@ -18,6 +19,7 @@ class Entry:
     points: Path
     group: str
     voxel_size: VoxelSize | None
+    cell_diameter: float | None = None
 
 
 def read_manifest(path: Path) -> list[Entry]:
@@ -30,7 +32,7 @@ def read_manifest(path: Path) -> list[Entry]:
         columns = [c.strip().lower() for c in reader.fieldnames or []]
         for needed in ("volume", "points"):
             if needed not in columns:
-                raise InputError(f"{path}: no '{needed}' column; a manifest needs volume,points[,group][,voxel_size]")
+                raise InputError(f"{path}: no '{needed}' column; a manifest needs volume,points[,group][,voxel_size][,cell_diameter]")
         entries = []
         for row in reader:
             row = {k.strip().lower(): (v or "").strip() for k, v in row.items() if k}
@@ -39,13 +41,14 @@ def read_manifest(path: Path) -> list[Entry]:
             for file in (volume, points):
                 if not file.exists():
                     raise InputError(f"{line}: {file} does not exist")
-            voxel = row.get("voxel_size")
+            voxel, diameter = row.get("voxel_size"), row.get("cell_diameter")
             entries.append(
                 Entry(
                     volume=volume,
                     points=points,
                     group=row.get("group") or row["volume"],
                     voxel_size=parse_triple(voxel, name=f"{line}: voxel_size") if voxel else None,
+                    cell_diameter=parse_triple(diameter, name=f"{line}: cell_diameter")[0] if diameter else None,
                 )
             )
     if not entries:

@@ -14,7 +14,7 @@ def test_help_lists_commands():
     assert "simulate" in out.stdout and "info" in out.stdout
 
 
-@pytest.mark.parametrize("command", ["info", "simulate", "candidates", "demo"])
+@pytest.mark.parametrize("command", ["info", "simulate", "candidates", "demo", "detect", "export", "train", "evaluate", "cv"])
 def test_each_command_has_help(command):
     out = run_cli(command, "--help")
     assert out.returncode == 0 and "Usage" in out.stdout
@@ -66,5 +66,6 @@ def test_output_under_a_file_is_an_output_error(tmp_path):
 def test_demo_runs_and_scores(tmp_path):
     out = run_cli("demo", "--out", str(tmp_path / "demo"), "--shape", "16,96,96")
     assert out.returncode == 0, out.stderr
-    assert "candidate recall" in out.stdout and "LoG" in out.stdout
-    assert (tmp_path / "demo" / "candidates.csv").is_file()
+    assert "against the simulated truth: precision" in out.stdout and "LoG" in out.stdout
+    for name in ("volume.tif", "cells.csv", "detections.csv", "detections.summary.json", "detections.png"):
+        assert (tmp_path / "demo" / name).is_file()

@@ -26,3 +26,18 @@ def model_config(session, *, source: Path) -> ModelConfig:
         shape = [i.shape for i in inputs]
         raise ModelError(f"{source}: the graph takes {shape}, but its metadata says (N, 1, {p}, {p}, {p}) patches")
     return config
+
+
+DEFAULT_MODEL = Path(__file__).resolve().parents[1] / "data" / "default.onnx"
+
+
+def resolve_model(spec: str | Path) -> Path:
+    """`default` -> the model shipped in the package; otherwise a path to an exported .onnx file."""
+    if str(spec) == "default":
+        if not DEFAULT_MODEL.is_file():
+            raise ModelError(f"the built-in model is missing from this installation ({DEFAULT_MODEL}); pass --model M.onnx")
+        return DEFAULT_MODEL
+    path = Path(spec)
+    if path.suffix == ".pt":
+        raise ModelError(f"{path} is a PyTorch model; export it first: clarity-fast export --onnx {path}")
+    return path

@@ -21,7 +21,7 @@ from clarity_fast.errors import InputError
 from clarity_fast.io.atomic import atomic_path
 
 _FORMATS = ("csv", "xml")
-SCORE_ALIAS = "response"  # candidate lists name their score after the prefilter's response
+SCORE_ALIASES = ("probability", "response")  # detections: the CNN's probability; candidates: the prefilter's response
 _CELL_TYPE = 2
 _NON_CELL_TYPE = 1
 
@@ -111,8 +111,9 @@ def _read_csv(path: Path, shape: tuple[int, int, int] | None) -> Points:
             raise InputError(f"{path}: empty file; expected a header row with columns z, y, x")
         names = [name.strip().lower() for name in header]
         columns = {name: names.index(name) for name in ("z", "y", "x", "score", "label") if name in names}
-        if "score" not in columns and SCORE_ALIAS in names:
-            columns["score"] = names.index(SCORE_ALIAS)
+        for alias in SCORE_ALIASES:
+            if "score" not in columns and alias in names:
+                columns["score"] = names.index(alias)
         for name in ("z", "y", "x"):
             if name not in columns:
                 raise InputError(f"{path}: no '{name}' column in the header {header}; need z, y and x")
@@ -176,7 +177,7 @@ def write_points(
 ) -> None:
     """Write points atomically as CSV (format from the suffix unless given) or CellCounter XML.
 
-    `score_name` heads the CSV's score column ("score", or SCORE_ALIAS for candidate lists).
+    `score_name` heads the CSV's score column ("score", or one of SCORE_ALIASES).
     XML, like cellfinder's, has no scores, whole-voxel coordinates and points grouped by type
     (non-cells first); unlabelled points are written as cells.
     """

@@ -72,7 +72,7 @@ def load_annotated(
                 from_file=reader.voxel_size, from_user=entry.voxel_size or voxel_size, source=entry.volume
             )
             data = reader.read_slab(0, reader.shape[0])
-        native = Scale(voxel_size=size, cell_diameter=cell_diameter)
+        native = Scale(voxel_size=size, cell_diameter=entry.cell_diameter or cell_diameter)
         factors = native.to_working
         # The prefilter runs on the file's own voxels (interpolation would correlate the noise it measures);
         # the network sees the resampled volume.

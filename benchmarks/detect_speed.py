@@ -1,0 +1,115 @@
+"""End-to-end `clarity-fast detect` throughput and peak memory, against cellfinder's detection stage.
+
+Run: python benchmarks/detect_speed.py [--shape 32,2150,2650] [--cellfinder ../cellfinder-venv/bin/python]
+(writes results/detect_speed[_gpu].{json,md}). Each run is its own process, so its peak RSS is its own.
+The volume is simulated (difficulty 1, 4×2×2 µm voxels, 12 µm cells) and cached as .npy in benchmarks/out;
+memory is measured at two depths to show it does not grow with the volume's depth. cellfinder runs, when
+its environment exists (see cellfinder_detect.py), on the same .npy volume with the same voxel and cell size.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import subprocess
+import sys
+from pathlib import Path
+
+import numpy as np
+import report
+
+from clarity_fast.export.providers import cuda_device_count
+
+HERE = Path(__file__).resolve().parent
+OUT = HERE / "out"
+CHILD = """
+import json, resource, sys
+from pathlib import Path
+from clarity_fast.run_detect import DetectRequest, run_detection
+volume, out, batch, device = sys.argv[1], Path(sys.argv[2]), int(sys.argv[3]), sys.argv[4]
+report = run_detection(DetectRequest(volume=Path(volume), out=out, batch=batch, device=device, voxel_size=(4.0, 2.0, 2.0), cell_diameter=12.0, progress=False))
+print(json.dumps(dict(summary=report.summary, peak_rss_mb=resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024)))
+"""
+
+
+def simulated(shape: tuple[int, int, int]) -> Path:
+    path = OUT / f"sim_{'x'.join(map(str, shape))}.npy"
+    if not path.exists():
+        from clarity_fast.simulate import SimulatedBrain, SimulationSettings
+
+        OUT.mkdir(exist_ok=True)
+        np.save(path, SimulatedBrain(SimulationSettings(shape=shape, seed=0, difficulty=1.0)).volume())
+    return path
+
+
+def deeper(path: Path, times: int) -> Path:
+    """The volume stacked `times` deep (alternately mirrored, so planes stay continuous), for the memory test."""
+    out = path.with_name(path.stem + f"_x{times}.npy")
+    if not out.exists():
+        volume = np.load(path, mmap_mode="r")
+        stacked = np.lib.format.open_memmap(out, mode="w+", dtype=volume.dtype, shape=(volume.shape[0] * times, *volume.shape[1:]))
+        for i in range(times):
+            stacked[i * volume.shape[0] : (i + 1) * volume.shape[0]] = volume if i % 2 == 0 else volume[::-1]
+        stacked.flush()
+    return out
+
+
+def run_detect(volume: Path, *, batch: int, device: str) -> dict:
+    out = OUT / f"{volume.stem}_cells.csv"
+    done = subprocess.run([sys.executable, "-c", CHILD, str(volume), str(out), str(batch), device], capture_output=True, text=True, check=True)
+    return json.loads(done.stdout.strip().splitlines()[-1])
+
+
+def run_cellfinder(python: Path, volume: Path) -> dict | None:
+    if not python.exists():
+        return None
+    done = subprocess.run([str(python), str(HERE / "cellfinder_detect.py"), str(volume), "4,2,2", "12"], capture_output=True, text=True)
+    if done.returncode != 0:
+        print(done.stderr[-2000:])
+        return None
+    return json.loads(done.stdout.strip().splitlines()[-1])
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--shape", default="32,2150,2650")
+    parser.add_argument("--batch", type=int, default=4096)
+    parser.add_argument("--cellfinder", type=Path, default=HERE.parents[1] / "cellfinder-venv" / "bin" / "python")
+    args = parser.parse_args()
+    shape = tuple(int(v) for v in args.shape.split(","))
+    gpus = cuda_device_count()
+    device = "auto" if gpus else "cpu"
+    base = simulated(shape)
+    runs = {"volume": run_detect(base, batch=args.batch, device=device)}
+    runs["volume, 3x deeper"] = run_detect(deeper(base, 3), batch=args.batch, device=device)
+    plane = OUT / f"plane_{shape[1]}x{shape[2]}.npy"
+    if not plane.exists():
+        np.save(plane, np.load(base, mmap_mode="r")[shape[0] // 2 : shape[0] // 2 + 1])
+    runs["single plane"] = run_detect(plane, batch=args.batch, device=device)
+    cellfinder = run_cellfinder(args.cellfinder, base)
+    rows = []
+    for name, r in runs.items():
+        s = r["summary"]
+        busy = {k: s["seconds"][k] for k in ("read", "prefilter", "gather", "score", "merge")}
+        share = ", ".join(f"{k} {v / max(sum(busy.values()), 1e-9):.0%}" for k, v in busy.items())
+        rows.append([name, "×".join(map(str, s["shape"])), f"{s['seconds']['total']:.1f}", f"{s['voxels_per_s'] / 1e6:.1f}", f"{r['peak_rss_mb']:.0f}", s["cells"], share])
+    data = dict(device=runs["volume"]["summary"]["provider"], batch=args.batch, runs=runs, cellfinder=cellfinder)
+    notes = f"clarity-fast detect (built-in model, --batch {args.batch}, scoring on {data['device']}); busy seconds per stage overlap (two threads), so shares are of busy time."
+    if cellfinder:
+        rate = np.prod(cellfinder["shape"]) / cellfinder["seconds"]
+        ratio = runs["volume"]["summary"]["voxels_per_s"] / rate
+        data["speedup_vs_cellfinder"] = ratio
+        rows.append([f"cellfinder {cellfinder['cellfinder']} detection stage", "×".join(map(str, cellfinder["shape"])), f"{cellfinder['seconds']:.1f}", f"{rate / 1e6:.2f}", "", cellfinder["candidates"], "candidates, no classification"])
+        notes += f" Same volume through cellfinder's detection stage (CPU, all cores): clarity-fast is {ratio:.1f}× its throughput."
+    md = report.write(
+        "detect_speed_gpu" if gpus else "detect_speed",
+        data=data,
+        columns=["run", "shape", "seconds", "Mvoxel/s", "peak RSS MB", "cells", "share of busy time"],
+        rows=rows,
+        notes=notes,
+    )
+    print(md.read_text())
+
+
+if __name__ == "__main__":
+    main()

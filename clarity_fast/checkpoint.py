@@ -1,0 +1,60 @@
+"""Per-slab results on disk, so an interrupted `detect --resume` continues from the last finished slab.
+
+The folder sits beside the output (`<out>.partial/`) and records a fingerprint of the run: a different
+volume, model or setting starts afresh instead of mixing results. It is removed once the output is written.
+"""
+
+from __future__ import annotations
+
+import json
+import shutil
+from pathlib import Path
+
+import numpy as np
+
+from clarity_fast.errors import OutputError
+from clarity_fast.io.atomic import atomic_path, make_output_dir
+
+FINGERPRINT = "run.json"
+
+
+class Checkpoint:
+    def __init__(self, folder: Path, *, fingerprint: dict, resume: bool) -> None:
+        self.folder = Path(folder)
+        stored = self._stored()
+        if not resume or stored != fingerprint:
+            if resume and stored is not None:
+                import logging
+
+                logging.getLogger("clarity_fast").warning("%s was made by a different run; starting afresh", self.folder)
+            self.clear()
+            make_output_dir(self.folder)
+            with atomic_path(self.folder / FINGERPRINT) as tmp:
+                tmp.write_text(json.dumps(fingerprint, indent=2, sort_keys=True) + "\n")
+
+    def _stored(self) -> dict | None:
+        try:
+            return json.loads((self.folder / FINGERPRINT).read_text())
+        except (OSError, ValueError):
+            return None
+
+    def _slab(self, z0: int) -> Path:
+        return self.folder / f"slab-{z0:08d}.npz"
+
+    def finished(self, z0: int) -> bool:
+        return self._slab(z0).is_file()
+
+    def save(self, z0: int, *, zyx: np.ndarray, probability: np.ndarray, candidates: int) -> None:
+        with atomic_path(self._slab(z0)) as tmp:
+            with open(tmp, "wb") as f:
+                np.savez(f, zyx=zyx, probability=probability, candidates=np.int64(candidates))
+
+    def load(self, z0: int) -> tuple[np.ndarray, np.ndarray, int]:
+        try:
+            with np.load(self._slab(z0)) as data:
+                return data["zyx"], data["probability"], int(data["candidates"])
+        except (OSError, ValueError, KeyError) as exc:
+            raise OutputError(f"{self._slab(z0)}: unreadable checkpoint ({exc}); rerun without --resume") from exc
+
+    def clear(self) -> None:
+        shutil.rmtree(self.folder, ignore_errors=True)

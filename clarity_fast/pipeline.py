@@ -1,0 +1,197 @@
+"""Whole-volume detection, streamed in z-slabs: read -> prefilter -> gather patches -> score -> keep -> merge.
+
+A producer thread reads, prefilters and gathers slab k+1 (numba kernels release the GIL) while the caller's
+thread scores slab k (onnxruntime releases it too); a queue of two batches bounds what waits between them,
+so memory depends on the slab depth and the batch size, never on the volume's depth. Candidates, patches
+and scores do not depend on how the volume is cut into slabs or batches, and merging runs once over the
+whole volume, so neither does the result.
+"""
+
+from __future__ import annotations
+
+import queue
+import threading
+import time
+from collections.abc import Callable
+from dataclasses import dataclass, field
+
+import numpy as np
+
+from clarity_fast.candidates import SlabPrefilter, read_planes
+from clarity_fast.checkpoint import Checkpoint
+from clarity_fast.detection import Scorer, merge_duplicates, sigmoid
+from clarity_fast.errors import InputError
+from clarity_fast.io.volumes import VolumeReader
+from clarity_fast.kernels.gather import Grid, gather_patches, working_grid
+from clarity_fast.model.config import ModelConfig
+from clarity_fast.model.samples import to_voxels
+from clarity_fast.resample import points_to
+from clarity_fast.settings import PrefilterSettings, Scale, VoxelSize
+
+STAGES = ("read", "prefilter", "gather", "score", "merge")
+
+
+@dataclass(frozen=True)
+class DetectSettings:
+    voxel_size: VoxelSize  # of the input volume, µm
+    cell_diameter: float  # of the cells in it, µm
+    threshold: float  # cell probability
+    prefilter_threshold: float
+    batch: int = 4096
+    slab_depth: int = 32
+
+    def __post_init__(self) -> None:
+        if self.batch < 1:
+            raise InputError(f"--batch must be >= 1, got {self.batch}")
+        if self.slab_depth < 1:
+            raise InputError(f"--slab-depth must be >= 1, got {self.slab_depth}")
+        if not 0.0 <= self.threshold <= 1.0:
+            raise InputError(f"--threshold is a probability between 0 and 1, got {self.threshold}")
+
+    @property
+    def scale(self) -> Scale:
+        return Scale(voxel_size=self.voxel_size, cell_diameter=self.cell_diameter)
+
+    def zoom(self, model: ModelConfig) -> tuple[float, float, float]:
+        """Factors from the input's voxels to a grid where its cells look as the model's did in training."""
+        cell_voxels = [model.cell_diameter / v for v in model.voxel_size]  # a training cell, in model voxels
+        factors = [c * v / self.cell_diameter for c, v in zip(cell_voxels, self.voxel_size)]
+        return tuple(1.0 if abs(f - 1.0) < 0.01 else f for f in factors)
+
+
+@dataclass
+class Result:
+    zyx: np.ndarray  # (N, 3) int, the input's voxels
+    probability: np.ndarray
+    candidates: int = 0
+    above_threshold: int = 0
+    seconds: dict[str, float] = field(default_factory=dict)  # busy time per stage, and "total" wall time
+
+
+@dataclass
+class _Batch:
+    z0: int
+    zyx: np.ndarray  # native candidate positions
+    patches: np.ndarray | None
+    last: bool  # the slab's final batch
+    candidates: int  # in the slab (on its final batch)
+
+
+def detect(
+    reader: VolumeReader,
+    *,
+    scorer: Scorer,
+    model: ModelConfig,
+    settings: DetectSettings,
+    checkpoint: Checkpoint | None = None,
+    on_slab: Callable[[int, int, int], None] | None = None,
+) -> Result:
+    """Cells in the volume: candidate positions whose patch scores above the threshold, duplicates merged.
+
+    on_slab(z0, z1, detections so far) is called as each slab finishes (progress).
+    """
+    start = time.perf_counter()
+    shape = reader.shape
+    factors = settings.zoom(model)
+    grid = working_grid(shape, factors=factors)
+    prefilter = SlabPrefilter(
+        settings=PrefilterSettings(scale=settings.scale, threshold=settings.prefilter_threshold, slab_depth=settings.slab_depth),
+        shape=shape,
+        dtype=reader.dtype,
+    )
+    slabs = prefilter.slabs()
+    todo = [s for s in slabs if checkpoint is None or not checkpoint.finished(s[0])]
+    seconds = dict.fromkeys(STAGES, 0.0)
+    kept_zyx, kept_prob, counts = [], [], [0, 0]
+    for z0, z1 in slabs:
+        if checkpoint is not None and (z0, z1) not in todo:
+            zyx, prob, n = checkpoint.load(z0)
+            kept_zyx.append(zyx), kept_prob.append(prob)
+            counts[0] += n
+            counts[1] += len(prob)
+    handoff: queue.Queue = queue.Queue(maxsize=2)
+    stop = threading.Event()
+    producer = threading.Thread(
+        target=_produce,
+        kwargs=dict(reader=reader, prefilter=prefilter, grid=grid, factors=factors, patch=model.network.patch,
+                    slabs=todo, batch=settings.batch, out=handoff, stop=stop, seconds=seconds),
+        name="clarity-fast-prefilter",
+        daemon=True,
+    )
+    producer.start()
+    try:
+        slab_zyx, slab_prob = [], []
+        done = 0
+        while done < len(todo):
+            item = handoff.get()
+            if isinstance(item, BaseException):
+                raise item
+            if len(item.zyx):
+                t = time.perf_counter()
+                prob = sigmoid(scorer(item.patches)).astype(np.float32)
+                seconds["score"] += time.perf_counter() - t
+                keep = prob >= settings.threshold
+                slab_zyx.append(item.zyx[keep]), slab_prob.append(prob[keep])
+            if item.last:
+                zyx = np.concatenate(slab_zyx) if slab_zyx else np.empty((0, 3), np.int64)
+                prob = np.concatenate(slab_prob) if slab_prob else np.empty(0, np.float32)
+                if checkpoint is not None:
+                    checkpoint.save(item.z0, zyx=zyx, probability=prob, candidates=item.candidates)
+                kept_zyx.append(zyx), kept_prob.append(prob)
+                counts[0] += item.candidates
+                counts[1] += len(prob)
+                slab_zyx, slab_prob = [], []
+                done += 1
+                if on_slab is not None:
+                    z1 = min(item.z0 + settings.slab_depth, shape[0])
+                    on_slab(item.z0, z1, counts[1])
+    finally:
+        stop.set()
+        while producer.is_alive():  # unblock a producer waiting on a full queue
+            try:
+                handoff.get_nowait()
+            except queue.Empty:
+                producer.join(0.05)
+    t = time.perf_counter()
+    zyx = np.concatenate(kept_zyx) if kept_zyx else np.empty((0, 3), np.int64)
+    prob = np.concatenate(kept_prob) if kept_prob else np.empty(0, np.float32)
+    keep = merge_duplicates(zyx, prob, radius=settings.scale.cell_radius_voxels)
+    seconds["merge"] = time.perf_counter() - t
+    seconds["total"] = time.perf_counter() - start
+    return Result(zyx=zyx[keep], probability=prob[keep], candidates=counts[0], above_threshold=counts[1], seconds=seconds)
+
+
+def _produce(*, reader, prefilter: SlabPrefilter, grid: Grid, factors, patch: int, slabs, batch: int, out: queue.Queue, stop, seconds) -> None:
+    """Read, prefilter and gather each slab; hand over batches of patches (or the exception that stopped it)."""
+    half = patch // 2
+    try:
+        for z0, z1 in slabs:
+            a, b = prefilter.planes_needed(z0, z1)
+            wz = to_voxels(points_to(np.array([[z0, 0, 0], [z1 - 1, 0, 0]]), factors=factors), shape=grid.shape)[:, 0]
+            ga, gb = grid.native_rows(int(wz[0]) - half, int(wz[1]) + patch - half)
+            first, last = min(a, ga), max(b, gb)
+            t = time.perf_counter()
+            planes = read_planes(reader, first, last)
+            seconds["read"] += time.perf_counter() - t
+            t = time.perf_counter()
+            found = prefilter.run(planes, first=first, z0=z0, z1=z1)
+            seconds["prefilter"] += time.perf_counter() - t
+            centres = to_voxels(points_to(found.zyx, factors=factors), shape=grid.shape)
+            starts = range(0, len(found), batch) if len(found) else [0]
+            for s in starts:
+                t = time.perf_counter()
+                chunk = centres[s : s + batch]
+                patches = np.empty((len(chunk), 1, patch, patch, patch), np.float32)
+                gather_patches(planes, centres=chunk, out=patches, grid=grid, src_z0=first)
+                seconds["gather"] += time.perf_counter() - t
+                item = _Batch(z0, found.zyx[s : s + batch], patches, s + batch >= len(found), len(found))
+                while not stop.is_set():
+                    try:
+                        out.put(item, timeout=0.1)
+                        break
+                    except queue.Full:
+                        continue
+                if stop.is_set():
+                    return
+    except BaseException as exc:  # handed to the consumer, which raises it in the caller's thread
+        out.put(exc)

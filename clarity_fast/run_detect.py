@@ -1,0 +1,145 @@
+"""`clarity-fast detect` end to end: check the request, open model and volume, stream the detection with a
+progress bar and a checkpoint, then write the cells, a summary JSON and the optional QC picture atomically."""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import time
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+
+from clarity_fast import __version__
+from clarity_fast.checkpoint import Checkpoint
+from clarity_fast.errors import InputError
+from clarity_fast.export.model_file import resolve_model
+from clarity_fast.export.runtime import OnnxScorer, RuntimeSettings
+from clarity_fast.io.atomic import atomic_path, check_output_path
+from clarity_fast.io.points import Points, write_points
+from clarity_fast.io.volumes import open_volume
+from clarity_fast.pipeline import STAGES, DetectSettings, detect
+from clarity_fast.progress import progress_bar, step
+from clarity_fast.settings import VoxelSize, resolve_voxel_size
+
+FORMATS = ("csv", "xml")
+
+
+@dataclass(frozen=True)
+class DetectRequest:
+    volume: Path
+    out: Path
+    model: str | Path = "default"
+    output_format: str = "csv"
+    batch: int = 4096
+    threshold: float | None = None
+    voxel_size: VoxelSize | None = None
+    cell_diameter: float | None = None
+    device: str = "auto"
+    slab_depth: int = 32
+    preview: Path | None = None
+    resume: bool = False
+    channel: int | None = None
+    progress: bool | None = None  # None: a bar when stderr is a terminal
+
+    @property
+    def summary_path(self) -> Path:
+        return self.out.with_name(self.out.stem + ".summary.json")
+
+    @property
+    def checkpoint_path(self) -> Path:
+        return self.out.with_name(self.out.name + ".partial")
+
+
+@dataclass(frozen=True)
+class DetectReport:
+    summary: dict
+
+    def lines(self) -> list[str]:
+        s = self.summary
+        seconds = s["seconds"]
+        busy = ", ".join(f"{k} {seconds[k]:.2f}" for k in STAGES)
+        return [
+            f"{s['cells']} cells in {s['volume']} {tuple(s['shape'])} ({s['candidates']} candidates, "
+            f"{s['above_threshold']} above probability {s['threshold']:.3f} before merging)",
+            f"{seconds['total']:.2f} s, {s['voxels_per_s'] / 1e6:.1f} Mvoxel/s on {s['device']}; busy seconds: {busy}",
+            f"wrote {s['out']} and {s['summary']}" + (f" and {s['preview']}" if s.get("preview") else ""),
+        ]
+
+
+def run_detection(request: DetectRequest) -> DetectReport:
+    if request.output_format not in FORMATS:
+        raise InputError(f"--format must be csv or xml, got {request.output_format!r}")
+    for path in (request.out, request.summary_path, request.preview):
+        if path is not None:
+            check_output_path(path)
+    model_path = resolve_model(request.model)
+    scorer = OnnxScorer(model_path, settings=RuntimeSettings(device=request.device, batch=request.batch))
+    model = scorer.config
+    with open_volume(request.volume, channel=request.channel) as reader:
+        voxel_size = resolve_voxel_size(from_file=reader.voxel_size, from_user=request.voxel_size, source=request.volume)
+        settings = DetectSettings(
+            voxel_size=voxel_size,
+            cell_diameter=request.cell_diameter or model.cell_diameter,
+            threshold=model.threshold if request.threshold is None else request.threshold,
+            prefilter_threshold=model.prefilter_threshold,
+            batch=request.batch,
+            slab_depth=request.slab_depth,
+        )
+        fingerprint = dict(
+            volume=_file_identity(request.volume), channel=request.channel, shape=list(reader.shape),
+            model=_sha256(model_path), voxel_size=list(voxel_size), cell_diameter=settings.cell_diameter,
+            threshold=settings.threshold, prefilter_threshold=settings.prefilter_threshold, slab_depth=settings.slab_depth,
+        )
+        checkpoint = Checkpoint(request.checkpoint_path, fingerprint=fingerprint, resume=request.resume)
+        plane_voxels, started, done = reader.shape[1] * reader.shape[2], time.perf_counter(), [0]
+        with progress_bar(total=-(-reader.shape[0] // settings.slab_depth), description="detect", enabled=request.progress) as bar:
+
+            def on_slab(z0: int, z1: int, cells: int) -> None:
+                done[0] += (z1 - z0) * plane_voxels
+                rate = done[0] / max(time.perf_counter() - started, 1e-9) / 1e6
+                step(bar, status=f"{rate:.1f} Mvoxel/s, {cells} cells")
+
+            result = detect(reader, scorer=scorer, model=model, settings=settings, checkpoint=checkpoint, on_slab=on_slab)
+        projection = None
+        if request.preview is not None:
+            from clarity_fast.preview import max_projection
+
+            projection = max_projection(reader, slab_depth=settings.slab_depth)
+        shape = reader.shape
+    points = Points(zyx=result.zyx, score=result.probability)
+    write_points(request.out, points, format=request.output_format, image_filename=Path(request.volume).name, score_name="probability")
+    if projection is not None:
+        from clarity_fast.preview import write_preview
+
+        write_preview(request.preview, projection=projection, zyx=result.zyx, radius_yx=settings.scale.cell_radius_voxels[1:])
+    summary = dict(
+        volume=str(request.volume), shape=list(shape), voxel_size_um=list(voxel_size), cell_diameter_um=settings.cell_diameter,
+        model=str(model_path), model_training=model.training, device=scorer.device, provider=scorer.provider,
+        threshold=settings.threshold, prefilter_threshold=settings.prefilter_threshold, batch=settings.batch,
+        slab_depth=settings.slab_depth, zoom_to_model_grid=list(settings.zoom(model)),
+        candidates=result.candidates, above_threshold=result.above_threshold, cells=len(result.zyx),
+        seconds=result.seconds, voxels_per_s=float(np.prod(shape)) / max(result.seconds["total"], 1e-9),
+        out=str(request.out), summary=str(request.summary_path), preview=str(request.preview) if request.preview else None,
+        version=__version__,
+    )
+    with atomic_path(request.summary_path) as tmp:
+        tmp.write_text(json.dumps(summary, indent=2) + "\n")
+    checkpoint.clear()
+    return DetectReport(summary)
+
+
+def _file_identity(path: Path) -> dict:
+    """Enough to notice a changed input without reading it all: resolved path, size, modification time."""
+    path = Path(path).resolve()
+    stat = path.stat()
+    return dict(path=str(path), bytes=stat.st_size if path.is_file() else None, mtime_ns=stat.st_mtime_ns)
+
+
+def _sha256(path: Path) -> str:
+    digest = hashlib.sha256()
+    with open(path, "rb") as f:
+        for block in iter(lambda: f.read(1 << 20), b""):
+            digest.update(block)
+    return digest.hexdigest()

@@ -1,0 +1,192 @@
+"""`detect`: streamed whole-volume detection with the built-in model; invariance, resume, outputs, errors."""
+
+import json
+import signal
+import subprocess
+import sys
+import time
+
+import numpy as np
+import pytest
+from cli_runner import run_cli
+
+from clarity_fast.candidates import find_candidates
+from clarity_fast.checkpoint import Checkpoint
+from clarity_fast.detection import merge_duplicates, score_centres
+from clarity_fast.evaluate import match_points
+from clarity_fast.export.model_file import DEFAULT_MODEL, resolve_model
+from clarity_fast.export.runtime import OnnxScorer
+from clarity_fast.io.points import read_points
+from clarity_fast.io.volumes import open_array, open_volume, write_tiff
+from clarity_fast.kernels.gather import working_grid
+from clarity_fast.model.samples import to_voxels
+from clarity_fast.pipeline import DetectSettings, detect
+from clarity_fast.resample import points_to
+from clarity_fast.run_detect import DetectRequest, run_detection
+from clarity_fast.settings import PrefilterSettings, Scale
+from clarity_fast.simulate import SimulatedBrain, SimulationSettings
+
+pytestmark = pytest.mark.skipif(not DEFAULT_MODEL.is_file(), reason="the built-in model is not in this checkout")
+
+
+@pytest.fixture(scope="module")
+def scorer():
+    return OnnxScorer(resolve_model("default"))
+
+
+@pytest.fixture(scope="module")
+def brain(tmp_path_factory):
+    brain = SimulatedBrain(SimulationSettings(shape=(30, 96, 96), difficulty=1.0, seed=21))
+    path = tmp_path_factory.mktemp("brain") / "volume.tif"
+    write_tiff(path, brain.volume(), voxel_size=brain.settings.scale.voxel_size)
+    return brain, path
+
+
+def settings_for(scorer, brain, **kw) -> DetectSettings:
+    model = scorer.config
+    return DetectSettings(
+        voxel_size=brain.settings.scale.voxel_size, cell_diameter=brain.settings.scale.cell_diameter,
+        threshold=model.threshold, prefilter_threshold=model.prefilter_threshold, **kw,
+    )
+
+
+def test_streaming_equals_the_whole_volume_computation(scorer, brain):
+    brain, _ = brain
+    volume = brain.volume()
+    settings = settings_for(scorer, brain, slab_depth=7, batch=100)
+    streamed = detect(open_array(volume), scorer=scorer, model=scorer.config, settings=settings)
+    found = find_candidates(open_array(volume), settings=PrefilterSettings(scale=settings.scale, threshold=settings.prefilter_threshold))
+    factors = settings.zoom(scorer.config)
+    grid = working_grid(volume.shape, factors=factors)
+    centres = to_voxels(points_to(found.zyx, factors=factors), shape=grid.shape)
+    probs = score_centres(volume, centres=centres, scorer=scorer, patch=scorer.config.network.patch, grid=grid)
+    above = probs >= settings.threshold
+    keep = merge_duplicates(found.zyx[above], probs[above], radius=settings.scale.cell_radius_voxels)
+    np.testing.assert_array_equal(streamed.zyx, found.zyx[above][keep])
+    np.testing.assert_array_equal(streamed.probability, probs[above][keep].astype(np.float32))
+    assert streamed.candidates == len(found) and streamed.above_threshold == int(above.sum())
+
+
+def test_csv_does_not_depend_on_slab_depth_or_batch(brain, tmp_path):
+    _, path = brain
+    texts = set()
+    for slab_depth, batch in ((32, 4096), (5, 7), (1, 1000)):
+        out = tmp_path / f"cells-{slab_depth}-{batch}.csv"
+        run_detection(DetectRequest(volume=path, out=out, slab_depth=slab_depth, batch=batch, progress=False))
+        texts.add(out.read_bytes())
+    assert len(texts) == 1
+
+
+def test_resume_finishes_an_interrupted_run_with_the_same_result(scorer, brain, tmp_path):
+    brain, _ = brain
+    reader = open_array(brain.volume())
+    settings = settings_for(scorer, brain, slab_depth=6)
+    whole = detect(reader, scorer=scorer, model=scorer.config, settings=settings)
+    folder = tmp_path / "cells.csv.partial"
+    checkpoint = Checkpoint(folder, fingerprint=dict(run=1), resume=False)
+
+    def interrupt_after_two(z0, z1, cells):
+        if z0 >= 6:
+            raise KeyboardInterrupt
+
+    with pytest.raises(KeyboardInterrupt):
+        detect(reader, scorer=scorer, model=scorer.config, settings=settings, checkpoint=checkpoint, on_slab=interrupt_after_two)
+    assert sorted(p.name for p in folder.glob("slab-*.npz")) == ["slab-00000000.npz", "slab-00000006.npz"]
+    finished = []
+    resumed = detect(
+        reader, scorer=scorer, model=scorer.config, settings=settings,
+        checkpoint=Checkpoint(folder, fingerprint=dict(run=1), resume=True), on_slab=lambda z0, z1, n: finished.append(z0),
+    )
+    assert finished == [12, 18, 24]
+    np.testing.assert_array_equal(resumed.zyx, whole.zyx)
+    np.testing.assert_array_equal(resumed.probability, whole.probability)
+    assert resumed.candidates == whole.candidates
+
+
+def test_a_changed_run_does_not_reuse_a_checkpoint(tmp_path):
+    first = Checkpoint(tmp_path / "p", fingerprint=dict(model="a"), resume=False)
+    first.save(0, zyx=np.zeros((1, 3), np.int64), probability=np.ones(1, np.float32), candidates=3)
+    assert Checkpoint(tmp_path / "p", fingerprint=dict(model="a"), resume=True).finished(0)
+    assert not Checkpoint(tmp_path / "p", fingerprint=dict(model="b"), resume=True).finished(0)
+
+
+def test_a_single_plane_works(scorer):
+    brain = SimulatedBrain(SimulationSettings(shape=(1, 128, 128), difficulty=0.0, seed=2))
+    result = detect(open_array(brain.volume()), scorer=scorer, model=scorer.config, settings=settings_for(scorer, brain))
+    assert len(result.zyx) > 0 and np.all(result.zyx[:, 0] == 0)
+
+
+def test_detect_command_writes_cells_summary_and_preview(brain, tmp_path):
+    brain, path = brain
+    out = run_cli("detect", path, "--out", tmp_path / "cells.csv", "--preview", tmp_path / "qc.png", "--batch", "512")
+    assert out.returncode == 0, out.stderr
+    cells = read_points(tmp_path / "cells.csv")
+    assert len(cells) > 0 and cells.score is not None
+    summary = json.loads((tmp_path / "cells.summary.json").read_text())
+    assert summary["cells"] == len(cells) and summary["device"] == "cpu" and summary["batch"] == 512
+    assert set(summary["seconds"]) >= {"read", "prefilter", "gather", "score", "merge", "total"}
+    assert (tmp_path / "qc.png").read_bytes().startswith(b"\x89PNG\r\n\x1a\n")
+    assert not (tmp_path / "cells.csv.partial").exists()
+    out = run_cli("detect", path, "--out", tmp_path / "cells.xml", "--format", "xml")
+    assert out.returncode == 0, out.stderr
+    np.testing.assert_array_equal(read_points(tmp_path / "cells.xml").zyx, np.rint(cells.zyx))
+
+
+@pytest.mark.parametrize(
+    "args, code, message",
+    [
+        (["--model", "missing.onnx"], 3, "no such model file"),
+        (["--model", "model.pt"], 3, "export it first"),
+        (["--format", "json"], 2, "--format"),
+        (["--batch", "0"], 2, "--batch"),
+        (["--threshold", "1.5"], 2, "--threshold"),
+        (["--device", "gpu"], 2, "--device"),
+    ],
+)
+def test_detect_refuses_bad_requests_with_one_line(brain, tmp_path, args, code, message):
+    _, path = brain
+    out = run_cli("detect", path, "--out", tmp_path / "cells.csv", *args)
+    assert out.returncode == code and message in out.stderr and len(out.stderr.strip().splitlines()) == 1
+    assert not (tmp_path / "cells.csv").exists()
+
+
+def test_missing_volume_is_an_input_error(tmp_path):
+    out = run_cli("detect", tmp_path / "nothing.tif", "--out", tmp_path / "cells.csv")
+    assert out.returncode == 2 and out.stderr.startswith("error:")
+
+
+@pytest.mark.parametrize("voxel_size", [(4.0, 2.0, 2.0), (2.5, 1.25, 1.25)])
+def test_default_model_finds_simulated_cells_at_any_voxel_size(scorer, voxel_size):
+    """The model's patches see cells at its training scale whatever the input's voxel size."""
+    extent_um = (128.0, 256.0, 256.0)
+    shape = tuple(int(round(e / v)) for e, v in zip(extent_um, voxel_size))
+    sim = SimulatedBrain(SimulationSettings(shape=shape, scale=Scale(voxel_size=voxel_size, cell_diameter=12.0), difficulty=0.5, seed=5))
+    result = detect(open_array(sim.volume()), scorer=scorer, model=scorer.config, settings=settings_for(scorer, sim))
+    match = match_points(pred=result.zyx, truth=sim.cells.zyx, radius=6.0, axis_scale=voxel_size)  # one cell radius, µm
+    assert match.f1 >= 0.8, match.summary()
+
+
+@pytest.mark.parametrize("sig", [signal.SIGINT, signal.SIGTERM])
+def test_a_signal_leaves_no_output_and_resume_completes_it(tmp_path, sig):
+    brain = SimulatedBrain(SimulationSettings(shape=(48, 160, 160), difficulty=1.0, seed=9))
+    volume = tmp_path / "v.tif"
+    write_tiff(volume, brain.volume(), voxel_size=brain.settings.scale.voxel_size)
+    out, partial = tmp_path / "cells.csv", tmp_path / "cells.csv.partial"
+    args = [sys.executable, "-m", "clarity_fast", "detect", str(volume), "--out", str(out), "--slab-depth", "1", "--batch", "64"]
+    process = subprocess.Popen(args, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    deadline = time.monotonic() + 60
+    while not list(partial.glob("slab-*.npz")) and time.monotonic() < deadline and process.poll() is None:
+        time.sleep(0.02)
+    process.send_signal(sig)
+    _, err = process.communicate(timeout=60)
+    if process.returncode == 0:
+        pytest.skip("the run finished before the signal arrived")
+    assert process.returncode == (130 if sig == signal.SIGINT else 143), err
+    assert err.startswith("error:") and len(err.strip().splitlines()) == 1 and not out.exists()
+    finished = len(list(partial.glob("slab-*.npz")))
+    assert 0 < finished < 48
+    resumed = run_cli("detect", volume, "--out", out, "--slab-depth", "1", "--resume")
+    assert resumed.returncode == 0, resumed.stderr
+    fresh = run_cli("detect", volume, "--out", tmp_path / "fresh.csv", "--slab-depth", "1")
+    assert fresh.returncode == 0 and out.read_bytes() == (tmp_path / "fresh.csv").read_bytes()
+    assert not partial.exists()
