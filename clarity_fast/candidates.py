@@ -54,6 +54,11 @@ def read_planes(reader: VolumeReader, z0: int, z1: int) -> np.ndarray:
     return np.pad(planes, ((lo - z0, z1 - hi), (0, 0), (0, 0)), mode="symmetric")
 
 
+def slab_ranges(depth: int, *, slab_depth: int) -> list[tuple[int, int]]:
+    """The (z0, z1) plane ranges of the slabs a volume `depth` planes deep is cut into, in z order."""
+    return [(z0, min(z0 + slab_depth, depth)) for z0 in range(0, depth, slab_depth)]
+
+
 class SlabPrefilter:
     """The prefilter of one volume, slab by slab: which planes a slab needs, and its candidates from them."""
 
@@ -66,11 +71,6 @@ class SlabPrefilter:
         pad = z_halo(sigma_z=settings.sigma[0], noise_half_width_z=settings.noise_half_width[0])
         self.halo = 0 if self.planar else pad
         self.floor = 0.5 if np.issubdtype(dtype, np.integer) else 1e-6
-
-    def slabs(self) -> list[tuple[int, int]]:
-        """The (z0, z1) plane ranges of the slabs, in z order."""
-        step = self.settings.slab_depth
-        return [(z0, min(z0 + step, self.depth)) for z0 in range(0, self.depth, step)]
 
     def planes_needed(self, z0: int, z1: int) -> tuple[int, int]:
         """Planes [a, b) the candidates of planes z0..z1 depend on; those outside the volume are reflections."""
@@ -96,7 +96,7 @@ class SlabPrefilter:
 def iter_slabs(reader: VolumeReader, *, settings: PrefilterSettings) -> Iterator[Slab]:
     """Candidates slab by slab, in z order."""
     prefilter = SlabPrefilter(settings=settings, shape=reader.shape, dtype=reader.dtype)
-    for z0, z1 in prefilter.slabs():
+    for z0, z1 in slab_ranges(reader.shape[0], slab_depth=settings.slab_depth):
         a, b = prefilter.planes_needed(z0, z1)
         yield Slab(z0, z1, prefilter.run(read_planes(reader, a, b), first=a, z0=z0, z1=z1))
 

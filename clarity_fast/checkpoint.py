@@ -14,6 +14,7 @@ import numpy as np
 
 from clarity_fast.errors import OutputError
 from clarity_fast.io.atomic import atomic_path, make_output_dir
+from clarity_fast.pipeline import SlabResult
 
 FINGERPRINT = "run.json"
 
@@ -44,15 +45,15 @@ class Checkpoint:
     def finished(self, z0: int) -> bool:
         return self._slab(z0).is_file()
 
-    def save(self, z0: int, *, zyx: np.ndarray, probability: np.ndarray, candidates: int) -> None:
-        with atomic_path(self._slab(z0)) as tmp:
+    def save(self, result: SlabResult) -> None:
+        with atomic_path(self._slab(result.z0)) as tmp:
             with open(tmp, "wb") as f:
-                np.savez(f, zyx=zyx, probability=probability, candidates=np.int64(candidates))
+                np.savez(f, zyx=result.zyx, probability=result.probability, candidates=np.int64(result.candidates))
 
-    def load(self, z0: int) -> tuple[np.ndarray, np.ndarray, int]:
+    def load(self, z0: int, z1: int) -> SlabResult:
         try:
             with np.load(self._slab(z0)) as data:
-                return data["zyx"], data["probability"], int(data["candidates"])
+                return SlabResult(z0, z1, data["zyx"], data["probability"], int(data["candidates"]))
         except (OSError, ValueError, KeyError) as exc:
             raise OutputError(f"{self._slab(z0)}: unreadable checkpoint ({exc}); rerun without --resume") from exc
 

@@ -175,6 +175,8 @@ def detect(
     preview: Annotated[Optional[Path], typer.Option("--preview", help="Write a max-projection PNG with detections circled.")] = None,
     resume: Annotated[bool, typer.Option("--resume", help="Continue an interrupted run from its last finished slab.")] = False,
     channel: ChannelOption = None,
+    scheduler: Annotated[Optional[str], typer.Option("--scheduler", help="Run on this Dask cluster (tcp://HOST:PORT).")] = None,
+    workers: Annotated[Optional[int], typer.Option("--workers", help="Run on a local Dask cluster of N processes.")] = None,
 ) -> None:
     """Detect cells in a whole volume: prefilter, CNN scoring, duplicate merging, streamed in z-slabs."""
     from clarity_fast.run_detect import DetectRequest, run_detection
@@ -182,10 +184,44 @@ def detect(
     request = DetectRequest(
         volume=volume, model=model, out=out, output_format=output_format, batch=batch, threshold=threshold,
         voxel_size=parse_triple(voxel_size, name="--voxel-size") if voxel_size else None, cell_diameter=cell_diameter,
-        device=device, slab_depth=slab_depth, preview=preview, resume=resume, channel=channel,
+        device=device, slab_depth=slab_depth, preview=preview, resume=resume, channel=channel, scheduler=scheduler,
+        workers=workers,
     )
     for line in run_detection(request).lines():
         typer.echo(line)
+
+
+@app.command()
+def convert(
+    volume: Annotated[Path, typer.Argument(help="Volume to convert: TIFF, folder of TIFF planes, Zarr or .npy.")],
+    target: Annotated[Path, typer.Argument(help="OME-Zarr store to create (must not exist).")],
+    chunks: Annotated[str, typer.Option("--chunks", help="Chunk shape Z,Y,X in voxels.")] = "32,512,512",
+    zarr_format: Annotated[int, typer.Option("--zarr-format", help="2 (OME-NGFF 0.4) or 3 (OME-NGFF 0.5).")] = 2,
+    voxel_size: VoxelSizeOption = None,
+    channel: ChannelOption = None,
+) -> None:
+    """Write a volume as chunked OME-Zarr, for cluster runs (`detect --workers/--scheduler`)."""
+    import time
+
+    from clarity_fast.io.convert import convert_to_zarr
+    from clarity_fast.io.volumes import open_volume
+    from clarity_fast.progress import progress_bar, step
+    from clarity_fast.settings import resolve_voxel_size
+
+    shape = parse_triple(chunks, name="--chunks", integer=True)
+    start = time.perf_counter()
+    with open_volume(volume, channel=channel) as reader:
+        size = reader.voxel_size
+        if voxel_size:
+            size = resolve_voxel_size(from_file=size, from_user=parse_triple(voxel_size, name="--voxel-size"), source=volume)
+        with progress_bar(total=-(-reader.shape[0] // min(shape[0], reader.shape[0])), description="convert") as bar:
+            convert_to_zarr(
+                reader, target, chunks=shape, voxel_size=size, zarr_format=zarr_format, on_slab=lambda z0, z1: step(bar)
+            )
+        typer.echo(
+            f"wrote {target} (OME-Zarr v{zarr_format}, shape {reader.shape}, chunks {shape}, voxel {size} µm) "
+            f"in {time.perf_counter() - start:.1f} s"
+        )
 
 
 @app.command()
@@ -398,6 +434,16 @@ def cv(
     typer.echo(f"wrote {out / 'cv.md'}, {out / 'cv.json'}, {out / 'roc.png'}")
 
 
+def _log_warnings() -> None:
+    """The project's warnings as `warning: ...` lines on stderr; other libraries' logging stays their own."""
+    handler = logging.StreamHandler()
+    handler.setFormatter(logging.Formatter("warning: %(message)s"))
+    log = logging.getLogger("clarity_fast")
+    log.addHandler(handler)
+    log.setLevel(logging.WARNING)
+    log.propagate = False
+
+
 INTERRUPTED = 130  # 128 + SIGINT, as shells report it
 
 
@@ -412,7 +458,7 @@ def _terminated(signum, frame) -> None:
 def main() -> None:
     """Entry point: project errors become `error: <message>` and an exit code, never a traceback."""
     debug = "--debug" in sys.argv[1:]
-    logging.basicConfig(format="warning: %(message)s", level=logging.WARNING)
+    _log_warnings()
     signal.signal(signal.SIGTERM, _terminated)
     try:
         code = app(standalone_mode=False)

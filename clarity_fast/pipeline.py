@@ -14,11 +14,11 @@ import threading
 import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
+from typing import TYPE_CHECKING
 
 import numpy as np
 
-from clarity_fast.candidates import SlabPrefilter, read_planes
-from clarity_fast.checkpoint import Checkpoint
+from clarity_fast.candidates import SlabPrefilter, read_planes, slab_ranges
 from clarity_fast.detection import Scorer, merge_duplicates, sigmoid
 from clarity_fast.errors import InputError
 from clarity_fast.io.volumes import VolumeReader
@@ -27,6 +27,9 @@ from clarity_fast.model.config import ModelConfig
 from clarity_fast.model.samples import to_voxels
 from clarity_fast.resample import points_to
 from clarity_fast.settings import PrefilterSettings, Scale, VoxelSize
+
+if TYPE_CHECKING:
+    from clarity_fast.checkpoint import Checkpoint
 
 STAGES = ("read", "prefilter", "gather", "score", "merge")
 
@@ -68,13 +71,99 @@ class Result:
     seconds: dict[str, float] = field(default_factory=dict)  # busy time per stage, and "total" wall time
 
 
+@dataclass(frozen=True)
+class SlabResult:
+    """Candidates of planes z0..z1 scoring at or above the threshold, before merging."""
+
+    z0: int
+    z1: int
+    zyx: np.ndarray
+    probability: np.ndarray
+    candidates: int
+
+
+SlabRunner = Callable[[list[tuple[int, int]], Callable[[SlabResult], None], dict[str, float]], None]
+
+
 @dataclass
 class _Batch:
     z0: int
+    z1: int
     zyx: np.ndarray  # native candidate positions
-    patches: np.ndarray | None
+    patches: np.ndarray
     last: bool  # the slab's final batch
-    candidates: int  # in the slab (on its final batch)
+    candidates: int  # in the slab
+
+
+def process_slabs(
+    reader: VolumeReader,
+    *,
+    scorer: Scorer,
+    model: ModelConfig,
+    settings: DetectSettings,
+    slabs: list[tuple[int, int]],
+    on_result: Callable[[SlabResult], None],
+    seconds: dict[str, float],
+) -> None:
+    """Detect in the given slabs, in order, calling on_result as each finishes; adds busy time to `seconds`."""
+    for stage in STAGES:
+        seconds.setdefault(stage, 0.0)
+    factors = settings.zoom(model)
+    grid = working_grid(reader.shape, factors=factors)
+    prefilter = SlabPrefilter(
+        settings=PrefilterSettings(scale=settings.scale, threshold=settings.prefilter_threshold, slab_depth=settings.slab_depth),
+        shape=reader.shape,
+        dtype=reader.dtype,
+    )
+    handoff: queue.Queue = queue.Queue(maxsize=2)
+    stop = threading.Event()
+    producer = threading.Thread(
+        target=_produce,
+        kwargs=dict(reader=reader, prefilter=prefilter, grid=grid, factors=factors, patch=model.network.patch,
+                    slabs=slabs, batch=settings.batch, out=handoff, stop=stop, seconds=seconds),
+        name="clarity-fast-prefilter",
+        daemon=True,
+    )
+    producer.start()
+    try:
+        kept_zyx, kept_prob, done = [], [], 0
+        while done < len(slabs):
+            item = handoff.get()
+            if isinstance(item, BaseException):
+                raise item
+            if len(item.zyx):
+                t = time.perf_counter()
+                prob = sigmoid(scorer(item.patches)).astype(np.float32)
+                seconds["score"] += time.perf_counter() - t
+                keep = prob >= settings.threshold
+                kept_zyx.append(item.zyx[keep]), kept_prob.append(prob[keep])
+            if item.last:
+                zyx = np.concatenate(kept_zyx) if kept_zyx else np.empty((0, 3), np.int64)
+                prob = np.concatenate(kept_prob) if kept_prob else np.empty(0, np.float32)
+                on_result(SlabResult(item.z0, item.z1, zyx, prob, item.candidates))
+                kept_zyx, kept_prob = [], []
+                done += 1
+    finally:
+        stop.set()
+        while producer.is_alive():  # unblock a producer waiting on a full queue
+            try:
+                handoff.get_nowait()
+            except queue.Empty:
+                producer.join(0.05)
+
+
+def merged(parts: list[SlabResult], *, settings: DetectSettings, seconds: dict[str, float]) -> Result:
+    """All slabs' detections with duplicates merged over the whole volume (so slab seams never matter)."""
+    t = time.perf_counter()
+    parts = sorted(parts, key=lambda r: r.z0)
+    zyx = np.concatenate([r.zyx for r in parts]) if parts else np.empty((0, 3), np.int64)
+    prob = np.concatenate([r.probability for r in parts]) if parts else np.empty(0, np.float32)
+    keep = merge_duplicates(zyx, prob, radius=settings.scale.cell_radius_voxels)
+    seconds["merge"] = seconds.get("merge", 0.0) + time.perf_counter() - t
+    return Result(
+        zyx=zyx[keep], probability=prob[keep], candidates=sum(r.candidates for r in parts),
+        above_threshold=len(prob), seconds=seconds,
+    )
 
 
 def detect(
@@ -85,80 +174,34 @@ def detect(
     settings: DetectSettings,
     checkpoint: Checkpoint | None = None,
     on_slab: Callable[[int, int, int], None] | None = None,
+    run_slabs: SlabRunner | None = None,
 ) -> Result:
     """Cells in the volume: candidate positions whose patch scores above the threshold, duplicates merged.
 
-    on_slab(z0, z1, detections so far) is called as each slab finishes (progress).
+    Slabs a checkpoint holds are loaded, not recomputed; each finished slab is saved to it.
+    on_slab(z0, z1, detections so far) is called as each slab finishes (progress). run_slabs(slabs, on_result,
+    seconds) computes slabs elsewhere (distributed.run_on_cluster); by default, here with process_slabs.
     """
     start = time.perf_counter()
-    shape = reader.shape
-    factors = settings.zoom(model)
-    grid = working_grid(shape, factors=factors)
-    prefilter = SlabPrefilter(
-        settings=PrefilterSettings(scale=settings.scale, threshold=settings.prefilter_threshold, slab_depth=settings.slab_depth),
-        shape=shape,
-        dtype=reader.dtype,
-    )
-    slabs = prefilter.slabs()
-    todo = [s for s in slabs if checkpoint is None or not checkpoint.finished(s[0])]
-    seconds = dict.fromkeys(STAGES, 0.0)
-    kept_zyx, kept_prob, counts = [], [], [0, 0]
-    for z0, z1 in slabs:
-        if checkpoint is not None and (z0, z1) not in todo:
-            zyx, prob, n = checkpoint.load(z0)
-            kept_zyx.append(zyx), kept_prob.append(prob)
-            counts[0] += n
-            counts[1] += len(prob)
-    handoff: queue.Queue = queue.Queue(maxsize=2)
-    stop = threading.Event()
-    producer = threading.Thread(
-        target=_produce,
-        kwargs=dict(reader=reader, prefilter=prefilter, grid=grid, factors=factors, patch=model.network.patch,
-                    slabs=todo, batch=settings.batch, out=handoff, stop=stop, seconds=seconds),
-        name="clarity-fast-prefilter",
-        daemon=True,
-    )
-    producer.start()
-    try:
-        slab_zyx, slab_prob = [], []
-        done = 0
-        while done < len(todo):
-            item = handoff.get()
-            if isinstance(item, BaseException):
-                raise item
-            if len(item.zyx):
-                t = time.perf_counter()
-                prob = sigmoid(scorer(item.patches)).astype(np.float32)
-                seconds["score"] += time.perf_counter() - t
-                keep = prob >= settings.threshold
-                slab_zyx.append(item.zyx[keep]), slab_prob.append(prob[keep])
-            if item.last:
-                zyx = np.concatenate(slab_zyx) if slab_zyx else np.empty((0, 3), np.int64)
-                prob = np.concatenate(slab_prob) if slab_prob else np.empty(0, np.float32)
-                if checkpoint is not None:
-                    checkpoint.save(item.z0, zyx=zyx, probability=prob, candidates=item.candidates)
-                kept_zyx.append(zyx), kept_prob.append(prob)
-                counts[0] += item.candidates
-                counts[1] += len(prob)
-                slab_zyx, slab_prob = [], []
-                done += 1
-                if on_slab is not None:
-                    z1 = min(item.z0 + settings.slab_depth, shape[0])
-                    on_slab(item.z0, z1, counts[1])
-    finally:
-        stop.set()
-        while producer.is_alive():  # unblock a producer waiting on a full queue
-            try:
-                handoff.get_nowait()
-            except queue.Empty:
-                producer.join(0.05)
-    t = time.perf_counter()
-    zyx = np.concatenate(kept_zyx) if kept_zyx else np.empty((0, 3), np.int64)
-    prob = np.concatenate(kept_prob) if kept_prob else np.empty(0, np.float32)
-    keep = merge_duplicates(zyx, prob, radius=settings.scale.cell_radius_voxels)
-    seconds["merge"] = time.perf_counter() - t
+    slabs = slab_ranges(reader.shape[0], slab_depth=settings.slab_depth)
+    parts = [checkpoint.load(z0, z1) for z0, z1 in slabs if checkpoint is not None and checkpoint.finished(z0)]
+    todo = [s for s in slabs if s[0] not in {r.z0 for r in parts}]
+    seconds: dict[str, float] = {}
+
+    def finished(result: SlabResult) -> None:
+        if checkpoint is not None:
+            checkpoint.save(result)
+        parts.append(result)
+        if on_slab is not None:
+            on_slab(result.z0, result.z1, sum(len(r.probability) for r in parts))
+
+    if run_slabs is None:
+        process_slabs(reader, scorer=scorer, model=model, settings=settings, slabs=todo, on_result=finished, seconds=seconds)
+    else:
+        run_slabs(todo, finished, seconds)
+    result = merged(parts, settings=settings, seconds=seconds)
     seconds["total"] = time.perf_counter() - start
-    return Result(zyx=zyx[keep], probability=prob[keep], candidates=counts[0], above_threshold=counts[1], seconds=seconds)
+    return result
 
 
 def _produce(*, reader, prefilter: SlabPrefilter, grid: Grid, factors, patch: int, slabs, batch: int, out: queue.Queue, stop, seconds) -> None:
@@ -184,7 +227,7 @@ def _produce(*, reader, prefilter: SlabPrefilter, grid: Grid, factors, patch: in
                 patches = np.empty((len(chunk), 1, patch, patch, patch), np.float32)
                 gather_patches(planes, centres=chunk, out=patches, grid=grid, src_z0=first)
                 seconds["gather"] += time.perf_counter() - t
-                item = _Batch(z0, found.zyx[s : s + batch], patches, s + batch >= len(found), len(found))
+                item = _Batch(z0, z1, found.zyx[s : s + batch], patches, s + batch >= len(found), len(found))
                 while not stop.is_set():
                     try:
                         out.put(item, timeout=0.1)

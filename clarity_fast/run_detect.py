@@ -7,6 +7,7 @@ import hashlib
 import json
 import time
 from dataclasses import dataclass
+from functools import partial
 from pathlib import Path
 
 import numpy as np
@@ -41,6 +42,8 @@ class DetectRequest:
     preview: Path | None = None
     resume: bool = False
     channel: int | None = None
+    scheduler: str | None = None  # a Dask scheduler address ...
+    workers: int | None = None  # ... or a LocalCluster of this many processes; neither: this process alone
     progress: bool | None = None  # None: a bar when stderr is a terminal
 
     @property
@@ -74,8 +77,14 @@ def run_detection(request: DetectRequest) -> DetectReport:
     for path in (request.out, request.summary_path, request.preview):
         if path is not None:
             check_output_path(path)
+    cluster = None
+    if request.scheduler is not None or request.workers is not None:
+        from clarity_fast.distributed import ClusterSettings
+
+        cluster = ClusterSettings(scheduler=request.scheduler, workers=request.workers)
     model_path = resolve_model(request.model)
-    scorer = OnnxScorer(model_path, settings=RuntimeSettings(device=request.device, batch=request.batch))
+    runtime = RuntimeSettings(device=request.device, batch=request.batch)
+    scorer = OnnxScorer(model_path, settings=runtime)
     model = scorer.config
     with open_volume(request.volume, channel=request.channel) as reader:
         voxel_size = resolve_voxel_size(from_file=reader.voxel_size, from_user=request.voxel_size, source=request.volume)
@@ -101,7 +110,17 @@ def run_detection(request: DetectRequest) -> DetectReport:
                 rate = done[0] / max(time.perf_counter() - started, 1e-9) / 1e6
                 step(bar, status=f"{rate:.1f} Mvoxel/s, {cells} cells")
 
-            result = detect(reader, scorer=scorer, model=model, settings=settings, checkpoint=checkpoint, on_slab=on_slab)
+            run_slabs = None
+            if cluster is not None:
+                from clarity_fast.distributed import run_on_cluster
+
+                run_slabs = partial(
+                    run_on_cluster, volume=request.volume, channel=request.channel, model=model_path, runtime=runtime,
+                    settings=settings, cluster=cluster,
+                )
+            result = detect(
+                reader, scorer=scorer, model=model, settings=settings, checkpoint=checkpoint, on_slab=on_slab, run_slabs=run_slabs
+            )
         projection = None
         if request.preview is not None:
             from clarity_fast.preview import max_projection
@@ -120,6 +139,7 @@ def run_detection(request: DetectRequest) -> DetectReport:
         threshold=settings.threshold, prefilter_threshold=settings.prefilter_threshold, batch=settings.batch,
         slab_depth=settings.slab_depth, zoom_to_model_grid=list(settings.zoom(model)),
         candidates=result.candidates, above_threshold=result.above_threshold, cells=len(result.zyx),
+        workers=request.workers, scheduler=request.scheduler,
         seconds=result.seconds, voxels_per_s=float(np.prod(shape)) / max(result.seconds["total"], 1e-9),
         out=str(request.out), summary=str(request.summary_path), preview=str(request.preview) if request.preview else None,
         version=__version__,

@@ -20,7 +20,7 @@ from clarity_fast.io.points import read_points
 from clarity_fast.io.volumes import open_array, open_volume, write_tiff
 from clarity_fast.kernels.gather import working_grid
 from clarity_fast.model.samples import to_voxels
-from clarity_fast.pipeline import DetectSettings, detect
+from clarity_fast.pipeline import DetectSettings, SlabResult, detect
 from clarity_fast.resample import points_to
 from clarity_fast.run_detect import DetectRequest, run_detection
 from clarity_fast.settings import PrefilterSettings, Scale
@@ -105,7 +105,7 @@ def test_resume_finishes_an_interrupted_run_with_the_same_result(scorer, brain, 
 
 def test_a_changed_run_does_not_reuse_a_checkpoint(tmp_path):
     first = Checkpoint(tmp_path / "p", fingerprint=dict(model="a"), resume=False)
-    first.save(0, zyx=np.zeros((1, 3), np.int64), probability=np.ones(1, np.float32), candidates=3)
+    first.save(SlabResult(0, 4, np.zeros((1, 3), np.int64), np.ones(1, np.float32), 3))
     assert Checkpoint(tmp_path / "p", fingerprint=dict(model="a"), resume=True).finished(0)
     assert not Checkpoint(tmp_path / "p", fingerprint=dict(model="b"), resume=True).finished(0)
 

@@ -215,11 +215,19 @@ class _ArrayVolume(VolumeReader):
         if self._array is None:
             raise ValueError(f"{self.path}: reader is closed")
         with _library_errors(f"{self.path}: {self._error}"):
-            slab = self._array[self._layout.index(slice(z0, z1))]
+            if isinstance(self._array, np.memmap):
+                # A fresh map per read, unmapped after the copy: pages read stay in the page cache, not in this
+                # process's resident memory, which would otherwise grow with every slab of a large file.
+                a = self._array
+                order = "F" if a.flags.f_contiguous and not a.flags.c_contiguous else "C"
+                source = np.memmap(a.filename, dtype=a.dtype, mode="r", offset=a.offset, shape=a.shape, order=order)
+                slab = np.array(source[self._layout.index(slice(z0, z1))], dtype=self.dtype, order="C")
+                del source
+            else:
+                slab = np.asarray(self._array[self._layout.index(slice(z0, z1))], dtype=self.dtype)
         if self._layout.z_axis is None:
             slab = slab[np.newaxis]
-        # A memmap slice is still a view of the file: copy it; other sources already gave fresh memory.
-        return np.array(slab, dtype=self.dtype, order="C", copy=True if isinstance(slab, np.memmap) else None)
+        return np.ascontiguousarray(slab)
 
     def close(self) -> None:
         self._array = None

@@ -1,0 +1,93 @@
+"""Detection on a Dask cluster: each task runs the single-process pipeline on a run of whole slabs.
+
+A slab's candidates depend only on its own planes and their halo (read by the task itself), and duplicates
+are merged once over the whole volume on the client, so the cluster's result equals the single-process run
+exactly, whatever the number of workers or the order tasks finish in. Workers keep one onnxruntime session
+per model for the life of the process. A task lost with its worker is rerun by Dask on another.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from pathlib import Path
+
+from clarity_fast.errors import InputError
+from clarity_fast.export.runtime import OnnxScorer, RuntimeSettings
+from clarity_fast.io.volumes import open_volume
+from clarity_fast.pipeline import DetectSettings, SlabResult, process_slabs
+
+TASK_RETRIES = 3  # a task whose worker dies is resubmitted; this many failures of its own fail the run
+_SESSIONS: dict[tuple, OnnxScorer] = {}  # per worker process: one session per model and runtime
+
+
+@dataclass(frozen=True)
+class ClusterSettings:
+    scheduler: str | None = None  # address of a running scheduler, e.g. tcp://host:8786
+    workers: int | None = None  # or: a LocalCluster of this many single-threaded processes
+    slabs_per_task: int = 1
+
+    def __post_init__(self) -> None:
+        if self.scheduler is None and (self.workers is None or self.workers < 1):
+            raise InputError("--workers must be >= 1 (or give --scheduler)")
+        if self.scheduler is not None and self.workers is not None:
+            raise InputError("give --scheduler or --workers, not both")
+        if self.slabs_per_task < 1:
+            raise InputError(f"slabs per task must be >= 1, got {self.slabs_per_task}")
+
+
+def _scorer(model: Path, runtime: RuntimeSettings) -> OnnxScorer:
+    key = (str(model), runtime)
+    if key not in _SESSIONS:
+        _SESSIONS[key] = OnnxScorer(model, settings=runtime)
+    return _SESSIONS[key]
+
+
+def detect_slabs(
+    *, volume: str, channel: int | None, model: str, runtime: RuntimeSettings, settings: DetectSettings, slabs: list[tuple[int, int]]
+) -> tuple[list[SlabResult], dict[str, float]]:
+    """One task: open the volume, score the given slabs with this worker's session."""
+    scorer = _scorer(Path(model), runtime)
+    results: list[SlabResult] = []
+    seconds: dict[str, float] = {}
+    with open_volume(Path(volume), channel=channel) as reader:
+        process_slabs(reader, scorer=scorer, model=scorer.config, settings=settings, slabs=slabs, on_result=results.append, seconds=seconds)
+    return results, seconds
+
+
+def run_on_cluster(
+    slabs: list[tuple[int, int]],
+    on_result,
+    seconds: dict[str, float],
+    *,
+    volume: Path,
+    channel: int | None,
+    model: Path,
+    runtime: RuntimeSettings,
+    settings: DetectSettings,
+    cluster: ClusterSettings,
+) -> None:
+    """pipeline.detect's slab runner on a cluster: submit runs of slabs, hand over results as they finish."""
+    from dask.distributed import Client, LocalCluster, as_completed
+
+    runs = [slabs[i : i + cluster.slabs_per_task] for i in range(0, len(slabs), cluster.slabs_per_task)]
+    local = None
+    if cluster.scheduler is None:
+        local = LocalCluster(n_workers=cluster.workers, threads_per_worker=1, processes=True, dashboard_address=None)
+    try:
+        with Client(cluster.scheduler or local) as client:
+            futures = [
+                client.submit(
+                    detect_slabs, volume=str(Path(volume).resolve()), channel=channel, model=str(Path(model).resolve()),
+                    runtime=runtime, settings=settings, slabs=run, retries=TASK_RETRIES, pure=False,
+                )
+                for run in runs
+            ]
+            for future in as_completed(futures):
+                results, busy = future.result()
+                for stage, value in busy.items():
+                    seconds[stage] = seconds.get(stage, 0.0) + value
+                for result in results:
+                    on_result(result)
+    finally:
+        if local is not None:
+            local.close()

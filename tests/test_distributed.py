@@ -1,0 +1,93 @@
+"""Detection on a Dask LocalCluster equals the single-process run, also when a worker dies mid-run."""
+
+import os
+import signal
+from functools import partial
+
+import numpy as np
+import pytest
+
+pytest.importorskip("dask.distributed", reason="cluster runs need the 'dask' extra")
+pytest.importorskip("zarr", reason="cluster runs read Zarr (the 'dask' extra)")
+
+from dask.distributed import Client, LocalCluster
+
+from clarity_fast.distributed import ClusterSettings, run_on_cluster
+from clarity_fast.errors import InputError, OutputError
+from clarity_fast.export.model_file import DEFAULT_MODEL
+from clarity_fast.export.runtime import OnnxScorer, RuntimeSettings
+from clarity_fast.io.convert import convert_to_zarr
+from clarity_fast.io.volumes import open_volume, write_tiff
+from clarity_fast.pipeline import DetectSettings, detect
+from clarity_fast.run_detect import DetectRequest, run_detection
+from clarity_fast.simulate import SimulatedBrain, SimulationSettings
+
+pytestmark = pytest.mark.skipif(not DEFAULT_MODEL.is_file(), reason="the built-in model is not in this checkout")
+
+
+@pytest.fixture(scope="module")
+def store(tmp_path_factory):
+    """A simulated brain as OME-Zarr with chunks and slabs (5 planes) that cut through cells."""
+    root = tmp_path_factory.mktemp("cluster")
+    brain = SimulatedBrain(SimulationSettings(shape=(30, 96, 96), difficulty=0.5, seed=3))
+    write_tiff(root / "v.tif", brain.volume(), voxel_size=brain.settings.scale.voxel_size)
+    with open_volume(root / "v.tif") as reader:
+        convert_to_zarr(reader, root / "v.zarr", chunks=(7, 40, 40), zarr_format=3)
+    return root
+
+
+def test_local_cluster_gives_the_single_process_result(store):
+    single = store / "single.csv"
+    run_detection(DetectRequest(volume=store / "v.zarr", out=single, slab_depth=5, progress=False))
+    clustered = store / "cluster.csv"
+    report = run_detection(DetectRequest(volume=store / "v.zarr", out=clustered, slab_depth=5, workers=2, progress=False))
+    assert report.summary["workers"] == 2
+    assert clustered.read_bytes() == single.read_bytes()
+
+
+def test_a_killed_worker_changes_nothing(store):
+    scorer = OnnxScorer(DEFAULT_MODEL)
+    with open_volume(store / "v.zarr") as reader:
+        settings = DetectSettings(
+            voxel_size=reader.voxel_size, cell_diameter=12.0, threshold=scorer.config.threshold,
+            prefilter_threshold=scorer.config.prefilter_threshold, slab_depth=1,
+        )
+        expected = detect(reader, scorer=scorer, model=scorer.config, settings=settings)
+        with LocalCluster(n_workers=2, threads_per_worker=1, processes=True, dashboard_address=None) as cluster, Client(cluster) as client:
+            pids = list(client.run(os.getpid).values())
+            killed = []
+
+            def kill_one(z0, z1, cells):
+                if not killed:
+                    os.kill(pids[0], signal.SIGKILL)
+                    killed.append(pids[0])
+
+            runner = partial(
+                run_on_cluster, volume=store / "v.zarr", channel=None, model=DEFAULT_MODEL, runtime=RuntimeSettings(),
+                settings=settings, cluster=ClusterSettings(scheduler=cluster.scheduler_address),
+            )
+            result = detect(reader, scorer=scorer, model=scorer.config, settings=settings, on_slab=kill_one, run_slabs=runner)
+            assert killed and pids[0] not in client.run(os.getpid).values()
+    np.testing.assert_array_equal(result.zyx, expected.zyx)
+    np.testing.assert_array_equal(result.probability, expected.probability)
+    assert result.candidates == expected.candidates
+
+
+def test_cluster_settings_are_checked():
+    with pytest.raises(InputError, match="--workers"):
+        ClusterSettings(workers=0)
+    with pytest.raises(InputError, match="not both"):
+        ClusterSettings(scheduler="tcp://localhost:8786", workers=2)
+
+
+@pytest.mark.parametrize("zarr_format", [2, 3])
+def test_convert_round_trips_data_and_voxel_size(store, tmp_path, zarr_format):
+    with open_volume(store / "v.tif") as reader:
+        convert_to_zarr(reader, tmp_path / "c.zarr", chunks=(4, 32, 32), zarr_format=zarr_format)
+        expected, size = reader.read_slab(0, reader.shape[0]), reader.voxel_size
+        with pytest.raises(OutputError, match="exists"):
+            convert_to_zarr(reader, tmp_path / "c.zarr")
+    with open_volume(tmp_path / "c.zarr") as zarr_reader:
+        np.testing.assert_array_equal(zarr_reader.read_slab(0, zarr_reader.shape[0]), expected)
+        assert zarr_reader.voxel_size == size
+    assert not [p for p in tmp_path.iterdir() if p.name.endswith(".part")]
