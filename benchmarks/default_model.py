@@ -1,18 +1,19 @@
 """Build the built-in model (clarity_fast/data/default.onnx) reproducibly, and measure it on held-out data.
 
-Training data: 9 simulated brains (difficulty 1, varied imaging conditions, cells 12 µm, voxels 4×2×2 µm) and
+Training data: 18 simulated brains (difficulty 1, varied imaging conditions, cells 12 µm, voxels 4×2×2 µm) and
 the real delivr_cfos patches (c-Fos nuclei, about 8 µm, voxels 6×1.62×1.62 µm) except one held-out patch per
 group: the last one listed in index.csv with at least 20 annotations (or the last one, if none has).
 Evaluation: `clarity-fast detect` with the exported model on the held-out delivr patches and on 3 fresh
 simulated brains (another seed), matched with the study's rule (3.5 voxels, z counted double).
 
-Run: python benchmarks/default_model.py [--epochs N]   (needs ../shared/data; writes results/default_model.{json,md})
+Run: python benchmarks/default_model.py --install   (needs ../shared/data; writes results/default_model.{json,md})
 """
 
 from __future__ import annotations
 
 import argparse
 import csv
+import json
 import shutil
 import subprocess
 import sys
@@ -51,8 +52,8 @@ def simulated(folder: Path, *, seed: int, n: int) -> Path:
     return folder / "manifest.csv"
 
 
-def training_manifest(rows: list[dict], held_out: set[str]) -> Path:
-    sims = simulated(OUT / "sims", seed=100, n=9)
+def training_manifest(rows: list[dict], held_out: set[str], *, sim_brains: int) -> Path:
+    sims = simulated(OUT / f"sims{sim_brains}", seed=100, n=sim_brains)
     path = OUT / "train.csv"
     with path.open("w") as out, sims.open() as f:
         out.write("volume,points,group,voxel_size,cell_diameter\n")
@@ -80,14 +81,16 @@ def evaluate(model: Path, volumes: list[tuple[str, Path, Path, dict]]) -> dict:
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--epochs", type=int, default=30)
+    parser.add_argument("--epochs", type=int, default=60)
+    parser.add_argument("--sim-brains", type=int, default=18)
+    parser.add_argument("--install", action="store_true", help="copy the model into the package as the built-in one")
     args = parser.parse_args()
     OUT.mkdir(parents=True, exist_ok=True)
     with (DELIVR / "index.csv").open() as f:
         rows = list(csv.DictReader(f))
     held_out = held_out_patches(rows)
-    manifest = training_manifest(rows, held_out)
-    model_pt = OUT / "default.pt"
+    manifest = training_manifest(rows, held_out, sim_brains=args.sim_brains)
+    model_pt = OUT / f"default_e{args.epochs}_s{args.sim_brains}.pt"
     if not model_pt.exists():  # delete benchmarks/out/default_model to train again
         cli("train", "--manifest", manifest, "--out", model_pt, "--epochs", args.epochs, "--seed", 0, "--cell-diameter", SIM["diameter"])
     cli("export", "--onnx", model_pt, "--out", OUT / "default.onnx")
@@ -96,11 +99,12 @@ def main() -> None:
         sims = [(f"sim-{r['group']}", tests.parent / r["volume"], tests.parent / r["points"], SIM) for r in csv.DictReader(f)]
     real = [(r["patch_id"], DELIVR / r["volume_file"], DELIVR / r["points_file"], REAL) for r in rows if r["patch_id"] in held_out]
     results = dict(simulated=evaluate(OUT / "default.onnx", sims), delivr_held_out=evaluate(OUT / "default.onnx", real))
-    shutil.copy(OUT / "default.onnx", PACKAGED)
-    training = __import__("json").loads((OUT / "default.train.json").read_text())["config"]
+    if args.install:
+        shutil.copy(OUT / "default.onnx", PACKAGED)
+    training = json.loads(model_pt.with_suffix(".train.json").read_text())["config"]
     md = report.write(
         "default_model",
-        data=dict(held_out=sorted(held_out), epochs=args.epochs, training=training, **results),
+        data=dict(held_out=sorted(held_out), epochs=args.epochs, sim_brains=args.sim_brains, training=training, **results),
         columns=["test set", "volumes", "precision", "recall", "F1", "TP", "FP", "FN"],
         rows=[[k, len(v["volumes"]), v["precision"], v["recall"], v["f1"], v["tp"], v["fp"], v["fn"]] for k, v in results.items()],
         notes=(

@@ -48,12 +48,13 @@ class Checkpoint:
     def save(self, result: SlabResult) -> None:
         with atomic_path(self._slab(result.z0)) as tmp:
             with open(tmp, "wb") as f:
-                np.savez(f, zyx=result.zyx, probability=result.probability, candidates=np.int64(result.candidates))
+                np.savez(f, zyx=result.zyx, probability=result.probability, counts=np.array([result.candidates]), range=np.array([result.low, result.high]))
 
     def load(self, z0: int, z1: int) -> SlabResult:
         try:
             with np.load(self._slab(z0)) as data:
-                return SlabResult(z0, z1, data["zyx"], data["probability"], int(data["candidates"]))
+                low, high = data["range"]
+                return SlabResult(z0, z1, data["zyx"], data["probability"], int(data["counts"][0]), float(low), float(high))
         except (OSError, ValueError, KeyError) as exc:
             raise OutputError(f"{self._slab(z0)}: unreadable checkpoint ({exc}); rerun without --resume") from exc
 

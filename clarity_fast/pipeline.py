@@ -9,6 +9,7 @@ whole volume, so neither does the result.
 
 from __future__ import annotations
 
+import logging
 import queue
 import threading
 import time
@@ -32,6 +33,7 @@ if TYPE_CHECKING:
     from clarity_fast.checkpoint import Checkpoint
 
 STAGES = ("read", "prefilter", "gather", "score", "merge")
+log = logging.getLogger("clarity_fast")
 
 
 @dataclass(frozen=True)
@@ -80,6 +82,8 @@ class SlabResult:
     zyx: np.ndarray
     probability: np.ndarray
     candidates: int
+    low: float  # the smallest and largest value in the slab's planes
+    high: float
 
 
 SlabRunner = Callable[[list[tuple[int, int]], Callable[[SlabResult], None], dict[str, float]], None]
@@ -93,6 +97,8 @@ class _Batch:
     patches: np.ndarray
     last: bool  # the slab's final batch
     candidates: int  # in the slab
+    low: float
+    high: float
 
 
 def process_slabs(
@@ -140,7 +146,7 @@ def process_slabs(
             if item.last:
                 zyx = np.concatenate(kept_zyx) if kept_zyx else np.empty((0, 3), np.int64)
                 prob = np.concatenate(kept_prob) if kept_prob else np.empty(0, np.float32)
-                on_result(SlabResult(item.z0, item.z1, zyx, prob, item.candidates))
+                on_result(SlabResult(item.z0, item.z1, zyx, prob, item.candidates, item.low, item.high))
                 kept_zyx, kept_prob = [], []
                 done += 1
     finally:
@@ -183,6 +189,12 @@ def detect(
     seconds) computes slabs elsewhere (distributed.run_on_cluster); by default, here with process_slabs.
     """
     start = time.perf_counter()
+    grid_shape = working_grid(reader.shape, factors=settings.zoom(model)).shape
+    if min(grid_shape[1:]) < model.network.patch:
+        raise InputError(
+            f"{reader.path}: planes of {reader.shape[1]}×{reader.shape[2]} voxels are {grid_shape[1]}×{grid_shape[2]} on the "
+            f"model's grid, smaller than one {model.network.patch}-voxel patch; check --voxel-size and --cell-diameter"
+        )
     slabs = slab_ranges(reader.shape[0], slab_depth=settings.slab_depth)
     parts = [checkpoint.load(z0, z1) for z0, z1 in slabs if checkpoint is not None and checkpoint.finished(z0)]
     todo = [s for s in slabs if s[0] not in {r.z0 for r in parts}]
@@ -199,6 +211,11 @@ def detect(
         process_slabs(reader, scorer=scorer, model=model, settings=settings, slabs=todo, on_result=finished, seconds=seconds)
     else:
         run_slabs(todo, finished, seconds)
+    low, high = min((r.low for r in parts), default=0.0), max((r.high for r in parts), default=0.0)
+    if low == high:
+        raise InputError(f"{reader.path}: every voxel is {low:g}; an empty or blank acquisition has no cells to find")
+    if low < 0:
+        log.warning("%s: negative values (down to %g); processed as they are", reader.path, low)
     result = merged(parts, settings=settings, seconds=seconds)
     seconds["total"] = time.perf_counter() - start
     return result
@@ -216,6 +233,10 @@ def _produce(*, reader, prefilter: SlabPrefilter, grid: Grid, factors, patch: in
             t = time.perf_counter()
             planes = read_planes(reader, first, last)
             seconds["read"] += time.perf_counter() - t
+            own = planes[z0 - first : z1 - first]
+            low, high = float(own.min()), float(own.max())
+            if not (np.isfinite(low) and np.isfinite(high)):
+                raise InputError(f"{reader.path}: NaN or infinite values in planes {z0}..{z1 - 1}; replace them first")
             t = time.perf_counter()
             found = prefilter.run(planes, first=first, z0=z0, z1=z1)
             seconds["prefilter"] += time.perf_counter() - t
@@ -227,7 +248,7 @@ def _produce(*, reader, prefilter: SlabPrefilter, grid: Grid, factors, patch: in
                 patches = np.empty((len(chunk), 1, patch, patch, patch), np.float32)
                 gather_patches(planes, centres=chunk, out=patches, grid=grid, src_z0=first)
                 seconds["gather"] += time.perf_counter() - t
-                item = _Batch(z0, z1, found.zyx[s : s + batch], patches, s + batch >= len(found), len(found))
+                item = _Batch(z0, z1, found.zyx[s : s + batch], patches, s + batch >= len(found), len(found), low, high)
                 while not stop.is_set():
                     try:
                         out.put(item, timeout=0.1)
