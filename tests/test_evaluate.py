@@ -1,17 +1,17 @@
 """Matching and metrics against brute force."""
 
 import json
-import subprocess
-import sys
 
 import numpy as np
+import pytest
+from cli_runner import run_cli
 from hypothesis import given, settings
 from hypothesis import strategies as st
 from scipy.optimize import linear_sum_assignment
 from scipy.spatial.distance import cdist
 
 from clarity_fast.detection import merge_duplicates
-from clarity_fast.evaluate import best_threshold, match_points, roc_auc
+from clarity_fast.evaluate import balanced_threshold, best_threshold, match_points, roc_auc
 
 
 def brute_force_matches(pred, truth, radius):
@@ -74,10 +74,19 @@ def test_merge_keeps_the_strongest_of_a_cluster_and_far_points():
 def test_evaluate_command_json(tmp_path):
     (tmp_path / "t.csv").write_text("z,y,x\n1,1,1\n5,5,5\n")
     (tmp_path / "p.csv").write_text("z,y,x\n1,1,2\n9,9,9\n")
-    out = subprocess.run(
-        [sys.executable, "-m", "clarity_fast", "evaluate", "--pred", str(tmp_path / "p.csv"), "--truth", str(tmp_path / "t.csv"), "--json"],
-        capture_output=True, text=True,
-    )
+    out = run_cli("evaluate", "--pred", tmp_path / "p.csv", "--truth", tmp_path / "t.csv", "--json")
     assert out.returncode == 0, out.stderr
     result = json.loads(out.stdout)
     assert (result["tp"], result["fp"], result["fn"]) == (1, 1, 1) and result["f1"] == 0.5
+
+
+def test_balanced_threshold_weighs_each_item_equally():
+    truth_a = np.array([[0, 0, 0], [0, 0, 20], [0, 0, 40], [0, 0, 60]], float)
+    truth_b = np.array([[0, 0, 0]], float)
+    # a: its four cells score 0.9 and two far-away false detections 0.6; b: its cell scores 0.5.
+    pred_a = np.concatenate([truth_a, [[0, 50, 0], [0, 90, 0]]])
+    items = [(pred_a, np.array([0.9, 0.9, 0.9, 0.9, 0.6, 0.6]), truth_a), (truth_b, np.array([0.5]), truth_b)]
+    threshold, mean_f1 = balanced_threshold(items, radius=2.0)
+    assert threshold <= 0.5 and mean_f1 == pytest.approx((0.8 + 1.0) / 2)
+    pooled, match = best_threshold(pred=pred_a, scores=items[0][1], truth=truth_a, radius=2.0)
+    assert balanced_threshold(items[:1], radius=2.0) == (pooled, match.f1)
