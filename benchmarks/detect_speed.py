@@ -21,7 +21,7 @@ import report
 from clarity_fast.export.providers import cuda_device_count
 
 HERE = Path(__file__).resolve().parent
-OUT = HERE / "out"
+OUT = report.OUT
 CHILD = """
 import json, resource, sys
 from pathlib import Path
@@ -30,16 +30,6 @@ volume, out, batch, device = sys.argv[1], Path(sys.argv[2]), int(sys.argv[3]), s
 report = run_detection(DetectRequest(volume=Path(volume), out=out, batch=batch, device=device, voxel_size=(4.0, 2.0, 2.0), cell_diameter=12.0, progress=False))
 print(json.dumps(dict(summary=report.summary, peak_rss_mb=resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024)))
 """
-
-
-def simulated(shape: tuple[int, int, int]) -> Path:
-    path = OUT / f"sim_{'x'.join(map(str, shape))}.npy"
-    if not path.exists():
-        from clarity_fast.simulate import SimulatedBrain, SimulationSettings
-
-        OUT.mkdir(exist_ok=True)
-        np.save(path, SimulatedBrain(SimulationSettings(shape=shape, seed=0, difficulty=1.0)).volume())
-    return path
 
 
 def deeper(path: Path, times: int) -> Path:
@@ -79,7 +69,7 @@ def main() -> None:
     shape = tuple(int(v) for v in args.shape.split(","))
     gpus = cuda_device_count()
     device = "auto" if gpus else "cpu"
-    base = simulated(shape)
+    base = report.simulated_volume(shape)
     runs = {"volume": run_detect(base, batch=args.batch, device=device)}
     runs["volume, 3x deeper"] = run_detect(deeper(base, 3), batch=args.batch, device=device)
     plane = OUT / f"plane_{shape[1]}x{shape[2]}.npy"

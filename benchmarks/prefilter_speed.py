@@ -21,19 +21,6 @@ import report
 
 from clarity_fast.io.volumes import open_array
 
-OUT = Path(__file__).resolve().parent / "out"
-
-
-def _volume_path(shape: tuple[int, int, int]) -> Path:
-    """A simulated difficulty-1 volume of `shape`, cached as .npy between runs."""
-    path = OUT / f"sim_{'x'.join(map(str, shape))}.npy"
-    if not path.exists():
-        from clarity_fast.simulate import SimulatedBrain, SimulationSettings
-
-        OUT.mkdir(exist_ok=True)
-        np.save(path, SimulatedBrain(SimulationSettings(shape=shape, seed=0, difficulty=1.0)).volume())
-    return path
-
 
 
 def _settings():
@@ -107,7 +94,7 @@ def main() -> None:
         print(json.dumps(result))
         return
     shape = tuple(int(v) for v in args.shape.split(","))
-    path = _volume_path(shape)
+    path = report.simulated_volume(shape)
     with tempfile.TemporaryDirectory() as cache:
         env = {**os.environ, "NUMBA_CACHE_DIR": cache}
         cold = run("compile", path, env)

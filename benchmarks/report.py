@@ -8,6 +8,20 @@ import platform
 from pathlib import Path
 
 RESULTS = Path(__file__).resolve().parent / "results"
+OUT = Path(__file__).resolve().parent / "out"  # inputs the benchmarks make and cache (git-ignored)
+
+
+def simulated_volume(shape: tuple[int, int, int]) -> Path:
+    """A simulated difficulty-1 volume of `shape` (seed 0, 4×2×2 µm, 12 µm cells), cached as .npy."""
+    import numpy as np
+
+    from clarity_fast.simulate import SimulatedBrain, SimulationSettings
+
+    path = OUT / f"sim_{'x'.join(map(str, shape))}.npy"
+    if not path.exists():
+        OUT.mkdir(exist_ok=True)
+        np.save(path, SimulatedBrain(SimulationSettings(shape=shape, seed=0, difficulty=1.0)).volume())
+    return path
 
 
 def machine() -> dict[str, object]:

@@ -57,25 +57,24 @@ def working_grid(native_shape: tuple[int, int, int], *, factors: tuple[float, fl
 
 
 @numba.njit(cache=True, nogil=True, inline="always")
-def _lerp(src, z0, z1, tz, y0, y1, ty, x0, x1, tx):
-    v = (1.0 - tx) * src[z0, y0, x0]
+def _lerp_plane(src, z, y0, y1, ty, x0, x1, tx):
+    """Bilinear in plane z; a zero weight skips its neighbour (so identity grids copy exactly)."""
+    v = (1.0 - tx) * src[z, y0, x0]
     if tx != 0.0:
-        v += tx * src[z0, y0, x1]
+        v += tx * src[z, y0, x1]
     if ty != 0.0:
-        w = (1.0 - tx) * src[z0, y1, x0]
+        w = (1.0 - tx) * src[z, y1, x0]
         if tx != 0.0:
-            w += tx * src[z0, y1, x1]
+            w += tx * src[z, y1, x1]
         v = (1.0 - ty) * v + ty * w
+    return v
+
+
+@numba.njit(cache=True, nogil=True, inline="always")
+def _lerp(src, z0, z1, tz, y0, y1, ty, x0, x1, tx):
+    v = _lerp_plane(src, z0, y0, y1, ty, x0, x1, tx)
     if tz != 0.0:
-        u = (1.0 - tx) * src[z1, y0, x0]
-        if tx != 0.0:
-            u += tx * src[z1, y0, x1]
-        if ty != 0.0:
-            w = (1.0 - tx) * src[z1, y1, x0]
-            if tx != 0.0:
-                w += tx * src[z1, y1, x1]
-            u = (1.0 - ty) * u + ty * w
-        v = (1.0 - tz) * v + tz * u
+        v = (1.0 - tz) * v + tz * _lerp_plane(src, z1, y0, y1, ty, x0, x1, tx)
     return v
 
 
