@@ -22,7 +22,6 @@ import report
 from clarity_fast.io.volumes import open_array
 
 
-
 def _settings():
     from clarity_fast.settings import PrefilterSettings, Scale
 
