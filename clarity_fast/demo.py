@@ -25,7 +25,7 @@ class DemoReport:
     def lines(self) -> list[str]:
         m = self.match
         return [
-            f"simulated brain {self.detection.summary['shape']} with {self.cells} cells in {self.simulate_s:.1f} s -> {self.volume}",
+            f"simulated brain {tuple(self.detection.summary['shape'])} with {self.cells} cells in {self.simulate_s:.1f} s -> {self.volume}",
             *self.detection.lines(),
             f"against the simulated truth: precision {m.precision:.3f}, recall {m.recall:.3f}, F1 {m.f1:.3f} "
             f"(TP {m.tp}, FP {m.fp}, FN {m.fn}; within {RADIUS_VOXELS} voxels, z counted double)",
