@@ -8,11 +8,11 @@ per model for the life of the process. A task lost with its worker is rerun by D
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from pathlib import Path
 
 from clarity_fast.errors import InputError
-from clarity_fast.export.runtime import OnnxScorer, RuntimeSettings
+from clarity_fast.export.runtime import OnnxScorer, RuntimeSettings, available_cores
 from clarity_fast.io.volumes import open_volume
 from clarity_fast.pipeline import DetectSettings, SlabResult, process_slabs
 
@@ -46,6 +46,10 @@ def detect_slabs(
     *, volume: str, channel: int | None, model: str, runtime: RuntimeSettings, settings: DetectSettings, slabs: list[tuple[int, int]]
 ) -> tuple[list[SlabResult], dict[str, float]]:
     """One task: open the volume, score the given slabs with this worker's session."""
+    if runtime.threads is not None:  # share the machine with the other workers of a LocalCluster
+        import numba
+
+        numba.set_num_threads(min(runtime.threads, numba.config.NUMBA_NUM_THREADS))
     scorer = _scorer(Path(model), runtime)
     results: list[SlabResult] = []
     seconds: dict[str, float] = {}
@@ -73,6 +77,8 @@ def run_on_cluster(
     local = None
     if cluster.scheduler is None:
         local = LocalCluster(n_workers=cluster.workers, threads_per_worker=1, processes=True, dashboard_address=None)
+        if runtime.threads is None:
+            runtime = replace(runtime, threads=max(1, available_cores() // cluster.workers))
     try:
         with Client(cluster.scheduler or local) as client:
             futures = [
