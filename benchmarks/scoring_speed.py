@@ -27,7 +27,7 @@ from clarity_fast.model.network import CellNet
 from clarity_fast.model.store import load_model
 
 BATCHES = (64, 256, 1024, 4096)
-SECONDS = 2.0  # per measurement, after one warm-up call
+SECONDS = 4.0  # per measurement, after one warm-up call
 
 
 def throughput(score, patches: np.ndarray, batch: int) -> float:
