@@ -1,4 +1,4 @@
-"""Manifests: CSV lists of annotated volumes (`volume,points[,group][,voxel_size][,cell_diameter]`), paths
+"""Manifests: CSV lists of annotated volumes (`volume,points[,group][,voxel_size][,cell_diameter][,annotations]`), paths
 relative to the file. Per-volume voxel sizes and cell diameters (µm) let one model learn from several datasets."""
 
 from __future__ import annotations
@@ -20,6 +20,7 @@ class Entry:
     group: str
     voxel_size: VoxelSize | None
     cell_diameter: float | None = None
+    partial: bool = False  # `annotations` column "partial": not every cell in the volume is annotated
 
 
 def read_manifest(path: Path) -> list[Entry]:
@@ -49,8 +50,17 @@ def read_manifest(path: Path) -> list[Entry]:
                     group=row.get("group") or row["volume"],
                     voxel_size=parse_triple(voxel, name=f"{line}: voxel_size") if voxel else None,
                     cell_diameter=parse_triple(diameter, name=f"{line}: cell_diameter")[0] if diameter else None,
+                    partial=_annotations(row.get("annotations"), line),
                 )
             )
     if not entries:
         raise InputError(f"{path}: the manifest lists no volumes")
     return entries
+
+
+def _annotations(value: str | None, line: str) -> bool:
+    """True for partial annotations; complete is the default."""
+    value = (value or "complete").lower()
+    if value not in ("complete", "partial"):
+        raise InputError(f"{line}: annotations must be complete or partial, got {value!r}")
+    return value == "partial"

@@ -1,6 +1,8 @@
 """Random shapes, dtypes and values into the I/O layer, the kernels and the pipeline: each either works or
 raises the project's own error type, never anything else."""
 
+import os
+
 import numpy as np
 import pytest
 from hypothesis import HealthCheck, given, settings
@@ -17,7 +19,7 @@ from clarity_fast.settings import PrefilterSettings, Scale
 
 DTYPES = st.sampled_from(["bool", "int8", "uint8", "int16", "uint16", "int32", "uint32", "int64", "float16", "float32", "float64", "complex64"])
 SHAPES = hnp.array_shapes(min_dims=0, max_dims=5, min_side=0, max_side=6)
-FUZZ = settings(max_examples=40, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture])
+FUZZ = settings(max_examples=int(os.environ.get("CLARITY_FAST_FUZZ_EXAMPLES", 40)), deadline=None, derandomize="CLARITY_FAST_FUZZ_EXAMPLES" not in os.environ, suppress_health_check=[HealthCheck.function_scoped_fixture])
 
 
 @FUZZ

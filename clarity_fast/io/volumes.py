@@ -143,6 +143,14 @@ def _native_dtype(name: object, dtype: Any) -> np.dtype:
     return dtype.newbyteorder("=")
 
 
+def _writable_dtype(name: object, dtype: Any) -> np.dtype:
+    """The voxel types TIFF writers here can store (OME-TIFF has no 64-bit integers or half floats)."""
+    dtype = _native_dtype(name, dtype)
+    if dtype.itemsize == 8 and dtype.kind in "iu" or dtype == np.float16:
+        raise InputError(f"{name}: cannot write {dtype} voxels as TIFF; convert to uint32, int32 or float32/64 first")
+    return dtype
+
+
 def _reason(exc: BaseException) -> str:
     lines = str(exc).strip().splitlines()
     return lines[0][:200] if lines and lines[0] else type(exc).__name__
@@ -555,7 +563,7 @@ def write_tiff(
             raise InputError(f"{path}: cannot write a {data.ndim}D array as a (z, y, x) volume")
         planes: np.ndarray | Iterator[np.ndarray] = data.reshape((1, *data.shape)) if data.ndim == 2 else data
         out_shape = tuple(planes.shape)
-        out_dtype = _native_dtype(path, data.dtype)
+        out_dtype = _writable_dtype(path, data.dtype)
         if (shape is not None and tuple(shape) != out_shape) or (dtype is not None and np.dtype(dtype) != out_dtype):
             raise InputError(f"{path}: shape {shape} / dtype {dtype} contradict the array's {out_shape} {out_dtype}")
     else:
@@ -564,12 +572,13 @@ def write_tiff(
         out_shape = tuple(int(n) for n in shape)
         if len(out_shape) != 3:
             raise InputError(f"{path}: shape must be (z, y, x), got {shape}")
-        out_dtype = _native_dtype(path, dtype)
+        out_dtype = _writable_dtype(path, dtype)
         planes = _checked_planes(path, data, out_shape, out_dtype)
     if 0 in out_shape:
         raise InputError(f"{path}: cannot write an empty volume (shape {out_shape})")
     bigtiff = math.prod(out_shape) * out_dtype.itemsize > _CLASSIC_TIFF_LIMIT
-    imagej = out_dtype in _IMAGEJ_DTYPES and not bigtiff
+    # tifffile misreads ImageJ stacks one pixel wide as 2D: those go to OME-TIFF like the rest.
+    imagej = out_dtype in _IMAGEJ_DTYPES and not bigtiff and out_shape[2] > 1
     with atomic_path(path) as tmp:
         with tifffile.TiffWriter(tmp, bigtiff=bigtiff, imagej=imagej, ome=not imagej) as writer:
             writer.write(

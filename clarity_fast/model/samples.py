@@ -37,6 +37,7 @@ class AnnotatedVolume:
     candidates: Candidates  # working scale
     scale: Scale  # the working scale
     factors: tuple[float, float, float]  # zoom from the file's voxels to the working scale's
+    partial: bool = False  # annotations known to miss cells (see hard_negatives)
 
     def to_native(self, points: np.ndarray) -> np.ndarray:
         """Working-scale voxel coordinates -> the file's voxel coordinates (for scoring against its points)."""
@@ -50,8 +51,15 @@ class AnnotatedVolume:
 
     @property
     def hard_negatives(self) -> np.ndarray:
-        """Candidates farther than NEGATIVE_CLEARANCE cell radii from every annotation."""
-        far = self._distance_in_radii(self.candidates.zyx) > NEGATIVE_CLEARANCE
+        """Candidates farther than NEGATIVE_CLEARANCE cell radii from every annotation.
+
+        Where annotations are partial, unannotated candidates that respond as strongly as the typical annotated
+        cell are more likely missed cells than look-alikes, so they are left out rather than taught as negatives.
+        """
+        distance = self._distance_in_radii(self.candidates.zyx)
+        far = distance > NEGATIVE_CLEARANCE
+        if self.partial and np.any(~far):
+            far &= self.candidates.response < np.median(self.candidates.response[~far])
         return self.candidates.zyx[far]
 
     def random_background(self, n: int, rng: np.random.Generator) -> np.ndarray:
@@ -82,7 +90,9 @@ def load_annotated(
         found = Candidates(to_voxels(points_to(found.zyx, factors=factors), shape=grid.shape), found.response)
         truth = points_to(read_points(entry.points, shape=reader.shape).zyx, factors=factors)
         name = f"{entry.volume.parent.name}/{entry.volume.name}"
-        volumes.append(AnnotatedVolume(name, entry.group, data, grid, resample(data, factors=factors), truth, found, scale, factors))
+        volumes.append(
+            AnnotatedVolume(name, entry.group, data, grid, resample(data, factors=factors), truth, found, scale, factors, entry.partial)
+        )
     return volumes
 
 
