@@ -31,9 +31,9 @@ def sim_manifest() -> Path:
 def delivr_manifest() -> Path:
     path = OUT / "delivr_manifest.csv"
     with (DELIVR / "index.csv").open() as f, path.open("w") as out:
-        out.write("volume,points,group,voxel_size\n")
+        out.write("volume,points,group,voxel_size,annotations\n")
         for row in csv.DictReader(f):
-            out.write(f"{DELIVR / row['volume_file']},{DELIVR / row['points_file']},{row['group']},6x1.62x1.62\n")
+            out.write(f"{DELIVR / row['volume_file']},{DELIVR / row['points_file']},{row['group']},6x1.62x1.62,partial\n")
     return path
 
 

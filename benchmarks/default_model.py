@@ -1,7 +1,7 @@
 """Build the built-in model (clarity_fast/data/default.onnx) reproducibly, and measure it on held-out data.
 
 Training data: 18 simulated brains (difficulty 1, varied imaging conditions, cells 12 µm, voxels 4×2×2 µm) and
-the real delivr_cfos patches (c-Fos nuclei, about 8 µm, voxels 6×1.62×1.62 µm) except one held-out patch per
+the real delivr_cfos patches (c-Fos nuclei, about 8 µm, voxels 6×1.62×1.62 µm; annotations partial) except one held-out patch per
 group: the last one listed in index.csv with at least 20 annotations (or the last one, if none has).
 Evaluation: `clarity-fast detect` with the exported model on the held-out delivr patches and on 3 fresh
 simulated brains (another seed), matched with the study's rule (3.5 voxels, z counted double).
@@ -56,12 +56,12 @@ def training_manifest(rows: list[dict], held_out: set[str], *, sim_brains: int) 
     sims = simulated(OUT / f"sims{sim_brains}", seed=100, n=sim_brains)
     path = OUT / "train.csv"
     with path.open("w") as out, sims.open() as f:
-        out.write("volume,points,group,voxel_size,cell_diameter\n")
+        out.write("volume,points,group,voxel_size,cell_diameter,annotations\n")
         for row in csv.DictReader(f):
-            out.write(f"{sims.parent / row['volume']},{sims.parent / row['points']},sim-{row['group']},{SIM['voxel']},{SIM['diameter']}\n")
+            out.write(f"{sims.parent / row['volume']},{sims.parent / row['points']},sim-{row['group']},{SIM['voxel']},{SIM['diameter']},complete\n")
         for row in rows:
             if row["patch_id"] not in held_out:
-                out.write(f"{DELIVR / row['volume_file']},{DELIVR / row['points_file']},{row['group']},{REAL['voxel']},{REAL['diameter']}\n")
+                out.write(f"{DELIVR / row['volume_file']},{DELIVR / row['points_file']},{row['group']},{REAL['voxel']},{REAL['diameter']},partial\n")
     return path
 
 

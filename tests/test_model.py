@@ -124,3 +124,27 @@ def test_train_and_cv_commands(manifest, tmp_path):
         assert (tmp_path / "cv" / name).is_file()
     bad = run_cli("cv", "--manifest", str(manifest), "--method", "svm", "--out", str(tmp_path / "cv2"))
     assert bad.returncode == 2 and "--method" in bad.stderr
+
+
+def test_partial_annotations_leave_strong_unannotated_candidates_out_of_the_negatives(volumes):
+    import dataclasses
+
+    v = volumes[0]
+    partial = dataclasses.replace(v, partial=True)
+    complete_set = {tuple(p) for p in v.hard_negatives}
+    partial_set = {tuple(p) for p in partial.hard_negatives}
+    assert partial_set < complete_set
+    near = np.array([tuple(p) not in complete_set for p in v.candidates.zyx])
+    cap = np.median(v.candidates.response[near])
+    kept = np.array([tuple(p) in partial_set for p in v.candidates.zyx])
+    assert np.all(v.candidates.response[kept] < cap)
+
+
+def test_manifest_annotations_column(tmp_path):
+    (tmp_path / "v.tif").write_bytes(b"")
+    (tmp_path / "p.csv").write_text("z,y,x\n")
+    (tmp_path / "m.csv").write_text("volume,points,annotations\nv.tif,p.csv,partial\nv.tif,p.csv,\n")
+    assert [e.partial for e in read_manifest(tmp_path / "m.csv")] == [True, False]
+    (tmp_path / "m.csv").write_text("volume,points,annotations\nv.tif,p.csv,some\n")
+    with pytest.raises(InputError, match="complete or partial"):
+        read_manifest(tmp_path / "m.csv")
