@@ -7,6 +7,7 @@ volume, model or setting starts afresh instead of mixing results. It is removed 
 from __future__ import annotations
 
 import json
+import logging
 import shutil
 from pathlib import Path
 
@@ -17,6 +18,7 @@ from clarity_fast.io.atomic import atomic_path, make_output_dir
 from clarity_fast.pipeline import SlabResult
 
 FINGERPRINT = "run.json"
+log = logging.getLogger("clarity_fast")
 
 
 class Checkpoint:
@@ -25,9 +27,7 @@ class Checkpoint:
         stored = self._stored()
         if not resume or stored != fingerprint:
             if resume and stored is not None:
-                import logging
-
-                logging.getLogger("clarity_fast").warning("%s was made by a different run; starting afresh", self.folder)
+                log.warning("%s was made by a different run; starting afresh", self.folder)
             self.clear()
             make_output_dir(self.folder)
             with atomic_path(self.folder / FINGERPRINT) as tmp:
