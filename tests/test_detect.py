@@ -190,3 +190,17 @@ def test_a_signal_leaves_no_output_and_resume_completes_it(tmp_path, sig):
     fresh = run_cli("detect", volume, "--out", tmp_path / "fresh.csv", "--slab-depth", "1")
     assert fresh.returncode == 0 and out.read_bytes() == (tmp_path / "fresh.csv").read_bytes()
     assert not partial.exists()
+
+
+def test_detect_needs_neither_torch_nor_onnx_nor_matplotlib(brain, tmp_path):
+    """`pip install clarity-fast` (no extras) is enough to detect."""
+    _, path = brain
+    code = (
+        "import sys\n"
+        "for name in ('torch', 'onnx', 'matplotlib'): sys.modules[name] = None\n"
+        f"sys.argv = ['clarity-fast', 'detect', {str(path)!r}, '--out', {str(tmp_path / 'c.csv')!r}, '--preview', {str(tmp_path / 'q.png')!r}]\n"
+        "from clarity_fast.cli import main\nmain()\n"
+    )
+    done = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True)
+    assert done.returncode == 0, done.stderr
+    assert (tmp_path / "c.csv").is_file() and (tmp_path / "q.png").is_file()
