@@ -3,9 +3,10 @@
 from __future__ import annotations
 
 import json
-import os
 import platform
 from pathlib import Path
+
+from clarity_fast.export.providers import available_cores
 
 RESULTS = Path(__file__).resolve().parent / "results"
 OUT = Path(__file__).resolve().parent / "out"  # inputs the benchmarks make and cache (git-ignored)
@@ -36,7 +37,7 @@ def machine() -> dict[str, object]:
         pass
     return {
         "cpu": cpu,
-        "cores_available": len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else os.cpu_count(),
+        "cores_available": available_cores(),
         "python": platform.python_version(),
         "system": f"{platform.system()} {platform.release()}",
     }

@@ -12,7 +12,8 @@ from dataclasses import dataclass, replace
 from pathlib import Path
 
 from clarity_fast.errors import InputError
-from clarity_fast.export.runtime import OnnxScorer, RuntimeSettings, available_cores
+from clarity_fast.export.providers import available_cores
+from clarity_fast.export.runtime import OnnxScorer, RuntimeSettings
 from clarity_fast.io.volumes import open_volume
 from clarity_fast.pipeline import DetectSettings, SlabResult, process_slabs
 

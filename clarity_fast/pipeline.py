@@ -27,7 +27,7 @@ from clarity_fast.kernels.gather import Grid, gather_patches, working_grid
 from clarity_fast.model.config import ModelConfig
 from clarity_fast.model.samples import to_voxels
 from clarity_fast.resample import points_to
-from clarity_fast.settings import PrefilterSettings, Scale, VoxelSize
+from clarity_fast.settings import PrefilterSettings, Scale, VoxelSize, snap_factors
 
 if TYPE_CHECKING:
     from clarity_fast.checkpoint import Checkpoint
@@ -61,7 +61,7 @@ class DetectSettings:
         """Factors from the input's voxels to a grid where its cells look as the model's did in training."""
         cell_voxels = [model.cell_diameter / v for v in model.voxel_size]  # a training cell, in model voxels
         factors = [c * v / self.cell_diameter for c, v in zip(cell_voxels, self.voxel_size)]
-        return tuple(1.0 if abs(f - 1.0) < 0.01 else f for f in factors)
+        return snap_factors(factors)
 
 
 @dataclass

@@ -33,6 +33,11 @@ def parse_triple(text: str, *, name: str, integer: bool = False) -> tuple:
 WORKING_CELL_VOXELS = (3.0, 6.0, 6.0)
 
 
+def snap_factors(factors) -> tuple[float, float, float]:
+    """Zoom factors within 1% of 1 become exactly 1: no resampling where it would only blur."""
+    return tuple(1.0 if abs(f - 1.0) < 0.01 else float(f) for f in factors)
+
+
 @dataclass(frozen=True)
 class Scale:
     """A voxel size and a cell diameter, both in µm: everything size-dependent derives from these."""
@@ -64,7 +69,7 @@ class Scale:
     def to_working(self) -> tuple[float, float, float]:
         """Zoom factors from this scale's voxels to the working scale's (1 where they already agree)."""
         factors = [v / w for v, w in zip(self.voxel_size, self.working.voxel_size)]
-        return tuple(1.0 if abs(f - 1.0) < 0.01 else f for f in factors)
+        return snap_factors(factors)
 
 
 def resolve_voxel_size(*, from_file: VoxelSize | None, from_user: VoxelSize | None, source: object) -> VoxelSize:

@@ -1,8 +1,10 @@
-"""What onnxruntime can run on this machine: providers in the build, and whether a GPU is really there."""
+"""What this machine can run: the cores this process may use, onnxruntime's providers, and whether a GPU is
+really there."""
 
 from __future__ import annotations
 
 import ctypes
+import os
 
 
 def cuda_device_count() -> int:
@@ -22,3 +24,11 @@ def built_providers() -> list[str]:
     import onnxruntime
 
     return list(onnxruntime.get_available_providers())
+
+
+def available_cores() -> int:
+    """CPU cores this process may use (its affinity mask where the OS has one)."""
+    try:
+        return len(os.sched_getaffinity(0))
+    except AttributeError:  # not on Linux
+        return os.cpu_count() or 1

@@ -7,7 +7,6 @@ user asked for but that cannot run says so in one warning line and the next one 
 from __future__ import annotations
 
 import logging
-import os
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -15,7 +14,7 @@ import numpy as np
 
 from clarity_fast.errors import InputError, ModelError
 from clarity_fast.export.model_file import model_config
-from clarity_fast.export.providers import built_providers, cuda_device_count
+from clarity_fast.export.providers import available_cores, built_providers, cuda_device_count
 from clarity_fast.model.config import ModelConfig
 
 log = logging.getLogger("clarity_fast")
@@ -38,13 +37,6 @@ class RuntimeSettings:
             raise InputError(f"--device must be one of {', '.join(DEVICES)}, got {self.device!r}")
         if self.batch < 1:
             raise InputError(f"--batch must be >= 1, got {self.batch}")
-
-
-def available_cores() -> int:
-    try:
-        return len(os.sched_getaffinity(0))
-    except AttributeError:  # not on Linux
-        return os.cpu_count() or 1
 
 
 def provider_chain(device: str, *, built: list[str], gpus: int) -> tuple[list[str], str | None]:

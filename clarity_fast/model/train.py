@@ -5,7 +5,6 @@ threshold chosen where the mean validation F1 over groups peaks. Deterministic f
 from __future__ import annotations
 
 import copy
-import os
 import time
 from dataclasses import asdict, dataclass, field
 
@@ -14,9 +13,9 @@ import torch
 
 from clarity_fast.detection import scored_detections
 from clarity_fast.evaluate import balanced_threshold, match_points, pool_volumes, roc_auc
+from clarity_fast.export.providers import available_cores
 from clarity_fast.model.augment import augment
-from clarity_fast.model.config import ModelConfig
-from clarity_fast.model.config import NetworkConfig
+from clarity_fast.model.config import ModelConfig, NetworkConfig
 from clarity_fast.model.network import CellNet
 from clarity_fast.model.samples import AnnotatedVolume, epoch_examples, evaluation_examples
 from clarity_fast.model.store import TorchScorer
@@ -97,7 +96,7 @@ def train(
     """Fit a CellNet on the volumes (a share held out for validation) and pick its detection threshold."""
     torch.manual_seed(settings.seed)
     torch.use_deterministic_algorithms(True)
-    torch.set_num_threads(len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else os.cpu_count() or 1)
+    torch.set_num_threads(available_cores())
     rng = np.random.default_rng(settings.seed)
     patch = settings.network.patch
     train_set, val_set = split_validation(volumes, fraction=settings.validation_fraction, seed=settings.seed)
