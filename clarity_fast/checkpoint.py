@@ -48,13 +48,18 @@ class Checkpoint:
     def save(self, result: SlabResult) -> None:
         with atomic_path(self._slab(result.z0)) as tmp:
             with open(tmp, "wb") as f:
-                np.savez(f, zyx=result.zyx, probability=result.probability, counts=np.array([result.candidates]), range=np.array([result.low, result.high]))
+                extra = {} if result.projection is None else dict(projection=result.projection)
+                np.savez(
+                    f, zyx=result.zyx, probability=result.probability, counts=np.array([result.candidates]),
+                    range=np.array([result.low, result.high]), **extra,
+                )
 
     def load(self, z0: int, z1: int) -> SlabResult:
         try:
             with np.load(self._slab(z0)) as data:
                 low, high = data["range"]
-                return SlabResult(z0, z1, data["zyx"], data["probability"], int(data["counts"][0]), float(low), float(high))
+                projection = data["projection"] if "projection" in data else None
+                return SlabResult(z0, z1, data["zyx"], data["probability"], int(data["counts"][0]), float(low), float(high), projection)
         except (OSError, ValueError, KeyError) as exc:
             raise OutputError(f"{self._slab(z0)}: unreadable checkpoint ({exc}); rerun without --resume") from exc
 

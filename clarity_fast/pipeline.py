@@ -44,6 +44,7 @@ class DetectSettings:
     prefilter_threshold: float
     batch: int = 4096
     slab_depth: int = 32
+    project: bool = False  # keep each slab's maximum projection along z (the --preview picture)
 
     def __post_init__(self) -> None:
         if self.batch < 1:
@@ -71,6 +72,7 @@ class Result:
     candidates: int = 0
     above_threshold: int = 0
     seconds: dict[str, float] = field(default_factory=dict)  # busy time per stage, and "total" wall time
+    projection: np.ndarray | None = None  # the volume's maximum along z, where settings.project asked for it
 
 
 @dataclass(frozen=True)
@@ -84,6 +86,7 @@ class SlabResult:
     candidates: int
     low: float  # the smallest and largest value in the slab's planes
     high: float
+    projection: np.ndarray | None = None  # their maximum along z (settings.project)
 
 
 SlabRunner = Callable[[list[tuple[int, int]], Callable[[SlabResult], None], dict[str, float]], None]
@@ -99,6 +102,7 @@ class _Batch:
     candidates: int  # in the slab
     low: float
     high: float
+    projection: np.ndarray | None
 
 
 def process_slabs(
@@ -126,7 +130,7 @@ def process_slabs(
     producer = threading.Thread(
         target=_produce,
         kwargs=dict(reader=reader, prefilter=prefilter, grid=grid, factors=factors, patch=model.network.patch,
-                    slabs=slabs, batch=settings.batch, out=handoff, stop=stop, seconds=seconds),
+                    slabs=slabs, batch=settings.batch, project=settings.project, out=handoff, stop=stop, seconds=seconds),
         name="clarity-fast-prefilter",
         daemon=True,
     )
@@ -146,7 +150,7 @@ def process_slabs(
             if item.last:
                 zyx = np.concatenate(kept_zyx) if kept_zyx else np.empty((0, 3), np.int64)
                 prob = np.concatenate(kept_prob) if kept_prob else np.empty(0, np.float32)
-                on_result(SlabResult(item.z0, item.z1, zyx, prob, item.candidates, item.low, item.high))
+                on_result(SlabResult(item.z0, item.z1, zyx, prob, item.candidates, item.low, item.high, item.projection))
                 kept_zyx, kept_prob = [], []
                 done += 1
     finally:
@@ -166,9 +170,11 @@ def merged(parts: list[SlabResult], *, settings: DetectSettings, seconds: dict[s
     prob = np.concatenate([r.probability for r in parts]) if parts else np.empty(0, np.float32)
     keep = merge_duplicates(zyx, prob, radius=settings.scale.cell_radius_voxels)
     seconds["merge"] = seconds.get("merge", 0.0) + time.perf_counter() - t
+    projections = [r.projection for r in parts]
+    projection = np.maximum.reduce(projections) if parts and all(p is not None for p in projections) else None
     return Result(
         zyx=zyx[keep], probability=prob[keep], candidates=sum(r.candidates for r in parts),
-        above_threshold=len(prob), seconds=seconds,
+        above_threshold=len(prob), seconds=seconds, projection=projection,
     )
 
 
@@ -221,7 +227,9 @@ def detect(
     return result
 
 
-def _produce(*, reader, prefilter: SlabPrefilter, grid: Grid, factors, patch: int, slabs, batch: int, out: queue.Queue, stop, seconds) -> None:
+def _produce(
+    *, reader, prefilter: SlabPrefilter, grid: Grid, factors, patch: int, slabs, batch: int, project: bool, out: queue.Queue, stop, seconds
+) -> None:
     """Read, prefilter and gather each slab; hand over batches of patches (or the exception that stopped it)."""
     half = patch // 2
     try:
@@ -234,7 +242,8 @@ def _produce(*, reader, prefilter: SlabPrefilter, grid: Grid, factors, patch: in
             planes = read_planes(reader, first, last)
             seconds["read"] += time.perf_counter() - t
             own = planes[z0 - first : z1 - first]
-            low, high = float(own.min()), float(own.max())
+            projection = own.max(axis=0) if project else None
+            low, high = float(own.min()), float(own.max() if projection is None else projection.max())
             if not (np.isfinite(low) and np.isfinite(high)):
                 raise InputError(f"{reader.path}: NaN or infinite values in planes {z0}..{z1 - 1}; replace them first")
             t = time.perf_counter()
@@ -248,7 +257,7 @@ def _produce(*, reader, prefilter: SlabPrefilter, grid: Grid, factors, patch: in
                 patches = np.empty((len(chunk), 1, patch, patch, patch), np.float32)
                 gather_patches(planes, centres=chunk, out=patches, grid=grid, src_z0=first)
                 seconds["gather"] += time.perf_counter() - t
-                item = _Batch(z0, z1, found.zyx[s : s + batch], patches, s + batch >= len(found), len(found), low, high)
+                item = _Batch(z0, z1, found.zyx[s : s + batch], patches, s + batch >= len(found), len(found), low, high, projection)
                 while not stop.is_set():
                     try:
                         out.put(item, timeout=0.1)

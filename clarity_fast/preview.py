@@ -7,20 +7,10 @@ from pathlib import Path
 import numpy as np
 
 from clarity_fast.io.png import write_png
-from clarity_fast.io.volumes import VolumeReader
 
 MAX_SIDE = 2048  # larger projections are max-pooled down to this, so small cells stay visible
 MIN_SIDE = 512  # smaller ones are enlarged (nearest neighbour) to at least this
 RING = np.array([255, 64, 32], np.uint8)
-
-
-def max_projection(reader: VolumeReader, *, slab_depth: int) -> np.ndarray:
-    """The volume's maximum over z, read slab by slab."""
-    out = None
-    for z0 in range(0, reader.shape[0], slab_depth):
-        block = reader.read_slab(z0, min(z0 + slab_depth, reader.shape[0])).max(axis=0)
-        out = block if out is None else np.maximum(out, block)
-    return out
 
 
 def write_preview(path: Path, *, projection: np.ndarray, zyx: np.ndarray, radius_yx: tuple[float, float]) -> None:

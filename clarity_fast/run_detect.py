@@ -95,11 +95,13 @@ def run_detection(request: DetectRequest) -> DetectReport:
             prefilter_threshold=model.prefilter_threshold,
             batch=request.batch,
             slab_depth=request.slab_depth,
+            project=request.preview is not None,
         )
         fingerprint = dict(
             volume=_file_identity(request.volume), channel=request.channel, shape=list(reader.shape),
             model=_sha256(model_path), voxel_size=list(voxel_size), cell_diameter=settings.cell_diameter,
             threshold=settings.threshold, prefilter_threshold=settings.prefilter_threshold, slab_depth=settings.slab_depth,
+            project=settings.project,
         )
         checkpoint = Checkpoint(request.checkpoint_path, fingerprint=fingerprint, resume=request.resume)
         plane_voxels, started, done = reader.shape[1] * reader.shape[2], time.perf_counter(), [0]
@@ -121,18 +123,13 @@ def run_detection(request: DetectRequest) -> DetectReport:
             result = detect(
                 reader, scorer=scorer, model=model, settings=settings, checkpoint=checkpoint, on_slab=on_slab, run_slabs=run_slabs
             )
-        projection = None
-        if request.preview is not None:
-            from clarity_fast.preview import max_projection
-
-            projection = max_projection(reader, slab_depth=settings.slab_depth)
         shape = reader.shape
     points = Points(zyx=result.zyx, score=result.probability)
     write_points(request.out, points, format=request.output_format, image_filename=Path(request.volume).name, score_name="probability")
-    if projection is not None:
+    if request.preview is not None:
         from clarity_fast.preview import write_preview
 
-        write_preview(request.preview, projection=projection, zyx=result.zyx, radius_yx=settings.scale.cell_radius_voxels[1:])
+        write_preview(request.preview, projection=result.projection, zyx=result.zyx, radius_yx=settings.scale.cell_radius_voxels[1:])
     summary = dict(
         volume=str(request.volume), shape=list(shape), voxel_size_um=list(voxel_size), cell_diameter_um=settings.cell_diameter,
         model=str(model_path), model_training=model.training, device=scorer.device, provider=scorer.provider,

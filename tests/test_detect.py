@@ -204,3 +204,15 @@ def test_detect_needs_neither_torch_nor_onnx_nor_matplotlib(brain, tmp_path):
     done = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True)
     assert done.returncode == 0, done.stderr
     assert (tmp_path / "c.csv").is_file() and (tmp_path / "q.png").is_file()
+
+
+def test_the_preview_projection_comes_from_the_slabs_already_read(scorer, brain, tmp_path):
+    brain, _ = brain
+    volume = brain.volume()
+    settings = settings_for(scorer, brain, slab_depth=7, project=True)
+    folder = tmp_path / "p"
+    first = detect(open_array(volume), scorer=scorer, model=scorer.config, settings=settings, checkpoint=Checkpoint(folder, fingerprint={}, resume=False))
+    np.testing.assert_array_equal(first.projection, volume.max(axis=0))
+    resumed = detect(open_array(volume), scorer=scorer, model=scorer.config, settings=settings, checkpoint=Checkpoint(folder, fingerprint={}, resume=True))
+    np.testing.assert_array_equal(resumed.projection, volume.max(axis=0))
+    assert detect(open_array(volume), scorer=scorer, model=scorer.config, settings=settings_for(scorer, brain)).projection is None
