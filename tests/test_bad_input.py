@@ -36,6 +36,12 @@ def mismatched_model(path):
     return path
 
 
+def npy(tmp, data, *, voxel_size: bool = True):
+    """An .npy volume (which records no voxel size) and the arguments to give it one."""
+    np.save(tmp / "v.npy", data)
+    return tmp / "v.npy", ["--voxel-size", "4,2,2"] if voxel_size else []
+
+
 def make(case: str, tmp):
     """The volume path and extra arguments for one bad-input case."""
     volume = tmp / "v.tif"
@@ -49,33 +55,27 @@ def make(case: str, tmp):
         volume.write_bytes(volume.read_bytes()[: volume.stat().st_size // 3])
         return volume, []
     if case == "4D without --channel":
-        np.save(tmp / "v.npy", np.zeros((2, 8, 64, 64), np.uint16))
-        return tmp / "v.npy", ["--voxel-size", "4,2,2"]
+        return npy(tmp, np.zeros((2, 8, 64, 64), np.uint16))
     if case == "RGB without --channel":
         tifffile.imwrite(volume, np.zeros((64, 64, 3), np.uint8), photometric="rgb")
         return volume, ["--voxel-size", "4,2,2"]
     if case == "empty volume":
-        np.save(tmp / "v.npy", np.zeros((0, 64, 64), np.uint16))
-        return tmp / "v.npy", ["--voxel-size", "4,2,2"]
+        return npy(tmp, np.zeros((0, 64, 64), np.uint16))
     if case == "constant volume":
-        np.save(tmp / "v.npy", np.full((8, 64, 64), 100, np.uint16))
-        return tmp / "v.npy", ["--voxel-size", "4,2,2"]
+        return npy(tmp, np.full((8, 64, 64), 100, np.uint16))
     if case == "smaller than a patch":
-        np.save(tmp / "v.npy", np.random.default_rng(0).integers(0, 500, (8, 8, 8)).astype(np.uint16))
-        return tmp / "v.npy", ["--voxel-size", "4,2,2"]
+        return npy(tmp, np.random.default_rng(0).integers(0, 500, (8, 8, 8)).astype(np.uint16))
     if case == "NaN in float input":
         data = np.random.default_rng(0).random((8, 64, 64)).astype(np.float32)
         data[5, 3, 3] = np.nan
-        np.save(tmp / "v.npy", data)
-        return tmp / "v.npy", ["--voxel-size", "4,2,2"]
+        return npy(tmp, data)
     if case == "model is not ONNX":
         (tmp / "m.onnx").write_text("not a model")
         return good_volume(volume), ["--model", tmp / "m.onnx"]
     if case == "model expects another patch size":
         return good_volume(volume), ["--model", mismatched_model(tmp / "m.onnx")]
     if case == "unknown voxel size":
-        np.save(tmp / "v.npy", np.zeros((8, 64, 64), np.uint16))
-        return tmp / "v.npy", []
+        return npy(tmp, np.zeros((8, 64, 64), np.uint16), voxel_size=False)
     if case == "--batch 0":
         return good_volume(volume), ["--batch", "0"]
     raise AssertionError(case)
