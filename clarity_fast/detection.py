@@ -7,27 +7,25 @@ from collections.abc import Callable
 import numpy as np
 from scipy.spatial import cKDTree
 
+from clarity_fast.candidates import Candidates
 from clarity_fast.kernels.gather import Grid, gather_patches
+from clarity_fast.model.config import Calibration
 
 Scorer = Callable[[np.ndarray], np.ndarray]
 """Maps a float32 (N, 1, P, P, P) batch of normalised patches to N logits."""
 
 
-def sigmoid(x: np.ndarray) -> np.ndarray:
-    return 1.0 / (1.0 + np.exp(-np.asarray(x, dtype=np.float64)))
-
-
-def score_centres(
+def logits_at(
     volume: np.ndarray, *, centres: np.ndarray, scorer: Scorer, patch: int, grid: Grid | None = None, batch: int = 4096
 ) -> np.ndarray:
-    """Cell probability of the patch around each centre (working-grid voxels), gathered and scored `batch` at a time."""
+    """The network's logit for the patch around each centre (working-grid voxels), gathered and scored `batch` at a time."""
     centres = np.rint(np.asarray(centres)).astype(np.int64).reshape(-1, 3)
-    out = np.empty(len(centres), dtype=np.float64)
+    out = np.empty(len(centres), dtype=np.float32)
     buffer = np.empty((min(batch, max(len(centres), 1)), 1, patch, patch, patch), dtype=np.float32)
     for start in range(0, len(centres), batch):
         chunk = centres[start : start + batch]
         patches = gather_patches(volume, centres=chunk, out=buffer, grid=grid)
-        out[start : start + len(chunk)] = sigmoid(scorer(patches))
+        out[start : start + len(chunk)] = scorer(patches)
     return out
 
 
@@ -52,10 +50,10 @@ def merge_duplicates(zyx: np.ndarray, scores: np.ndarray, *, radius: tuple[float
     return np.sort(np.asarray(kept, dtype=np.int64))
 
 
-def scored_detections(
-    volume: np.ndarray, *, candidates: np.ndarray, scorer: Scorer, patch: int, grid: Grid, merge_radius: tuple[float, float, float]
+def calibrated_detections(
+    candidates: Candidates, logits: np.ndarray, *, calibration: Calibration, merge_radius: tuple[float, float, float]
 ) -> tuple[np.ndarray, np.ndarray]:
     """Candidates that survive duplicate merging, with their cell probabilities (threshold them to detect)."""
-    probs = score_centres(volume, centres=candidates, scorer=scorer, patch=patch, grid=grid)
-    keep = merge_duplicates(candidates, probs, radius=merge_radius)
-    return np.asarray(candidates)[keep], probs[keep]
+    probs = calibration.probability(logits, candidates.response)
+    keep = merge_duplicates(candidates.zyx, probs, radius=merge_radius)
+    return np.asarray(candidates.zyx)[keep], probs[keep]

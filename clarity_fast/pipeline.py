@@ -20,7 +20,7 @@ from typing import TYPE_CHECKING
 import numpy as np
 
 from clarity_fast.candidates import SlabPrefilter, read_planes, slab_ranges
-from clarity_fast.detection import Scorer, merge_duplicates, sigmoid
+from clarity_fast.detection import Scorer, merge_duplicates
 from clarity_fast.errors import InputError
 from clarity_fast.io.volumes import VolumeReader
 from clarity_fast.kernels.gather import Grid, gather_patches, working_grid
@@ -97,6 +97,7 @@ class _Batch:
     z0: int
     z1: int
     zyx: np.ndarray  # native candidate positions
+    response: np.ndarray  # their prefilter response
     patches: np.ndarray
     last: bool  # the slab's final batch
     candidates: int  # in the slab
@@ -143,7 +144,7 @@ def process_slabs(
                 raise item
             if len(item.zyx):
                 t = time.perf_counter()
-                prob = sigmoid(scorer(item.patches)).astype(np.float32)
+                prob = model.calibration.probability(scorer(item.patches), item.response)
                 seconds["score"] += time.perf_counter() - t
                 keep = prob >= settings.threshold
                 kept_zyx.append(item.zyx[keep]), kept_prob.append(prob[keep])
@@ -257,7 +258,7 @@ def _produce(
                 patches = np.empty((len(chunk), 1, patch, patch, patch), np.float32)
                 gather_patches(planes, centres=chunk, out=patches, grid=grid, src_z0=first)
                 seconds["gather"] += time.perf_counter() - t
-                item = _Batch(z0, z1, found.zyx[s : s + batch], patches, s + batch >= len(found), len(found), low, high, projection)
+                item = _Batch(z0, z1, found.zyx[s : s + batch], found.response[s : s + batch], patches, s + batch >= len(found), len(found), low, high, projection)
                 while not stop.is_set():
                     try:
                         out.put(item, timeout=0.1)

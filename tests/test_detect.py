@@ -12,7 +12,7 @@ from cli_runner import run_cli
 
 from clarity_fast.candidates import find_candidates
 from clarity_fast.checkpoint import Checkpoint
-from clarity_fast.detection import merge_duplicates, score_centres
+from clarity_fast.detection import logits_at, merge_duplicates
 from clarity_fast.evaluate import match_points
 from clarity_fast.export.model_file import DEFAULT_MODEL, resolve_model
 from clarity_fast.export.runtime import OnnxScorer
@@ -59,11 +59,12 @@ def test_streaming_equals_the_whole_volume_computation(scorer, brain):
     factors = settings.zoom(scorer.config)
     grid = working_grid(volume.shape, factors=factors)
     centres = to_voxels(points_to(found.zyx, factors=factors), shape=grid.shape)
-    probs = score_centres(volume, centres=centres, scorer=scorer, patch=scorer.config.network.patch, grid=grid)
+    logits = logits_at(volume, centres=centres, scorer=scorer, patch=scorer.config.network.patch, grid=grid)
+    probs = scorer.config.calibration.probability(logits, found.response)
     above = probs >= settings.threshold
     keep = merge_duplicates(found.zyx[above], probs[above], radius=settings.scale.cell_radius_voxels)
     np.testing.assert_array_equal(streamed.zyx, found.zyx[above][keep])
-    np.testing.assert_array_equal(streamed.probability, probs[above][keep].astype(np.float32))
+    np.testing.assert_array_equal(streamed.probability, probs[above][keep])
     assert streamed.candidates == len(found) and streamed.above_threshold == int(above.sum())
 
 

@@ -11,7 +11,8 @@ from clarity_fast.errors import InputError, ModelError
 from clarity_fast.manifest import read_manifest
 from clarity_fast.model.augment import augment
 from clarity_fast.model.crossval import BlobMethod, TemplateMethod, cross_validate, make_folds
-from clarity_fast.model.config import NetworkConfig, multiply_accumulates
+from clarity_fast.model.calibrate import fit_calibration
+from clarity_fast.model.config import Calibration, ModelConfig, NetworkConfig, multiply_accumulates
 from clarity_fast.model.network import CellNet
 from clarity_fast.model.samples import NEGATIVE_CLEARANCE, epoch_examples, load_annotated
 from clarity_fast.model.store import load_model, save_model
@@ -67,6 +68,7 @@ def test_training_is_deterministic_and_saves_a_safe_file(volumes, tmp_path):
     for k, v in a.net.state_dict().items():
         assert torch.equal(v, b.net.state_dict()[k]), k
     assert 0.0 <= a.config.threshold <= 1.0 and len(a.history) == 2
+    assert a.config.calibration == b.config.calibration != Calibration()
     save_model(tmp_path / "m.pt", net=a.net, config=a.config)
     data = torch.load(tmp_path / "m.pt", weights_only=True)
     assert set(data) == {"state_dict", "config"}
@@ -148,3 +150,25 @@ def test_manifest_annotations_column(tmp_path):
     (tmp_path / "m.csv").write_text("volume,points,annotations\nv.tif,p.csv,some\n")
     with pytest.raises(InputError, match="complete or partial"):
         read_manifest(tmp_path / "m.csv")
+
+
+def test_calibration_is_fitted_from_logits_and_response():
+    """Labels drawn from a known logistic model of logit and log response: the fit recovers its parameters."""
+    rng = np.random.default_rng(0)
+    logits, response = rng.normal(0, 2, 20000), np.exp(rng.normal(1.5, 0.5, 20000))
+    truth = Calibration(logit_weight=0.7, response_weight=1.5, bias=-2.0)
+    labels = rng.random(20000) < truth.probability(logits, response)
+    fitted = fit_calibration(logits=logits, response=response, labels=labels)
+    np.testing.assert_allclose([fitted.logit_weight, fitted.response_weight, fitted.bias], [0.7, 1.5, -2.0], atol=0.15)
+    assert fit_calibration(logits=logits, response=response, labels=np.ones(20000, bool)) == Calibration()
+
+
+def test_default_calibration_is_the_networks_own_probability_and_old_configs_load():
+    logits = np.array([-30.0, -1.0, 0.0, 2.5, 30.0])
+    np.testing.assert_allclose(Calibration().probability(logits, np.ones(5)), 1 / (1 + np.exp(-logits)), rtol=1e-6)
+    config = ModelConfig(network=NetworkConfig(), voxel_size=(4.0, 2.0, 2.0), cell_diameter=12.0, threshold=0.5,
+                         prefilter_threshold=4.0, calibration=Calibration(0.5, 1.0, -1.0))
+    assert ModelConfig.from_dict(config.to_dict()) == config
+    old = config.to_dict()
+    del old["calibration"]
+    assert ModelConfig.from_dict(old).calibration == Calibration()

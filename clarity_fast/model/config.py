@@ -6,6 +6,8 @@ from __future__ import annotations
 
 from dataclasses import asdict, dataclass, field
 
+import numpy as np
+
 from clarity_fast import __version__
 from clarity_fast.settings import Scale, VoxelSize
 
@@ -37,6 +39,30 @@ def multiply_accumulates(config: NetworkConfig) -> int:
 
 
 @dataclass(frozen=True)
+class Calibration:
+    """Cell probability from the network's logit and the candidate's prefilter response (in noise units).
+
+    Patches are normalised to their own contrast, so the network judges shape; how far a candidate stands above
+    the local noise, which annotators of graded markers (c-Fos) judge by, comes back through the response.
+    Fitted on validation candidates; the default is the network's own probability.
+    """
+
+    logit_weight: float = 1.0
+    response_weight: float = 0.0  # per natural log of the response
+    bias: float = 0.0
+
+    def probability(self, logits: np.ndarray, response: np.ndarray) -> np.ndarray:
+        """sigmoid(logit_weight * logit + response_weight * ln(response) + bias), float32."""
+        z = self.logit_weight * np.asarray(logits, dtype=np.float64) + self.bias
+        if self.response_weight:
+            z = z + self.response_weight * np.log(np.maximum(np.asarray(response, dtype=np.float64), RESPONSE_FLOOR))
+        return (1.0 / (1.0 + np.exp(-z))).astype(np.float32)
+
+
+RESPONSE_FLOOR = 1e-3  # responses are above the prefilter threshold; the floor only guards the logarithm
+
+
+@dataclass(frozen=True)
 class ModelConfig:
     network: NetworkConfig
     voxel_size: VoxelSize  # the scale the model was trained at ...
@@ -44,6 +70,7 @@ class ModelConfig:
     threshold: float  # cell probability above which a candidate is a detection (chosen on validation data)
     prefilter_threshold: float
     normalisation: str = NORMALISATION
+    calibration: Calibration = field(default_factory=Calibration)
     training: dict = field(default_factory=dict)  # a summary: data, epochs, validation metrics
     version: str = __version__
 
@@ -59,4 +86,5 @@ class ModelConfig:
         fields = dict(data)
         fields["network"] = NetworkConfig(**fields["network"])
         fields["voxel_size"] = tuple(fields["voxel_size"])
+        fields["calibration"] = Calibration(**fields.get("calibration", {}))  # models saved before it: the identity
         return ModelConfig(**fields)

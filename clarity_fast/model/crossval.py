@@ -110,18 +110,19 @@ class CnnMethod:
 
         trained = train_cnn(train, settings=self.settings, prefilter_threshold=self.prefilter_threshold, progress=False)
         self.scorer = TorchScorer(trained.net)
+        self.calibration = trained.config.calibration
         self.threshold = trained.config.threshold
         self.history = trained.history
 
     def assess(self, volume: AnnotatedVolume, positions: np.ndarray) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
-        """Probabilities at `positions`, and the merged candidates with theirs."""
-        from clarity_fast.detection import score_centres, scored_detections
+        """The network's logits at `positions` (patch AUC), and the merged candidates with their probabilities."""
+        from clarity_fast.detection import calibrated_detections, logits_at
 
         patch = self.settings.network.patch
-        at_positions = score_centres(volume.native, centres=positions, scorer=self.scorer, patch=patch, grid=volume.grid)
-        zyx, probs = scored_detections(
-            volume.native, candidates=volume.candidates.zyx, scorer=self.scorer, patch=patch, grid=volume.grid,
-            merge_radius=volume.scale.cell_radius_voxels,
+        at_positions = logits_at(volume.native, centres=positions, scorer=self.scorer, patch=patch, grid=volume.grid)
+        logits = logits_at(volume.native, centres=volume.candidates.zyx, scorer=self.scorer, patch=patch, grid=volume.grid)
+        zyx, probs = calibrated_detections(
+            volume.candidates, logits, calibration=self.calibration, merge_radius=volume.scale.cell_radius_voxels
         )
         return at_positions, zyx, probs
 

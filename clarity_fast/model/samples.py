@@ -43,7 +43,8 @@ class AnnotatedVolume:
         """Working-scale voxel coordinates -> the file's voxel coordinates (for scoring against its points)."""
         return points_from(points, factors=self.factors)
 
-    def _distance_in_radii(self, points: np.ndarray) -> np.ndarray:
+    def distance_in_radii(self, points: np.ndarray) -> np.ndarray:
+        """Distance from each point to the nearest annotation, in cell radii (inf without annotations)."""
         if len(self.truth) == 0:
             return np.full(len(points), np.inf)
         r = np.asarray(self.scale.cell_radius_voxels)
@@ -56,7 +57,7 @@ class AnnotatedVolume:
         Where annotations are partial, unannotated candidates that respond as strongly as the typical annotated
         cell are more likely missed cells than look-alikes, so they are left out rather than taught as negatives.
         """
-        distance = self._distance_in_radii(self.candidates.zyx)
+        distance = self.distance_in_radii(self.candidates.zyx)
         far = distance > NEGATIVE_CLEARANCE
         if self.partial and np.any(~far):
             far &= self.candidates.response < np.median(self.candidates.response[~far])
@@ -65,7 +66,7 @@ class AnnotatedVolume:
     def random_background(self, n: int, rng: np.random.Generator) -> np.ndarray:
         """n random voxel positions clear of the annotations (fewer if the volume is crowded)."""
         points = (rng.random((4 * n, 3)) * np.asarray(self.grid.shape)).astype(np.int64)
-        return points[self._distance_in_radii(points) > RANDOM_CLEARANCE][:n]
+        return points[self.distance_in_radii(points) > RANDOM_CLEARANCE][:n]
 
 
 def load_annotated(

@@ -11,13 +11,14 @@ from dataclasses import asdict, dataclass, field
 import numpy as np
 import torch
 
-from clarity_fast.detection import scored_detections
+from clarity_fast.detection import calibrated_detections, logits_at
 from clarity_fast.evaluate import balanced_threshold, match_points, pool_volumes, roc_auc
 from clarity_fast.export.providers import available_cores
 from clarity_fast.model.augment import augment
-from clarity_fast.model.config import ModelConfig, NetworkConfig
+from clarity_fast.model.calibrate import fit_calibration
+from clarity_fast.model.config import Calibration, ModelConfig, NetworkConfig
 from clarity_fast.model.network import CellNet
-from clarity_fast.model.samples import AnnotatedVolume, epoch_examples, evaluation_examples
+from clarity_fast.model.samples import NEGATIVE_CLEARANCE, AnnotatedVolume, epoch_examples, evaluation_examples
 from clarity_fast.model.store import TorchScorer
 from clarity_fast.progress import progress_bar, step
 
@@ -68,15 +69,23 @@ def _logits(net: CellNet, patches: np.ndarray, batch: int = 2048) -> np.ndarray:
         return np.concatenate([net(torch.from_numpy(patches[i : i + batch])).numpy() for i in range(0, len(patches), batch)])
 
 
-def choose_threshold(net: CellNet, volumes: list[AnnotatedVolume], *, patch: int) -> tuple[float, dict]:
+def calibrate(net: CellNet, volumes: list[AnnotatedVolume], *, patch: int) -> tuple[Calibration, list[np.ndarray]]:
+    """The Calibration fitted on the validation volumes' candidates (labelled by whether they lie at an
+    annotated cell), and the network's logits for those candidates."""
+    scorer = TorchScorer(net)
+    logits = [logits_at(v.native, centres=v.candidates.zyx, scorer=scorer, patch=patch, grid=v.grid) for v in volumes]
+    labels = [v.distance_in_radii(v.candidates.zyx) <= NEGATIVE_CLEARANCE for v in volumes]
+    response = [v.candidates.response for v in volumes]
+    calibration = fit_calibration(logits=np.concatenate(logits), response=np.concatenate(response), labels=np.concatenate(labels))
+    return calibration, logits
+
+
+def choose_threshold(volumes: list[AnnotatedVolume], *, logits: list[np.ndarray], calibration: Calibration) -> tuple[float, dict]:
     """The probability threshold with the best mean detection F1 over the validation groups (each group, a
     dataset or a brain, counts the same), matching within a cell radius; and the pooled result there."""
-    scorer = TorchScorer(net)
     by_group: dict[str, list] = {}
-    for v in volumes:
-        zyx, probs = scored_detections(
-            v.native, candidates=v.candidates.zyx, scorer=scorer, patch=patch, grid=v.grid, merge_radius=v.scale.cell_radius_voxels
-        )
+    for v, logit in zip(volumes, logits):
+        zyx, probs = calibrated_detections(v.candidates, logit, calibration=calibration, merge_radius=v.scale.cell_radius_voxels)
         by_group.setdefault(v.group, []).append((zyx, probs, v.truth))
     scale = volumes[0].scale
     rule = dict(radius=scale.cell_diameter / 2, axis_scale=scale.voxel_size)  # the same in every working grid
@@ -142,13 +151,15 @@ def train(
                     break
     net.load_state_dict(best_state)
     net.eval()
-    threshold, val_detection = choose_threshold(net, val_set, patch=patch)
+    calibration, val_logits = calibrate(net, val_set, patch=patch)
+    threshold, val_detection = choose_threshold(val_set, logits=val_logits, calibration=calibration)
     config = ModelConfig(
         network=settings.network,
         voxel_size=scale.voxel_size,
         cell_diameter=scale.cell_diameter,
         threshold=threshold,
         prefilter_threshold=prefilter_threshold,
+        calibration=calibration,
         training=dict(
             settings={k: v for k, v in asdict(settings).items() if k != "network"},
             train_volumes=[v.name for v in train_set],
