@@ -24,6 +24,7 @@ import report
 
 from clarity_fast.evaluate import AXIS_WEIGHTS, RADIUS_VOXELS, match_points
 from clarity_fast.io.points import read_points
+from clarity_fast.model.config import DEFAULT_EPOCHS
 
 HERE = Path(__file__).resolve().parent
 OUT = HERE / "out" / "default_model"
@@ -81,7 +82,7 @@ def evaluate(model: Path, volumes: list[tuple[str, Path, Path, dict]]) -> dict:
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--epochs", type=int, default=60)
+    parser.add_argument("--epochs", type=int, default=DEFAULT_EPOCHS)
     parser.add_argument("--sim-brains", type=int, default=18)
     parser.add_argument("--install", action="store_true", help="copy the model into the package as the built-in one")
     args = parser.parse_args()

@@ -16,6 +16,7 @@ import typer
 
 from clarity_fast import __version__
 from clarity_fast.errors import ClarityError, InputError
+from clarity_fast.model.config import DEFAULT_EPOCHS
 from clarity_fast.settings import PrefilterSettings, Scale, parse_triple
 
 app = typer.Typer(
@@ -279,7 +280,7 @@ SeedOption = Annotated[int, typer.Option("--seed", help="Random seed: the same s
 def train(
     manifest: ManifestOption,
     out: Annotated[Path, typer.Option("--out", help="Model file to write (.pt); a training log and curve go beside it.")],
-    epochs: EpochsOption = 30,
+    epochs: EpochsOption = DEFAULT_EPOCHS,
     patch: PatchOption = 12,
     width: WidthOption = 32,
     seed: SeedOption = 0,
@@ -383,7 +384,7 @@ def cv(
     by: Annotated[str, typer.Option("--by", help="Split by 'group' (manifest column) or by 'volume'.")] = "group",
     method: Annotated[str, typer.Option("--method", help="Comma list of cnn, blob, template.")] = "cnn,blob,template",
     out: Annotated[Path, typer.Option("--out", help="Folder for cv.md, cv.json and roc.png.")] = Path("cv-results"),
-    epochs: EpochsOption = 30,
+    epochs: EpochsOption = DEFAULT_EPOCHS,
     patch: PatchOption = 12,
     width: WidthOption = 32,
     seed: SeedOption = 0,

@@ -16,7 +16,7 @@ from clarity_fast.evaluate import balanced_threshold, match_points, pool_volumes
 from clarity_fast.export.providers import available_cores
 from clarity_fast.model.augment import augment
 from clarity_fast.model.calibrate import fit_calibration
-from clarity_fast.model.config import Calibration, ModelConfig, NetworkConfig
+from clarity_fast.model.config import DEFAULT_EPOCHS, Calibration, ModelConfig, NetworkConfig
 from clarity_fast.model.network import CellNet
 from clarity_fast.model.samples import NEGATIVE_CLEARANCE, AnnotatedVolume, epoch_examples, evaluation_examples
 from clarity_fast.model.store import TorchScorer
@@ -26,11 +26,11 @@ from clarity_fast.progress import progress_bar, step
 @dataclass(frozen=True)
 class TrainSettings:
     network: NetworkConfig = field(default_factory=NetworkConfig)
-    epochs: int = 30
+    epochs: int = DEFAULT_EPOCHS
     batch_size: int = 256
     learning_rate: float = 1e-3
     weight_decay: float = 1e-4
-    patience: int = 10  # epochs without a better validation AUC before stopping
+    patience: int = 40  # epochs without a better validation AUC before stopping
     seed: int = 0
     validation_fraction: float = 0.2  # of the volumes, held out for early stopping and the threshold
 
