@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import argparse
 import time
+from dataclasses import asdict
 
 import numpy as np
 import report
@@ -60,13 +61,14 @@ def main() -> None:
         trained = train(train_set, settings=settings, prefilter_threshold=PrefilterSettings.threshold, progress=False)
         scorer = TorchScorer(trained.net)
         _, val_set = split_validation(train_set, fraction=settings.validation_fraction, seed=settings.seed)
-        val_logits = [logits_at(v.native, centres=v.candidates.zyx, scorer=scorer, patch=12, grid=v.grid) for v in val_set]
-        test_logits = [logits_at(v.native, centres=v.candidates.zyx, scorer=scorer, patch=12, grid=v.grid) for v in test_set]
+        patch = settings.network.patch
+        val_logits = [logits_at(v.native, centres=v.candidates.zyx, scorer=scorer, patch=patch, grid=v.grid) for v in val_set]
+        test_logits = [logits_at(v.native, centres=v.candidates.zyx, scorer=scorer, patch=patch, grid=v.grid) for v in test_set]
         plain_threshold, _ = choose_threshold(val_set, logits=val_logits, calibration=Calibration())
         plain = test_scores(test_set, test_logits, calibration=Calibration(), threshold=plain_threshold)
         calibrated = test_scores(test_set, test_logits, calibration=trained.config.calibration, threshold=trained.config.threshold)
         rows.append(dict(fold=fold.index, test=list(fold.test_groups), epochs_run=len(trained.history), plain=plain,
-                         calibrated=calibrated, calibration=trained.config.calibration.__dict__, seconds=time.perf_counter() - start))
+                         calibrated=calibrated, calibration=asdict(trained.config.calibration), seconds=time.perf_counter() - start))
         print(rows[-1], flush=True)
     mean = {k: {m: float(np.mean([r[k][m] for r in rows])) for m in rows[0][k]} for k in ("plain", "calibrated")}
     md = report.write(

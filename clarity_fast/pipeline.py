@@ -258,7 +258,10 @@ def _produce(
                 patches = np.empty((len(chunk), 1, patch, patch, patch), np.float32)
                 gather_patches(planes, centres=chunk, out=patches, grid=grid, src_z0=first)
                 seconds["gather"] += time.perf_counter() - t
-                item = _Batch(z0, z1, found.zyx[s : s + batch], found.response[s : s + batch], patches, s + batch >= len(found), len(found), low, high, projection)
+                item = _Batch(
+                    z0, z1, found.zyx[s : s + batch], found.response[s : s + batch], patches, s + batch >= len(found), len(found),
+                    low, high, projection,
+                )
                 while not stop.is_set():
                     try:
                         out.put(item, timeout=0.1)

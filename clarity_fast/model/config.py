@@ -12,7 +12,8 @@ from clarity_fast import __version__
 from clarity_fast.settings import Scale, VoxelSize
 
 NORMALISATION = "zscore"  # per-patch zero mean, unit std (kernels.gather)
-# Most training epochs: held-out F1 on simulated brains rose from 0.83 (30 epochs) to 0.86 (100) and 0.88 (200).
+# Most training epochs: held-out F1 on simulated brains rose from 0.83 (30 epochs, 3 folds) to 0.86 (100, the same
+# 3 folds); on one of them from 0.82 to 0.88 at 200 (benchmarks/results/training_ablation_raw).
 DEFAULT_EPOCHS = 200
 
 
@@ -40,6 +41,14 @@ def multiply_accumulates(config: NetworkConfig) -> int:
     return convs + dense
 
 
+RESPONSE_FLOOR = 1e-3  # responses are above the prefilter threshold; the floor only guards the logarithm
+
+
+def log_response(response: np.ndarray) -> np.ndarray:
+    """The calibration's second feature: ln of the prefilter response (float64)."""
+    return np.log(np.maximum(np.asarray(response, dtype=np.float64), RESPONSE_FLOOR))
+
+
 @dataclass(frozen=True)
 class Calibration:
     """Cell probability from the network's logit and the candidate's prefilter response (in noise units).
@@ -57,11 +66,8 @@ class Calibration:
         """sigmoid(logit_weight * logit + response_weight * ln(response) + bias), float32."""
         z = self.logit_weight * np.asarray(logits, dtype=np.float64) + self.bias
         if self.response_weight:
-            z = z + self.response_weight * np.log(np.maximum(np.asarray(response, dtype=np.float64), RESPONSE_FLOOR))
+            z = z + self.response_weight * log_response(response)
         return (1.0 / (1.0 + np.exp(-z))).astype(np.float32)
-
-
-RESPONSE_FLOOR = 1e-3  # responses are above the prefilter threshold; the floor only guards the logarithm
 
 
 @dataclass(frozen=True)
