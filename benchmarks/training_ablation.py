@@ -34,7 +34,7 @@ def test_scores(volumes, logits, *, calibration: Calibration, threshold: float) 
     pooled = pool_volumes([
         (v.to_native(zyx), probs, v.to_native(v.truth))
         for v, logit in zip(volumes, logits)
-        for zyx, probs in [calibrated_detections(v.candidates, logit, calibration=calibration, merge_radius=v.scale.cell_radius_voxels)]
+        for zyx, probs in [calibrated_detections(v.candidates, logit, calibration=calibration, merge_radius=v.scale.merge_radius_voxels)]
     ])
     m = match_points(pred=pooled[0][pooled[1] >= threshold], truth=pooled[2], radius=RADIUS_VOXELS, axis_scale=AXIS_WEIGHTS)
     _, tuned = best_threshold(pred=pooled[0], scores=pooled[1], truth=pooled[2], radius=RADIUS_VOXELS, axis_scale=AXIS_WEIGHTS)

@@ -19,8 +19,8 @@ def log_map(volume: np.ndarray, *, scale: Scale) -> np.ndarray:
 
 
 def peaks_of(score_map: np.ndarray, *, scale: Scale) -> tuple[np.ndarray, np.ndarray]:
-    """Local maxima within one cell radius, with their scores, strongest first."""
-    peaks = local_maxima(score_map, radius=scale.cell_radius_voxels, threshold=-np.inf)
+    """Local maxima over the distance that merges the CNN's duplicates, with their scores, strongest first."""
+    peaks = local_maxima(score_map, radius=scale.merge_radius_voxels, threshold=-np.inf)
     values = score_map[tuple(peaks.T)]
     order = np.argsort(-values, kind="stable")
     return peaks[order], values[order]

@@ -169,7 +169,7 @@ def merged(parts: list[SlabResult], *, settings: DetectSettings, seconds: dict[s
     parts = sorted(parts, key=lambda r: r.z0)
     zyx = np.concatenate([r.zyx for r in parts]) if parts else np.empty((0, 3), np.int64)
     prob = np.concatenate([r.probability for r in parts]) if parts else np.empty(0, np.float32)
-    keep = merge_duplicates(zyx, prob, radius=settings.scale.cell_radius_voxels)
+    keep = merge_duplicates(zyx, prob, radius=settings.scale.merge_radius_voxels)
     seconds["merge"] = seconds.get("merge", 0.0) + time.perf_counter() - t
     projections = [r.projection for r in parts]
     projection = np.maximum.reduce(projections) if parts and all(p is not None for p in projections) else None

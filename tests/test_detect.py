@@ -62,7 +62,7 @@ def test_streaming_equals_the_whole_volume_computation(scorer, brain):
     logits = logits_at(volume, centres=centres, scorer=scorer, patch=scorer.config.network.patch, grid=grid)
     probs = scorer.config.calibration.probability(logits, found.response)
     above = probs >= settings.threshold
-    keep = merge_duplicates(found.zyx[above], probs[above], radius=settings.scale.cell_radius_voxels)
+    keep = merge_duplicates(found.zyx[above], probs[above], radius=settings.scale.merge_radius_voxels)
     np.testing.assert_array_equal(streamed.zyx, found.zyx[above][keep])
     np.testing.assert_array_equal(streamed.probability, probs[above][keep])
     assert streamed.candidates == len(found) and streamed.above_threshold == int(above.sum())

@@ -122,7 +122,7 @@ class CnnMethod:
         at_positions = logits_at(volume.native, centres=positions, scorer=self.scorer, patch=patch, grid=volume.grid)
         logits = logits_at(volume.native, centres=volume.candidates.zyx, scorer=self.scorer, patch=patch, grid=volume.grid)
         zyx, probs = calibrated_detections(
-            volume.candidates, logits, calibration=self.calibration, merge_radius=volume.scale.cell_radius_voxels
+            volume.candidates, logits, calibration=self.calibration, merge_radius=volume.scale.merge_radius_voxels
         )
         return at_positions, zyx, probs
 

@@ -85,7 +85,7 @@ def choose_threshold(volumes: list[AnnotatedVolume], *, logits: list[np.ndarray]
     dataset or a brain, counts the same), matching within a cell radius; and the pooled result there."""
     by_group: dict[str, list] = {}
     for v, logit in zip(volumes, logits):
-        zyx, probs = calibrated_detections(v.candidates, logit, calibration=calibration, merge_radius=v.scale.cell_radius_voxels)
+        zyx, probs = calibrated_detections(v.candidates, logit, calibration=calibration, merge_radius=v.scale.merge_radius_voxels)
         by_group.setdefault(v.group, []).append((zyx, probs, v.truth))
     scale = volumes[0].scale
     rule = dict(radius=scale.cell_diameter / 2, axis_scale=scale.voxel_size)  # the same in every working grid
