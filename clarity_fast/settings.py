@@ -97,8 +97,10 @@ MERGE_DIAMETERS = 0.75
 # Prefilter geometry, as fractions of the cell radius along each axis (chosen on simulated and real data,
 # see benchmarks/prefilter_quality.py).
 SIGMA_PER_RADIUS = 0.5  # Gaussian scale of the curvature filter
-SEPARATION_PER_RADIUS = 0.5  # two candidates closer than this are one
-MIN_SEPARATION_VOXELS = 1.5  # ... and never closer than this, so a cell one plane thick gives one candidate
+# Two candidates closer than SEPARATION_PER_RADIUS are one. One radius instead of half: 20% fewer patches to score
+# on dense simulated brains at the same F1 (0.923 vs 0.922 held out; delivr_cfos 0.567 vs 0.561).
+SEPARATION_PER_RADIUS = 1.0
+MIN_SEPARATION_VOXELS = 1.5  # ... and candidates are never closer than this, so a cell one plane thick gives one candidate
 NOISE_WINDOW_PER_RADIUS = 3.0  # half-width of the window that measures the local noise
 MIN_SIGMA_VOXELS = 0.5  # below this a sampled Gaussian stops being one
 

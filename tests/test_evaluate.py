@@ -11,6 +11,7 @@ from scipy.optimize import linear_sum_assignment
 from scipy.spatial.distance import cdist
 
 from clarity_fast.detection import merge_duplicates
+from clarity_fast.settings import Scale
 from clarity_fast.evaluate import balanced_threshold, best_threshold, match_points, roc_auc
 
 
@@ -90,3 +91,11 @@ def test_balanced_threshold_weighs_each_item_equally():
     assert threshold <= 0.5 and mean_f1 == pytest.approx((0.8 + 1.0) / 2)
     pooled, match = best_threshold(pred=pred_a, scores=items[0][1], truth=truth_a, radius=2.0)
     assert balanced_threshold(items[:1], radius=2.0) == (pooled, match.f1)
+
+
+def test_merge_distance_joins_one_elongated_cell_and_keeps_touching_cells_apart():
+    scale = Scale(voxel_size=(4.0, 2.0, 2.0), cell_diameter=12.0)  # a cell: 3 x 6 x 6 voxels
+    # Two maxima 1.3 radii apart along x (one elongated soma), and a neighbour touching it a diameter away.
+    zyx = np.array([[10, 20, 20], [10, 20, 24], [10, 20, 26]], float)
+    kept = merge_duplicates(zyx, np.array([0.9, 0.8, 0.7]), radius=scale.merge_radius_voxels)
+    assert kept.tolist() == [0, 2]
