@@ -101,7 +101,7 @@ def run_detection(request: DetectRequest) -> DetectReport:
             volume=_file_identity(request.volume), channel=request.channel, shape=list(reader.shape),
             model=_sha256(model_path), voxel_size=list(voxel_size), cell_diameter=settings.cell_diameter,
             threshold=settings.threshold, prefilter_threshold=settings.prefilter_threshold, slab_depth=settings.slab_depth,
-            project=settings.project,
+            project=settings.project, version=__version__,  # another release may cut candidates differently
         )
         checkpoint = Checkpoint(request.checkpoint_path, fingerprint=fingerprint, resume=request.resume)
         plane_voxels, started, done = reader.shape[1] * reader.shape[2], time.perf_counter(), [0]
