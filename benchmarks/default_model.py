@@ -1,10 +1,12 @@
 """Build the built-in model (clarity_fast/data/default.onnx) reproducibly, and measure it on held-out data.
 
-Training data: 18 simulated brains (difficulty 1, varied imaging conditions, cells 12 µm, voxels 4×2×2 µm) and
-the real delivr_cfos patches (c-Fos nuclei, about 8 µm, voxels 6×1.62×1.62 µm; annotations partial) except one held-out patch per
+Training data: 18 simulated brains (difficulty 1, varied imaging conditions; 3 at each of the 6 voxel sizes and
+cell diameters in GEOMETRIES, so the network sees cells resampled to its grid from coarse and fine, isotropic
+and anisotropic sampling, as `detect` will show them) and the real delivr_cfos patches (c-Fos nuclei, about 8 µm, voxels 6×1.62×1.62 µm; annotations partial) except one held-out patch per
 group: the last one listed in index.csv with at least 20 annotations (or the last one, if none has).
-Evaluation: `clarity-fast detect` with the exported model on the held-out delivr patches and on 3 fresh
-simulated brains (another seed), matched with the study's rule (3.5 voxels, z counted double).
+Evaluation: `clarity-fast detect` with the exported model on the held-out delivr patches, on 3 fresh simulated
+brains at 4×2×2 µm with 12 µm cells, and on one fresh brain at each training geometry and at two it never saw
+(other seeds), matched with the study's rule (3.5 voxels, z counted double).
 
 Run: python benchmarks/default_model.py --install   (needs ../shared/data; writes results/default_model.{json,md})
 """
@@ -19,7 +21,6 @@ import subprocess
 import sys
 from pathlib import Path
 
-import numpy as np
 import report
 
 from clarity_fast.evaluate import AXIS_WEIGHTS, RADIUS_VOXELS, match_points
@@ -32,6 +33,14 @@ DELIVR = HERE.parents[1] / "shared" / "data" / "delivr_cfos"
 PACKAGED = HERE.parent / "clarity_fast" / "data" / "default.onnx"
 SIM = dict(voxel="4x2x2", diameter=12.0)
 REAL = dict(voxel="6x1.62x1.62", diameter=8.0)
+# Voxel sizes (µm, z×y×x) and cell diameters (µm) of the training brains: the reference, delivr-like light-sheet,
+# isotropic, fine, serial two-photon-like and coarse; each brain spans about 190×380×380 µm.
+GEOMETRIES = [
+    dict(voxel="4x2x2", diameter=12.0), dict(voxel="6x1.62x1.62", diameter=8.0), dict(voxel="2x2x2", diameter=12.0),
+    dict(voxel="3x1x1", diameter=10.0), dict(voxel="5x2x2", diameter=14.0), dict(voxel="8x3x3", diameter=16.0),
+]
+UNSEEN_GEOMETRIES = [dict(voxel="2.5x1.25x1.25", diameter=15.0), dict(voxel="7x2.5x2.5", diameter=10.0)]
+EXTENT_UM = (192.0, 384.0, 384.0)
 
 
 def cli(*args: object) -> None:
@@ -47,19 +56,38 @@ def held_out_patches(rows: list[dict]) -> set[str]:
     return chosen
 
 
-def simulated(folder: Path, *, seed: int, n: int) -> Path:
+def simulated(folder: Path, *, seed: int, n: int, geometry: dict = SIM) -> Path:
+    """n simulated difficulty-1 brains at `geometry` (spanning EXTENT_UM), written once and reused."""
     if not (folder / "manifest.csv").exists():
-        cli("simulate", folder, "--shape", "48,192,192", "--difficulty", 1, "--brains", n, "--seed", seed)
+        voxel = [float(v) for v in geometry["voxel"].split("x")]
+        shape = ",".join(str(round(e / v)) for e, v in zip(EXTENT_UM, voxel))
+        cli(
+            "simulate", folder, "--shape", shape, "--difficulty", 1, "--brains", n, "--seed", seed,
+            "--voxel-size", geometry["voxel"].replace("x", ","), "--cell-diameter", geometry["diameter"],
+        )
     return folder / "manifest.csv"
 
 
+def simulated_volumes(folder: Path, *, seed: int, n: int, geometry: dict) -> list[tuple[str, Path, Path, dict]]:
+    """(name, volume, points, geometry) of each simulated brain in `folder`."""
+    manifest = simulated(folder, seed=seed, n=n, geometry=geometry)
+    with manifest.open() as f:
+        return [(f"{folder.name}-{r['group']}", manifest.parent / r["volume"], manifest.parent / r["points"], geometry) for r in csv.DictReader(f)]
+
+
+def geometry_name(geometry: dict) -> str:
+    return f"sim_{geometry['voxel']}um_{geometry['diameter']:g}um"
+
+
 def training_manifest(rows: list[dict], held_out: set[str], *, sim_brains: int) -> Path:
-    sims = simulated(OUT / f"sims{sim_brains}", seed=100, n=sim_brains)
+    per_geometry = max(sim_brains // len(GEOMETRIES), 1)
     path = OUT / "train.csv"
-    with path.open("w") as out, sims.open() as f:
+    with path.open("w") as out:
         out.write("volume,points,group,voxel_size,cell_diameter,annotations\n")
-        for row in csv.DictReader(f):
-            out.write(f"{sims.parent / row['volume']},{sims.parent / row['points']},sim-{row['group']},{SIM['voxel']},{SIM['diameter']},complete\n")
+        for i, geometry in enumerate(GEOMETRIES):
+            folder = OUT / "train_sims" / geometry_name(geometry)
+            for name, volume, points, g in simulated_volumes(folder, seed=100 + i, n=per_geometry, geometry=geometry):
+                out.write(f"{volume},{points},{name},{g['voxel']},{g['diameter']},complete\n")
         for row in rows:
             if row["patch_id"] not in held_out:
                 out.write(f"{DELIVR / row['volume_file']},{DELIVR / row['points_file']},{row['group']},{REAL['voxel']},{REAL['diameter']},partial\n")
@@ -80,6 +108,20 @@ def evaluate(model: Path, volumes: list[tuple[str, Path, Path, dict]]) -> dict:
     return dict(precision=precision, recall=recall, f1=2 * precision * recall / max(precision + recall, 1e-12), tp=tp, fp=fp, fn=fn, volumes=per)
 
 
+def evaluate_sets(model: Path, rows: list[dict], held_out: set[str]) -> dict:
+    """The model through `detect` on each held-out set."""
+    sims = simulated_volumes(OUT / "test_sims", seed=300, n=3, geometry=SIM)
+    geometries = [
+        volume
+        for i, geometry in enumerate(GEOMETRIES + UNSEEN_GEOMETRIES)
+        for volume in simulated_volumes(OUT / "test_geometries" / geometry_name(geometry), seed=301 + i, n=1, geometry=geometry)
+    ]
+    real = [(r["patch_id"], DELIVR / r["volume_file"], DELIVR / r["points_file"], REAL) for r in rows if r["patch_id"] in held_out]
+    return dict(
+        simulated=evaluate(model, sims), simulated_geometries=evaluate(model, geometries), delivr_held_out=evaluate(model, real)
+    )
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--epochs", type=int, default=DEFAULT_EPOCHS)
@@ -91,31 +133,40 @@ def main() -> None:
         rows = list(csv.DictReader(f))
     held_out = held_out_patches(rows)
     manifest = training_manifest(rows, held_out, sim_brains=args.sim_brains)
-    model_pt = OUT / f"default_e{args.epochs}_s{args.sim_brains}.pt"
+    model_pt = OUT / f"default_e{args.epochs}_s{args.sim_brains}_g{len(GEOMETRIES)}.pt"
     if not model_pt.exists():  # delete benchmarks/out/default_model to train again
         cli("train", "--manifest", manifest, "--out", model_pt, "--epochs", args.epochs, "--seed", 0, "--cell-diameter", SIM["diameter"])
     cli("export", "--onnx", model_pt, "--out", OUT / "default.onnx")
-    tests = simulated(OUT / "test_sims", seed=300, n=3)
-    with tests.open() as f:
-        sims = [(f"sim-{r['group']}", tests.parent / r["volume"], tests.parent / r["points"], SIM) for r in csv.DictReader(f)]
-    real = [(r["patch_id"], DELIVR / r["volume_file"], DELIVR / r["points_file"], REAL) for r in rows if r["patch_id"] in held_out]
-    results = dict(simulated=evaluate(OUT / "default.onnx", sims), delivr_held_out=evaluate(OUT / "default.onnx", real))
+    # The model in the package before this run, on the same data, for comparison.
+    shutil.copy(PACKAGED, OUT / "previous.onnx")
+    results = {name: evaluate_sets(OUT / f"{name}.onnx", rows, held_out) for name in ("default", "previous")}
     if args.install:
         shutil.copy(OUT / "default.onnx", PACKAGED)
     training = json.loads(model_pt.with_suffix(".train.json").read_text())["config"]
+    table = []
+    for name, sets in results.items():
+        for key, v in sets.items():
+            table.append([name, key, len(v["volumes"]), v["precision"], v["recall"], v["f1"], v["tp"], v["fp"], v["fn"]])
+        table += [
+            [name, f"  {v['volume']}", 1, v["precision"], v["recall"], v["f1"], v["tp"], v["fp"], v["fn"]]
+            for v in sets["simulated_geometries"]["volumes"]
+        ]
     md = report.write(
         "default_model",
-        data=dict(held_out=sorted(held_out), epochs=args.epochs, sim_brains=args.sim_brains, training=training, **results),
-        columns=["test set", "volumes", "precision", "recall", "F1", "TP", "FP", "FN"],
-        rows=[[k, len(v["volumes"]), v["precision"], v["recall"], v["f1"], v["tp"], v["fp"], v["fn"]] for k, v in results.items()],
+        data=dict(held_out=sorted(held_out), epochs=args.epochs, sim_brains=args.sim_brains, geometries=GEOMETRIES,
+                  unseen_geometries=UNSEEN_GEOMETRIES, training=training, **results["default"], previous=results["previous"]),
+        columns=["model", "test set", "volumes", "precision", "recall", "F1", "TP", "FP", "FN"],
+        rows=table,
         notes=(
-            f"The built-in model, evaluated by `clarity-fast detect` on data it never saw: 3 simulated difficulty-1 brains "
-            f"(48×192×192, seed 300) and the held-out delivr_cfos patches {', '.join(sorted(held_out))}. "
+            f"The model this run trained (default) and the one the package held before it (previous), both through "
+            f"`clarity-fast detect` on data neither saw: 3 simulated difficulty-1 brains (48×192×192 at 4×2×2 µm, 12 µm "
+            f"cells, seed 300); one simulated brain at each training geometry and at two unseen ones "
+            f"({', '.join(g['voxel'] + ' µm / ' + format(g['diameter'], 'g') + ' µm' for g in UNSEEN_GEOMETRIES)}), "
+            f"about 190×380×380 µm each; and the held-out delivr_cfos patches {', '.join(sorted(held_out))}. "
             f"Validation AUC {training['training']['best_val_auc']:.4f}, threshold {training['threshold']:.3f}."
         ),
     )
     print(md.read_text())
-    print(np.round([results["simulated"]["f1"], results["delivr_held_out"]["f1"]], 3))
 
 
 if __name__ == "__main__":
