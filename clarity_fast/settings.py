@@ -90,16 +90,15 @@ def resolve_voxel_size(*, from_file: VoxelSize | None, from_user: VoxelSize | No
 
 # Two detections closer than this many cell diameters are one cell. Touching cells of the stated size sit a
 # full diameter apart; one elongated cell (up to about 1.5 times as long as wide) can show two maxima this far
-# apart. Merging at half a diameter left such pairs as duplicates: 70% of the false positives on held-out
-# simulated brains (F1 0.888 -> 0.922 with the built-in model; delivr_cfos unchanged, 0.561;
-# benchmarks/detection_geometry.py).
+# apart. Merging at half a diameter left such pairs as duplicates, most of the false positives on held-out
+# simulated brains (built-in model: F1 0.874 -> 0.909; delivr_cfos 0.539 -> 0.540; benchmarks/detection_geometry.py).
 MERGE_DIAMETERS = 0.75
 
 # Prefilter geometry, as fractions of the cell radius along each axis (chosen on simulated and real data,
 # see benchmarks/prefilter_quality.py).
 SIGMA_PER_RADIUS = 0.5  # Gaussian scale of the curvature filter
 # Two candidates closer than SEPARATION_PER_RADIUS are one. One radius instead of half: 20% fewer patches to score
-# on dense simulated brains at the same F1 (0.923 vs 0.922 held out; delivr_cfos 0.567 vs 0.561; same benchmark).
+# on dense simulated brains, F1 0.911 against 0.909 held out (delivr_cfos 0.549 against 0.540; same benchmark).
 SEPARATION_PER_RADIUS = 1.0
 MIN_SEPARATION_VOXELS = 1.5  # ... and candidates are never closer than this, so a cell one plane thick gives one candidate
 NOISE_WINDOW_PER_RADIUS = 3.0  # half-width of the window that measures the local noise
