@@ -108,18 +108,23 @@ def evaluate(model: Path, volumes: list[tuple[str, Path, Path, dict]]) -> dict:
     return dict(precision=precision, recall=recall, f1=2 * precision * recall / max(precision + recall, 1e-12), tp=tp, fp=fp, fn=fn, volumes=per)
 
 
-def evaluate_sets(model: Path, rows: list[dict], held_out: set[str]) -> dict:
-    """The model through `detect` on each held-out set."""
-    sims = simulated_volumes(OUT / "test_sims", seed=300, n=3, geometry=SIM)
+def held_out_sets(rows: list[dict], held_out: set[str]) -> dict[str, list[tuple[str, Path, Path, dict]]]:
+    """The test sets no model here trains on: (name, volume, points, geometry) of each volume."""
     geometries = [
         volume
         for i, geometry in enumerate(GEOMETRIES + UNSEEN_GEOMETRIES)
         for volume in simulated_volumes(OUT / "test_geometries" / geometry_name(geometry), seed=301 + i, n=1, geometry=geometry)
     ]
-    real = [(r["patch_id"], DELIVR / r["volume_file"], DELIVR / r["points_file"], REAL) for r in rows if r["patch_id"] in held_out]
     return dict(
-        simulated=evaluate(model, sims), simulated_geometries=evaluate(model, geometries), delivr_held_out=evaluate(model, real)
+        simulated=simulated_volumes(OUT / "test_sims", seed=300, n=3, geometry=SIM),
+        simulated_geometries=geometries,
+        delivr_held_out=[(r["patch_id"], DELIVR / r["volume_file"], DELIVR / r["points_file"], REAL) for r in rows if r["patch_id"] in held_out],
     )
+
+
+def evaluate_sets(model: Path, rows: list[dict], held_out: set[str]) -> dict:
+    """The model through `detect` on each held-out set."""
+    return {name: evaluate(model, volumes) for name, volumes in held_out_sets(rows, held_out).items()}
 
 
 def main() -> None:

@@ -24,21 +24,17 @@ SEPARATIONS = (0.5, 1.0, 1.5)  # cell radii
 MERGES = (0.5, 0.75, 1.0)  # cell diameters
 
 
-def test_sets() -> dict[str, list[tuple[Path, Path, dict]]]:
+def test_sets() -> dict[str, list[tuple[str, Path, Path, dict]]]:
     with (default_model.DELIVR / "index.csv").open() as f:
         rows = list(csv.DictReader(f))
-    held_out = default_model.held_out_patches(rows)
-    sims = default_model.simulated(default_model.OUT / "test_sims", seed=300, n=3)
-    with sims.open() as f:
-        sim = [(sims.parent / r["volume"], sims.parent / r["points"], default_model.SIM) for r in csv.DictReader(f)]
-    real = [(default_model.DELIVR / r["volume_file"], default_model.DELIVR / r["points_file"], default_model.REAL) for r in rows if r["patch_id"] in held_out]
-    return dict(simulated=sim, delivr_held_out=real)
+    sets = default_model.held_out_sets(rows, default_model.held_out_patches(rows))
+    return {name: sets[name] for name in ("simulated", "delivr_held_out")}
 
 
-def score(volumes: list[tuple[Path, Path, dict]]) -> dict:
+def score(volumes: list[tuple[str, Path, Path, dict]]) -> dict:
     out = default_model.OUT / "geometry.csv"
     tp = fp = fn = candidates = 0
-    for volume, truth, scale in volumes:
+    for _, volume, truth, scale in volumes:
         voxel = tuple(float(v) for v in scale["voxel"].split("x"))
         run_detection(DetectRequest(volume=volume, out=out, voxel_size=voxel, cell_diameter=scale["diameter"], progress=False))
         candidates += json.loads(out.with_suffix(".summary.json").read_text())["candidates"]
