@@ -1,10 +1,12 @@
 """End-to-end `clarity-fast detect` throughput and peak memory, against cellfinder's detection stage.
 
 Run: python benchmarks/detect_speed.py [--shape 32,2150,2650] [--cellfinder ../cellfinder-venv/bin/python]
-(writes results/detect_speed[_gpu].{json,md}). Each run is its own process, so its peak RSS is its own.
+[--devices cuda,cpu] [--tile 32,540,540]   (writes results/detect_speed[_gpu].{json,md}). Each run is its own process, so its peak RSS is its own.
 The volume is simulated (difficulty 1, 4×2×2 µm voxels, 12 µm cells) and cached as .npy in benchmarks/out;
 memory is measured at two depths (2x and 3x, both several slabs deep) to show it does not grow with the depth. cellfinder runs, when
 its environment exists (see cellfinder_detect.py), on the same .npy volume with the same voxel and cell size.
+With several --devices the volume runs once on each (the first one also does the depth and plane runs), so a
+GPU's end-to-end figure has a CPU reference from the same machine and run.
 """
 
 from __future__ import annotations
@@ -65,12 +67,17 @@ def main() -> None:
     parser.add_argument("--shape", default="32,2150,2650")
     parser.add_argument("--batch", type=int, default=4096)
     parser.add_argument("--cellfinder", type=Path, default=HERE.parents[1] / "cellfinder-venv" / "bin" / "python")
+    parser.add_argument("--devices", help="comma-separated detect --device values (default: auto with a GPU, else cpu)")
+    parser.add_argument("--tile", help="simulate a block of this shape and mirror-tile it out to --shape (faster to make)")
     args = parser.parse_args()
     shape = tuple(int(v) for v in args.shape.split(","))
     gpus = cuda_device_count()
-    device = "auto" if gpus else "cpu"
-    base = report.simulated_volume(shape)
+    devices = args.devices.split(",") if args.devices else ["auto" if gpus else "cpu"]
+    device = devices[0]
+    base = report.simulated_volume(shape, tile=tuple(int(v) for v in args.tile.split(",")) if args.tile else None)
     runs = {"volume": run_detect(base, batch=args.batch, device=device)}
+    for other in devices[1:]:
+        runs[f"volume, --device {other}"] = run_detect(base, batch=args.batch, device=other)
     for times in (2, 3):  # both several slabs deep, so both hold the most the pipeline ever holds at once
         runs[f"volume, {times}x deeper"] = run_detect(deeper(base, times), batch=args.batch, device=device)
     plane = OUT / f"plane_{shape[1]}x{shape[2]}.npy"
@@ -83,9 +90,13 @@ def main() -> None:
         s = r["summary"]
         busy = {k: s["seconds"][k] for k in ("read", "prefilter", "gather", "score", "merge")}
         share = ", ".join(f"{k} {v / max(sum(busy.values()), 1e-9):.0%}" for k, v in busy.items())
-        rows.append([name, "×".join(map(str, s["shape"])), f"{s['seconds']['total']:.1f}", f"{s['voxels_per_s'] / 1e6:.1f}", f"{r['peak_rss_mb']:.0f}", s["cells"], share])
-    data = dict(device=runs["volume"]["summary"]["provider"], batch=args.batch, runs=runs, cellfinder=cellfinder)
-    notes = f"clarity-fast detect (built-in model, --batch {args.batch}, scoring on {data['device']}); busy seconds per stage overlap (two threads), so shares are of busy time."
+        rows.append([f"{name} [{s['provider'].removesuffix('ExecutionProvider')}]", "×".join(map(str, s["shape"])), f"{s['seconds']['total']:.1f}", f"{s['voxels_per_s'] / 1e6:.1f}", f"{r['peak_rss_mb']:.0f}", s["cells"], share])
+    data = dict(device=runs["volume"]["summary"]["provider"], batch=args.batch, volume=base.name, runs=runs, cellfinder=cellfinder)
+    notes = f"clarity-fast detect (built-in model, --batch {args.batch}, scoring on {data['device']}) on {base.name}; busy seconds per stage overlap (two threads), so shares are of busy time."
+    for other in devices[1:]:
+        ratio = runs["volume"]["summary"]["voxels_per_s"] / runs[f"volume, --device {other}"]["summary"]["voxels_per_s"]
+        data[f"speedup_vs_{other}"] = ratio
+        notes += f" The same volume with --device {other} on this machine: {ratio:.1f}× slower."
     if cellfinder:
         rate = np.prod(cellfinder["shape"]) / cellfinder["seconds"]
         ratio = runs["volume"]["summary"]["voxels_per_s"] / rate

@@ -1,7 +1,8 @@
 """Patch-scoring throughput: torch eager against onnxruntime (fp32, fp16, int8 on the CPU; CUDA and
 TensorRT where a GPU is present), batch 64..4096, measured in the same run on the same patches.
 
-Run: python benchmarks/scoring_speed.py [--model model.pt]   (writes results/scoring_speed[_gpu].{json,md})
+Run: python benchmarks/scoring_speed.py [--model model.pt] [--batches 64,256,1024,4096] [--seconds 4]
+(writes results/scoring_speed[_gpu].{json,md}; the ratio column is at the largest batch).
 Without --model the default-width network is initialised and its batch-norm statistics set on random patches
 (speed does not depend on the weights; the int8 accuracy column is only meaningful with a trained model).
 """
@@ -9,6 +10,7 @@ Without --model the default-width network is initialised and its batch-norm stat
 from __future__ import annotations
 
 import argparse
+import copy
 import tempfile
 import time
 from pathlib import Path
@@ -26,15 +28,14 @@ from clarity_fast.model.config import ModelConfig, NetworkConfig
 from clarity_fast.model.network import CellNet
 from clarity_fast.model.store import load_model
 
-BATCHES = (64, 256, 1024, 4096)
-SECONDS = 4.0  # per measurement, after one warm-up call
 
 
-def throughput(score, patches: np.ndarray, batch: int) -> float:
+def throughput(score, patches: np.ndarray, batch: int, seconds: float) -> float:
+    """Patches per second over `seconds` of back-to-back calls, after one warm-up call."""
     x = patches[:batch]
     score(x)
     n, start = 0, time.perf_counter()
-    while time.perf_counter() - start < SECONDS:
+    while time.perf_counter() - start < seconds:
         score(x)
         n += batch
     return n / (time.perf_counter() - start)
@@ -70,10 +71,14 @@ def default_network() -> tuple[CellNet, ModelConfig]:
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--model", type=Path, help="a trained model.pt (default: an untrained default-width network)")
+    parser.add_argument("--batches", default="64,256,1024,4096", help="batch sizes to time, comma-separated")
+    parser.add_argument("--seconds", type=float, default=4.0, help="seconds per measurement")
     args = parser.parse_args()
+    batches = tuple(int(b) for b in args.batches.split(","))
+    largest = max(batches)
     net, config = load_model(args.model) if args.model else default_network()
     gpus = cuda_device_count()
-    patches = random_patches(max(BATCHES), patch=config.network.patch, seed=1)
+    patches = random_patches(largest, patch=config.network.patch, seed=1)
     with torch.inference_mode():
         reference = net(torch.from_numpy(patches)).numpy()
     workdir = Path(tempfile.mkdtemp(prefix="clarity-fast-bench-"))
@@ -89,33 +94,36 @@ def main() -> None:
         variants["onnxruntime cpu int8"] = lambda x: session.run(None, {"patches": x})[0]
     except Exception as exc:  # quantisation tooling varies between onnxruntime releases
         print(f"int8 skipped: {type(exc).__name__}: {exc}")
+    if gpus and torch.cuda.is_available():  # the same network in PyTorch on the GPU, copies in and out included
+        on_gpu = copy.deepcopy(net).cuda()
+        variants["torch cuda eager"] = lambda x: on_gpu(torch.from_numpy(x).cuda()).cpu().numpy()
     if gpus:
         for device in ("cuda", "tensorrt"):
-            variants[f"onnxruntime {device}"] = OnnxScorer(
-                workdir / "fp32.onnx", settings=RuntimeSettings(device=device, batch=max(BATCHES), cache_dir=workdir)
-            )
+            scorer = OnnxScorer(workdir / "fp32.onnx", settings=RuntimeSettings(device=device, batch=largest, cache_dir=workdir))
+            if scorer.device == device:  # a fallback would only time the same provider twice
+                variants[f"onnxruntime {device}"] = scorer
     runs, rows = [], []
     for name, score in variants.items():
         with torch.inference_mode():
             logits = np.asarray(score(patches))
             delta = float(np.abs(logits - reference).max())
             agree = float(np.mean((logits > 0) == (reference > 0)))
-            speeds = {b: throughput(score, patches, b) for b in BATCHES}
+            speeds = {b: throughput(score, patches, b, args.seconds) for b in batches}
         provider = getattr(score, "provider", "torch" if name.startswith("torch") else "CPUExecutionProvider")
         runs.append(dict(name=name, provider=provider, max_abs_logit_diff=delta, decision_agreement=agree, patches_per_s=speeds))
         print(name, {b: round(v) for b, v in speeds.items()}, f"max|Δ| {delta:.2e}", flush=True)
     eager = runs[0]["patches_per_s"]
     for r in runs:
-        r["ratio_to_torch_eager"] = {b: r["patches_per_s"][b] / eager[b] for b in BATCHES}
-        rows.append([r["name"], *[f"{r['patches_per_s'][b]:.0f}" for b in BATCHES], f"{r['ratio_to_torch_eager'][4096]:.2f}×", f"{r['max_abs_logit_diff']:.1e}", f"{r['decision_agreement']:.4f}"])
+        r["ratio_to_torch_eager"] = {b: r["patches_per_s"][b] / eager[b] for b in batches}
+        rows.append([r["name"], *[f"{r['patches_per_s'][b]:.0f}" for b in batches], f"{r['ratio_to_torch_eager'][largest]:.2f}×", f"{r['max_abs_logit_diff']:.1e}", f"{r['decision_agreement']:.4f}"])
     device = torch.cuda.get_device_name(0) if gpus and torch.cuda.is_available() else f"{gpus} CUDA devices" if gpus else "CPU only"
     name = "scoring_speed_gpu" if gpus else "scoring_speed"
     md = report.write(
         name,
-        data=dict(device=device, onnxruntime=ort.__version__, torch=torch.__version__, threads=torch.get_num_threads(), network=config.network.to_dict(), trained_model=str(args.model) if args.model else None, batches=list(BATCHES), runs=runs),
-        columns=["runtime", *[f"batch {b}" for b in BATCHES], "vs eager @4096", "max abs Δlogit", "same decision"],
+        data=dict(device=device, onnxruntime=ort.__version__, torch=torch.__version__, threads=torch.get_num_threads(), network=config.network.to_dict(), trained_model=str(args.model) if args.model else None, batches=list(batches), seconds=args.seconds, runs=runs),
+        columns=["runtime", *[f"batch {b}" for b in batches], f"vs eager @{largest}", "max abs Δlogit", "same decision"],
         rows=rows,
-        notes=f"Patches/s on {device}; {config.network.patch}³ patches, width {config.network.width}; torch {torch.__version__} ({torch.get_num_threads()} threads), onnxruntime {ort.__version__}; {SECONDS:.0f} s per cell after a warm-up call. Δlogit and decisions against torch eager fp32 on 4096 patches.",
+        notes=f"Patches/s on {device}; {config.network.patch}³ patches, width {config.network.width}; torch {torch.__version__} ({torch.get_num_threads()} threads), onnxruntime {ort.__version__}; {args.seconds:g} s per cell after a warm-up call. Δlogit and decisions against torch eager fp32 on {largest} patches.",
     )
     print(md.read_text())
 
