@@ -1,7 +1,7 @@
 """End-to-end `clarity-fast detect` throughput and peak memory, against cellfinder's detection stage.
 
 Run: python benchmarks/detect_speed.py [--shape 32,2150,2650] [--cellfinder ../cellfinder-venv/bin/python]
-[--devices cuda,cpu] [--tile 32,540,540]   (writes results/detect_speed[_gpu].{json,md}). Each run is its own process, so its peak RSS is its own.
+[--devices cuda,cpu] [--cellfinder-devices cpu,cuda] [--tile 32,540,540]   (writes results/detect_speed[_gpu].{json,md}). Each run is its own process, so its peak RSS is its own.
 The volume is simulated (difficulty 1, 4×2×2 µm voxels, 12 µm cells) and cached as .npy in benchmarks/out;
 memory is measured at two depths (2x and 3x, both several slabs deep) to show it does not grow with the depth. cellfinder runs, when
 its environment exists (see cellfinder_detect.py), on the same .npy volume with the same voxel and cell size.
@@ -52,10 +52,10 @@ def run_detect(volume: Path, *, batch: int, device: str) -> dict:
     return json.loads(done.stdout.strip().splitlines()[-1])
 
 
-def run_cellfinder(python: Path, volume: Path) -> dict | None:
+def run_cellfinder(python: Path, volume: Path, *, device: str) -> dict | None:
     if not python.exists():
         return None
-    done = subprocess.run([str(python), str(HERE / "cellfinder_detect.py"), str(volume), "4,2,2", "12"], capture_output=True, text=True)
+    done = subprocess.run([str(python), str(HERE / "cellfinder_detect.py"), str(volume), "4,2,2", "12", device], capture_output=True, text=True)
     if done.returncode != 0:
         print(done.stderr[-2000:])
         return None
@@ -67,6 +67,7 @@ def main() -> None:
     parser.add_argument("--shape", default="32,2150,2650")
     parser.add_argument("--batch", type=int, default=4096)
     parser.add_argument("--cellfinder", type=Path, default=HERE.parents[1] / "cellfinder-venv" / "bin" / "python")
+    parser.add_argument("--cellfinder-devices", default="cpu", help="comma-separated torch devices for cellfinder's filters")
     parser.add_argument("--devices", help="comma-separated detect --device values (default: auto with a GPU, else cpu)")
     parser.add_argument("--tile", help="simulate a block of this shape and mirror-tile it out to --shape (faster to make)")
     args = parser.parse_args()
@@ -84,7 +85,7 @@ def main() -> None:
     if not plane.exists():
         np.save(plane, np.load(base, mmap_mode="r")[shape[0] // 2 : shape[0] // 2 + 1])
     runs["single plane"] = run_detect(plane, batch=args.batch, device=device)
-    cellfinder = run_cellfinder(args.cellfinder, base)
+    cellfinder = {d: r for d in args.cellfinder_devices.split(",") if (r := run_cellfinder(args.cellfinder, base, device=d))}
     rows = []
     for name, r in runs.items():
         s = r["summary"]
@@ -97,12 +98,13 @@ def main() -> None:
         ratio = runs["volume"]["summary"]["voxels_per_s"] / runs[f"volume, --device {other}"]["summary"]["voxels_per_s"]
         data[f"speedup_vs_{other}"] = ratio
         notes += f" The same volume with --device {other} on this machine: {ratio:.1f}× slower."
-    if cellfinder:
-        rate = np.prod(cellfinder["shape"]) / cellfinder["seconds"]
+    data["speedup_vs_cellfinder"] = {}
+    for where, result in cellfinder.items():
+        rate = np.prod(result["shape"]) / result["seconds"]
         ratio = runs["volume"]["summary"]["voxels_per_s"] / rate
-        data["speedup_vs_cellfinder"] = ratio
-        rows.append([f"cellfinder {cellfinder['cellfinder']} detection stage", "×".join(map(str, cellfinder["shape"])), f"{cellfinder['seconds']:.1f}", f"{rate / 1e6:.2f}", "", cellfinder["candidates"], "candidates, no classification"])
-        notes += f" Same volume through cellfinder's detection stage (CPU, all cores): clarity-fast is {ratio:.1f}× its throughput."
+        data["speedup_vs_cellfinder"][where] = ratio
+        rows.append([f"cellfinder {result['cellfinder']} detection stage [torch {where}]", "×".join(map(str, result["shape"])), f"{result['seconds']:.1f}", f"{rate / 1e6:.2f}", "", result["candidates"], "candidates, no classification"])
+        notes += f" Same volume through cellfinder's detection stage (filters on torch {where}, all CPU cores): clarity-fast is {ratio:.1f}× its throughput."
     md = report.write(
         "detect_speed_gpu" if gpus else "detect_speed",
         data=data,

@@ -3,9 +3,10 @@
 # onnxruntime's CUDA path against PyTorch and the CPU, and end-to-end detect on the GPU against the CPU of the
 # same machine in the same run. Results land in benchmarks/results/*_gpu.* and are copied, with a log, to OUTDIR.
 #
-# Usage: bash benchmarks/gpu_session.sh OUTDIR
+# Usage: [CELLFINDER_PYTHON=/path/to/python-with-cellfinder] bash benchmarks/gpu_session.sh OUTDIR
 # Needs: python3 with this package's dependencies (run from the repository root) and onnxruntime-gpu whose CUDA
 # major version matches the CUDA/cuDNN libraries of pip's nvidia-* wheels (onnxruntime-gpu 1.31: CUDA 13).
+# With CELLFINDER_PYTHON, cellfinder's detection stage runs on the same volume with its filters on CPU and GPU.
 set -uo pipefail
 out=${1:?usage: bash benchmarks/gpu_session.sh OUTDIR}
 mkdir -p "$out"
@@ -32,8 +33,11 @@ step tests
 python3 -m pytest -q -p no:cacheprovider tests/test_export.py tests/test_detect.py 2>&1 | tail -n 15 | tee -a "$log"
 step scoring_speed
 python3 benchmarks/scoring_speed.py --batches 256,1024,4096,16384 --seconds 2 2>&1 | tee -a "$log"
+step cuda_options
+python3 benchmarks/cuda_options.py 2>&1 | tee -a "$log"
 step detect_speed
-python3 benchmarks/detect_speed.py --devices cuda,cpu --tile 32,540,540 2>&1 | tee -a "$log"
+python3 benchmarks/detect_speed.py --devices cuda,cpu --tile 32,540,540 \
+  --cellfinder "${CELLFINDER_PYTHON:-none}" --cellfinder-devices cpu,cuda 2>&1 | tee -a "$log"
 step done
-cp benchmarks/results/*_gpu.json benchmarks/results/*_gpu.md "$out"/ 2>/dev/null
+cp benchmarks/results/*_gpu.json benchmarks/results/*_gpu.md benchmarks/results/cuda_options.* "$out"/ 2>/dev/null
 ls "$out"

@@ -110,6 +110,19 @@ def test_cuda_request_without_gpu_warns_and_scores_on_cpu(exported, caplog):
     assert len(caplog.records) == 1 and "scoring on cpu" in caplog.records[0].getMessage()
 
 
+def test_a_gpu_provider_that_cannot_load_falls_back_in_one_warning(exported, caplog, capfd, monkeypatch):
+    """TensorRT without libnvinfer (common on GPU servers) must not print onnxruntime's C++ errors or banner."""
+    import clarity_fast.export.runtime as runtime
+
+    monkeypatch.setattr(runtime, "cuda_device_count", lambda: max(1, cuda_device_count()))
+    with caplog.at_level(logging.WARNING, logger="clarity_fast"):
+        scorer = OnnxScorer(exported[2], settings=RuntimeSettings(device="tensorrt", cache_dir=exported[2].parent))
+    printed = capfd.readouterr()
+    assert printed.out == "" and printed.err == ""
+    if scorer.device != "tensorrt":
+        assert [r.getMessage() for r in caplog.records] == [f"--device tensorrt: TensorrtExecutionProvider failed to start; scoring on {scorer.device}"]
+
+
 @pytest.mark.skipif(cuda_device_count() == 0, reason=NO_GPU)
 @pytest.mark.parametrize("device", ["cuda", "tensorrt"])
 def test_gpu_scoring_matches_pytorch(exported, device, tmp_path):

@@ -6,6 +6,8 @@ user asked for but that cannot run says so in one warning line and the next one 
 
 from __future__ import annotations
 
+import contextlib
+import io
 import logging
 from dataclasses import dataclass
 from pathlib import Path
@@ -58,7 +60,9 @@ class OnnxScorer:
         path = Path(path)
         if not path.is_file():
             raise ModelError(f"{path}: no such model file")
-        ort.set_default_logger_severity(3)  # our own warning says what fell back; ORT's are C++ noise
+        # Our own warning says what fell back; onnxruntime's errors for a provider that cannot load (TensorRT
+        # without libnvinfer, say) are C++ log lines that would break the one-line error contract.
+        ort.set_default_logger_severity(4)
         chain, warning = provider_chain(settings.device, built=built_providers(), gpus=cuda_device_count())
         options = ort.SessionOptions()
         options.intra_op_num_threads = settings.threads or available_cores()
@@ -107,7 +111,8 @@ class OnnxScorer:
 
 def _session(ort, path: Path, options, providers: list):
     try:
-        return ort.InferenceSession(str(path), options, providers=providers)
+        with contextlib.redirect_stdout(io.StringIO()):  # onnxruntime prints an "EP Error" banner as it falls back
+            return ort.InferenceSession(str(path), options, providers=providers)
     except Exception as exc:  # onnxruntime raises its own Fail/InvalidGraph/... for a bad file
         detail = str(exc).strip().splitlines()[0][:200] if str(exc).strip() else type(exc).__name__
         raise ModelError(f"{path}: not a loadable ONNX model ({detail})") from exc
