@@ -68,14 +68,21 @@ def test_streaming_equals_the_whole_volume_computation(scorer, brain):
     assert streamed.candidates == len(found) and streamed.above_threshold == int(above.sum())
 
 
-def test_csv_does_not_depend_on_slab_depth_or_batch(brain, tmp_path):
+def test_csv_does_not_depend_on_slab_depth_or_batch(scorer, brain, tmp_path):
+    """Byte-identical whatever the slab depth. Whatever the batch too on the CPU; on a GPU the convolution
+    algorithm follows the batch shape, so across --batch values scores there agree to rounding only."""
     _, path = brain
-    texts = set()
-    for slab_depth, batch in ((32, 4096), (5, 7), (1, 1000)):
-        out = tmp_path / f"cells-{slab_depth}-{batch}.csv"
-        run_detection(DetectRequest(volume=path, out=out, slab_depth=slab_depth, batch=batch, progress=False))
-        texts.add(out.read_bytes())
-    assert len(texts) == 1
+    runs = {}
+    for slab_depth, batch in ((32, 4096), (5, 4096), (1, 4096), (5, 7), (1, 1000)):
+        runs[slab_depth, batch] = tmp_path / f"cells-{slab_depth}-{batch}.csv"
+        run_detection(DetectRequest(volume=path, out=runs[slab_depth, batch], slab_depth=slab_depth, batch=batch, progress=False))
+    assert len({out.read_bytes() for (_, batch), out in runs.items() if batch == 4096}) == 1
+    if scorer.device == "cpu":
+        assert len({out.read_bytes() for out in runs.values()}) == 1
+    first = read_points(runs[32, 4096])
+    for out in runs.values():
+        np.testing.assert_array_equal(read_points(out).zyx, first.zyx)
+        np.testing.assert_allclose(read_points(out).score, first.score, atol=1e-2)
 
 
 def test_resume_finishes_an_interrupted_run_with_the_same_result(scorer, brain, tmp_path):
@@ -117,14 +124,14 @@ def test_a_single_plane_works(scorer):
     assert len(result.zyx) > 0 and np.all(result.zyx[:, 0] == 0)
 
 
-def test_detect_command_writes_cells_summary_and_preview(brain, tmp_path):
+def test_detect_command_writes_cells_summary_and_preview(scorer, brain, tmp_path):
     brain, path = brain
     out = run_cli("detect", path, "--out", tmp_path / "cells.csv", "--preview", tmp_path / "qc.png", "--batch", "512")
     assert out.returncode == 0, out.stderr
     cells = read_points(tmp_path / "cells.csv")
     assert len(cells) > 0 and cells.score is not None
     summary = json.loads((tmp_path / "cells.summary.json").read_text())
-    assert summary["cells"] == len(cells) and summary["device"] == "cpu" and summary["batch"] == 512
+    assert summary["cells"] == len(cells) and summary["device"] == scorer.device and summary["batch"] == 512
     assert set(summary["seconds"]) >= {"read", "prefilter", "gather", "score", "merge", "total"}
     assert (tmp_path / "qc.png").read_bytes().startswith(b"\x89PNG\r\n\x1a\n")
     assert not (tmp_path / "cells.csv.partial").exists()

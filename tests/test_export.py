@@ -110,6 +110,16 @@ def test_cuda_request_without_gpu_warns_and_scores_on_cpu(exported, caplog):
     assert len(caplog.records) == 1 and "scoring on cpu" in caplog.records[0].getMessage()
 
 
+def test_gpu_runs_of_fixed_shape_score_any_number_of_patches(exported, monkeypatch):
+    """The GPU path cuts and pads to `batch`; checked here with its buffers in host memory."""
+    scorer = OnnxScorer(exported[2], settings=RuntimeSettings(device="cpu", batch=64))
+    monkeypatch.setattr(scorer, "_memory", "cpu")
+    patches = random_patches(150, patch=12)
+    whole = scorer(patches)
+    for n in (150, 64, 1, 65):
+        np.testing.assert_allclose(scorer._run_bound(patches[:n]), whole[:n], rtol=0, atol=1e-5)
+
+
 def test_a_gpu_provider_that_cannot_load_falls_back_in_one_warning(exported, caplog, capfd, monkeypatch):
     """TensorRT without libnvinfer (common on GPU servers) must not print onnxruntime's C++ errors or banner."""
     import clarity_fast.export.runtime as runtime

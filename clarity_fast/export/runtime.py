@@ -2,6 +2,11 @@
 
 Preference TensorRT (fp16, engine cache on disk, a profile for batch 1..batch) -> CUDA -> CPU. A device the
 user asked for but that cannot run says so in one warning line and the next one down takes over.
+
+On a GPU every run has the same shape (settings.batch patches; a short batch is padded): the convolution
+algorithm chosen depends on the shape, so a fixed shape makes a patch's score independent of how the volume was
+cut into slabs and batches, as it is on the CPU. cuDNN's algorithm is chosen by heuristic, not by exhaustive
+search, which on an H200 picked an algorithm 2.7x slower at batch 4096 (benchmarks/results/cuda_options.md).
 """
 
 from __future__ import annotations
@@ -83,7 +88,9 @@ class OnnxScorer:
         self.device = _SHORT[self.provider]
         self._input = self.session.get_inputs()[0].name
         self._output = self.session.get_outputs()[0].name
-        self._buffers: dict[int, tuple] = {}
+        self._batch = settings.batch
+        self._memory = "cuda"  # where the bound buffers live (onnxruntime's device name)
+        self._bound: tuple | None = None  # GPU: (binding, device input, device output, padded host input)
 
     def __call__(self, patches: np.ndarray) -> np.ndarray:
         patches = np.ascontiguousarray(patches, dtype=np.float32)
@@ -92,21 +99,28 @@ class OnnxScorer:
         return self._run_bound(patches)
 
     def _run_bound(self, patches: np.ndarray) -> np.ndarray:
-        """GPU: inputs copied into device buffers reused across calls of the same batch size."""
-        import onnxruntime as ort
+        """GPU: runs of exactly `batch` patches through device buffers bound once; the last run is padded."""
+        if self._bound is None:
+            import onnxruntime as ort
 
-        n = len(patches)
-        if n not in self._buffers:
+            shape = (self._batch, *patches.shape[1:])
             binding = self.session.io_binding()
-            x = ort.OrtValue.ortvalue_from_shape_and_type(patches.shape, np.float32, "cuda", 0)
-            y = ort.OrtValue.ortvalue_from_shape_and_type((n,), np.float32, "cuda", 0)
+            x = ort.OrtValue.ortvalue_from_shape_and_type(shape, np.float32, self._memory, 0)
+            y = ort.OrtValue.ortvalue_from_shape_and_type((self._batch,), np.float32, self._memory, 0)
             binding.bind_ortvalue_input(self._input, x)
             binding.bind_ortvalue_output(self._output, y)
-            self._buffers[n] = (binding, x, y)
-        binding, x, y = self._buffers[n]
-        x.update_inplace(patches)
-        self.session.run_with_iobinding(binding)
-        return y.numpy()
+            self._bound = (binding, x, y, np.zeros(shape, np.float32))
+        binding, x, y, padded = self._bound
+        out = np.empty(len(patches), np.float32)
+        for start in range(0, len(patches), self._batch):
+            chunk = patches[start : start + self._batch]
+            if len(chunk) < self._batch:
+                padded[: len(chunk)] = chunk
+                chunk = padded
+            x.update_inplace(chunk)
+            self.session.run_with_iobinding(binding)
+            out[start : start + self._batch] = y.numpy()[: len(out) - start]
+        return out
 
 
 def _session(ort, path: Path, options, providers: list):
@@ -119,6 +133,8 @@ def _session(ort, path: Path, options, providers: list):
 
 
 def _provider_options(provider: str, *, input_name: str, config: ModelConfig, path: Path, settings: RuntimeSettings):
+    if provider == CUDA:
+        return (CUDA, dict(cudnn_conv_algo_search="HEURISTIC"))
     if provider != TENSORRT:
         return provider
     shape = "x".join(map(str, [1] + [config.network.patch] * 3))
