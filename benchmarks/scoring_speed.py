@@ -101,7 +101,7 @@ def main() -> None:
         variants["torch cuda eager"] = lambda x: on_gpu(torch.from_numpy(x).cuda()).cpu().numpy()
     if gpus:
         for device in ("cuda", "tensorrt"):
-            scorer = OnnxScorer(workdir / "fp32.onnx", settings=RuntimeSettings(device=device, batch=largest, cache_dir=workdir))
+            scorer = OnnxScorer(workdir / "fp32.onnx", settings=RuntimeSettings(device=device, cache_dir=workdir))
             if scorer.device == device:  # a fallback would only time the same provider twice
                 variants[f"onnxruntime {device}"] = scorer
     runs, rows = [], []

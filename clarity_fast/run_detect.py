@@ -83,7 +83,7 @@ def run_detection(request: DetectRequest) -> DetectReport:
 
         cluster = ClusterSettings(scheduler=request.scheduler, workers=request.workers)
     model_path = resolve_model(request.model)
-    runtime = RuntimeSettings(device=request.device, batch=request.batch)
+    runtime = RuntimeSettings(device=request.device)
     scorer = OnnxScorer(model_path, settings=runtime)
     model = scorer.config
     with open_volume(request.volume, channel=request.channel) as reader:

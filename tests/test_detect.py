@@ -68,21 +68,15 @@ def test_streaming_equals_the_whole_volume_computation(scorer, brain):
     assert streamed.candidates == len(found) and streamed.above_threshold == int(above.sum())
 
 
-def test_csv_does_not_depend_on_slab_depth_or_batch(scorer, brain, tmp_path):
-    """Byte-identical whatever the slab depth. Whatever the batch too on the CPU; on a GPU the convolution
-    algorithm follows the batch shape, so across --batch values scores there agree to rounding only."""
+def test_csv_does_not_depend_on_slab_depth_or_batch(brain, tmp_path):
+    """On a GPU too: there every run has one fixed shape, so the convolution algorithm does not follow --batch."""
     _, path = brain
-    runs = {}
-    for slab_depth, batch in ((32, 4096), (5, 4096), (1, 4096), (5, 7), (1, 1000)):
-        runs[slab_depth, batch] = tmp_path / f"cells-{slab_depth}-{batch}.csv"
-        run_detection(DetectRequest(volume=path, out=runs[slab_depth, batch], slab_depth=slab_depth, batch=batch, progress=False))
-    assert len({out.read_bytes() for (_, batch), out in runs.items() if batch == 4096}) == 1
-    if scorer.device == "cpu":
-        assert len({out.read_bytes() for out in runs.values()}) == 1
-    first = read_points(runs[32, 4096])
-    for out in runs.values():
-        np.testing.assert_array_equal(read_points(out).zyx, first.zyx)
-        np.testing.assert_allclose(read_points(out).score, first.score, atol=1e-2)
+    texts = set()
+    for slab_depth, batch in ((32, 4096), (5, 7), (1, 1000)):
+        out = tmp_path / f"cells-{slab_depth}-{batch}.csv"
+        run_detection(DetectRequest(volume=path, out=out, slab_depth=slab_depth, batch=batch, progress=False))
+        texts.add(out.read_bytes())
+    assert len(texts) == 1
 
 
 def test_resume_finishes_an_interrupted_run_with_the_same_result(scorer, brain, tmp_path):

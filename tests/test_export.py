@@ -97,8 +97,8 @@ def test_provider_chain_falls_back_with_one_warning():
 def test_settings_reject_bad_values():
     with pytest.raises(InputError, match="--device"):
         RuntimeSettings(device="gpu")
-    with pytest.raises(InputError, match="--batch"):
-        RuntimeSettings(batch=0)
+    with pytest.raises(InputError, match="gpu_run"):
+        RuntimeSettings(gpu_run=0)
 
 
 @pytest.mark.skipif(cuda_device_count() > 0, reason="checks the fallback on a machine without a GPU")
@@ -111,8 +111,8 @@ def test_cuda_request_without_gpu_warns_and_scores_on_cpu(exported, caplog):
 
 
 def test_gpu_runs_of_fixed_shape_score_any_number_of_patches(exported, monkeypatch):
-    """The GPU path cuts and pads to `batch`; checked here with its buffers in host memory."""
-    scorer = OnnxScorer(exported[2], settings=RuntimeSettings(device="cpu", batch=64))
+    """The GPU path cuts and pads to `gpu_run`; checked here with its buffers in host memory."""
+    scorer = OnnxScorer(exported[2], settings=RuntimeSettings(device="cpu", gpu_run=64))
     monkeypatch.setattr(scorer, "_memory", "cpu")
     patches = random_patches(150, patch=12)
     whole = scorer(patches)
@@ -137,7 +137,7 @@ def test_a_gpu_provider_that_cannot_load_falls_back_in_one_warning(exported, cap
 @pytest.mark.parametrize("device", ["cuda", "tensorrt"])
 def test_gpu_scoring_matches_pytorch(exported, device, tmp_path):
     net, _, path = exported
-    scorer = OnnxScorer(path, settings=RuntimeSettings(device=device, batch=512, cache_dir=tmp_path))
+    scorer = OnnxScorer(path, settings=RuntimeSettings(device=device, gpu_run=512, cache_dir=tmp_path))
     patches = random_patches(512, patch=12)
     with torch.inference_mode():
         reference = net(torch.from_numpy(patches)).numpy()

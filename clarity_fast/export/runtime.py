@@ -1,11 +1,11 @@
 """The scoring runtime: an onnxruntime session on the best device available, fed in large batches.
 
-Preference TensorRT (fp16, engine cache on disk, a profile for batch 1..batch) -> CUDA -> CPU. A device the
+Preference TensorRT (fp16, engine cache on disk, a profile for 1..gpu_run patches) -> CUDA -> CPU. A device the
 user asked for but that cannot run says so in one warning line and the next one down takes over.
 
-On a GPU every run has the same shape (settings.batch patches; a short batch is padded): the convolution
-algorithm chosen depends on the shape, so a fixed shape makes a patch's score independent of how the volume was
-cut into slabs and batches, as it is on the CPU. cuDNN's algorithm is chosen by heuristic, not by exhaustive
+On a GPU every run has the same shape (gpu_run patches, whatever detect's --batch; a short run is padded): the
+convolution algorithm chosen depends on the shape, so a fixed shape makes a patch's score independent of how the
+volume was cut into slabs and batches, as it is on the CPU. cuDNN's algorithm is chosen by heuristic, not by exhaustive
 search, which on an H200 picked an algorithm 2.7x slower at batch 4096 (benchmarks/results/cuda_options.md).
 """
 
@@ -35,15 +35,15 @@ _SHORT = {TENSORRT: "tensorrt", CUDA: "cuda", CPU: "cpu"}
 @dataclass(frozen=True)
 class RuntimeSettings:
     device: str = "auto"  # auto | cpu | cuda | tensorrt
-    batch: int = 4096  # patches per run; also TensorRT's largest profile shape
+    gpu_run: int = 2048  # patches per GPU run (and TensorRT profile); on an H200 2048 ran as fast as 4096-16384
     cache_dir: Path | None = None  # TensorRT engines (building one takes minutes; reuse it)
     threads: int | None = None  # CPU threads; None: the cores this process may use
 
     def __post_init__(self) -> None:
         if self.device not in DEVICES:
             raise InputError(f"--device must be one of {', '.join(DEVICES)}, got {self.device!r}")
-        if self.batch < 1:
-            raise InputError(f"--batch must be >= 1, got {self.batch}")
+        if self.gpu_run < 1:
+            raise InputError(f"gpu_run must be >= 1, got {self.gpu_run}")
 
 
 def provider_chain(device: str, *, built: list[str], gpus: int) -> tuple[list[str], str | None]:
@@ -88,7 +88,7 @@ class OnnxScorer:
         self.device = _SHORT[self.provider]
         self._input = self.session.get_inputs()[0].name
         self._output = self.session.get_outputs()[0].name
-        self._batch = settings.batch
+        self._run = settings.gpu_run
         self._memory = "cuda"  # where the bound buffers live (onnxruntime's device name)
         self._bound: tuple | None = None  # GPU: (binding, device input, device output, padded host input)
 
@@ -99,27 +99,27 @@ class OnnxScorer:
         return self._run_bound(patches)
 
     def _run_bound(self, patches: np.ndarray) -> np.ndarray:
-        """GPU: runs of exactly `batch` patches through device buffers bound once; the last run is padded."""
+        """GPU: runs of exactly `gpu_run` patches through device buffers bound once; the last run is padded."""
         if self._bound is None:
             import onnxruntime as ort
 
-            shape = (self._batch, *patches.shape[1:])
+            shape = (self._run, *patches.shape[1:])
             binding = self.session.io_binding()
             x = ort.OrtValue.ortvalue_from_shape_and_type(shape, np.float32, self._memory, 0)
-            y = ort.OrtValue.ortvalue_from_shape_and_type((self._batch,), np.float32, self._memory, 0)
+            y = ort.OrtValue.ortvalue_from_shape_and_type((self._run,), np.float32, self._memory, 0)
             binding.bind_ortvalue_input(self._input, x)
             binding.bind_ortvalue_output(self._output, y)
             self._bound = (binding, x, y, np.zeros(shape, np.float32))
         binding, x, y, padded = self._bound
         out = np.empty(len(patches), np.float32)
-        for start in range(0, len(patches), self._batch):
-            chunk = patches[start : start + self._batch]
-            if len(chunk) < self._batch:
+        for start in range(0, len(patches), self._run):
+            chunk = patches[start : start + self._run]
+            if len(chunk) < self._run:
                 padded[: len(chunk)] = chunk
                 chunk = padded
             x.update_inplace(chunk)
             self.session.run_with_iobinding(binding)
-            out[start : start + self._batch] = y.numpy()[: len(out) - start]
+            out[start : start + self._run] = y.numpy()[: len(out) - start]
         return out
 
 
@@ -148,7 +148,7 @@ def _provider_options(provider: str, *, input_name: str, config: ModelConfig, pa
             trt_timing_cache_enable=True,
             trt_timing_cache_path=cache,
             trt_profile_min_shapes=f"{input_name}:1x{shape}",
-            trt_profile_opt_shapes=f"{input_name}:{settings.batch}x{shape}",
-            trt_profile_max_shapes=f"{input_name}:{settings.batch}x{shape}",
+            trt_profile_opt_shapes=f"{input_name}:{settings.gpu_run}x{shape}",
+            trt_profile_max_shapes=f"{input_name}:{settings.gpu_run}x{shape}",
         ),
     )
