@@ -17,6 +17,7 @@ class Entry:
 
     volume: Path
     points: Path
+    name: str  # the volume as the manifest writes it: unique per row, unlike the file name
     group: str
     voxel_size: VoxelSize | None
     cell_diameter: float | None = None
@@ -47,6 +48,7 @@ def read_manifest(path: Path) -> list[Entry]:
                 Entry(
                     volume=volume,
                     points=points,
+                    name=row["volume"],
                     group=row.get("group") or row["volume"],
                     voxel_size=parse_triple(voxel, name=f"{line}: voxel_size") if voxel else None,
                     cell_diameter=parse_triple(diameter, name=f"{line}: cell_diameter")[0] if diameter else None,

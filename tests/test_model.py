@@ -142,6 +142,16 @@ def test_partial_annotations_leave_strong_unannotated_candidates_out_of_the_nega
     assert np.all(v.candidates.response[kept] < cap)
 
 
+def test_volumes_with_one_file_name_in_different_folders_keep_apart(tmp_path):
+    """Their names group folds under `cv --by volume` and list them in a model's training record."""
+    for folder in ("a", "b"):
+        (tmp_path / folder).mkdir()
+        (tmp_path / folder / "volume.tif").write_bytes(b"")
+        (tmp_path / folder / "cells.csv").write_text("z,y,x\n")
+    (tmp_path / "m.csv").write_text("volume,points,group\na/volume.tif,a/cells.csv,g\nb/volume.tif,b/cells.csv,g\n")
+    assert [e.name for e in read_manifest(tmp_path / "m.csv")] == ["a/volume.tif", "b/volume.tif"]
+
+
 def test_manifest_annotations_column(tmp_path):
     (tmp_path / "v.tif").write_bytes(b"")
     (tmp_path / "p.csv").write_text("z,y,x\n")

@@ -90,9 +90,8 @@ def load_annotated(
         grid = working_grid(data.shape, factors=factors)
         found = Candidates(to_voxels(points_to(found.zyx, factors=factors), shape=grid.shape), found.response)
         truth = points_to(read_points(entry.points, shape=reader.shape).zyx, factors=factors)
-        name = f"{entry.volume.parent.name}/{entry.volume.name}"
         volumes.append(
-            AnnotatedVolume(name, entry.group, data, grid, resample(data, factors=factors), truth, found, scale, factors, entry.partial)
+            AnnotatedVolume(entry.name, entry.group, data, grid, resample(data, factors=factors), truth, found, scale, factors, entry.partial)
         )
     return volumes
 
