@@ -16,6 +16,7 @@ from __future__ import annotations
 import argparse
 import csv
 import json
+import os
 import shutil
 import subprocess
 import sys
@@ -79,6 +80,11 @@ def geometry_name(geometry: dict) -> str:
     return f"sim_{geometry['voxel']}um_{geometry['diameter']:g}um"
 
 
+def relative(path: Path) -> str:
+    """A path as the manifest in OUT names it: the model's training record then tells its volumes apart."""
+    return os.path.relpath(path, OUT)
+
+
 def training_manifest(rows: list[dict], held_out: set[str], *, sim_brains: int) -> Path:
     per_geometry = max(sim_brains // len(GEOMETRIES), 1)
     path = OUT / "train.csv"
@@ -87,10 +93,11 @@ def training_manifest(rows: list[dict], held_out: set[str], *, sim_brains: int) 
         for i, geometry in enumerate(GEOMETRIES):
             folder = OUT / "train_sims" / geometry_name(geometry)
             for name, volume, points, g in simulated_volumes(folder, seed=100 + i, n=per_geometry, geometry=geometry):
-                out.write(f"{volume},{points},{name},{g['voxel']},{g['diameter']},complete\n")
+                out.write(f"{relative(volume)},{relative(points)},{name},{g['voxel']},{g['diameter']},complete\n")
         for row in rows:
             if row["patch_id"] not in held_out:
-                out.write(f"{DELIVR / row['volume_file']},{DELIVR / row['points_file']},{row['group']},{REAL['voxel']},{REAL['diameter']},partial\n")
+                volume, points = relative(DELIVR / row["volume_file"]), relative(DELIVR / row["points_file"])
+                out.write(f"{volume},{points},{row['group']},{REAL['voxel']},{REAL['diameter']},partial\n")
     return path
 
 
