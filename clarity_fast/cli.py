@@ -66,12 +66,14 @@ def info() -> None:
     try:
         import onnxruntime
 
-        from clarity_fast.export.runtime import provider_chain
+        from clarity_fast.export.model_file import resolve_model
+        from clarity_fast.export.runtime import OnnxScorer
 
         gpus, built = cuda_device_count(), built_providers()
-        auto = provider_chain("auto", built=built, gpus=gpus)[0][0]
         lines.append(f"onnxruntime {onnxruntime.__version__}: providers {', '.join(built)}; CUDA devices: {gpus}")
-        lines.append(f"scoring with --device auto runs on: {auto}")
+        # Built in is not usable: TensorRT's provider is in every onnxruntime-gpu, its libraries often are not.
+        auto = OnnxScorer(resolve_model("default")).provider
+        lines.append(f"scoring with --device auto runs on: {auto} (tried with the built-in model)")
     except ImportError:
         lines.append("onnxruntime: not installed")
     try:
