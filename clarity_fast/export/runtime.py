@@ -95,7 +95,11 @@ class OnnxScorer:
     def __call__(self, patches: np.ndarray) -> np.ndarray:
         patches = np.ascontiguousarray(patches, dtype=np.float32)
         if self.provider == CPU:
-            return self.session.run([self._output], {self._input: patches})[0]
+            # onnxruntime's CPU provider computes a batch of one by other kernels (logits differ by ~1e-6), so a
+            # lone patch is scored as a pair: a patch's score never depends on how many share its batch.
+            single = len(patches) == 1
+            logits = self.session.run([self._output], {self._input: np.repeat(patches, 2, axis=0) if single else patches})[0]
+            return logits[:1] if single else logits
         return self._run_bound(patches)
 
     def _run_bound(self, patches: np.ndarray) -> np.ndarray:
