@@ -51,7 +51,7 @@ class Checkpoint:
                 extra = {} if result.projection is None else dict(projection=result.projection)
                 np.savez(
                     f, zyx=result.zyx, probability=result.probability, counts=np.array([result.candidates]),
-                    range=np.array([result.low, result.high]), **extra,
+                    range=np.array([result.low, result.high]), histogram=result.histogram, **extra,
                 )
 
     def load(self, z0: int, z1: int) -> SlabResult:
@@ -59,7 +59,9 @@ class Checkpoint:
             with np.load(self._slab(z0)) as data:
                 low, high = data["range"]
                 projection = data["projection"] if "projection" in data else None
-                return SlabResult(z0, z1, data["zyx"], data["probability"], int(data["counts"][0]), float(low), float(high), projection)
+                return SlabResult(
+                    z0, z1, data["zyx"], data["probability"], int(data["counts"][0]), float(low), float(high), projection, data["histogram"]
+                )
         except (OSError, ValueError, KeyError) as exc:
             raise OutputError(f"{self._slab(z0)}: unreadable checkpoint ({exc}); rerun without --resume") from exc
 

@@ -180,6 +180,9 @@ def detect(
     channel: ChannelOption = None,
     scheduler: Annotated[Optional[str], typer.Option("--scheduler", help="Run on this Dask cluster (tcp://HOST:PORT).")] = None,
     workers: Annotated[Optional[int], typer.Option("--workers", help="Run on a local Dask cluster of N processes.")] = None,
+    adapt: Annotated[
+        bool, typer.Option("--adapt/--no-adapt", help="Raise probabilities where cells are a larger share of the candidates than in the model's validation data.")
+    ] = False,
 ) -> None:
     """Detect cells in a whole volume: prefilter, CNN scoring, duplicate merging, streamed in z-slabs."""
     from clarity_fast.run_detect import DetectRequest, run_detection
@@ -188,7 +191,7 @@ def detect(
         volume=volume, model=model, out=out, output_format=output_format, batch=batch, threshold=threshold,
         voxel_size=parse_triple(voxel_size, name="--voxel-size") if voxel_size else None, cell_diameter=cell_diameter,
         device=device, slab_depth=slab_depth, preview=preview, resume=resume, channel=channel, scheduler=scheduler,
-        workers=workers,
+        workers=workers, adapt=adapt,
     )
     for line in run_detection(request).lines():
         typer.echo(line)

@@ -4,7 +4,9 @@ A producer thread reads, prefilters and gathers slab k+1 (numba kernels release 
 thread scores slab k (onnxruntime releases it too); a queue of two batches bounds what waits between them,
 so memory depends on the slab depth and the batch size, never on the volume's depth. Candidates, patches
 and scores do not depend on how the volume is cut into slabs or batches, and merging runs once over the
-whole volume, so neither does the result.
+whole volume, so neither does the result. With settings.adapt (and a model that records its validation shares),
+probabilities are adapted to the whole volume's share of cells before the threshold (volume_share); slabs then
+keep every candidate that could pass after that, and a histogram of all their probabilities.
 """
 
 from __future__ import annotations
@@ -28,6 +30,7 @@ from clarity_fast.model.config import ModelConfig
 from clarity_fast.model.samples import to_voxels
 from clarity_fast.resample import points_to
 from clarity_fast.settings import PrefilterSettings, Scale, VoxelSize, snap_factors
+from clarity_fast.volume_share import BINS, adjusted, estimate_share, histogram, lowest_kept, odds_factor
 
 if TYPE_CHECKING:
     from clarity_fast.checkpoint import Checkpoint
@@ -45,6 +48,7 @@ class DetectSettings:
     batch: int = 4096
     slab_depth: int = 32
     project: bool = False  # keep each slab's maximum projection along z (the --preview picture)
+    adapt: bool = False  # adapt probabilities to the volume's share of cells (volume_share), where the model allows it
 
     def __post_init__(self) -> None:
         if self.batch < 1:
@@ -73,11 +77,13 @@ class Result:
     above_threshold: int = 0
     seconds: dict[str, float] = field(default_factory=dict)  # busy time per stage, and "total" wall time
     projection: np.ndarray | None = None  # the volume's maximum along z, where settings.project asked for it
+    cell_share: float | None = None  # the estimated share of cells among the candidates, where adapted
+    odds_factor: float = 1.0  # what adapting multiplied the probabilities' odds by
 
 
 @dataclass(frozen=True)
 class SlabResult:
-    """Candidates of planes z0..z1 scoring at or above the threshold, before merging."""
+    """Candidates of planes z0..z1 that can pass the threshold, before merging, and a histogram of all of theirs."""
 
     z0: int
     z1: int
@@ -87,6 +93,7 @@ class SlabResult:
     low: float  # the smallest and largest value in the slab's planes
     high: float
     projection: np.ndarray | None = None  # their maximum along z (settings.project)
+    histogram: np.ndarray = field(default_factory=lambda: np.zeros(BINS, np.int64))  # of every candidate's probability
 
 
 SlabRunner = Callable[[list[tuple[int, int]], Callable[[SlabResult], None], dict[str, float]], None]
@@ -136,8 +143,11 @@ def process_slabs(
         daemon=True,
     )
     producer.start()
+    keep_from = settings.threshold
+    if settings.adapt and model.calibration.adapts:
+        keep_from = lowest_kept(settings.threshold, reference=model.calibration.reference_share)
     try:
-        kept_zyx, kept_prob, done = [], [], 0
+        kept_zyx, kept_prob, counts, done = [], [], np.zeros(BINS, np.int64), 0
         while done < len(slabs):
             item = handoff.get()
             if isinstance(item, BaseException):
@@ -146,13 +156,14 @@ def process_slabs(
                 t = time.perf_counter()
                 prob = model.calibration.probability(scorer(item.patches), item.response)
                 seconds["score"] += time.perf_counter() - t
-                keep = prob >= settings.threshold
+                keep = prob >= keep_from
                 kept_zyx.append(item.zyx[keep]), kept_prob.append(prob[keep])
+                counts += histogram(prob)
             if item.last:
                 zyx = np.concatenate(kept_zyx) if kept_zyx else np.empty((0, 3), np.int64)
                 prob = np.concatenate(kept_prob) if kept_prob else np.empty(0, np.float32)
-                on_result(SlabResult(item.z0, item.z1, zyx, prob, item.candidates, item.low, item.high, item.projection))
-                kept_zyx, kept_prob = [], []
+                on_result(SlabResult(item.z0, item.z1, zyx, prob, item.candidates, item.low, item.high, item.projection, counts))
+                kept_zyx, kept_prob, counts = [], [], np.zeros(BINS, np.int64)
                 done += 1
     finally:
         stop.set()
@@ -163,19 +174,27 @@ def process_slabs(
                 producer.join(0.05)
 
 
-def merged(parts: list[SlabResult], *, settings: DetectSettings, seconds: dict[str, float]) -> Result:
-    """All slabs' detections with duplicates merged over the whole volume (so slab seams never matter)."""
+def merged(parts: list[SlabResult], *, settings: DetectSettings, model: ModelConfig, seconds: dict[str, float]) -> Result:
+    """All slabs' detections, adapted to the volume's share of cells where that applies, thresholded, and with
+    duplicates merged over the whole volume (so slab seams never matter)."""
     t = time.perf_counter()
     parts = sorted(parts, key=lambda r: r.z0)
     zyx = np.concatenate([r.zyx for r in parts]) if parts else np.empty((0, 3), np.int64)
     prob = np.concatenate([r.probability for r in parts]) if parts else np.empty(0, np.float32)
+    share, factor = None, 1.0
+    if settings.adapt and model.calibration.adapts:
+        share = estimate_share(np.sum([r.histogram for r in parts], axis=0), prior=model.calibration.share)
+        factor = odds_factor(share, reference=model.calibration.reference_share)
+        prob = adjusted(prob, factor=factor)
+    above = prob >= settings.threshold
+    zyx, prob = zyx[above], prob[above]
     keep = merge_duplicates(zyx, prob, radius=settings.scale.merge_radius_voxels)
     seconds["merge"] = seconds.get("merge", 0.0) + time.perf_counter() - t
     projections = [r.projection for r in parts]
     projection = np.maximum.reduce(projections) if parts and all(p is not None for p in projections) else None
     return Result(
         zyx=zyx[keep], probability=prob[keep], candidates=sum(r.candidates for r in parts),
-        above_threshold=len(prob), seconds=seconds, projection=projection,
+        above_threshold=len(prob), seconds=seconds, projection=projection, cell_share=share, odds_factor=factor,
     )
 
 
@@ -223,7 +242,7 @@ def detect(
         raise InputError(f"{reader.path}: every voxel is {low:g}; an empty or blank acquisition has no cells to find")
     if low < 0:
         log.warning("%s: negative values (down to %g); processed as they are", reader.path, low)
-    result = merged(parts, settings=settings, seconds=seconds)
+    result = merged(parts, settings=settings, model=model, seconds=seconds)
     seconds["total"] = time.perf_counter() - start
     return result
 

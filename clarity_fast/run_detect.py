@@ -45,6 +45,7 @@ class DetectRequest:
     scheduler: str | None = None  # a Dask scheduler address ...
     workers: int | None = None  # ... or a LocalCluster of this many processes; neither: this process alone
     progress: bool | None = None  # None: a bar when stderr is a terminal
+    adapt: bool = False  # adapt probabilities to the volume's share of cells (volume_share)
 
     @property
     def summary_path(self) -> Path:
@@ -66,6 +67,8 @@ class DetectReport:
         return [
             f"{s['cells']} cells in {s['volume']} {tuple(s['shape'])} ({s['candidates']} candidates, "
             f"{s['above_threshold']} above probability {s['threshold']:.3f} before merging)",
+            *([f"--adapt: cells are {s['cell_share']:.0%} of the candidates, so the probabilities' odds were multiplied by {s['odds_factor']:.2f}"]
+              if s.get("cell_share") is not None and s["odds_factor"] > 1 else []),
             f"{seconds['total']:.2f} s, {s['voxels_per_s'] / 1e6:.1f} Mvoxel/s on {s['device']}; busy seconds: {busy}",
             f"wrote {s['out']} and {s['summary']}" + (f" and {s['preview']}" if s.get("preview") else ""),
         ]
@@ -96,12 +99,13 @@ def run_detection(request: DetectRequest) -> DetectReport:
             batch=request.batch,
             slab_depth=request.slab_depth,
             project=request.preview is not None,
+            adapt=request.adapt,
         )
         fingerprint = dict(
             volume=_file_identity(request.volume), channel=request.channel, shape=list(reader.shape),
             model=_sha256(model_path), voxel_size=list(voxel_size), cell_diameter=settings.cell_diameter,
             threshold=settings.threshold, prefilter_threshold=settings.prefilter_threshold, slab_depth=settings.slab_depth,
-            project=settings.project, version=__version__,  # another release may cut candidates differently
+            project=settings.project, adapt=settings.adapt, version=__version__,  # another release may cut candidates differently
         )
         checkpoint = Checkpoint(request.checkpoint_path, fingerprint=fingerprint, resume=request.resume)
         plane_voxels, started, done = reader.shape[1] * reader.shape[2], time.perf_counter(), [0]
@@ -136,6 +140,7 @@ def run_detection(request: DetectRequest) -> DetectReport:
         threshold=settings.threshold, prefilter_threshold=settings.prefilter_threshold, batch=settings.batch,
         slab_depth=settings.slab_depth, zoom_to_model_grid=list(settings.zoom(model)),
         candidates=result.candidates, above_threshold=result.above_threshold, cells=len(result.zyx),
+        cell_share=result.cell_share, odds_factor=result.odds_factor,
         workers=request.workers, scheduler=request.scheduler,
         seconds=result.seconds, voxels_per_s=float(np.prod(shape)) / max(result.seconds["total"], 1e-9),
         out=str(request.out), summary=str(request.summary_path), preview=str(request.preview) if request.preview else None,

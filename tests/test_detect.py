@@ -25,6 +25,7 @@ from clarity_fast.resample import points_to
 from clarity_fast.run_detect import DetectRequest, run_detection
 from clarity_fast.settings import PrefilterSettings, Scale
 from clarity_fast.simulate import SimulatedBrain, SimulationSettings
+from clarity_fast.volume_share import adjusted, estimate_share, histogram, odds_factor
 
 pytestmark = pytest.mark.skipif(not DEFAULT_MODEL.is_file(), reason="the built-in model is not in this checkout")
 
@@ -53,19 +54,65 @@ def settings_for(scorer, brain, **kw) -> DetectSettings:
 def test_streaming_equals_the_whole_volume_computation(scorer, brain):
     brain, _ = brain
     volume = brain.volume()
-    settings = settings_for(scorer, brain, slab_depth=7, batch=100)
+    settings = settings_for(scorer, brain, slab_depth=7, batch=100, adapt=True)
     streamed = detect(open_array(volume), scorer=scorer, model=scorer.config, settings=settings)
     found = find_candidates(open_array(volume), settings=PrefilterSettings(scale=settings.scale, threshold=settings.prefilter_threshold))
     factors = settings.zoom(scorer.config)
     grid = working_grid(volume.shape, factors=factors)
     centres = to_voxels(points_to(found.zyx, factors=factors), shape=grid.shape)
     logits = logits_at(volume, centres=centres, scorer=scorer, patch=scorer.config.network.patch, grid=grid)
-    probs = scorer.config.calibration.probability(logits, found.response)
+    calibration = scorer.config.calibration
+    probs = calibration.probability(logits, found.response)
+    if settings.adapt and calibration.adapts:  # the whole volume's share of cells, from every candidate
+        share = estimate_share(histogram(probs), prior=calibration.share)
+        probs = adjusted(probs, factor=odds_factor(share, reference=calibration.reference_share))
     above = probs >= settings.threshold
     keep = merge_duplicates(found.zyx[above], probs[above], radius=settings.scale.merge_radius_voxels)
     np.testing.assert_array_equal(streamed.zyx, found.zyx[above][keep])
     np.testing.assert_array_equal(streamed.probability, probs[above][keep])
     assert streamed.candidates == len(found) and streamed.above_threshold == int(above.sum())
+
+
+def faint_clean_volume(seed: int) -> tuple[np.ndarray, np.ndarray]:
+    """Gaussian cells peaking about 3.5 noise sd over a flat Poisson background, nothing else (4×2×2 µm, 12 µm)."""
+    rng = np.random.default_rng(seed)
+    shape = (24, 128, 128)
+    centres = np.stack([rng.uniform(3, 21, 40), rng.uniform(8, 120, 40), rng.uniform(8, 120, 40)], axis=1)
+    keep = [0]
+    for i in range(1, len(centres)):  # at least two diameters apart
+        if np.min(np.sum(((centres[keep] - centres[i]) * (4, 2, 2)) ** 2, axis=1)) > 24.0**2:
+            keep.append(i)
+    centres = centres[keep]
+    z, y, x = np.indices(shape, dtype=np.float32)
+    signal = np.zeros(shape, np.float32)
+    for c in centres:
+        signal += 3.5 * np.sqrt(200.0) * np.exp(-0.5 * (((z - c[0]) * 4) ** 2 + ((y - c[1]) * 2) ** 2 + ((x - c[2]) * 2) ** 2) / 4.2**2)
+    return rng.poisson(200.0 + signal).astype(np.uint16) + 100, centres
+
+
+def test_a_volume_full_of_faint_cells_raises_their_probabilities(scorer):
+    """Where nearly every candidate is a cell, the model's validation mix understates them (volume_share)."""
+    if not scorer.config.calibration.adapts:
+        pytest.skip("the built-in model records no validation shares")
+    volume, truth = faint_clean_volume(5)
+    found = {}
+    for adapt in (True, False):
+        settings = DetectSettings(voxel_size=(4.0, 2.0, 2.0), cell_diameter=12.0, threshold=scorer.config.threshold,
+                                  prefilter_threshold=scorer.config.prefilter_threshold, adapt=adapt)
+        found[adapt] = detect(open_array(volume), scorer=scorer, model=scorer.config, settings=settings)
+    assert found[True].cell_share > scorer.config.calibration.reference_share and found[True].odds_factor > 1
+    assert found[False].cell_share is None and found[False].odds_factor == 1
+    recall = {a: match_points(pred=r.zyx, truth=truth, radius=3.5, axis_scale=(2.0, 1.0, 1.0)).recall for a, r in found.items()}
+    assert recall[True] > recall[False]
+
+
+def test_adapt_is_asked_for_and_recorded(brain, tmp_path):
+    _, path = brain
+    for flag, adapted in (("--no-adapt", False), ("--adapt", True)):
+        out = run_cli("detect", path, "--out", tmp_path / "cells.csv", flag)
+        assert out.returncode == 0, out.stderr
+        summary = json.loads((tmp_path / "cells.summary.json").read_text())
+        assert (summary["cell_share"] is not None) == adapted and summary["odds_factor"] >= 1.0
 
 
 def test_csv_does_not_depend_on_slab_depth_or_batch(brain, tmp_path):

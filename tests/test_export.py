@@ -110,6 +110,14 @@ def test_cuda_request_without_gpu_warns_and_scores_on_cpu(exported, caplog):
     assert len(caplog.records) == 1 and "scoring on cpu" in caplog.records[0].getMessage()
 
 
+def test_a_patch_scores_the_same_alone_and_in_any_batch(exported):
+    scorer = OnnxScorer(exported[2], settings=RuntimeSettings(device="cpu"))
+    patches = random_patches(40, patch=12, seed=9)
+    whole = scorer(patches)
+    for size in (1, 2, 3, 7):
+        assert np.array_equal(np.concatenate([scorer(patches[i : i + size]) for i in range(0, 40, size)]), whole)
+
+
 def test_gpu_runs_of_fixed_shape_score_any_number_of_patches(exported, monkeypatch):
     """The GPU path cuts and pads to `gpu_run`; checked here with its buffers in host memory."""
     scorer = OnnxScorer(exported[2], settings=RuntimeSettings(device="cpu", gpu_run=64))

@@ -61,6 +61,13 @@ class Calibration:
     logit_weight: float = 1.0
     response_weight: float = 0.0  # per natural log of the response
     bias: float = 0.0
+    # For adapting to a volume's share of cells (volume_share); 0 in models made before it: no adapting.
+    share: float = 0.0  # mean probability over all validation candidates: the share they are calibrated at
+    reference_share: float = 0.0  # the largest mean probability among the validation volumes
+
+    @property
+    def adapts(self) -> bool:
+        return 0.0 < self.share < 1.0 and 0.0 < self.reference_share < 1.0
 
     def probability(self, logits: np.ndarray, response: np.ndarray) -> np.ndarray:
         """sigmoid(logit_weight * logit + response_weight * ln(response) + bias), float32."""

@@ -6,7 +6,7 @@ from __future__ import annotations
 
 import copy
 import time
-from dataclasses import asdict, dataclass, field
+from dataclasses import asdict, dataclass, field, replace
 
 import numpy as np
 import torch
@@ -77,6 +77,12 @@ def calibrate(net: CellNet, volumes: list[AnnotatedVolume], *, patch: int) -> tu
     labels = [v.distance_in_radii(v.candidates.zyx) <= NEGATIVE_CLEARANCE for v in volumes]
     response = [v.candidates.response for v in volumes]
     calibration = fit_calibration(logits=np.concatenate(logits), response=np.concatenate(response), labels=np.concatenate(labels))
+    # What detect adapts to a volume's share of cells from (volume_share): the share over all validation
+    # candidates, and the largest share of any one validation volume, as mean probabilities.
+    means = [float(calibration.probability(l, r).mean()) for l, r in zip(logits, response) if len(l)]
+    if means:
+        share = float(calibration.probability(np.concatenate(logits), np.concatenate(response)).mean())
+        calibration = replace(calibration, share=share, reference_share=max(means))
     return calibration, logits
 
 
