@@ -50,7 +50,7 @@ def test_a_killed_worker_changes_nothing(store):
     with open_volume(store / "v.zarr") as reader:
         settings = DetectSettings(
             voxel_size=reader.voxel_size, cell_diameter=12.0, threshold=scorer.config.threshold,
-            prefilter_threshold=scorer.config.prefilter_threshold, slab_depth=1,
+            prefilter_threshold=scorer.config.prefilter_threshold, slab_depth=1, adapt=True,  # histograms travel too
         )
         expected = detect(reader, scorer=scorer, model=scorer.config, settings=settings)
         with LocalCluster(n_workers=2, threads_per_worker=1, processes=True, dashboard_address=None) as cluster, Client(cluster) as client:
