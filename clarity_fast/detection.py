@@ -9,6 +9,7 @@ from scipy.spatial import cKDTree
 
 from clarity_fast.candidates import Candidates
 from clarity_fast.kernels.gather import Grid, gather_patches
+from clarity_fast.kernels.suppress import suppress
 from clarity_fast.model.config import Calibration
 
 Scorer = Callable[[np.ndarray], np.ndarray]
@@ -39,15 +40,8 @@ def merge_duplicates(zyx: np.ndarray, scores: np.ndarray, *, radius: tuple[float
     if len(zyx) == 0:
         return np.empty(0, dtype=np.int64)
     order = np.lexsort((zyx[:, 2], zyx[:, 1], zyx[:, 0], -np.asarray(scores)))
-    tree = cKDTree(zyx / np.asarray(radius, dtype=float))
-    alive = np.ones(len(zyx), dtype=bool)
-    kept = []
-    for i in order:
-        if not alive[i]:
-            continue
-        kept.append(i)
-        alive[tree.query_ball_point(tree.data[i], 1.0)] = False
-    return np.sort(np.asarray(kept, dtype=np.int64))
+    pairs = cKDTree(zyx / np.asarray(radius, dtype=float)).query_pairs(1.0, output_type="ndarray")
+    return np.flatnonzero(suppress(order, pairs.astype(np.int64).reshape(-1, 2), len(zyx)))
 
 
 def calibrated_detections(

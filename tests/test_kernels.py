@@ -133,3 +133,25 @@ def test_flat_patch_is_zero_not_nan():
 def test_gather_rejects_a_wrong_buffer():
     with pytest.raises(ValueError):
         gather_patches(np.zeros((4, 8, 8)), centres=np.zeros((2, 3), int), out=np.empty((1, 1, 6, 6, 6), np.float32))
+
+
+@settings(max_examples=60, deadline=None)
+@given(
+    n=st.integers(0, 300),
+    extent=st.integers(3, 40),
+    radius=st.one_of(
+        st.sampled_from([(1.0, 1.0, 1.0), (1.5, 4.5, 4.5), (2.0, 3.0, 3.0)]),  # integer distances land on the radius
+        st.tuples(st.floats(0.5, 4.0), st.floats(0.5, 6.0), st.floats(0.5, 6.0)),
+    ),
+    levels=st.integers(1, 5),
+    seed=st.integers(0, 2**32 - 1),
+)
+def test_compiled_suppression_matches_the_kd_tree_loop(n, extent, radius, levels, seed):
+    """Crowded integer positions with few score levels, so ties and exact-radius distances both occur."""
+    from clarity_fast.detection import merge_duplicates
+
+    rng = np.random.default_rng(seed)
+    zyx = rng.integers(0, extent, size=(n, 3))
+    scores = rng.integers(0, levels, size=n).astype(np.float32)
+    expected = reference.suppress_duplicates(zyx, scores, radius=radius)
+    np.testing.assert_array_equal(merge_duplicates(zyx, scores, radius=radius), expected)

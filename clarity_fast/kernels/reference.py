@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import numpy as np
 from scipy.ndimage import gaussian_filter, map_coordinates, maximum_filter
+from scipy.spatial import cKDTree
 
 
 def log_response(volume: np.ndarray, *, sigma: tuple[float, float, float]) -> np.ndarray:
@@ -96,3 +97,19 @@ def resampled_patches(
         patch = map_coordinates(np.asarray(volume, dtype=np.float64), coords, order=1, mode="nearest")
         out[i, 0] = (patch - patch.mean()) / max(patch.std(), 1e-6)
     return out
+
+
+def suppress_duplicates(zyx: np.ndarray, scores: np.ndarray, *, radius: tuple[float, float, float]) -> np.ndarray:
+    """Indices kept when, strongest first (ties by position), each keeper removes all within `radius` per axis."""
+    zyx = np.asarray(zyx, dtype=float).reshape(-1, 3)
+    if len(zyx) == 0:
+        return np.empty(0, dtype=np.int64)
+    order = np.lexsort((zyx[:, 2], zyx[:, 1], zyx[:, 0], -np.asarray(scores)))
+    tree = cKDTree(zyx / np.asarray(radius, dtype=float))
+    alive = np.ones(len(zyx), dtype=bool)
+    kept = []
+    for i in order:
+        if alive[i]:
+            kept.append(i)
+            alive[tree.query_ball_point(tree.data[i], 1.0)] = False
+    return np.sort(np.asarray(kept, dtype=np.int64))
