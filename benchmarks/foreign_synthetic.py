@@ -27,7 +27,7 @@ from scipy.ndimage import gaussian_filter
 
 from clarity_fast.baselines import log_blobs
 from clarity_fast.evaluate import AXIS_WEIGHTS, RADIUS_VOXELS, best_threshold, match_points
-from clarity_fast.io.points import Points, read_points, write_points
+from clarity_fast.io.points import Points, read_points
 from clarity_fast.io.volumes import write_tiff
 from clarity_fast.settings import Scale
 

@@ -17,7 +17,7 @@ from clarity_fast.evaluate import match_points
 from clarity_fast.export.model_file import DEFAULT_MODEL, resolve_model
 from clarity_fast.export.runtime import OnnxScorer
 from clarity_fast.io.points import read_points
-from clarity_fast.io.volumes import open_array, open_volume, write_tiff
+from clarity_fast.io.volumes import open_array, write_tiff
 from clarity_fast.kernels.gather import working_grid
 from clarity_fast.model.samples import to_voxels
 from clarity_fast.pipeline import DetectSettings, SlabResult, detect

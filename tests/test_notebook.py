@@ -1,6 +1,5 @@
 """The report notebook runs start to finish (reduced mode: small volumes, a few epochs)."""
 
-import os
 from pathlib import Path
 
 import pytest
