@@ -126,10 +126,11 @@ def test_csv_does_not_depend_on_slab_depth_or_batch(brain, tmp_path):
     assert len(texts) == 1
 
 
-def test_resume_finishes_an_interrupted_run_with_the_same_result(scorer, brain, tmp_path):
+@pytest.mark.parametrize("adapt", [False, True])  # with --adapt, the slabs' histograms must survive the checkpoint
+def test_resume_finishes_an_interrupted_run_with_the_same_result(scorer, brain, tmp_path, adapt):
     brain, _ = brain
     reader = open_array(brain.volume())
-    settings = settings_for(scorer, brain, slab_depth=6)
+    settings = settings_for(scorer, brain, slab_depth=6, adapt=adapt)
     whole = detect(reader, scorer=scorer, model=scorer.config, settings=settings)
     folder = tmp_path / "cells.csv.partial"
     checkpoint = Checkpoint(folder, fingerprint=dict(run=1), resume=False)
