@@ -79,10 +79,10 @@ def calibrate(net: CellNet, volumes: list[AnnotatedVolume], *, patch: int) -> tu
     calibration = fit_calibration(logits=np.concatenate(logits), response=np.concatenate(response), labels=np.concatenate(labels))
     # What detect adapts to a volume's share of cells from (volume_share): the share over all validation
     # candidates, and the largest share of any one validation volume, as mean probabilities.
-    means = [float(calibration.probability(l, r).mean()) for l, r in zip(logits, response) if len(l)]
+    probs = [calibration.probability(l, r) for l, r in zip(logits, response)]
+    means = [float(p.mean()) for p in probs if len(p)]
     if means:
-        share = float(calibration.probability(np.concatenate(logits), np.concatenate(response)).mean())
-        calibration = replace(calibration, share=share, reference_share=max(means))
+        calibration = replace(calibration, share=float(np.concatenate(probs).mean()), reference_share=max(means))
     return calibration, logits
 
 
