@@ -60,7 +60,7 @@ def held_out_patches(rows: list[dict]) -> set[str]:
 def simulated(folder: Path, *, seed: int, n: int, geometry: dict = SIM) -> Path:
     """n simulated difficulty-1 brains at `geometry` (spanning EXTENT_UM), written once and reused."""
     if not (folder / "manifest.csv").exists():
-        voxel = [float(v) for v in geometry["voxel"].split("x")]
+        voxel = voxel_size(geometry)
         shape = ",".join(str(round(e / v)) for e, v in zip(EXTENT_UM, voxel))
         cli(
             "simulate", folder, "--shape", shape, "--difficulty", 1, "--brains", n, "--seed", seed,
@@ -74,6 +74,11 @@ def simulated_volumes(folder: Path, *, seed: int, n: int, geometry: dict) -> lis
     manifest = simulated(folder, seed=seed, n=n, geometry=geometry)
     with manifest.open() as f:
         return [(f"{folder.name}-{r['group']}", manifest.parent / r["volume"], manifest.parent / r["points"], geometry) for r in csv.DictReader(f)]
+
+
+def voxel_size(geometry: dict) -> tuple[float, float, float]:
+    """A geometry's voxel size, written "ZxYxX" in µm, as numbers."""
+    return tuple(float(v) for v in geometry["voxel"].split("x"))
 
 
 def geometry_name(geometry: dict) -> str:

@@ -35,7 +35,7 @@ def score(volumes: list[tuple[str, Path, Path, dict]]) -> dict:
     out = default_model.OUT / "geometry.csv"
     tp = fp = fn = candidates = 0
     for _, volume, truth, scale in volumes:
-        voxel = tuple(float(v) for v in scale["voxel"].split("x"))
+        voxel = default_model.voxel_size(scale)
         run_detection(DetectRequest(volume=volume, out=out, voxel_size=voxel, cell_diameter=scale["diameter"], progress=False))
         candidates += json.loads(out.with_suffix(".summary.json").read_text())["candidates"]
         m = match_points(pred=read_points(out).zyx, truth=read_points(truth).zyx, radius=RADIUS_VOXELS, axis_scale=AXIS_WEIGHTS)

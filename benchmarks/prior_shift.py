@@ -16,7 +16,7 @@ import csv
 
 import numpy as np
 import report
-from default_model import DELIVR, SIM, held_out_patches, held_out_sets
+from default_model import DELIVR, SIM, held_out_patches, held_out_sets, voxel_size
 from foreign_synthetic import CONDITIONS, make_volume
 
 from clarity_fast.evaluate import AXIS_WEIGHTS, RADIUS_VOXELS, match_points
@@ -59,7 +59,7 @@ def main() -> None:
         for name, path, points, g in held[key]:
             with open_volume(path) as reader:
                 data = reader.read_slab(0, reader.shape[0])
-            sets[key].append((name, data, read_points(points).zyx, tuple(float(v) for v in g["voxel"].split("x")), g["diameter"]))
+            sets[key].append((name, data, read_points(points).zyx, voxel_size(g), g["diameter"]))
     results, table = [], []
     for key, volumes in sets.items():
         pooled = {False: np.zeros(3, int), True: np.zeros(3, int)}
