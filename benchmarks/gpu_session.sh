@@ -1,7 +1,8 @@
 #!/usr/bin/env bash
 # Every GPU check in one go, for a GPU machine that is lent briefly: the GPU tests, patch scoring through
-# onnxruntime's CUDA path against PyTorch and the CPU, and end-to-end detect on the GPU against the CPU of the
-# same machine in the same run. Results land in benchmarks/results/*_gpu.* and are copied, with a log, to OUTDIR.
+# onnxruntime's CUDA path against PyTorch and the CPU, end-to-end detect on the GPU against the CPU of the
+# same machine in the same run, and how the CPU stages (prefilter, gathering) scale with the machine's cores.
+# Results land in benchmarks/results/*_gpu.* and are copied, with a log, to OUTDIR.
 #
 # Usage: [CELLFINDER_PYTHON=/path/to/python-with-cellfinder] bash benchmarks/gpu_session.sh OUTDIR
 # Needs: python3 with this package's dependencies (run from the repository root) and onnxruntime-gpu whose CUDA
@@ -38,6 +39,8 @@ python3 benchmarks/cuda_options.py 2>&1 | tee -a "$log"
 step detect_speed
 python3 benchmarks/detect_speed.py --devices cuda,cpu --tile 32,540,540 \
   --cellfinder "${CELLFINDER_PYTHON:-none}" --cellfinder-devices cpu,cuda 2>&1 | tee -a "$log"
+step cpu_scaling
+python3 benchmarks/cpu_scaling.py --tile 32,540,540 --name cpu_scaling_gpu 2>&1 | tee -a "$log"
 step done
 cp benchmarks/results/*_gpu.json benchmarks/results/*_gpu.md benchmarks/results/cuda_options.* "$out"/ 2>/dev/null
 ls "$out"
