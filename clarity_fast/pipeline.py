@@ -1,8 +1,9 @@
 """Whole-volume detection, streamed in z-slabs: read -> prefilter -> gather patches -> score -> keep -> merge.
 
-A producer thread reads, prefilters and gathers slab k+1 (numba kernels release the GIL) while the caller's
-thread scores slab k (onnxruntime releases it too); a queue of two batches bounds what waits between them,
-so memory depends on the slab depth and the batch size, never on the volume's depth. Candidates, patches
+Three stages overlap: one thread reads and prefilters slab k+1 while another gathers the patches of slab k
+and the caller's thread scores them (numba kernels and onnxruntime release the GIL). One slab waits between
+the first two, two batches between the last two, and patch buffers are reused, so memory depends on the slab
+depth and the batch size, never on the volume's depth. Candidates, patches
 and scores do not depend on how the volume is cut into slabs or batches, and merging runs once over the
 whole volume, so neither does the result. With settings.adapt (and a model that records its validation shares),
 probabilities are adapted to the whole volume's share of cells before the threshold (volume_share); slabs then
@@ -21,7 +22,7 @@ from typing import TYPE_CHECKING
 
 import numpy as np
 
-from clarity_fast.candidates import SlabPrefilter, read_planes, slab_ranges
+from clarity_fast.candidates import Candidates, SlabPrefilter, read_planes, slab_ranges
 from clarity_fast.detection import Scorer, merge_duplicates
 from clarity_fast.errors import InputError
 from clarity_fast.io.volumes import VolumeReader
@@ -36,6 +37,7 @@ if TYPE_CHECKING:
     from clarity_fast.checkpoint import Checkpoint
 
 STAGES = ("read", "prefilter", "gather", "score", "merge")
+HANDOFF = 2  # batches of patches waiting to be scored
 log = logging.getLogger("clarity_fast")
 
 
@@ -96,7 +98,45 @@ class SlabResult:
     histogram: np.ndarray = field(default_factory=lambda: np.zeros(BINS, np.int64))  # of every candidate's probability
 
 
+class _BufferPool:
+    """Patch buffers reused batch after batch: fresh 28 MB arrays cost page faults that limit gathering on many cores."""
+
+    def __init__(self, *, shape: tuple[int, ...], size: int) -> None:
+        self.shape = shape
+        self.free: queue.Queue = queue.Queue()
+        self.room = threading.Semaphore(size)
+
+    def take(self, stop: threading.Event) -> np.ndarray | None:
+        """A buffer, once one is free (None if the run stopped meanwhile)."""
+        while not self.room.acquire(timeout=0.1):
+            if stop.is_set():
+                return None
+        try:
+            return self.free.get_nowait()
+        except queue.Empty:
+            return np.empty(self.shape, np.float32)
+
+    def release(self, buffer: np.ndarray) -> None:
+        self.free.put(buffer)
+        self.room.release()
+
+
 SlabRunner = Callable[[list[tuple[int, int]], Callable[[SlabResult], None], dict[str, float]], None]
+
+
+@dataclass(frozen=True)
+class _Slab:
+    """A prefiltered slab on its way to gathering: the planes its patches read (from plane `first`) and its candidates."""
+
+    z0: int
+    z1: int
+    first: int
+    planes: np.ndarray
+    found: Candidates
+    centres: np.ndarray  # the candidates on the model's grid
+    low: float
+    high: float
+    projection: np.ndarray | None
 
 
 @dataclass
@@ -105,7 +145,8 @@ class _Batch:
     z1: int
     zyx: np.ndarray  # native candidate positions
     response: np.ndarray  # their prefilter response
-    patches: np.ndarray
+    patches: np.ndarray  # a view of buffer
+    buffer: np.ndarray  # from the pool; the consumer releases it once scored
     last: bool  # the slab's final batch
     candidates: int  # in the slab
     low: float
@@ -133,16 +174,28 @@ def process_slabs(
         shape=reader.shape,
         dtype=reader.dtype,
     )
-    handoff: queue.Queue = queue.Queue(maxsize=2)
+    slab_queue: queue.Queue = queue.Queue(maxsize=1)
+    handoff: queue.Queue = queue.Queue(maxsize=HANDOFF)
+    pool = _BufferPool(shape=(settings.batch, 1, model.network.patch, model.network.patch, model.network.patch), size=HANDOFF + 2)
     stop = threading.Event()
-    producer = threading.Thread(
-        target=_produce,
-        kwargs=dict(reader=reader, prefilter=prefilter, grid=grid, factors=factors, patch=model.network.patch,
-                    slabs=slabs, batch=settings.batch, project=settings.project, out=handoff, stop=stop, seconds=seconds),
-        name="clarity-fast-prefilter",
-        daemon=True,
-    )
-    producer.start()
+    stages = [
+        threading.Thread(
+            target=_prefilter_slabs,
+            kwargs=dict(reader=reader, prefilter=prefilter, grid=grid, factors=factors, patch=model.network.patch,
+                        slabs=slabs, project=settings.project, out=slab_queue, stop=stop, seconds=seconds),
+            name="clarity-fast-prefilter",
+            daemon=True,
+        ),
+        threading.Thread(
+            target=_gather_batches,
+            kwargs=dict(grid=grid, patch=model.network.patch, batch=settings.batch, pool=pool, source=slab_queue, out=handoff,
+                        stop=stop, seconds=seconds),
+            name="clarity-fast-gather",
+            daemon=True,
+        ),
+    ]
+    for stage in stages:
+        stage.start()
     keep_from = settings.threshold
     if settings.adapt and model.calibration.adapts:
         keep_from = lowest_kept(settings.threshold, reference=model.calibration.reference_share)
@@ -156,6 +209,7 @@ def process_slabs(
                 t = time.perf_counter()
                 prob = model.calibration.probability(scorer(item.patches), item.response)
                 seconds["score"] += time.perf_counter() - t
+                pool.release(item.buffer)
                 keep = prob >= keep_from
                 kept_zyx.append(item.zyx[keep]), kept_prob.append(prob[keep])
                 counts += histogram(prob)
@@ -167,11 +221,8 @@ def process_slabs(
                 done += 1
     finally:
         stop.set()
-        while producer.is_alive():  # unblock a producer waiting on a full queue
-            try:
-                handoff.get_nowait()
-            except queue.Empty:
-                producer.join(0.05)
+        for stage in stages:
+            stage.join()
 
 
 def merged(parts: list[SlabResult], *, settings: DetectSettings, model: ModelConfig, seconds: dict[str, float]) -> Result:
@@ -247,10 +298,21 @@ def detect(
     return result
 
 
-def _produce(
-    *, reader, prefilter: SlabPrefilter, grid: Grid, factors, patch: int, slabs, batch: int, project: bool, out: queue.Queue, stop, seconds
+def _put(out: queue.Queue, item: object, stop: threading.Event) -> bool:
+    """Hand item on, waiting for room; False if the run was stopped meanwhile."""
+    while not stop.is_set():
+        try:
+            out.put(item, timeout=0.1)
+            return True
+        except queue.Full:
+            continue
+    return False
+
+
+def _prefilter_slabs(
+    *, reader, prefilter: SlabPrefilter, grid: Grid, factors, patch: int, slabs, project: bool, out: queue.Queue, stop, seconds
 ) -> None:
-    """Read, prefilter and gather each slab; hand over batches of patches (or the exception that stopped it)."""
+    """Read and prefilter each slab; hand on its planes and candidates (or the exception that stopped it)."""
     half = patch // 2
     try:
         for z0, z1 in slabs:
@@ -270,24 +332,39 @@ def _produce(
             found = prefilter.run(planes, first=first, z0=z0, z1=z1)
             seconds["prefilter"] += time.perf_counter() - t
             centres = to_voxels(points_to(found.zyx, factors=factors), shape=grid.shape)
-            starts = range(0, len(found), batch) if len(found) else [0]
-            for s in starts:
+            if not _put(out, _Slab(z0, z1, first, planes, found, centres, low, high, projection), stop):
+                return
+    except BaseException as exc:  # handed on to the consumer, which raises it in the caller's thread
+        _put(out, exc, stop)
+
+
+def _gather_batches(
+    *, grid: Grid, patch: int, batch: int, pool: _BufferPool, source: queue.Queue, out: queue.Queue, stop, seconds
+) -> None:
+    """Cut each slab's candidates into batches and gather their patches into pooled buffers; hand them on."""
+    try:
+        while not stop.is_set():
+            try:
+                slab = source.get(timeout=0.1)
+            except queue.Empty:
+                continue
+            if isinstance(slab, BaseException):
+                _put(out, slab, stop)
+                return
+            found = slab.found
+            for s in range(0, len(found), batch) if len(found) else [0]:
+                buffer = pool.take(stop)
+                if buffer is None:
+                    return
                 t = time.perf_counter()
-                chunk = centres[s : s + batch]
-                patches = np.empty((len(chunk), 1, patch, patch, patch), np.float32)
-                gather_patches(planes, centres=chunk, out=patches, grid=grid, src_z0=first)
+                chunk = slab.centres[s : s + batch]
+                patches = gather_patches(slab.planes, centres=chunk, out=buffer, grid=grid, src_z0=slab.first)
                 seconds["gather"] += time.perf_counter() - t
                 item = _Batch(
-                    z0, z1, found.zyx[s : s + batch], found.response[s : s + batch], patches, s + batch >= len(found), len(found),
-                    low, high, projection,
+                    slab.z0, slab.z1, found.zyx[s : s + batch], found.response[s : s + batch], patches, buffer,
+                    s + batch >= len(found), len(found), slab.low, slab.high, slab.projection,
                 )
-                while not stop.is_set():
-                    try:
-                        out.put(item, timeout=0.1)
-                        break
-                    except queue.Full:
-                        continue
-                if stop.is_set():
+                if not _put(out, item, stop):
                     return
-    except BaseException as exc:  # handed to the consumer, which raises it in the caller's thread
-        out.put(exc)
+    except BaseException as exc:
+        _put(out, exc, stop)
