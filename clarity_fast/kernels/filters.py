@@ -91,26 +91,38 @@ def box_mean_x(src: np.ndarray, half_width: int, out: np.ndarray) -> None:
 
 @numba.njit(parallel=True, cache=True, nogil=True)
 def abs_second_difference_x(src: np.ndarray, out: np.ndarray) -> None:
-    """|I(x) - (I(x-1) + I(x+1)) / 2| along x: mostly noise, little signal (the noise map's raw material)."""
+    """|I(x) - (I(x-1) + I(x+1)) / 2| along x: mostly noise, little signal (the noise map's raw material).
+
+    `src` may hold any real dtype; values are taken as float32 (exactly as astype would), so no converted
+    copy of the input is ever made."""
     rows, n = src.shape
     half = np.float32(0.5)
     for y in numba.prange(rows):
         s = src[y]
         o = out[y]
         for x in range(1, n - 1):
-            o[x] = abs(s[x] - half * (s[x - 1] + s[x + 1]))
+            o[x] = abs(np.float32(s[x]) - half * (np.float32(s[x - 1]) + np.float32(s[x + 1])))
         for x in (0, n - 1):
-            o[x] = abs(s[x] - half * (s[_reflect(x - 1, n)] + s[_reflect(x + 1, n)]))
+            o[x] = abs(np.float32(s[x]) - half * (np.float32(s[_reflect(x - 1, n)]) + np.float32(s[_reflect(x + 1, n)])))
 
 
 @numba.njit(parallel=True, cache=True, nogil=True)
 def z_pass(
-    block: np.ndarray, proxy: np.ndarray, centre: int, gz0: np.ndarray, gz2: np.ndarray, boxz: np.ndarray, out: np.ndarray
+    block: np.ndarray,
+    ring: np.ndarray,
+    slots: np.ndarray,
+    centre: int,
+    gz0: np.ndarray,
+    gz2: np.ndarray,
+    boxz: np.ndarray,
+    out: np.ndarray,
 ) -> None:
-    """Around plane `centre`: out[0] = Gz I, out[1] = Gz'' I, out[2] = box-mean over z of the noise proxy."""
+    """Around plane `centre`: out[0] = Gz I, out[1] = Gz'' I, out[2] = box-mean over z of the noise proxy,
+    whose planes centre - r .. centre + r are ring[slots[0]] .. ring[slots[2r]].
+
+    `block` may hold any real dtype, taken as float32 (as abs_second_difference_x)."""
     rows, n = block.shape[1], block.shape[2]
     rg = gz0.shape[0] // 2
-    rb = boxz.shape[0] // 2
     for y in numba.prange(rows):
         a = out[0, y]
         c = out[1, y]
@@ -119,17 +131,18 @@ def z_pass(
         c[:] = 0.0
         m[:] = 0.0
         for j in range(gz0.shape[0]):
-            src = block[centre + j - rg, y]
+            row = block[centre + j - rg, y]
             w0 = gz0[j]
             w2 = gz2[j]
             for x in range(n):
-                a[x] += w0 * src[x]
-                c[x] += w2 * src[x]
+                v = np.float32(row[x])
+                a[x] += w0 * v
+                c[x] += w2 * v
         for j in range(boxz.shape[0]):
-            src = proxy[centre + j - rb, y]
+            noise = ring[slots[j], y]
             w = boxz[j]
             for x in range(n):
-                m[x] += w * src[x]
+                m[x] += w * noise[x]
 
 
 @numba.njit(parallel=True, cache=True, nogil=True)
@@ -206,13 +219,13 @@ def blob_snr(
     noise_floor: float,
     planar: bool,
 ) -> np.ndarray:
-    """Response / local noise for the core planes of `block` (float32, halo of `pad` planes each side).
+    """Response / local noise (float32) for the core planes of `block` (any real dtype, halo of `pad` planes each side).
 
-    Passes run z first, then x, then y fused with the response, plane by plane, so the working set
-    beyond the input is a few planes. `planar` treats a single plane as 2D (y and x curvatures only);
+    Passes run z first, then x, then y fused with the response, plane by plane, and the noise proxy is kept
+    for the planes the z box spans only, so the working set beyond the input and the result is a few planes. `planar` treats a single plane as 2D (y and x curvatures only);
     then `block` is that one plane and pad is 0.
     """
-    block = np.ascontiguousarray(block, dtype=np.float32)
+    block = np.ascontiguousarray(block)
     planes, rows, cols = block.shape
     gain = white_noise_gain(sigma[1:] if planar else sigma)
     noise_scale = np.float32(gain / MEAN_ABS_DIFF_PER_STD)
@@ -223,18 +236,21 @@ def blob_snr(
     wx = _stack(gaussian_kernel(sigma[2], 0), gaussian_kernel(sigma[2], 2))
     gy = [gaussian_kernel(sigma[1], o).astype(np.float32) for o in (0, 2)]
     by = box_kernel(noise_half_width[1]).astype(np.float32)
-    proxy = np.empty_like(block)
-    for p in range(planes):
-        abs_second_difference_x(block[p], proxy[p])
     out = np.empty((planes - 2 * pad, rows, cols), dtype=np.float32)
     zo = np.empty((3, rows, cols), dtype=np.float32)
     xo = np.empty((4, rows, cols), dtype=np.float32)
+    rb = bz.shape[0] // 2
+    ring = np.empty((bz.shape[0], rows, cols), dtype=np.float32)  # noise-proxy planes p live in slot p % len
     for q in range(planes - 2 * pad):
         if planar:
             zo[0] = block[q]
-            zo[2] = proxy[q]
+            abs_second_difference_x(block[q], zo[2])
         else:
-            z_pass(block, proxy, q + pad, gz[0], gz[1], bz, zo)
+            centre = q + pad
+            for p in range(centre - rb if q == 0 else centre + rb, centre + rb + 1):
+                abs_second_difference_x(block[p], ring[p % len(ring)])
+            slots = np.arange(centre - rb, centre + rb + 1) % len(ring)
+            z_pass(block, ring, slots, centre, gz[0], gz[1], bz, zo)
             correlate_x(zo[1], wx[:1], xo[2:3])
         correlate_x(zo[0], wx, xo[:2])
         box_mean_x(zo[2], noise_half_width[2], xo[3])
