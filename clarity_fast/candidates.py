@@ -13,7 +13,7 @@ from dataclasses import dataclass
 import numpy as np
 
 from clarity_fast.io.volumes import VolumeReader
-from clarity_fast.kernels.filters import blob_snr, z_halo
+from clarity_fast.kernels.filters import reflect, blob_snr, z_halo
 from clarity_fast.kernels.maxima import footprint_offsets, local_maxima
 from clarity_fast.settings import PrefilterSettings
 
@@ -44,16 +44,6 @@ class Slab:
     candidates: Candidates
 
 
-def read_planes(reader: VolumeReader, z0: int, z1: int) -> np.ndarray:
-    """Planes z0..z1 of the volume, where those outside it are reflections (scipy 'reflect')."""
-    depth = reader.shape[0]
-    lo, hi = max(z0, 0), min(z1, depth)
-    planes = reader.read_slab(lo, hi)
-    if lo == z0 and hi == z1:
-        return planes
-    return np.pad(planes, ((lo - z0, z1 - hi), (0, 0), (0, 0)), mode="symmetric")
-
-
 def slab_ranges(depth: int, *, slab_depth: int) -> list[tuple[int, int]]:
     """The (z0, z1) plane ranges of the slabs a volume `depth` planes deep is cut into, in z order."""
     return [(z0, min(z0 + slab_depth, depth)) for z0 in range(0, depth, slab_depth)]
@@ -73,14 +63,16 @@ class SlabPrefilter:
         self.floor = 0.5 if np.issubdtype(dtype, np.integer) else 1e-6
 
     def planes_needed(self, z0: int, z1: int) -> tuple[int, int]:
-        """Planes [a, b) the candidates of planes z0..z1 depend on; those outside the volume are reflections."""
-        return max(z0 - self.reach, 0) - self.halo, min(z1 + self.reach, self.depth) + self.halo
+        """The volume's planes [a, b) the candidates of planes z0..z1 depend on."""
+        return max(z0 - self.reach - self.halo, 0), min(z1 + self.reach + self.halo, self.depth)
 
     def run(self, planes: np.ndarray, *, first: int, z0: int, z1: int) -> Candidates:
         """Candidates of planes z0..z1 from `planes`, which hold planes first.. and cover planes_needed(z0, z1)."""
-        a, b = self.planes_needed(z0, z1)
+        a, b = max(z0 - self.reach, 0) - self.halo, min(z1 + self.reach, self.depth) + self.halo
+        stack = np.asarray([reflect(p, self.depth) for p in range(a, b)], dtype=np.int64) - first  # ends: reflections
         snr = blob_snr(
-            planes[a - first : b - first],
+            planes,
+            stack=stack,
             pad=self.halo,
             sigma=self.settings.sigma,
             noise_half_width=self.settings.noise_half_width,
@@ -98,7 +90,7 @@ def iter_slabs(reader: VolumeReader, *, settings: PrefilterSettings) -> Iterator
     prefilter = SlabPrefilter(settings=settings, shape=reader.shape, dtype=reader.dtype)
     for z0, z1 in slab_ranges(reader.shape[0], slab_depth=settings.slab_depth):
         a, b = prefilter.planes_needed(z0, z1)
-        yield Slab(z0, z1, prefilter.run(read_planes(reader, a, b), first=a, z0=z0, z1=z1))
+        yield Slab(z0, z1, prefilter.run(reader.read_slab(a, b), first=a, z0=z0, z1=z1))
 
 
 def find_candidates(reader: VolumeReader, *, settings: PrefilterSettings) -> Candidates:

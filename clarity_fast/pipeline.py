@@ -22,7 +22,7 @@ from typing import TYPE_CHECKING
 
 import numpy as np
 
-from clarity_fast.candidates import Candidates, SlabPrefilter, read_planes, slab_ranges
+from clarity_fast.candidates import Candidates, SlabPrefilter, slab_ranges
 from clarity_fast.detection import Scorer, merge_duplicates
 from clarity_fast.errors import InputError
 from clarity_fast.io.volumes import VolumeReader
@@ -321,7 +321,7 @@ def _prefilter_slabs(
             ga, gb = grid.native_rows(int(wz[0]) - half, int(wz[1]) + patch - half)
             first, last = min(a, ga), max(b, gb)
             t = time.perf_counter()
-            planes = read_planes(reader, first, last)
+            planes = reader.read_slab(first, last)
             seconds["read"] += time.perf_counter() - t
             own = planes[z0 - first : z1 - first]
             projection = own.max(axis=0) if project else None

@@ -6,10 +6,9 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 from scipy.ndimage import gaussian_filter1d
 
-from clarity_fast.candidates import read_planes
 from clarity_fast.io.volumes import open_array
 from clarity_fast.kernels import reference
-from clarity_fast.kernels.filters import blob_snr, gaussian_kernel, z_halo
+from clarity_fast.kernels.filters import blob_snr, gaussian_kernel, reflect, z_halo
 from clarity_fast.kernels.gather import gather_patches, working_grid
 from clarity_fast.kernels.maxima import footprint_offsets, local_maxima
 
@@ -21,8 +20,18 @@ def numba_snr(volume, sigma, half_width, floor=0.5):
     if volume.shape[0] == 1:
         return blob_snr(volume, pad=0, sigma=sigma, noise_half_width=half_width, noise_floor=floor, planar=True)
     pad = z_halo(sigma_z=sigma[0], noise_half_width_z=half_width[0])
-    block = read_planes(open_array(volume), -pad, volume.shape[0] + pad)
-    return blob_snr(block, pad=pad, sigma=sigma, noise_half_width=half_width, noise_floor=floor, planar=False)
+    stack = [reflect(p, volume.shape[0]) for p in range(-pad, volume.shape[0] + pad)]  # the ends reflected, as detect does
+    return blob_snr(volume, stack=np.array(stack), pad=pad, sigma=sigma, noise_half_width=half_width, noise_floor=floor, planar=False)
+
+
+def test_blob_snr_reads_a_plane_map_as_a_padded_copy():
+    """Reflections given as a map of planes (what detect passes) equal a block that carries them as copies."""
+    volume = np.random.default_rng(3).integers(0, 4000, (7, 30, 40)).astype(np.uint16)
+    sigma, half_width = (1.0, 2.0, 2.0), (2, 4, 4)
+    pad = z_halo(sigma_z=sigma[0], noise_half_width_z=half_width[0])
+    padded = np.pad(volume, ((pad, pad), (0, 0), (0, 0)), mode="symmetric")
+    expected = blob_snr(padded, pad=pad, sigma=sigma, noise_half_width=half_width, noise_floor=0.5, planar=False)
+    np.testing.assert_array_equal(numba_snr(volume, sigma, half_width), expected)
 
 
 @pytest.mark.parametrize("sigma", [0.5, 0.9, 1.5, 3.2])

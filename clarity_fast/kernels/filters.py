@@ -40,7 +40,7 @@ def box_kernel(half_width: int) -> np.ndarray:
 
 
 @numba.njit(cache=True, nogil=True)
-def _reflect(i: int, n: int) -> int:
+def reflect(i: int, n: int) -> int:
     """scipy 'reflect' (d c b a | a b c d | d c b a) for any overhang."""
     if n == 1:
         return 0
@@ -60,7 +60,7 @@ def correlate_x(src: np.ndarray, weights: np.ndarray, out: np.ndarray) -> None:
     for y in numba.prange(rows):
         buf = np.empty(n + 2 * r, dtype=np.float32)
         for i in range(n + 2 * r):
-            buf[i] = src[y, _reflect(i - r, n)]
+            buf[i] = src[y, reflect(i - r, n)]
         for k in range(weights.shape[0]):
             o = out[k, y]
             o[:] = 0.0
@@ -79,7 +79,7 @@ def box_mean_x(src: np.ndarray, half_width: int, out: np.ndarray) -> None:
     for y in numba.prange(rows):
         buf = np.empty(n + 2 * w + 1, dtype=np.float64)  # buf[i] = src[i - w - 1], reflected
         for i in range(n + 2 * w + 1):
-            buf[i] = src[y, _reflect(i - w - 1, n)]
+            buf[i] = src[y, reflect(i - w - 1, n)]
         total = 0.0
         for i in range(2 * w + 1):  # the window of x = -1
             total += buf[i]
@@ -103,12 +103,13 @@ def abs_second_difference_x(src: np.ndarray, out: np.ndarray) -> None:
         for x in range(1, n - 1):
             o[x] = abs(np.float32(s[x]) - half * (np.float32(s[x - 1]) + np.float32(s[x + 1])))
         for x in (0, n - 1):
-            o[x] = abs(np.float32(s[x]) - half * (np.float32(s[_reflect(x - 1, n)]) + np.float32(s[_reflect(x + 1, n)])))
+            o[x] = abs(np.float32(s[x]) - half * (np.float32(s[reflect(x - 1, n)]) + np.float32(s[reflect(x + 1, n)])))
 
 
 @numba.njit(parallel=True, cache=True, nogil=True)
 def z_pass(
     block: np.ndarray,
+    stack: np.ndarray,
     ring: np.ndarray,
     slots: np.ndarray,
     centre: int,
@@ -117,8 +118,8 @@ def z_pass(
     boxz: np.ndarray,
     out: np.ndarray,
 ) -> None:
-    """Around plane `centre`: out[0] = Gz I, out[1] = Gz'' I, out[2] = box-mean over z of the noise proxy,
-    whose planes centre - r .. centre + r are ring[slots[0]] .. ring[slots[2r]].
+    """Around plane `centre` of the stack whose plane i is block[stack[i]]: out[0] = Gz I, out[1] = Gz'' I,
+    out[2] = box-mean over z of the noise proxy, whose planes centre - r .. centre + r are ring[slots[0..2r]].
 
     `block` may hold any real dtype, taken as float32 (as abs_second_difference_x)."""
     rows, n = block.shape[1], block.shape[2]
@@ -131,7 +132,7 @@ def z_pass(
         c[:] = 0.0
         m[:] = 0.0
         for j in range(gz0.shape[0]):
-            row = block[centre + j - rg, y]
+            row = block[stack[centre + j - rg], y]
             w0 = gz0[j]
             w2 = gz2[j]
             for x in range(n):
@@ -173,7 +174,7 @@ def y_pass_response(
         acc_z = np.zeros(n, dtype=np.float32)
         acc_n = np.zeros(n, dtype=np.float32)
         for j in range(gy0.shape[0]):
-            yy = _reflect(y + j - rg, rows)
+            yy = reflect(y + j - rg, rows)
             w0 = gy0[j]
             w2 = gy2[j]
             a = xo[0, yy]
@@ -184,7 +185,7 @@ def y_pass_response(
                 acc_y[x] += w2 * a[x]
                 acc_z[x] += w0 * c[x]
         for j in range(boxy.shape[0]):
-            s = xo[3, _reflect(y + j - rb, rows)]
+            s = xo[3, reflect(y + j - rb, rows)]
             w = boxy[j]
             for x in range(n):
                 acc_n[x] += w * s[x]
@@ -218,15 +219,19 @@ def blob_snr(
     noise_half_width: tuple[int, int, int],
     noise_floor: float,
     planar: bool,
+    stack: np.ndarray | None = None,
 ) -> np.ndarray:
-    """Response / local noise (float32) for the core planes of `block` (any real dtype, halo of `pad` planes each side).
+    """Response / local noise (float32) for the core planes of a stack of planes with a halo of `pad` planes each
+    side: block itself (any real dtype), or, with `stack`, the planes block[stack[0]], block[stack[1]], ... (so
+    reflections at a volume's ends need no padded copy).
 
     Passes run z first, then x, then y fused with the response, plane by plane, and the noise proxy is kept
     for the planes the z box spans only, so the working set beyond the input and the result is a few planes. `planar` treats a single plane as 2D (y and x curvatures only);
     then `block` is that one plane and pad is 0.
     """
     block = np.ascontiguousarray(block)
-    planes, rows, cols = block.shape
+    stack = np.arange(len(block)) if stack is None else np.ascontiguousarray(stack, dtype=np.int64)
+    planes, (rows, cols) = len(stack), block.shape[1:]
     gain = white_noise_gain(sigma[1:] if planar else sigma)
     noise_scale = np.float32(gain / MEAN_ABS_DIFF_PER_STD)
     floor = np.float32(gain * noise_floor)
@@ -243,14 +248,14 @@ def blob_snr(
     ring = np.empty((bz.shape[0], rows, cols), dtype=np.float32)  # noise-proxy planes p live in slot p % len
     for q in range(planes - 2 * pad):
         if planar:
-            zo[0] = block[q]
-            abs_second_difference_x(block[q], zo[2])
+            zo[0] = block[stack[q]]
+            abs_second_difference_x(block[stack[q]], zo[2])
         else:
             centre = q + pad
             for p in range(centre - rb if q == 0 else centre + rb, centre + rb + 1):
-                abs_second_difference_x(block[p], ring[p % len(ring)])
+                abs_second_difference_x(block[stack[p]], ring[p % len(ring)])
             slots = np.arange(centre - rb, centre + rb + 1) % len(ring)
-            z_pass(block, ring, slots, centre, gz[0], gz[1], bz, zo)
+            z_pass(block, stack, ring, slots, centre, gz[0], gz[1], bz, zo)
             correlate_x(zo[1], wx[:1], xo[2:3])
         correlate_x(zo[0], wx, xo[:2])
         box_mean_x(zo[2], noise_half_width[2], xo[3])

@@ -14,7 +14,7 @@ from dataclasses import dataclass
 import numba
 import numpy as np
 
-from clarity_fast.kernels.filters import _reflect
+from clarity_fast.kernels.filters import reflect
 from clarity_fast.resample import resampled_shape
 
 STD_FLOOR = 1e-6  # a flat patch stays flat (all zeros) instead of dividing by zero
@@ -38,7 +38,7 @@ class Grid:
     def native_rows(self, start: int, stop: int) -> tuple[int, int]:
         """Native planes [a, b) that working planes [start, stop) (reflected into the volume) read."""
         n = self.shape[0]
-        rows = np.asarray([_reflect(w, n) for w in range(start, stop)], dtype=np.int64)
+        rows = np.asarray([reflect(w, n) for w in range(start, stop)], dtype=np.int64)
         return int(self.lo[0][rows].min()), int(self.hi[0][rows].max()) + 1
 
 
@@ -88,12 +88,12 @@ def _gather(src, src_z0, lz, hz, wz, ly, hy, wy, lx, hx, wx, centres, out):
         cz, cy, cx = centres[i, 0], centres[i, 1], centres[i, 2]
         total = 0.0
         for a in range(size):
-            k = _reflect(cz - half + a, nz)
+            k = reflect(cz - half + a, nz)
             z0, z1, tz = lz[k] - src_z0, hz[k] - src_z0, wz[k]
             for b in range(size):
-                j = _reflect(cy - half + b, ny)
+                j = reflect(cy - half + b, ny)
                 for c in range(size):
-                    m = _reflect(cx - half + c, nx)
+                    m = reflect(cx - half + c, nx)
                     v = np.float32(_lerp(src, z0, z1, tz, ly[j], hy[j], wy[j], lx[m], hx[m], wx[m]))
                     out[i, 0, a, b, c] = v
                     total += v
