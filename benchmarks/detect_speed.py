@@ -93,7 +93,7 @@ def main() -> None:
         share = ", ".join(f"{k} {v / max(sum(busy.values()), 1e-9):.0%}" for k, v in busy.items())
         rows.append([f"{name} [{s['provider'].removesuffix('ExecutionProvider')}]", "×".join(map(str, s["shape"])), f"{s['seconds']['total']:.1f}", f"{s['voxels_per_s'] / 1e6:.1f}", f"{r['peak_rss_mb']:.0f}", s["cells"], share])
     data = dict(device=runs["volume"]["summary"]["provider"], batch=args.batch, volume=base.name, runs=runs, cellfinder=cellfinder)
-    notes = f"clarity-fast detect (built-in model, --batch {args.batch}, scoring on {data['device']}) on {base.name}; busy seconds per stage overlap (two threads), so shares are of busy time."
+    notes = f"clarity-fast detect (built-in model, --batch {args.batch}, scoring on {data['device']}) on {base.name}; busy seconds per stage overlap (three threads: read+prefilter, gather, score), so shares are of busy time."
     for other in devices[1:]:
         ratio = runs["volume"]["summary"]["voxels_per_s"] / runs[f"volume, --device {other}"]["summary"]["voxels_per_s"]
         data[f"speedup_vs_{other}"] = ratio
