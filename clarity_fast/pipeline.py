@@ -1,11 +1,11 @@
 """Whole-volume detection, streamed in z-slabs: read -> prefilter -> gather patches -> score -> keep -> merge.
 
 Three stages overlap: one thread reads and prefilters slab k+1 while another gathers the patches of slab k
-and the caller's thread scores them (numba kernels and onnxruntime release the GIL). One slab waits between
-the first two, two batches between the last two, and patch buffers are reused, so memory depends on the slab
-depth and the batch size, never on the volume's depth. Candidates, patches
-and scores do not depend on how the volume is cut into slabs or batches, and merging runs once over the
-whole volume, so neither does the result. With settings.adapt (and a model that records its validation shares),
+and the caller's thread scores them (numba kernels and onnxruntime release the GIL). At most two slabs' planes
+are held (one gathered, the next prefiltered), two batches wait to be scored, and patch buffers are reused,
+so memory depends on the slab depth and the batch size, never on the volume's depth. Candidates, patches and
+scores do not depend on how the volume is cut into slabs or batches, and merging runs once over the whole
+volume, so neither does the result. With settings.adapt (and a model that records its validation shares),
 probabilities are adapted to the whole volume's share of cells before the threshold (volume_share); slabs then
 keep every candidate that could pass after that, and a histogram of all their probabilities.
 """
@@ -38,6 +38,7 @@ if TYPE_CHECKING:
 
 STAGES = ("read", "prefilter", "gather", "score", "merge")
 HANDOFF = 2  # batches of patches waiting to be scored
+SLABS_IN_FLIGHT = 2  # slabs whose planes are held at once: one being gathered, the next being read and prefiltered
 log = logging.getLogger("clarity_fast")
 
 
@@ -108,9 +109,8 @@ class _BufferPool:
 
     def take(self, stop: threading.Event) -> np.ndarray | None:
         """A buffer, once one is free (None if the run stopped meanwhile)."""
-        while not self.room.acquire(timeout=0.1):
-            if stop.is_set():
-                return None
+        if not _acquire(self.room, stop):
+            return None
         try:
             return self.free.get_nowait()
         except queue.Empty:
@@ -174,7 +174,8 @@ def process_slabs(
         shape=reader.shape,
         dtype=reader.dtype,
     )
-    slab_queue: queue.Queue = queue.Queue(maxsize=1)
+    slab_queue: queue.Queue = queue.Queue()
+    slab_room = threading.Semaphore(SLABS_IN_FLIGHT)
     handoff: queue.Queue = queue.Queue(maxsize=HANDOFF)
     pool = _BufferPool(shape=(settings.batch, 1, model.network.patch, model.network.patch, model.network.patch), size=HANDOFF + 2)
     stop = threading.Event()
@@ -182,13 +183,13 @@ def process_slabs(
         threading.Thread(
             target=_prefilter_slabs,
             kwargs=dict(reader=reader, prefilter=prefilter, grid=grid, factors=factors, patch=model.network.patch,
-                        slabs=slabs, project=settings.project, out=slab_queue, stop=stop, seconds=seconds),
+                        slabs=slabs, project=settings.project, room=slab_room, out=slab_queue, stop=stop, seconds=seconds),
             name="clarity-fast-prefilter",
             daemon=True,
         ),
         threading.Thread(
             target=_gather_batches,
-            kwargs=dict(grid=grid, patch=model.network.patch, batch=settings.batch, pool=pool, source=slab_queue, out=handoff,
+            kwargs=dict(grid=grid, patch=model.network.patch, batch=settings.batch, pool=pool, source=slab_queue, room=slab_room, out=handoff,
                         stop=stop, seconds=seconds),
             name="clarity-fast-gather",
             daemon=True,
@@ -298,6 +299,14 @@ def detect(
     return result
 
 
+def _acquire(semaphore: threading.Semaphore, stop: threading.Event) -> bool:
+    """Acquire, waiting as long as needed; False if the run was stopped meanwhile."""
+    while not semaphore.acquire(timeout=0.1):
+        if stop.is_set():
+            return False
+    return True
+
+
 def _put(out: queue.Queue, item: object, stop: threading.Event) -> bool:
     """Hand item on, waiting for room; False if the run was stopped meanwhile."""
     while not stop.is_set():
@@ -310,12 +319,15 @@ def _put(out: queue.Queue, item: object, stop: threading.Event) -> bool:
 
 
 def _prefilter_slabs(
-    *, reader, prefilter: SlabPrefilter, grid: Grid, factors, patch: int, slabs, project: bool, out: queue.Queue, stop, seconds
+    *, reader, prefilter: SlabPrefilter, grid: Grid, factors, patch: int, slabs, project: bool, room, out: queue.Queue, stop, seconds
 ) -> None:
-    """Read and prefilter each slab; hand on its planes and candidates (or the exception that stopped it)."""
+    """Read and prefilter each slab, once `room` has room for it; hand on its planes and candidates (or the
+    exception that stopped it)."""
     half = patch // 2
     try:
         for z0, z1 in slabs:
+            if not _acquire(room, stop):
+                return
             a, b = prefilter.planes_needed(z0, z1)
             wz = to_voxels(points_to(np.array([[z0, 0, 0], [z1 - 1, 0, 0]]), factors=factors), shape=grid.shape)[:, 0]
             ga, gb = grid.native_rows(int(wz[0]) - half, int(wz[1]) + patch - half)
@@ -339,9 +351,10 @@ def _prefilter_slabs(
 
 
 def _gather_batches(
-    *, grid: Grid, patch: int, batch: int, pool: _BufferPool, source: queue.Queue, out: queue.Queue, stop, seconds
+    *, grid: Grid, patch: int, batch: int, pool: _BufferPool, source: queue.Queue, room, out: queue.Queue, stop, seconds
 ) -> None:
-    """Cut each slab's candidates into batches and gather their patches into pooled buffers; hand them on."""
+    """Cut each slab's candidates into batches and gather their patches into pooled buffers; hand them on, and
+    give the slab's room back after its last batch."""
     try:
         while not stop.is_set():
             try:
@@ -366,5 +379,6 @@ def _gather_batches(
                 )
                 if not _put(out, item, stop):
                     return
+            room.release()
     except BaseException as exc:
         _put(out, exc, stop)
