@@ -13,7 +13,7 @@ from dataclasses import dataclass
 import numpy as np
 
 from clarity_fast.io.volumes import VolumeReader
-from clarity_fast.kernels.filters import reflect, blob_snr, z_halo
+from clarity_fast.kernels.filters import blob_snr, reflect, z_halo
 from clarity_fast.kernels.maxima import footprint_offsets, local_maxima
 from clarity_fast.settings import PrefilterSettings
 

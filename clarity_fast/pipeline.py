@@ -31,7 +31,14 @@ from clarity_fast.model.config import ModelConfig
 from clarity_fast.model.samples import to_voxels
 from clarity_fast.resample import points_to
 from clarity_fast.settings import PrefilterSettings, Scale, VoxelSize, snap_factors
-from clarity_fast.volume_share import BINS, adjusted, estimate_share, histogram, lowest_kept, odds_factor
+from clarity_fast.volume_share import (
+    BINS,
+    adjusted,
+    estimate_share,
+    histogram,
+    lowest_kept,
+    odds_factor,
+)
 
 if TYPE_CHECKING:
     from clarity_fast.checkpoint import Checkpoint

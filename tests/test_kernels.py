@@ -6,7 +6,6 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 from scipy.ndimage import gaussian_filter1d
 
-from clarity_fast.io.volumes import open_array
 from clarity_fast.kernels import reference
 from clarity_fast.kernels.filters import blob_snr, gaussian_kernel, reflect, z_halo
 from clarity_fast.kernels.gather import gather_patches, working_grid
