@@ -272,3 +272,55 @@ def test_the_preview_projection_comes_from_the_slabs_already_read(scorer, brain,
     resumed = detect(open_array(volume), scorer=scorer, model=scorer.config, settings=settings, checkpoint=Checkpoint(folder, fingerprint={}, resume=True))
     np.testing.assert_array_equal(resumed.projection, volume.max(axis=0))
     assert detect(open_array(volume), scorer=scorer, model=scorer.config, settings=settings_for(scorer, brain)).projection is None
+
+
+class _RecordingReader:
+    """A reader that keeps the slabs it has handed out, in order."""
+
+    def __init__(self, volume):
+        self.inner = open_array(volume)
+        self.slabs = []
+
+    def __getattr__(self, name):
+        return getattr(self.inner, name)
+
+    def read_slab(self, z0, z1):
+        self.slabs.append(self.inner.read_slab(z0, z1))
+        return self.slabs[-1]
+
+
+def test_reading_runs_at_most_one_slab_ahead_of_gathering(scorer, brain, monkeypatch):
+    """Memory is bounded by two slabs' planes: slab k + 2 is not read while slab k is still being gathered."""
+    import clarity_fast.pipeline as pipeline
+
+    brain, _ = brain
+    reader = _RecordingReader(brain.volume())
+    settings = settings_for(scorer, brain, slab_depth=3, batch=64)
+    ahead = []
+
+    def slow_gather(planes, **kw):
+        time.sleep(0.02)  # give the reading thread every chance to run ahead
+        read = list(reader.slabs)
+        ahead.append(len(read) - 1 - next(i for i, slab in enumerate(read) if slab is planes))  # slabs read beyond this one
+        return gather(planes, **kw)
+
+    gather = pipeline.gather_patches
+    monkeypatch.setattr(pipeline, "gather_patches", slow_gather)
+    detect(reader, scorer=scorer, model=scorer.config, settings=settings)
+    assert ahead and max(ahead) <= 1
+
+
+def test_a_failure_while_gathering_is_raised_and_stops_every_stage(scorer, brain, monkeypatch):
+    import threading
+
+    import clarity_fast.pipeline as pipeline
+
+    brain, _ = brain
+
+    def broken(*args, **kw):
+        raise MemoryError("no room for patches")
+
+    monkeypatch.setattr(pipeline, "gather_patches", broken)
+    with pytest.raises(MemoryError, match="no room"):
+        detect(open_array(brain.volume()), scorer=scorer, model=scorer.config, settings=settings_for(scorer, brain, slab_depth=3))
+    assert not [t for t in threading.enumerate() if t.name.startswith("clarity-fast-")]
