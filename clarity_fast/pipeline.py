@@ -217,10 +217,10 @@ def process_slabs(
                 t = time.perf_counter()
                 prob = model.calibration.probability(scorer(item.patches), item.response)
                 seconds["score"] += time.perf_counter() - t
-                pool.release(item.buffer)
                 keep = prob >= keep_from
                 kept_zyx.append(item.zyx[keep]), kept_prob.append(prob[keep])
                 counts += histogram(prob)
+            pool.release(item.buffer)
             if item.last:
                 zyx = np.concatenate(kept_zyx) if kept_zyx else np.empty((0, 3), np.int64)
                 prob = np.concatenate(kept_prob) if kept_prob else np.empty(0, np.float32)
