@@ -1,7 +1,7 @@
 """Stage 1: candidate centres from the compiled prefilter, streamed over a volume in z-slabs.
 
-Each slab is read with enough neighbouring planes (or reflections at the volume's ends) that its
-response, and so its local maxima, equal those of the whole volume exactly: a candidate belongs to
+Each slab is read with enough neighbouring planes (reflected at the volume's ends, by a map of planes
+rather than a padded copy) that its response, and so its local maxima, equal those of the whole volume exactly: a candidate belongs to
 the slab whose planes hold it, so slabs never disagree at their seams.
 """
 

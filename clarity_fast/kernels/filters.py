@@ -5,9 +5,10 @@ curves down along all three; stripes, vessels and rods do not), divided by the l
 that one threshold, in units of noise, serves dim and bright regions alike. Smooth background has no
 curvature and drops out, which is the background removal.
 
-Every function here works on a block of planes that already carries its z-halo (real neighbouring
-planes, or reflections at the volume's ends), so a volume streamed in slabs gives the same numbers,
-bit for bit, as the whole volume at once. Boundary handling in y and x is scipy's 'reflect'.
+Every function here works on a stack of planes that carries its z-halo (real neighbouring planes, or
+reflections at the volume's ends, given as a map of planes rather than copies), so a volume streamed in
+slabs gives the same numbers, bit for bit, as the whole volume at once. Boundary handling in y and x is
+scipy's 'reflect'. Inputs of any real dtype are read as they are, each value cast to float32.
 """
 
 from __future__ import annotations
