@@ -1,9 +1,11 @@
 """End-to-end `clarity-fast detect` throughput and peak memory, against cellfinder's detection stage.
 
 Run: python benchmarks/detect_speed.py [--shape 32,2150,2650] [--cellfinder ../cellfinder-venv/bin/python]
-[--devices cuda,cpu] [--cellfinder-devices cpu,cuda] [--tile 32,540,540]   (writes results/detect_speed[_gpu].{json,md}). Each run is its own process, so its peak RSS is its own.
+[--devices cuda,cpu] [--cellfinder-devices cpu,cuda] [--tile 32,540,540] [--depths 2,3]
+(writes results/detect_speed[_gpu].{json,md}). Each run is its own process, so its peak RSS is its own.
 The volume is simulated (difficulty 1, 4×2×2 µm voxels, 12 µm cells) and cached as .npy in benchmarks/out;
-memory is measured at two depths (2x and 3x, both several slabs deep) to show it does not grow with the depth. cellfinder runs, when
+memory is measured at several depths (by default 2x and 3x, both several slabs deep) to show it does not grow
+with the depth. cellfinder runs, when
 its environment exists (see cellfinder_detect.py), on the same .npy volume with the same voxel and cell size.
 With several --devices the volume runs once on each (the first one also does the depth and plane runs), so a
 GPU's end-to-end figure has a CPU reference from the same machine and run.
@@ -13,6 +15,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import os
 import subprocess
 import sys
 from pathlib import Path
@@ -25,12 +28,13 @@ from clarity_fast.export.providers import cuda_device_count
 HERE = Path(__file__).resolve().parent
 OUT = report.OUT
 CHILD = """
-import json, resource, sys
+import json, sys
 from pathlib import Path
 from clarity_fast.run_detect import DetectRequest, run_detection
+from report import peak_rss_mb
 volume, out, batch, device = sys.argv[1], Path(sys.argv[2]), int(sys.argv[3]), sys.argv[4]
 report = run_detection(DetectRequest(volume=Path(volume), out=out, batch=batch, device=device, voxel_size=(4.0, 2.0, 2.0), cell_diameter=12.0, progress=False))
-print(json.dumps(dict(summary=report.summary, peak_rss_mb=resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024)))
+print(json.dumps(dict(summary=report.summary, peak_rss_mb=peak_rss_mb())))
 """
 
 
@@ -48,7 +52,10 @@ def deeper(path: Path, times: int) -> Path:
 
 def run_detect(volume: Path, *, batch: int, device: str) -> dict:
     out = OUT / f"{volume.stem}_cells.csv"
-    done = subprocess.run([sys.executable, "-c", CHILD, str(volume), str(out), str(batch), device], capture_output=True, text=True, check=True)
+    env = {**os.environ, "PYTHONPATH": os.pathsep.join(filter(None, [str(HERE), os.environ.get("PYTHONPATH")]))}  # for report
+    done = subprocess.run(
+        [sys.executable, "-c", CHILD, str(volume), str(out), str(batch), device], capture_output=True, text=True, check=True, env=env
+    )
     return json.loads(done.stdout.strip().splitlines()[-1])
 
 
@@ -70,6 +77,7 @@ def main() -> None:
     parser.add_argument("--cellfinder-devices", default="cpu", help="comma-separated torch devices for cellfinder's filters")
     parser.add_argument("--devices", help="comma-separated detect --device values (default: auto with a GPU, else cpu)")
     parser.add_argument("--tile", help="simulate a block of this shape and mirror-tile it out to --shape (faster to make)")
+    parser.add_argument("--depths", default="2,3", help="comma-separated multiples of --shape's depth for the memory runs")
     args = parser.parse_args()
     shape = tuple(int(v) for v in args.shape.split(","))
     gpus = cuda_device_count()
@@ -79,7 +87,7 @@ def main() -> None:
     runs = {"volume": run_detect(base, batch=args.batch, device=device)}
     for other in devices[1:]:
         runs[f"volume, --device {other}"] = run_detect(base, batch=args.batch, device=other)
-    for times in (2, 3):  # both several slabs deep, so both hold the most the pipeline ever holds at once
+    for times in (int(v) for v in args.depths.split(",")):  # from 2x on several slabs deep: the most the pipeline holds at once
         runs[f"volume, {times}x deeper"] = run_detect(deeper(base, times), batch=args.batch, device=device)
     plane = OUT / f"plane_{shape[1]}x{shape[2]}.npy"
     if not plane.exists():

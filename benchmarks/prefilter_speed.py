@@ -9,7 +9,6 @@ from __future__ import annotations
 import argparse
 import json
 import os
-import resource
 import subprocess
 import sys
 import tempfile
@@ -89,7 +88,7 @@ def main() -> None:
     args = parser.parse_args()
     if args.measure:
         result = measure(args.measure, args.volume)
-        result["max_rss_mb"] = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
+        result["max_rss_mb"] = report.peak_rss_mb()
         print(json.dumps(result))
         return
     shape = tuple(int(v) for v in args.shape.split(","))

@@ -34,6 +34,21 @@ def simulated_volume(shape: tuple[int, int, int], *, tile: tuple[int, int, int] 
     return path
 
 
+def peak_rss_mb() -> float:
+    """This process's own peak resident memory, MB. Not ru_maxrss: a child started by vfork+exec inherits its
+    parent's peak there (Linux keeps the larger), so a benchmark whose parent once held a big volume would see it
+    in every child. VmHWM belongs to the process's own address space."""
+    import resource
+
+    try:
+        for line in Path("/proc/self/status").read_text().splitlines():
+            if line.startswith("VmHWM:"):
+                return int(line.split()[1]) / 1024
+    except OSError:
+        pass
+    return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
+
+
 def machine() -> dict[str, object]:
     """What the numbers were measured on."""
     cpu = platform.processor() or platform.machine()
