@@ -33,6 +33,18 @@ def test_slabs_that_cut_through_cells_give_the_whole_volume_result(brain):
         np.testing.assert_array_equal(other.response, results[0].response)
 
 
+def test_half_float_volumes_are_read_as_float32(brain):
+    """The compiled kernels have no float16: readers widen it (exactly), so candidates equal float32's."""
+    half = brain.volume().astype(np.float16)
+    reader = open_array(half)
+    assert reader.dtype == np.float32 and reader.read_slab(0, 2).dtype == np.float32
+    settings = PrefilterSettings(scale=brain.settings.scale)
+    expected = find_candidates(open_array(half.astype(np.float32)), settings=settings)
+    found = find_candidates(reader, settings=settings)
+    assert len(found) > 50
+    np.testing.assert_array_equal(found.zyx, expected.zyx)
+
+
 def test_streamed_candidates_equal_the_reference_maths(brain):
     settings = PrefilterSettings(scale=brain.settings.scale, slab_depth=9)
     found = find_candidates(open_array(brain.volume()), settings=settings)

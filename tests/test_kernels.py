@@ -23,6 +23,12 @@ def numba_snr(volume, sigma, half_width, floor=0.5):
     return blob_snr(volume, stack=np.array(stack), pad=pad, sigma=sigma, noise_half_width=half_width, noise_floor=floor, planar=False)
 
 
+def test_blob_snr_refuses_a_halo_shorter_than_its_z_passes():
+    block = np.zeros((9, 20, 20), np.float32)
+    with pytest.raises(ValueError, match="halo"):
+        blob_snr(block, pad=2, sigma=(1.0, 2.0, 2.0), noise_half_width=(2, 4, 4), noise_floor=0.5, planar=False)
+
+
 def test_blob_snr_reads_a_plane_map_as_a_padded_copy():
     """Reflections given as a map of planes (what detect passes) equal a block that carries them as copies."""
     volume = np.random.default_rng(3).integers(0, 4000, (7, 30, 40)).astype(np.uint16)

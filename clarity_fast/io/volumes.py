@@ -64,15 +64,16 @@ class VolumeReader(ABC):
     ) -> None:
         self.path = path
         self.shape = shape
-        self.dtype = dtype
+        # Half floats are read as float32 (exactly): the compiled kernels have no float16.
+        self.dtype = np.dtype(np.float32) if dtype == np.float16 else dtype
         self.voxel_size = voxel_size
 
     def read_slab(self, z0: int, z1: int) -> np.ndarray:
-        """Planes z0..z1-1 as an in-memory (z1 - z0, Y, X) array of the volume's dtype."""
+        """Planes z0..z1-1 as an in-memory (z1 - z0, Y, X) array of the reader's dtype."""
         z0, z1 = operator.index(z0), operator.index(z1)
         if not 0 <= z0 < z1 <= self.shape[0]:
             raise InputError(f"{self.path}: slab [{z0}, {z1}) is outside the volume's planes [0, {self.shape[0]})")
-        return self._read(z0, z1)
+        return self._read(z0, z1).astype(self.dtype, copy=False)
 
     @abstractmethod
     def _read(self, z0: int, z1: int) -> np.ndarray:

@@ -246,7 +246,9 @@ def blob_snr(
     zo = np.empty((3, rows, cols), dtype=np.float32)
     xo = np.empty((4, rows, cols), dtype=np.float32)
     rb = bz.shape[0] // 2
-    ring = np.empty((bz.shape[0], rows, cols), dtype=np.float32)  # noise-proxy planes p live in slot p % len
+    if not planar and pad < max(len(gz[0]) // 2, rb):
+        raise ValueError(f"a halo of {pad} planes is less than the z passes reach ({max(len(gz[0]) // 2, rb)}; z_halo)")
+    ring = np.empty((0 if planar else bz.shape[0], rows, cols), dtype=np.float32)  # proxy plane p in slot p % len
     for q in range(planes - 2 * pad):
         if planar:
             zo[0] = block[stack[q]]
