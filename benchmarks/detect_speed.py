@@ -3,9 +3,9 @@
 Run: python benchmarks/detect_speed.py [--shape 32,2150,2650] [--cellfinder ../cellfinder-venv/bin/python]
 [--devices cuda,cpu] [--cellfinder-devices cpu,cuda] [--tile 32,540,540] [--depths 2,3]
 (writes results/detect_speed[_gpu].{json,md}). Each run is its own process, so its peak RSS is its own.
-The volume is simulated (difficulty 1, 4×2×2 µm voxels, 12 µm cells) and cached as .npy in benchmarks/out;
-memory is measured at several depths (by default 2x and 3x, both several slabs deep) to show it does not grow
-with the depth. cellfinder runs, when
+The volume is simulated (difficulty 1, 4×2×2 µm voxels, 12 µm cells) and cached as .npy in benchmarks/out. A
+small volume runs first, untimed, so that no timed run compiles kernels. Memory is measured at several depths
+(by default 2x and 3x, both several slabs deep) to show it does not grow with the depth. cellfinder runs, when
 its environment exists (see cellfinder_detect.py), on the same .npy volume with the same voxel and cell size.
 With several --devices the volume runs once on each (the first one also does the depth and plane runs), so a
 GPU's end-to-end figure has a CPU reference from the same machine and run.
@@ -84,6 +84,7 @@ def main() -> None:
     devices = args.devices.split(",") if args.devices else ["auto" if gpus else "cpu"]
     device = devices[0]
     base = report.simulated_volume(shape, tile=tuple(int(v) for v in args.tile.split(",")) if args.tile else None)
+    run_detect(report.simulated_volume((8, 200, 200)), batch=args.batch, device=device)  # fills numba's on-disk cache
     runs = {"volume": run_detect(base, batch=args.batch, device=device)}
     for other in devices[1:]:
         runs[f"volume, --device {other}"] = run_detect(base, batch=args.batch, device=other)
