@@ -1,8 +1,8 @@
 """Stage 1: candidate centres from the compiled prefilter, streamed over a volume in z-slabs.
 
 Each slab is read with enough neighbouring planes (reflected at the volume's ends, by a map of planes
-rather than a padded copy) that its response, and so its local maxima, equal those of the whole volume exactly: a candidate belongs to
-the slab whose planes hold it, so slabs never disagree at their seams.
+rather than a padded copy) that its response, and so its local maxima, equal those of the whole volume
+exactly: a candidate belongs to the slab whose planes hold it, so slabs never disagree at their seams.
 """
 
 from __future__ import annotations
@@ -62,24 +62,29 @@ class SlabPrefilter:
         self.halo = 0 if self.planar else pad
         self.floor = 0.5 if np.issubdtype(dtype, np.integer) else 1e-6
 
+    def _stack(self, z0: int, z1: int) -> np.ndarray:
+        """The volume's plane behind each plane of the stack the response of planes z0..z1 (and their
+        neighbours within reach) is computed from: a halo each side, reflected at the volume's ends."""
+        a, b = max(z0 - self.reach, 0) - self.halo, min(z1 + self.reach, self.depth) + self.halo
+        return np.asarray([reflect(p, self.depth) for p in range(a, b)], dtype=np.int64)
+
     def planes_needed(self, z0: int, z1: int) -> tuple[int, int]:
         """The volume's planes [a, b) the candidates of planes z0..z1 depend on."""
-        return max(z0 - self.reach - self.halo, 0), min(z1 + self.reach + self.halo, self.depth)
+        stack = self._stack(z0, z1)
+        return int(stack.min()), int(stack.max()) + 1
 
     def run(self, planes: np.ndarray, *, first: int, z0: int, z1: int) -> Candidates:
         """Candidates of planes z0..z1 from `planes`, which hold planes first.. and cover planes_needed(z0, z1)."""
-        a, b = max(z0 - self.reach, 0) - self.halo, min(z1 + self.reach, self.depth) + self.halo
-        stack = np.asarray([reflect(p, self.depth) for p in range(a, b)], dtype=np.int64) - first  # ends: reflections
         snr = blob_snr(
             planes,
-            stack=stack,
+            stack=self._stack(z0, z1) - first,
             pad=self.halo,
             sigma=self.settings.sigma,
             noise_half_width=self.settings.noise_half_width,
             noise_floor=self.floor,
             planar=self.planar,
         )
-        r0 = a + self.halo
+        r0 = max(z0 - self.reach, 0)  # the volume's plane behind the response's first plane
         coords, values = local_maxima(snr, offsets=self.offsets, threshold=self.settings.threshold, z_range=(z0 - r0, z1 - r0))
         coords[:, 0] += r0
         return Candidates(coords, values)

@@ -152,13 +152,16 @@ class _Batch:
     z1: int
     zyx: np.ndarray  # native candidate positions
     response: np.ndarray  # their prefilter response
-    patches: np.ndarray  # a view of buffer
-    buffer: np.ndarray  # from the pool; the consumer releases it once scored
+    buffer: np.ndarray  # from the pool, its first len(zyx) patches filled; the consumer releases it once scored
     last: bool  # the slab's final batch
     candidates: int  # in the slab
     low: float
     high: float
     projection: np.ndarray | None
+
+    @property
+    def patches(self) -> np.ndarray:
+        return self.buffer[: len(self.zyx)]
 
 
 def process_slabs(
@@ -196,8 +199,8 @@ def process_slabs(
         ),
         threading.Thread(
             target=_gather_batches,
-            kwargs=dict(grid=grid, patch=model.network.patch, batch=settings.batch, pool=pool, source=slab_queue, room=slab_room, out=handoff,
-                        stop=stop, seconds=seconds),
+            kwargs=dict(grid=grid, batch=settings.batch, pool=pool, source=slab_queue, room=slab_room, out=handoff, stop=stop,
+                        seconds=seconds),
             name="clarity-fast-gather",
             daemon=True,
         ),
@@ -205,7 +208,7 @@ def process_slabs(
     for stage in stages:
         stage.start()
     keep_from = settings.threshold
-    if settings.adapt and model.calibration.adapts:
+    if _adapting(settings, model):
         keep_from = lowest_kept(settings.threshold, reference=model.calibration.reference_share)
     try:
         kept_zyx, kept_prob, counts, done = [], [], np.zeros(BINS, np.int64), 0
@@ -241,7 +244,7 @@ def merged(parts: list[SlabResult], *, settings: DetectSettings, model: ModelCon
     zyx = np.concatenate([r.zyx for r in parts]) if parts else np.empty((0, 3), np.int64)
     prob = np.concatenate([r.probability for r in parts]) if parts else np.empty(0, np.float32)
     share, factor = None, 1.0
-    if settings.adapt and model.calibration.adapts:
+    if _adapting(settings, model):
         share = estimate_share(np.sum([r.histogram for r in parts], axis=0), prior=model.calibration.share)
         factor = odds_factor(share, reference=model.calibration.reference_share)
         prob = adjusted(prob, factor=factor)
@@ -306,6 +309,11 @@ def detect(
     return result
 
 
+def _adapting(settings: DetectSettings, model: ModelConfig) -> bool:
+    """Whether probabilities are adapted to the volume's share of cells: asked for, and the model records its shares."""
+    return settings.adapt and model.calibration.adapts
+
+
 def _acquire(semaphore: threading.Semaphore, stop: threading.Event) -> bool:
     """Acquire, waiting as long as needed; False if the run was stopped meanwhile."""
     while not semaphore.acquire(timeout=0.1):
@@ -358,7 +366,7 @@ def _prefilter_slabs(
 
 
 def _gather_batches(
-    *, grid: Grid, patch: int, batch: int, pool: _BufferPool, source: queue.Queue, room, out: queue.Queue, stop, seconds
+    *, grid: Grid, batch: int, pool: _BufferPool, source: queue.Queue, room, out: queue.Queue, stop, seconds
 ) -> None:
     """Cut each slab's candidates into batches and gather their patches into pooled buffers; hand them on, and
     give the slab's room back after its last batch."""
@@ -378,10 +386,10 @@ def _gather_batches(
                     return
                 t = time.perf_counter()
                 chunk = slab.centres[s : s + batch]
-                patches = gather_patches(slab.planes, centres=chunk, out=buffer, grid=grid, src_z0=slab.first)
+                gather_patches(slab.planes, centres=chunk, out=buffer, grid=grid, src_z0=slab.first)
                 seconds["gather"] += time.perf_counter() - t
                 item = _Batch(
-                    slab.z0, slab.z1, found.zyx[s : s + batch], found.response[s : s + batch], patches, buffer,
+                    slab.z0, slab.z1, found.zyx[s : s + batch], found.response[s : s + batch], buffer,
                     s + batch >= len(found), len(found), slab.low, slab.high, slab.projection,
                 )
                 if not _put(out, item, stop):

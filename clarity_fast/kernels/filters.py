@@ -227,8 +227,8 @@ def blob_snr(
     reflections at a volume's ends need no padded copy).
 
     Passes run z first, then x, then y fused with the response, plane by plane, and the noise proxy is kept
-    for the planes the z box spans only, so the working set beyond the input and the result is a few planes. `planar` treats a single plane as 2D (y and x curvatures only);
-    then `block` is that one plane and pad is 0.
+    for the planes the z box spans only, so the working set beyond the input and the result is a few planes.
+    `planar` treats a single plane as 2D (y and x curvatures only); then `block` is that one plane and pad is 0.
     """
     block = np.ascontiguousarray(block)
     stack = np.arange(len(block)) if stack is None else np.ascontiguousarray(stack, dtype=np.int64)
@@ -246,8 +246,8 @@ def blob_snr(
     zo = np.empty((3, rows, cols), dtype=np.float32)
     xo = np.empty((4, rows, cols), dtype=np.float32)
     rb = bz.shape[0] // 2
-    if not planar and pad < max(len(gz[0]) // 2, rb):
-        raise ValueError(f"a halo of {pad} planes is less than the z passes reach ({max(len(gz[0]) // 2, rb)}; z_halo)")
+    if not planar and pad < (needed := z_halo(sigma_z=sigma[0], noise_half_width_z=noise_half_width[0])):
+        raise ValueError(f"a halo of {pad} planes is less than the {needed} the z passes reach (z_halo)")
     ring = np.empty((0 if planar else bz.shape[0], rows, cols), dtype=np.float32)  # proxy plane p in slot p % len
     for q in range(planes - 2 * pad):
         if planar:
