@@ -9,12 +9,12 @@ also timed through plain session.run, and timed twice, so the spread between its
 from __future__ import annotations
 
 import argparse
-import time
 from pathlib import Path
 
 import numpy as np
 import onnxruntime as ort
 import report
+from scoring_speed import throughput
 
 from clarity_fast.export.parity import random_patches
 from clarity_fast.export.providers import cuda_device_count
@@ -44,15 +44,6 @@ def bound_runner(session: ort.InferenceSession, n: int, patch: int):
     return run
 
 
-def rate(run, patches: np.ndarray, seconds: float) -> float:
-    run(patches)
-    n, start = 0, time.perf_counter()
-    while time.perf_counter() - start < seconds:
-        run(patches)
-        n += len(patches)
-    return n / (time.perf_counter() - start)
-
-
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--batches", default="512,1024,2048,4096,8192,16384")
@@ -75,7 +66,7 @@ def main() -> None:
         def runner(n: int, session=session, path=path):
             return bound_runner(session, n, patch) if path == "bound" else (lambda p: session.run(None, {"patches": p})[0])
 
-        speeds = {b: rate(runner(b), patches[:b], args.seconds) for b in batches}
+        speeds = {b: throughput(runner(b), patches, b, args.seconds) for b in batches}
         diff = float(np.abs(runner(check)(patches[:check]) - reference).max())
         runs.append(dict(options=name, provider_options=options, path=path, patches_per_s=speeds, max_abs_logit_diff_vs_cpu=diff))
         print(name, path, {b: round(v) for b, v in speeds.items()}, f"max|Δ| {diff:.1e}", flush=True)
