@@ -1,11 +1,9 @@
 """Whole-volume detection, streamed in z-slabs: read -> prefilter -> gather patches -> score -> keep -> merge.
 
 Three stages overlap: one thread reads and prefilters slab k+1 while another gathers the patches of slab k
-and the caller's thread scores them (numba kernels and onnxruntime release the GIL). The two numba stages use the
-caller's number of numba threads; with settings.stage_threads (a GPU scoring, so both stages set the pace) each
-keeps to its share while the other works, so their thread teams do not compete for cores. At most two slabs' planes
-are held (one gathered, the next prefiltered), two batches wait to be scored, and patch buffers are reused,
-so memory depends on the slab depth and the batch size, never on the volume's depth. Candidates, patches and
+and the caller's thread scores them (numba kernels and onnxruntime release the GIL); the numba stages use the
+caller's number of numba threads. At most two slabs' planes are held (one gathered, the next prefiltered), two
+batches wait to be scored, and patch buffers are reused, so memory depends on the slab depth and the batch size, never on the volume's depth. Candidates, patches and
 scores do not depend on how the volume is cut into slabs or batches, and merging runs once over the whole
 volume, so neither does the result. With settings.adapt (and a model that records its validation shares),
 probabilities are adapted to the whole volume's share of cells before the threshold (volume_share); slabs then
@@ -49,7 +47,6 @@ if TYPE_CHECKING:
 STAGES = ("read", "prefilter", "gather", "score", "merge")
 HANDOFF = 2  # batches of patches waiting to be scored
 SLABS_IN_FLIGHT = 2  # slabs whose planes are held at once: one being gathered, the next being read and prefiltered
-PREFILTER_SHARE = 0.6  # of the cores, for the prefilter while gathering runs beside it (benchmarks/results/stage_threads.md)
 log = logging.getLogger("clarity_fast")
 
 
@@ -63,7 +60,6 @@ class DetectSettings:
     slab_depth: int = 32
     project: bool = False  # keep each slab's maximum projection along z (the --preview picture)
     adapt: bool = False  # adapt probabilities to the volume's share of cells (volume_share), where the model allows it
-    stage_threads: tuple[int, int] | None = None  # numba threads (prefilter, gathering) while both work; None: all each
 
     def __post_init__(self) -> None:
         if self.batch < 1:
@@ -72,8 +68,6 @@ class DetectSettings:
             raise InputError(f"--slab-depth must be >= 1, got {self.slab_depth}")
         if not 0.0 <= self.threshold <= 1.0:
             raise InputError(f"--threshold is a probability between 0 and 1, got {self.threshold}")
-        if self.stage_threads is not None and min(self.stage_threads) < 1:
-            raise InputError(f"stage threads must be >= 1 each, got {self.stage_threads}")
 
     @property
     def scale(self) -> Scale:
@@ -84,15 +78,6 @@ class DetectSettings:
         cell_voxels = [model.cell_diameter / v for v in model.voxel_size]  # a training cell, in model voxels
         factors = [c * v / self.cell_diameter for c, v in zip(cell_voxels, self.voxel_size)]
         return snap_factors(factors)
-
-
-def shared_cores(cores: int) -> tuple[int, int] | None:
-    """DetectSettings.stage_threads for a GPU-scored run on `cores` cores: one core left to the scoring thread, the
-    rest split between prefilter and gathering; None where there are too few cores to split."""
-    if cores < 4:
-        return None
-    prefilter = round((cores - 1) * PREFILTER_SHARE)
-    return prefilter, cores - 1 - prefilter
 
 
 @dataclass
@@ -142,26 +127,6 @@ class _BufferPool:
     def release(self, buffer: np.ndarray) -> None:
         self.free.put(buffer)
         self.room.release()
-
-
-class _Cores:
-    """Numba threads for the two CPU stages (0: prefilter, 1: gathering), set in each stage's own thread (numba's
-    count is per thread, and a new thread starts at the default, not at its caller's). With shares, a stage keeps to
-    its share while the other is busy and takes every core while it waits."""
-
-    def __init__(self, *, shares: tuple[int, int] | None) -> None:
-        self.all = numba.get_num_threads()  # the caller's, which a cluster worker may have capped
-        self.shares = None if shares is None else tuple(min(n, self.all) for n in shares)
-        self.busy = (threading.Event(), threading.Event())
-
-    def claim(self, stage: int) -> None:
-        """Mark the stage busy and set its thread's count for what it runs next."""
-        self.busy[stage].set()
-        other_busy = self.busy[1 - stage].is_set()
-        numba.set_num_threads(self.shares[stage] if self.shares is not None and other_busy else self.all)
-
-    def done(self, stage: int) -> None:
-        self.busy[stage].clear()
 
 
 SlabRunner = Callable[[list[tuple[int, int]], Callable[[SlabResult], None], dict[str, float]], None]
@@ -225,19 +190,19 @@ def process_slabs(
     handoff: queue.Queue = queue.Queue(maxsize=HANDOFF)
     pool = _BufferPool(shape=(settings.batch, 1, model.network.patch, model.network.patch, model.network.patch), size=HANDOFF + 2)
     stop = threading.Event()
-    cores = _Cores(shares=settings.stage_threads)
+    threads = numba.get_num_threads()  # the caller's, which a cluster worker may have capped
     stages = [
         threading.Thread(
             target=_prefilter_slabs,
             kwargs=dict(reader=reader, prefilter=prefilter, grid=grid, factors=factors, patch=model.network.patch,
-                        slabs=slabs, project=settings.project, room=slab_room, out=slab_queue, stop=stop, cores=cores, seconds=seconds),
+                        slabs=slabs, project=settings.project, room=slab_room, out=slab_queue, stop=stop, threads=threads, seconds=seconds),
             name="clarity-fast-prefilter",
             daemon=True,
         ),
         threading.Thread(
             target=_gather_batches,
             kwargs=dict(grid=grid, batch=settings.batch, pool=pool, source=slab_queue, room=slab_room, out=handoff, stop=stop,
-                        cores=cores, seconds=seconds),
+                        threads=threads, seconds=seconds),
             name="clarity-fast-gather",
             daemon=True,
         ),
@@ -372,11 +337,12 @@ def _put(out: queue.Queue, item: object, stop: threading.Event) -> bool:
 
 def _prefilter_slabs(
     *, reader, prefilter: SlabPrefilter, grid: Grid, factors, patch: int, slabs, project: bool, room, out: queue.Queue, stop,
-    cores: _Cores, seconds
+    threads: int, seconds
 ) -> None:
     """Read and prefilter each slab, once `room` has room for it; hand on its planes and candidates (or the
     exception that stopped it)."""
     half = patch // 2
+    numba.set_num_threads(threads)  # numba's count is per thread, and a new thread starts at the default
     try:
         for z0, z1 in slabs:
             if not _acquire(room, stop):
@@ -394,9 +360,7 @@ def _prefilter_slabs(
             if not (np.isfinite(low) and np.isfinite(high)):
                 raise InputError(f"{reader.path}: NaN or infinite values in planes {z0}..{z1 - 1}; replace them first")
             t = time.perf_counter()
-            cores.claim(0)
             found = prefilter.run(planes, first=first, z0=z0, z1=z1)
-            cores.done(0)
             seconds["prefilter"] += time.perf_counter() - t
             centres = to_voxels(points_to(found.zyx, factors=factors), shape=grid.shape)
             if not _put(out, _Slab(z0, z1, first, planes, found, centres, low, high, projection), stop):
@@ -406,10 +370,11 @@ def _prefilter_slabs(
 
 
 def _gather_batches(
-    *, grid: Grid, batch: int, pool: _BufferPool, source: queue.Queue, room, out: queue.Queue, stop, cores: _Cores, seconds
+    *, grid: Grid, batch: int, pool: _BufferPool, source: queue.Queue, room, out: queue.Queue, stop, threads: int, seconds
 ) -> None:
     """Cut each slab's candidates into batches and gather their patches into pooled buffers; hand them on, and
     give the slab's room back after its last batch."""
+    numba.set_num_threads(threads)
     try:
         while not stop.is_set():
             try:
@@ -425,7 +390,6 @@ def _gather_batches(
                 if buffer is None:
                     return
                 t = time.perf_counter()
-                cores.claim(1)
                 chunk = slab.centres[s : s + batch]
                 gather_patches(slab.planes, centres=chunk, out=buffer, grid=grid, src_z0=slab.first)
                 seconds["gather"] += time.perf_counter() - t
@@ -435,7 +399,6 @@ def _gather_batches(
                 )
                 if not _put(out, item, stop):
                     return
-            cores.done(1)
             room.release()
     except BaseException as exc:
         _put(out, exc, stop)

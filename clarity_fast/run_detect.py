@@ -16,12 +16,11 @@ from clarity_fast import __version__
 from clarity_fast.checkpoint import Checkpoint
 from clarity_fast.errors import InputError
 from clarity_fast.export.model_file import resolve_model
-from clarity_fast.export.providers import available_cores
 from clarity_fast.export.runtime import OnnxScorer, RuntimeSettings
 from clarity_fast.io.atomic import atomic_path, check_output_path
 from clarity_fast.io.points import Points, write_points
 from clarity_fast.io.volumes import open_volume
-from clarity_fast.pipeline import STAGES, DetectSettings, detect, shared_cores
+from clarity_fast.pipeline import STAGES, DetectSettings, detect
 from clarity_fast.progress import progress_bar, step
 from clarity_fast.settings import VoxelSize, resolve_voxel_size
 
@@ -101,7 +100,6 @@ def run_detection(request: DetectRequest) -> DetectReport:
             slab_depth=request.slab_depth,
             project=request.preview is not None,
             adapt=request.adapt,
-            stage_threads=shared_cores(available_cores()) if scorer.device != "cpu" else None,
         )
         fingerprint = dict(
             volume=_file_identity(request.volume), channel=request.channel, shape=list(reader.shape),
@@ -140,7 +138,7 @@ def run_detection(request: DetectRequest) -> DetectReport:
         volume=str(request.volume), shape=list(shape), voxel_size_um=list(voxel_size), cell_diameter_um=settings.cell_diameter,
         model=str(model_path), model_training=model.training, device=scorer.device, provider=scorer.provider,
         threshold=settings.threshold, prefilter_threshold=settings.prefilter_threshold, batch=settings.batch,
-        slab_depth=settings.slab_depth, stage_threads=settings.stage_threads, zoom_to_model_grid=list(settings.zoom(model)),
+        slab_depth=settings.slab_depth, zoom_to_model_grid=list(settings.zoom(model)),
         candidates=result.candidates, above_threshold=result.above_threshold, cells=len(result.zyx),
         cell_share=result.cell_share, odds_factor=result.odds_factor,
         workers=request.workers, scheduler=request.scheduler,

@@ -342,52 +342,30 @@ def test_many_slabs_without_candidates_do_not_stall_the_run(scorer, brain):
     assert len(results[0].zyx) and results[0].zyx[:, 0].min() >= 18
 
 
+
 @pytest.mark.skipif(numba.config.NUMBA_NUM_THREADS < 2, reason="needs two numba threads")
-def test_stage_threads_use_the_callers_count_or_their_share(scorer, brain, monkeypatch):
-    """numba's thread count is per thread and a new thread starts at the default: the stages must take the caller's
-    (a cluster worker caps it), and with stage_threads keep to their share only while the other stage works."""
+def test_stage_threads_use_the_callers_numba_thread_count(scorer, brain, monkeypatch):
+    """numba's thread count is per thread and a new thread starts at the default: the stages must take the
+    caller's (a cluster worker caps it to share the machine)."""
     import clarity_fast.pipeline as pipeline
 
     brain, _ = brain
-    seen: dict[str, set] = {"gather": set()}
-    gather = pipeline.gather_patches
+    seen = {"prefilter": set(), "gather": set()}
+    gather, prefilter_run = pipeline.gather_patches, pipeline.SlabPrefilter.run
 
     def counting_gather(planes, **kw):
         seen["gather"].add(numba.get_num_threads())
         return gather(planes, **kw)
 
+    def counting_prefilter(self, planes, **kw):
+        seen["prefilter"].add(numba.get_num_threads())
+        return prefilter_run(self, planes, **kw)
+
     monkeypatch.setattr(pipeline, "gather_patches", counting_gather)
+    monkeypatch.setattr(pipeline.SlabPrefilter, "run", counting_prefilter)
     numba.set_num_threads(1)
     try:
         detect(open_array(brain.volume()), scorer=scorer, model=scorer.config, settings=settings_for(scorer, brain, slab_depth=5))
     finally:
         numba.set_num_threads(numba.config.NUMBA_NUM_THREADS)
-    assert seen["gather"] == {1}
-    cores = pipeline._Cores(shares=(1, 1))
-    cores.claim(1)
-    assert numba.get_num_threads() == numba.config.NUMBA_NUM_THREADS  # the prefilter is idle: every core
-    cores.busy[0].set()
-    cores.claim(1)
-    assert numba.get_num_threads() == 1
-    cores.done(1)
-    numba.set_num_threads(numba.config.NUMBA_NUM_THREADS)
-
-
-def test_detections_do_not_depend_on_stage_threads(scorer, brain):
-    brain, _ = brain
-    volume = brain.volume()
-    runs = [
-        detect(open_array(volume), scorer=scorer, model=scorer.config, settings=settings_for(scorer, brain, slab_depth=5, stage_threads=t))
-        for t in (None, (1, 1))
-    ]
-    np.testing.assert_array_equal(runs[0].zyx, runs[1].zyx)
-    np.testing.assert_array_equal(runs[0].probability, runs[1].probability)
-
-
-def test_shared_cores_leave_one_for_scoring():
-    from clarity_fast.pipeline import shared_cores
-
-    assert shared_cores(2) is None
-    for cores in (4, 16, 64):
-        prefilter, gathering = shared_cores(cores)
-        assert prefilter >= 1 and gathering >= 1 and prefilter + gathering == cores - 1
+    assert seen == {"prefilter": {1}, "gather": {1}}
