@@ -107,13 +107,17 @@ def main() -> None:
         ratio = runs["volume"]["summary"]["voxels_per_s"] / runs[f"volume, --device {other}"]["summary"]["voxels_per_s"]
         data[f"speedup_vs_{other}"] = ratio
         notes += f" The same volume with --device {other} on this machine: {ratio:.1f}× slower."
-    data["speedup_vs_cellfinder"] = {}
+    data["speedup_vs_cellfinder"], data["speedup_vs_cellfinder_by_run"] = {}, {}
+    volumes = [name for name in runs if name.startswith("volume") and "--device" not in name]
     for where, result in cellfinder.items():
         rate = np.prod(result["shape"]) / result["seconds"]
         ratio = runs["volume"]["summary"]["voxels_per_s"] / rate
         data["speedup_vs_cellfinder"][where] = ratio
+        data["speedup_vs_cellfinder_by_run"][where] = {name: runs[name]["summary"]["voxels_per_s"] / rate for name in volumes}
         rows.append([f"cellfinder {result['cellfinder']} detection stage [torch {where}]", "×".join(map(str, result["shape"])), f"{result['seconds']:.1f}", f"{rate / 1e6:.2f}", "", result["candidates"], "candidates, no classification"])
-        notes += f" Same volume through cellfinder's detection stage (filters on torch {where}, all CPU cores): clarity-fast is {ratio:.1f}× its throughput."
+        by_depth = " / ".join(f"{runs[name]['summary']['voxels_per_s'] / rate:.1f}×" for name in volumes)
+        notes += (f" Same volume through cellfinder's detection stage (filters on torch {where}, all CPU cores): clarity-fast is "
+                  f"{by_depth} as fast ({', '.join(volumes)}).")
     md = report.write(
         "detect_speed_gpu" if gpus else "detect_speed",
         data=data,

@@ -3,7 +3,8 @@
 clarity_fast.simulate (the training generator) renders sigmoid-edged ellipsoids, vessels, stripes and haze through
 a light-sheet model. The generator here shares no code or assumptions with it: cells are anisotropic Gaussian
 blobs or blurred hard-edged balls, the background is flat or a linear gradient, the noise is Poisson shot noise
-plus Gaussian read noise, and the distractors are large dim blobs and small bright puncta. Each condition makes a
+plus Gaussian read noise, and the distractors are large dim blobs and small bright puncta; two conditions blur the finished image, noise
+included, as resampling or a generator that blurs last would. Each condition makes a
 calibration volume and a test volume. Each model runs on the test volume through `clarity-fast detect`, once with
 its own threshold and once with the threshold that maximises F1 on the calibration volume (`--threshold`); the LoG
 blob baseline gets the same kind of fitted threshold. The first CNN figure is what a user gets; the second tells
@@ -48,6 +49,7 @@ class Condition:
     min_distance: float = 2.5  # cell radii between centres
     gradient: float = 1.0  # background at the far x edge over the near one
     distractors: bool = False
+    noise_blur: float = 0.0  # Gaussian blur (voxels) of the whole image after the noise: a resampled or naively rendered volume
 
 
 CONDITIONS = [
@@ -57,6 +59,8 @@ CONDITIONS = [
     Condition("dense, touching", cells=700, min_distance=1.7),
     Condition("gradient + distractors", gradient=4.0, distractors=True),
     Condition("5x1x1 um voxels, 10 um cells", voxel=(5.0, 1.0, 1.0), diameter=10.0),
+    Condition("noise blurred by 0.7 voxel", noise_blur=0.7),
+    Condition("noise blurred by 1 voxel", noise_blur=1.0),
 ]
 
 
@@ -107,6 +111,8 @@ def make_volume(condition: Condition, *, seed: int) -> tuple[np.ndarray, np.ndar
     background = BACKGROUND * np.linspace(1.0, condition.gradient, shape[2], dtype=np.float32)[None, None, :]
     photons = rng.poisson(np.maximum(signal + background, 0.0)).astype(np.float32)
     counts = photons + OFFSET + rng.normal(0.0, READ_NOISE, size=shape).astype(np.float32)
+    if condition.noise_blur:
+        counts = gaussian_filter(counts, sigma=condition.noise_blur)
     return np.clip(np.rint(counts), 0, 65535).astype(np.uint16), centres / voxel
 
 

@@ -15,6 +15,7 @@ import numpy as np
 from clarity_fast.io.volumes import VolumeReader
 from clarity_fast.kernels.filters import blob_snr, reflect, z_halo
 from clarity_fast.kernels.maxima import footprint_offsets, local_maxima
+from clarity_fast.noise_correlation import NoiseModel, volume_noise
 from clarity_fast.settings import PrefilterSettings
 
 
@@ -52,7 +53,10 @@ def slab_ranges(depth: int, *, slab_depth: int) -> list[tuple[int, int]]:
 class SlabPrefilter:
     """The prefilter of one volume, slab by slab: which planes a slab needs, and its candidates from them."""
 
-    def __init__(self, *, settings: PrefilterSettings, shape: tuple[int, int, int], dtype: np.dtype) -> None:
+    def __init__(
+        self, *, settings: PrefilterSettings, shape: tuple[int, int, int], dtype: np.dtype, noise: NoiseModel
+    ) -> None:
+        """noise: the volume's, measured once (noise_correlation.volume_noise)."""
         self.settings = settings
         self.depth = shape[0]
         self.offsets = footprint_offsets(settings.min_separation)
@@ -61,6 +65,7 @@ class SlabPrefilter:
         pad = z_halo(sigma_z=settings.sigma[0], noise_half_width_z=settings.noise_half_width[0])
         self.halo = 0 if self.planar else pad
         self.floor = 0.5 if np.issubdtype(dtype, np.integer) else 1e-6
+        self.noise_gain = noise.inflation(sigma=settings.sigma[1:] if self.planar else settings.sigma)
 
     def _stack(self, z0: int, z1: int) -> np.ndarray:
         """The volume's plane behind each plane of the stack the response of planes z0..z1 (and their
@@ -83,6 +88,7 @@ class SlabPrefilter:
             noise_half_width=self.settings.noise_half_width,
             noise_floor=self.floor,
             planar=self.planar,
+            noise_gain=self.noise_gain,
         )
         r0 = max(z0 - self.reach, 0)  # the volume's plane behind the response's first plane
         coords, values = local_maxima(snr, offsets=self.offsets, threshold=self.settings.threshold, z_range=(z0 - r0, z1 - r0))
@@ -90,14 +96,19 @@ class SlabPrefilter:
         return Candidates(coords, values)
 
 
-def iter_slabs(reader: VolumeReader, *, settings: PrefilterSettings) -> Iterator[Slab]:
-    """Candidates slab by slab, in z order."""
-    prefilter = SlabPrefilter(settings=settings, shape=reader.shape, dtype=reader.dtype)
+def iter_slabs(
+    reader: VolumeReader, *, settings: PrefilterSettings, noise: NoiseModel | None = None
+) -> Iterator[Slab]:
+    """Candidates slab by slab, in z order; noise None: measured from the volume."""
+    noise = volume_noise(reader) if noise is None else noise
+    prefilter = SlabPrefilter(settings=settings, shape=reader.shape, dtype=reader.dtype, noise=noise)
     for z0, z1 in slab_ranges(reader.shape[0], slab_depth=settings.slab_depth):
         a, b = prefilter.planes_needed(z0, z1)
         yield Slab(z0, z1, prefilter.run(reader.read_slab(a, b), first=a, z0=z0, z1=z1))
 
 
-def find_candidates(reader: VolumeReader, *, settings: PrefilterSettings) -> Candidates:
+def find_candidates(
+    reader: VolumeReader, *, settings: PrefilterSettings, noise: NoiseModel | None = None
+) -> Candidates:
     """All candidates of a volume (streamed: memory depends on the slab depth, not the volume depth)."""
-    return Candidates.concat([slab.candidates for slab in iter_slabs(reader, settings=settings)])
+    return Candidates.concat([slab.candidates for slab in iter_slabs(reader, settings=settings, noise=noise)])

@@ -17,7 +17,7 @@ import queue
 import threading
 import time
 from collections.abc import Callable
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from typing import TYPE_CHECKING
 
 import numba
@@ -30,6 +30,7 @@ from clarity_fast.io.volumes import VolumeReader
 from clarity_fast.kernels.gather import Grid, gather_patches, working_grid
 from clarity_fast.model.config import ModelConfig
 from clarity_fast.model.samples import to_voxels
+from clarity_fast.noise_correlation import NoiseModel, volume_noise
 from clarity_fast.resample import points_to
 from clarity_fast.settings import PrefilterSettings, Scale, VoxelSize, snap_factors
 from clarity_fast.volume_share import (
@@ -60,6 +61,7 @@ class DetectSettings:
     slab_depth: int = 32
     project: bool = False  # keep each slab's maximum projection along z (the --preview picture)
     adapt: bool = False  # adapt probabilities to the volume's share of cells (volume_share), where the model allows it
+    noise: NoiseModel | None = None  # the volume's noise correlation (noise_correlation); None: measured from the volume
 
     def __post_init__(self) -> None:
         if self.batch < 1:
@@ -90,6 +92,7 @@ class Result:
     projection: np.ndarray | None = None  # the volume's maximum along z, where settings.project asked for it
     cell_share: float | None = None  # the estimated share of cells among the candidates, where adapted
     odds_factor: float = 1.0  # what adapting multiplied the probabilities' odds by
+    noise: NoiseModel = field(default_factory=NoiseModel)  # the volume's, as measured (noise_correlation)
 
 
 @dataclass(frozen=True)
@@ -184,6 +187,7 @@ def process_slabs(
         settings=PrefilterSettings(scale=settings.scale, threshold=settings.prefilter_threshold, slab_depth=settings.slab_depth),
         shape=reader.shape,
         dtype=reader.dtype,
+        noise=volume_noise(reader) if settings.noise is None else settings.noise,  # a cluster worker's task measures it
     )
     slab_queue: queue.Queue = queue.Queue()
     slab_room = threading.Semaphore(SLABS_IN_FLIGHT)
@@ -285,6 +289,8 @@ def detect(
             f"{reader.path}: planes of {reader.shape[1]}×{reader.shape[2]} voxels are {grid_shape[1]}×{grid_shape[2]} on the "
             f"model's grid, smaller than one {model.network.patch}-voxel patch; check --voxel-size and --cell-diameter"
         )
+    if settings.noise is None:
+        settings = replace(settings, noise=volume_noise(reader))
     slabs = slab_ranges(reader.shape[0], slab_depth=settings.slab_depth)
     parts = [checkpoint.load(z0, z1) for z0, z1 in slabs if checkpoint is not None and checkpoint.finished(z0)]
     todo = [s for s in slabs if s[0] not in {r.z0 for r in parts}]
@@ -307,6 +313,7 @@ def detect(
     if low < 0:
         log.warning("%s: negative values (down to %g); processed as they are", reader.path, low)
     result = merged(parts, settings=settings, model=model, seconds=seconds)
+    result.noise = settings.noise
     seconds["total"] = time.perf_counter() - start
     return result
 

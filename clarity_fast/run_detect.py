@@ -6,7 +6,7 @@ from __future__ import annotations
 import hashlib
 import json
 import time
-from dataclasses import dataclass
+from dataclasses import asdict, dataclass
 from functools import partial
 from pathlib import Path
 
@@ -138,7 +138,7 @@ def run_detection(request: DetectRequest) -> DetectReport:
         volume=str(request.volume), shape=list(shape), voxel_size_um=list(voxel_size), cell_diameter_um=settings.cell_diameter,
         model=str(model_path), model_training=model.training, device=scorer.device, provider=scorer.provider,
         threshold=settings.threshold, prefilter_threshold=settings.prefilter_threshold, batch=settings.batch,
-        slab_depth=settings.slab_depth, zoom_to_model_grid=list(settings.zoom(model)),
+        slab_depth=settings.slab_depth, noise_model=asdict(result.noise), zoom_to_model_grid=list(settings.zoom(model)),
         candidates=result.candidates, above_threshold=result.above_threshold, cells=len(result.zyx),
         cell_share=result.cell_share, odds_factor=result.odds_factor,
         workers=request.workers, scheduler=request.scheduler,

@@ -15,12 +15,15 @@ DTYPES = [np.uint8, np.uint16, np.int16, np.float32, np.float64]
 
 
 
-def numba_snr(volume, sigma, half_width, floor=0.5):
+def numba_snr(volume, sigma, half_width, floor=0.5, noise_gain=1.0):
     if volume.shape[0] == 1:
-        return blob_snr(volume, pad=0, sigma=sigma, noise_half_width=half_width, noise_floor=floor, planar=True)
+        return blob_snr(volume, pad=0, sigma=sigma, noise_half_width=half_width, noise_floor=floor, planar=True, noise_gain=noise_gain)
     pad = z_halo(sigma_z=sigma[0], noise_half_width_z=half_width[0])
     stack = [reflect(p, volume.shape[0]) for p in range(-pad, volume.shape[0] + pad)]  # the ends reflected, as detect does
-    return blob_snr(volume, stack=np.array(stack), pad=pad, sigma=sigma, noise_half_width=half_width, noise_floor=floor, planar=False)
+    return blob_snr(
+        volume, stack=np.array(stack), pad=pad, sigma=sigma, noise_half_width=half_width, noise_floor=floor, planar=False,
+        noise_gain=noise_gain,
+    )
 
 
 def test_blob_snr_refuses_a_halo_shorter_than_its_z_passes():
@@ -60,12 +63,13 @@ def test_kernel_matches_scipy(sigma, order):
     sigma=st.tuples(st.floats(0.5, 2.0), st.floats(0.5, 2.5), st.floats(0.5, 2.5)),
     half_width=st.tuples(st.integers(1, 4), st.integers(1, 6), st.integers(1, 6)),
     seed=st.integers(0, 2**16),
+    noise_gain=st.sampled_from([1.0, 3.7]),
 )
-def test_blob_snr_matches_reference(depth, rows, cols, dtype, sigma, half_width, seed):
+def test_blob_snr_matches_reference(depth, rows, cols, dtype, sigma, half_width, seed, noise_gain):
     rng = np.random.default_rng(seed)
     volume = (rng.random((depth, rows, cols)) * 200).astype(dtype)
-    got = numba_snr(volume, sigma, half_width)
-    expected = reference.blob_snr(volume, sigma=sigma, noise_half_width=half_width, noise_floor=0.5)
+    got = numba_snr(volume, sigma, half_width, noise_gain=noise_gain)
+    expected = reference.blob_snr(volume, sigma=sigma, noise_half_width=half_width, noise_floor=0.5, noise_gain=noise_gain)
     scale = max(float(np.abs(expected).max()), 1.0)
     np.testing.assert_allclose(got, expected, rtol=1e-4, atol=1e-4 * scale)
 

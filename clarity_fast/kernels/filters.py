@@ -221,6 +221,7 @@ def blob_snr(
     noise_floor: float,
     planar: bool,
     stack: np.ndarray | None = None,
+    noise_gain: float = 1.0,
 ) -> np.ndarray:
     """Response / local noise (float32) for the core planes of a stack of planes with a halo of `pad` planes each
     side: block itself (any real dtype), or, with `stack`, the planes block[stack[0]], block[stack[1]], ... (so
@@ -229,12 +230,13 @@ def blob_snr(
     Passes run z first, then x, then y fused with the response, plane by plane, and the noise proxy is kept
     for the planes the z box spans only, so the working set beyond the input and the result is a few planes.
     `planar` treats a single plane as 2D (y and x curvatures only); then `block` is that one plane and pad is 0.
+    `noise_gain` scales the noise units for noise that is not white (noise_correlation.response_inflation).
     """
     block = np.ascontiguousarray(block)
     stack = np.arange(len(block)) if stack is None else np.ascontiguousarray(stack, dtype=np.int64)
     planes, (rows, cols) = len(stack), block.shape[1:]
     gain = white_noise_gain(sigma[1:] if planar else sigma)
-    noise_scale = np.float32(gain / MEAN_ABS_DIFF_PER_STD)
+    noise_scale = np.float32(noise_gain * gain / MEAN_ABS_DIFF_PER_STD)
     floor = np.float32(gain * noise_floor)
     scales = np.asarray([s**2 for s in sigma], dtype=np.float32)
     gz = [gaussian_kernel(sigma[0], o).astype(np.float32) for o in (0, 2)]

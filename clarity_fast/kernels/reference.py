@@ -49,7 +49,12 @@ def local_maxima(response: np.ndarray, *, radius: tuple[float, float, float], th
 
 
 def blob_snr(
-    volume: np.ndarray, *, sigma: tuple[float, float, float], noise_half_width: tuple[int, int, int], noise_floor: float
+    volume: np.ndarray,
+    *,
+    sigma: tuple[float, float, float],
+    noise_half_width: tuple[int, int, int],
+    noise_floor: float,
+    noise_gain: float = 1.0,
 ) -> np.ndarray:
     """The prefilter's response (see kernels.filters) for a whole volume, with scipy."""
     from scipy.ndimage import uniform_filter
@@ -65,7 +70,7 @@ def blob_snr(
     sizes = [2 * w + 1 for w in noise_half_width]
     box = uniform_filter(proxy, size=sizes[1:] if planar else sizes, mode="reflect")
     gain = white_noise_gain(sigma[1:] if planar else sigma)
-    noise = np.maximum(gain / MEAN_ABS_DIFF_PER_STD * box, gain * noise_floor)
+    noise = np.maximum(np.float32(noise_gain * gain / MEAN_ABS_DIFF_PER_STD) * box, gain * noise_floor)
     return response / (noise[None] if planar else noise)
 
 
