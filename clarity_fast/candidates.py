@@ -45,6 +45,11 @@ class Slab:
     candidates: Candidates
 
 
+def noise_gain(settings: PrefilterSettings, *, noise: NoiseModel, planar: bool) -> float:
+    """What the prefilter scales its noise units by for a volume with this noise (a single plane: y and x only)."""
+    return noise.gain(sigma=settings.sigma[1:] if planar else settings.sigma)
+
+
 def slab_ranges(depth: int, *, slab_depth: int) -> list[tuple[int, int]]:
     """The (z0, z1) plane ranges of the slabs a volume `depth` planes deep is cut into, in z order."""
     return [(z0, min(z0 + slab_depth, depth)) for z0 in range(0, depth, slab_depth)]
@@ -65,7 +70,7 @@ class SlabPrefilter:
         pad = z_halo(sigma_z=settings.sigma[0], noise_half_width_z=settings.noise_half_width[0])
         self.halo = 0 if self.planar else pad
         self.floor = 0.5 if np.issubdtype(dtype, np.integer) else 1e-6
-        self.noise_gain = noise.inflation(sigma=settings.sigma[1:] if self.planar else settings.sigma)
+        self.noise_gain = noise_gain(settings, noise=noise, planar=self.planar)
 
     def _stack(self, z0: int, z1: int) -> np.ndarray:
         """The volume's plane behind each plane of the stack the response of planes z0..z1 (and their

@@ -13,6 +13,7 @@ from pathlib import Path
 import numpy as np
 
 from clarity_fast import __version__
+from clarity_fast.candidates import noise_gain
 from clarity_fast.checkpoint import Checkpoint
 from clarity_fast.errors import InputError
 from clarity_fast.export.model_file import resolve_model
@@ -20,9 +21,10 @@ from clarity_fast.export.runtime import OnnxScorer, RuntimeSettings
 from clarity_fast.io.atomic import atomic_path, check_output_path
 from clarity_fast.io.points import Points, write_points
 from clarity_fast.io.volumes import open_volume
+from clarity_fast.noise_correlation import volume_noise
 from clarity_fast.pipeline import STAGES, DetectSettings, detect
 from clarity_fast.progress import progress_bar, step
-from clarity_fast.settings import VoxelSize, resolve_voxel_size
+from clarity_fast.settings import PrefilterSettings, VoxelSize, resolve_voxel_size
 
 FORMATS = ("csv", "xml")
 
@@ -90,6 +92,9 @@ def run_detection(request: DetectRequest) -> DetectReport:
     scorer = OnnxScorer(model_path, settings=runtime)
     model = scorer.config
     with open_volume(request.volume, channel=request.channel) as reader:
+        measured = time.perf_counter()
+        noise = volume_noise(reader)  # once, here, so that cluster tasks need not measure it again
+        measured = time.perf_counter() - measured
         voxel_size = resolve_voxel_size(from_file=reader.voxel_size, from_user=request.voxel_size, source=request.volume)
         settings = DetectSettings(
             voxel_size=voxel_size,
@@ -100,12 +105,13 @@ def run_detection(request: DetectRequest) -> DetectReport:
             slab_depth=request.slab_depth,
             project=request.preview is not None,
             adapt=request.adapt,
+            noise=noise,
         )
         fingerprint = dict(
             volume=_file_identity(request.volume), channel=request.channel, shape=list(reader.shape),
             model=_sha256(model_path), voxel_size=list(voxel_size), cell_diameter=settings.cell_diameter,
             threshold=settings.threshold, prefilter_threshold=settings.prefilter_threshold, slab_depth=settings.slab_depth,
-            project=settings.project, adapt=settings.adapt, version=__version__,  # another release may cut candidates differently
+            project=settings.project, adapt=settings.adapt, noise=asdict(noise), version=__version__,  # another release may cut candidates differently
         )
         checkpoint = Checkpoint(request.checkpoint_path, fingerprint=fingerprint, resume=request.resume)
         plane_voxels, started, done = reader.shape[1] * reader.shape[2], time.perf_counter(), [0]
@@ -128,6 +134,8 @@ def run_detection(request: DetectRequest) -> DetectReport:
                 reader, scorer=scorer, model=model, settings=settings, checkpoint=checkpoint, on_slab=on_slab, run_slabs=run_slabs
             )
         shape = reader.shape
+    result.seconds["noise"] = measured
+    result.seconds["total"] += measured
     points = Points(zyx=result.zyx, score=result.probability)
     write_points(request.out, points, format=request.output_format, image_filename=Path(request.volume).name, score_name="probability")
     if request.preview is not None:
@@ -138,7 +146,7 @@ def run_detection(request: DetectRequest) -> DetectReport:
         volume=str(request.volume), shape=list(shape), voxel_size_um=list(voxel_size), cell_diameter_um=settings.cell_diameter,
         model=str(model_path), model_training=model.training, device=scorer.device, provider=scorer.provider,
         threshold=settings.threshold, prefilter_threshold=settings.prefilter_threshold, batch=settings.batch,
-        slab_depth=settings.slab_depth, noise_model=asdict(result.noise), zoom_to_model_grid=list(settings.zoom(model)),
+        slab_depth=settings.slab_depth, noise_model=asdict(noise), noise_gain=noise_gain(PrefilterSettings(scale=settings.scale), noise=noise, planar=shape[0] == 1), zoom_to_model_grid=list(settings.zoom(model)),
         candidates=result.candidates, above_threshold=result.above_threshold, cells=len(result.zyx),
         cell_share=result.cell_share, odds_factor=result.odds_factor,
         workers=request.workers, scheduler=request.scheduler,

@@ -369,3 +369,19 @@ def test_stage_threads_use_the_callers_numba_thread_count(scorer, brain, monkeyp
     finally:
         numba.set_num_threads(numba.config.NUMBA_NUM_THREADS)
     assert seen == {"prefilter": {1}, "gather": {1}}
+
+
+def test_a_volume_with_smoothed_noise_is_corrected_the_same_in_every_slab(brain, tmp_path):
+    """The noise model is measured once per volume (and recorded), so a corrected run stays slab-invariant."""
+    from scipy.ndimage import gaussian_filter
+
+    brain, _ = brain
+    path = tmp_path / "blurred.tif"
+    write_tiff(path, np.rint(gaussian_filter(brain.volume().astype(np.float32), 1.2)).astype(np.uint16), voxel_size=brain.settings.scale.voxel_size)
+    texts, gains = set(), set()
+    for slab_depth in (32, 4):
+        out = tmp_path / f"cells-{slab_depth}.csv"
+        report = run_detection(DetectRequest(volume=path, out=out, slab_depth=slab_depth, progress=False))
+        texts.add(out.read_bytes())
+        gains.add(report.summary["noise_gain"])
+    assert len(texts) == 1 and len(gains) == 1 and gains.pop() > 1.0

@@ -230,7 +230,7 @@ def blob_snr(
     Passes run z first, then x, then y fused with the response, plane by plane, and the noise proxy is kept
     for the planes the z box spans only, so the working set beyond the input and the result is a few planes.
     `planar` treats a single plane as 2D (y and x curvatures only); then `block` is that one plane and pad is 0.
-    `noise_gain` scales the noise units for noise that is not white (noise_correlation.response_inflation).
+    `noise_gain` scales the noise units for noise that is not white (noise_correlation.NoiseModel.gain).
     """
     block = np.ascontiguousarray(block)
     stack = np.arange(len(block)) if stack is None else np.ascontiguousarray(stack, dtype=np.int64)
