@@ -52,6 +52,19 @@ def reflect(i: int, n: int) -> int:
     return i
 
 
+@numba.njit(cache=True, nogil=True)
+def fill_reflected(row: np.ndarray, r: int, buf: np.ndarray) -> None:
+    """buf[i] = row[i - r] for i in 0 .. len(row) + 2r (reflect beyond the ends), each value cast to buf's dtype.
+    Only the 2r end values need `reflect`: calling it for every value cost more than the filtering itself."""
+    n = row.shape[0]
+    for i in range(min(r, buf.shape[0])):
+        buf[i] = row[reflect(i - r, n)]
+    for i in range(n):
+        buf[i + r] = row[i]
+    for i in range(n + r, buf.shape[0]):
+        buf[i] = row[reflect(i - r, n)]
+
+
 @numba.njit(parallel=True, cache=True, nogil=True)
 def correlate_x(src: np.ndarray, weights: np.ndarray, out: np.ndarray) -> None:
     """out[k, y, x] = sum_j weights[k, j] * src[y, x + j - r] for each of K same-length kernels."""
@@ -60,8 +73,7 @@ def correlate_x(src: np.ndarray, weights: np.ndarray, out: np.ndarray) -> None:
     r = taps // 2
     for y in numba.prange(rows):
         buf = np.empty(n + 2 * r, dtype=np.float32)
-        for i in range(n + 2 * r):
-            buf[i] = src[y, reflect(i - r, n)]
+        fill_reflected(src[y], r, buf)
         for k in range(weights.shape[0]):
             o = out[k, y]
             o[:] = 0.0
@@ -79,8 +91,7 @@ def box_mean_x(src: np.ndarray, half_width: int, out: np.ndarray) -> None:
     inv = 1.0 / (2 * w + 1)
     for y in numba.prange(rows):
         buf = np.empty(n + 2 * w + 1, dtype=np.float64)  # buf[i] = src[i - w - 1], reflected
-        for i in range(n + 2 * w + 1):
-            buf[i] = src[y, reflect(i - w - 1, n)]
+        fill_reflected(src[y], w + 1, buf)
         total = 0.0
         for i in range(2 * w + 1):  # the window of x = -1
             total += buf[i]
