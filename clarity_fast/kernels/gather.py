@@ -86,15 +86,19 @@ def _gather(src, src_z0, lz, hz, wz, ly, hy, wy, lx, hx, wx, centres, out):
     n_vox = size * size * size
     for i in numba.prange(centres.shape[0]):
         cz, cy, cx = centres[i, 0], centres[i, 1], centres[i, 2]
+        rows, cols = np.empty(size, np.int64), np.empty(size, np.int64)  # reflected once per patch, not per voxel
+        for c in range(size):
+            rows[c], cols[c] = reflect(cy - half + c, ny), reflect(cx - half + c, nx)
         total = 0.0
         for a in range(size):
             k = reflect(cz - half + a, nz)
             z0, z1, tz = lz[k] - src_z0, hz[k] - src_z0, wz[k]
             for b in range(size):
-                j = reflect(cy - half + b, ny)
+                j = rows[b]
+                y0, y1, ty = ly[j], hy[j], wy[j]
                 for c in range(size):
-                    m = reflect(cx - half + c, nx)
-                    v = np.float32(_lerp(src, z0, z1, tz, ly[j], hy[j], wy[j], lx[m], hx[m], wx[m]))
+                    m = cols[c]
+                    v = np.float32(_lerp(src, z0, z1, tz, y0, y1, ty, lx[m], hx[m], wx[m]))
                     out[i, 0, a, b, c] = v
                     total += v
         mean = total / n_vox
