@@ -132,11 +132,13 @@ def candidates(
     """Propose cell centres with the prefilter (stage 1 of detect), to check it on your data."""
     import time
 
-    from clarity_fast.candidates import Candidates, iter_slabs
+    from clarity_fast.candidates import Candidates, iter_slabs, noise_gain
     from clarity_fast.io.atomic import check_output_path
     from clarity_fast.io.points import Points, write_points
     from clarity_fast.io.volumes import open_volume
+    from clarity_fast.noise_correlation import volume_noise
     from clarity_fast.progress import progress_bar, step
+    from clarity_fast.run_detect import smoothed_noise_line
     from clarity_fast.settings import resolve_voxel_size
 
     check_output_path(out)
@@ -145,10 +147,10 @@ def candidates(
         user = parse_triple(voxel_size, name="--voxel-size") if voxel_size else None
         scale = Scale(voxel_size=resolve_voxel_size(from_file=reader.voxel_size, from_user=user, source=volume), cell_diameter=cell_diameter)
         settings = PrefilterSettings(scale=scale, threshold=threshold, slab_depth=slab_depth)
-        parts = []
+        parts, noise = [], volume_noise(reader)
         n_slabs = -(-reader.shape[0] // slab_depth)
         with progress_bar(total=n_slabs, description="candidates") as bar:
-            for slab in iter_slabs(reader, settings=settings):
+            for slab in iter_slabs(reader, settings=settings, noise=noise):
                 parts.append(slab.candidates)
                 step(bar, status=f"{sum(len(p) for p in parts)} found")
         found = Candidates.concat(parts)
@@ -159,6 +161,8 @@ def candidates(
         f"{len(found)} candidates in {volume} {shape} at voxel {scale.voxel_size} µm, cell {cell_diameter} µm: "
         f"{seconds:.1f} s ({np.prod(shape) / seconds / 1e6:.1f} Mvoxel/s) -> {out}"
     )
+    if (gain := noise_gain(settings, noise=noise, planar=shape[0] == 1)) > 1:
+        typer.echo(smoothed_noise_line(noise.blur, gain))
 
 
 @app.command()

@@ -71,6 +71,7 @@ class DetectReport:
             f"{s['above_threshold']} above probability {s['threshold']:.3f} before merging)",
             *([f"--adapt: cells are {s['cell_share']:.0%} of the candidates, so the probabilities' odds were multiplied by {s['odds_factor']:.2f}"]
               if s.get("cell_share") is not None and s["odds_factor"] > 1 else []),
+            *([smoothed_noise_line(s["noise_model"]["blur"], s["noise_gain"])] if s["noise_gain"] > 1 else []),
             f"{seconds['total']:.2f} s, {s['voxels_per_s'] / 1e6:.1f} Mvoxel/s on {s['device']}; busy seconds: {busy}",
             f"wrote {s['out']} and {s['summary']}" + (f" and {s['preview']}" if s.get("preview") else ""),
         ]
@@ -158,6 +159,12 @@ def run_detection(request: DetectRequest) -> DetectReport:
         tmp.write_text(json.dumps(summary, indent=2) + "\n")
     checkpoint.clear()
     return DetectReport(summary)
+
+
+def smoothed_noise_line(blur: tuple[float, float], gain: float) -> str:
+    """What the user sees when the volume's noise was found smoothed (resampled, say) and the prefilter corrected it."""
+    return (f"the noise is smoothed (a blur of {blur[0]:.2f} x {blur[1]:.2f} voxels in y x, as after resampling): "
+            f"the prefilter's noise units were scaled by {gain:.2f}")
 
 
 def _file_identity(path: Path) -> dict:

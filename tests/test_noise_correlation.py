@@ -63,3 +63,16 @@ def test_smoothed_noise_no_longer_floods_the_prefilter_with_candidates():
     as_white = find_candidates(open_array(volume), settings=settings, noise=NoiseModel())
     measured = find_candidates(open_array(volume), settings=settings)
     assert len(as_white) > 100 and len(measured) < len(as_white) / 10
+
+
+def test_the_candidates_command_says_when_it_corrected_smoothed_noise(tmp_path):
+    from cli_runner import run_cli
+
+    from clarity_fast.io.volumes import write_tiff
+
+    for blur, said in ((0.0, False), (1.0, True)):
+        path = tmp_path / f"noise_{blur}.tif"
+        write_tiff(path, np.rint(noise(blur, shape=(12, 96, 96))).astype(np.uint16), voxel_size=(4.0, 2.0, 2.0))
+        done = run_cli("candidates", path, "--cell-diameter", "12", "--out", tmp_path / f"c_{blur}.csv")
+        assert done.returncode == 0, done.stderr
+        assert ("the noise is smoothed" in done.stdout) == said, done.stdout
