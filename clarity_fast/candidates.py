@@ -13,7 +13,7 @@ from dataclasses import dataclass
 import numpy as np
 
 from clarity_fast.io.volumes import VolumeReader
-from clarity_fast.kernels.filters import blob_snr, reflect, z_halo
+from clarity_fast.kernels.filters import Scratch, blob_snr, reflect, z_halo
 from clarity_fast.kernels.maxima import footprint_offsets, local_maxima
 from clarity_fast.noise_correlation import NoiseModel, volume_noise
 from clarity_fast.settings import PrefilterSettings
@@ -56,7 +56,8 @@ def slab_ranges(depth: int, *, slab_depth: int) -> list[tuple[int, int]]:
 
 
 class SlabPrefilter:
-    """The prefilter of one volume, slab by slab: which planes a slab needs, and its candidates from them."""
+    """The prefilter of one volume, slab by slab: which planes a slab needs, and its candidates from them. Its
+    work arrays are kept from slab to slab, so one instance serves one thread."""
 
     def __init__(
         self, *, settings: PrefilterSettings, shape: tuple[int, int, int], dtype: np.dtype, noise: NoiseModel
@@ -71,6 +72,8 @@ class SlabPrefilter:
         self.halo = 0 if self.planar else pad
         self.floor = 0.5 if np.issubdtype(dtype, np.integer) else 1e-6
         self.noise_gain = noise_gain(settings, noise=noise, planar=self.planar)
+        self.scratch = Scratch()
+        self.most_planes = min(settings.slab_depth + 2 * self.reach, self.depth)  # response planes a slab can need
 
     def _stack(self, z0: int, z1: int) -> np.ndarray:
         """The volume's plane behind each plane of the stack the response of planes z0..z1 (and their
@@ -85,15 +88,19 @@ class SlabPrefilter:
 
     def run(self, planes: np.ndarray, *, first: int, z0: int, z1: int) -> Candidates:
         """Candidates of planes z0..z1 from `planes`, which hold planes first.. and cover planes_needed(z0, z1)."""
+        stack = self._stack(z0, z1)
+        response = self.scratch.array("response", (self.most_planes, *planes.shape[1:]))[: len(stack) - 2 * self.halo]
         snr = blob_snr(
             planes,
-            stack=self._stack(z0, z1) - first,
+            stack=stack - first,
             pad=self.halo,
             sigma=self.settings.sigma,
             noise_half_width=self.settings.noise_half_width,
             noise_floor=self.floor,
             planar=self.planar,
             noise_gain=self.noise_gain,
+            out=response,
+            scratch=self.scratch,
         )
         r0 = max(z0 - self.reach, 0)  # the volume's plane behind the response's first plane
         coords, values = local_maxima(snr, offsets=self.offsets, threshold=self.settings.threshold, z_range=(z0 - r0, z1 - r0))

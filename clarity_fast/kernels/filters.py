@@ -223,6 +223,22 @@ def white_noise_gain(sigma: tuple[float, ...]) -> float:
     return float(np.sqrt(np.mean(np.square(gains))))
 
 
+class Scratch:
+    """Float32 work arrays kept from one blob_snr call to the next (a streamed volume's slabs, one thread). A fresh
+    array is zero-filled by the OS page by page as it is first written: on a 2150×2650 plane that cost 29 ms, against
+    10 ms for the pass that wrote it."""
+
+    def __init__(self) -> None:
+        self._arrays: dict[str, np.ndarray] = {}
+
+    def array(self, name: str, shape: tuple[int, ...]) -> np.ndarray:
+        """A float32 array of `shape`: a view of the kept one where its planes match and it has as many."""
+        kept = self._arrays.get(name)
+        if kept is None or kept.shape[1:] != tuple(shape[1:]) or kept.shape[0] < shape[0]:
+            kept = self._arrays[name] = np.empty(shape, dtype=np.float32)
+        return kept[: shape[0]]
+
+
 def blob_snr(
     block: np.ndarray,
     *,
@@ -233,6 +249,8 @@ def blob_snr(
     planar: bool,
     stack: np.ndarray | None = None,
     noise_gain: float = 1.0,
+    out: np.ndarray | None = None,
+    scratch: Scratch | None = None,
 ) -> np.ndarray:
     """Response / local noise (float32) for the core planes of a stack of planes with a halo of `pad` planes each
     side: block itself (any real dtype), or, with `stack`, the planes block[stack[0]], block[stack[1]], ... (so
@@ -242,7 +260,9 @@ def blob_snr(
     for the planes the z box spans only, so the working set beyond the input and the result is a few planes.
     `planar` treats a single plane as 2D (y and x curvatures only); then `block` is that one plane and pad is 0.
     `noise_gain` scales the noise units for noise that is not white (noise_correlation.NoiseModel.gain).
+    `out` (float32, one plane per core plane) receives the result; `scratch` keeps the work arrays between calls.
     """
+    scratch = Scratch() if scratch is None else scratch
     block = np.ascontiguousarray(block)
     stack = np.arange(len(block)) if stack is None else np.ascontiguousarray(stack, dtype=np.int64)
     planes, (rows, cols) = len(stack), block.shape[1:]
@@ -255,13 +275,13 @@ def blob_snr(
     wx = _stack(gaussian_kernel(sigma[2], 0), gaussian_kernel(sigma[2], 2))
     gy = [gaussian_kernel(sigma[1], o).astype(np.float32) for o in (0, 2)]
     by = box_kernel(noise_half_width[1]).astype(np.float32)
-    out = np.empty((planes - 2 * pad, rows, cols), dtype=np.float32)
-    zo = np.empty((3, rows, cols), dtype=np.float32)
-    xo = np.empty((4, rows, cols), dtype=np.float32)
+    out = np.empty((planes - 2 * pad, rows, cols), dtype=np.float32) if out is None else out
+    zo = scratch.array("zo", (3, rows, cols))
+    xo = scratch.array("xo", (4, rows, cols))
     rb = bz.shape[0] // 2
     if not planar and pad < (needed := z_halo(sigma_z=sigma[0], noise_half_width_z=noise_half_width[0])):
         raise ValueError(f"a halo of {pad} planes is less than the {needed} the z passes reach (z_halo)")
-    ring = np.empty((0 if planar else bz.shape[0], rows, cols), dtype=np.float32)  # proxy plane p in slot p % len
+    ring = scratch.array("ring", (0 if planar else bz.shape[0], rows, cols))  # proxy plane p in slot p % len
     for q in range(planes - 2 * pad):
         if planar:
             zo[0] = block[stack[q]]
