@@ -75,6 +75,10 @@ class SlabPrefilter:
         self.scratch = Scratch()
         self.most_planes = min(settings.slab_depth + 2 * self.reach, self.depth)  # response planes a slab can need
 
+    def release(self) -> None:
+        """Drop the kept work arrays (after a volume's last slab: the later stages need the memory more)."""
+        self.scratch = Scratch()
+
     def _stack(self, z0: int, z1: int) -> np.ndarray:
         """The volume's plane behind each plane of the stack the response of planes z0..z1 (and their
         neighbours within reach) is computed from: a halo each side, reflected at the volume's ends."""

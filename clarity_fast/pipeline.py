@@ -370,6 +370,8 @@ def _prefilter_slabs(
             found = prefilter.run(planes, first=first, z0=z0, z1=z1)
             seconds["prefilter"] += time.perf_counter() - t
             centres = to_voxels(points_to(found.zyx, factors=factors), shape=grid.shape)
+            if (z0, z1) == slabs[-1]:
+                prefilter.release()
             if not _put(out, _Slab(z0, z1, first, planes, found, centres, low, high, projection), stop):
                 return
     except BaseException as exc:  # handed on to the consumer, which raises it in the caller's thread
