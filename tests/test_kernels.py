@@ -173,3 +173,19 @@ def test_compiled_suppression_matches_the_kd_tree_loop(n, extent, radius, levels
     scores = rng.integers(0, levels, size=n).astype(np.float32)
     expected = reference.suppress_duplicates(zyx, scores, radius=radius)
     np.testing.assert_array_equal(merge_duplicates(zyx, scores, radius=radius), expected)
+
+
+def test_blob_snr_with_reused_work_arrays_equals_a_fresh_run():
+    """A streamed volume's slabs share one Scratch: nothing of one call may leak into the next."""
+    from clarity_fast.kernels.filters import Scratch
+
+    rng = np.random.default_rng(11)
+    sigma, half_width = (1.0, 2.0, 2.0), (2, 4, 4)
+    pad = z_halo(sigma_z=sigma[0], noise_half_width_z=half_width[0])
+    scratch = Scratch()
+    for depth in (9, 12, 7):
+        block = rng.integers(0, 3000, (depth + 2 * pad, 40, 50)).astype(np.uint16)
+        kw = dict(pad=pad, sigma=sigma, noise_half_width=half_width, noise_floor=0.5, planar=False)
+        out = scratch.array("response", (12, 40, 50))[:depth]
+        np.testing.assert_array_equal(blob_snr(block, out=out, scratch=scratch, **kw), blob_snr(block, **kw))
+    assert np.shares_memory(scratch.array("zo", (3, 40, 50)), scratch.array("zo", (3, 40, 50)))  # kept, not fresh
