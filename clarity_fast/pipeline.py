@@ -3,9 +3,9 @@
 Three stages overlap: one thread reads and prefilters slab k+1 while another gathers the patches of slab k
 and the caller's thread scores them (numba kernels and onnxruntime release the GIL); the numba stages use the
 caller's number of numba threads. At most two slabs' planes are held (one gathered, the next prefiltered), two
-batches wait to be scored, and patch buffers are reused, so memory depends on the slab depth and the batch size, never on the volume's depth. Candidates, patches and
-scores do not depend on how the volume is cut into slabs or batches, and merging runs once over the whole
-volume, so neither does the result. With settings.adapt (and a model that records its validation shares),
+batches wait to be scored, and patch buffers are reused, so memory depends on the slab depth and the batch size,
+never on the volume's depth. Candidates, patches and scores do not depend on how the volume is cut into slabs or
+batches, and merging runs once over the whole volume, so neither does the result. With settings.adapt (and a model that records its validation shares),
 probabilities are adapted to the whole volume's share of cells before the threshold (volume_share); slabs then
 keep every candidate that could pass after that, and a histogram of all their probabilities.
 """
@@ -92,7 +92,6 @@ class Result:
     projection: np.ndarray | None = None  # the volume's maximum along z, where settings.project asked for it
     cell_share: float | None = None  # the estimated share of cells among the candidates, where adapted
     odds_factor: float = 1.0  # what adapting multiplied the probabilities' odds by
-    noise: NoiseModel = field(default_factory=NoiseModel)  # the volume's, as measured (noise_correlation)
 
 
 @dataclass(frozen=True)
@@ -187,7 +186,7 @@ def process_slabs(
         settings=PrefilterSettings(scale=settings.scale, threshold=settings.prefilter_threshold, slab_depth=settings.slab_depth),
         shape=reader.shape,
         dtype=reader.dtype,
-        noise=volume_noise(reader) if settings.noise is None else settings.noise,  # a cluster worker's task measures it
+        noise=volume_noise(reader) if settings.noise is None else settings.noise,  # None: a direct caller's settings
     )
     slab_queue: queue.Queue = queue.Queue()
     slab_room = threading.Semaphore(SLABS_IN_FLIGHT)
@@ -313,7 +312,6 @@ def detect(
     if low < 0:
         log.warning("%s: negative values (down to %g); processed as they are", reader.path, low)
     result = merged(parts, settings=settings, model=model, seconds=seconds)
-    result.noise = settings.noise
     seconds["total"] = time.perf_counter() - start
     return result
 

@@ -93,9 +93,9 @@ def run_detection(request: DetectRequest) -> DetectReport:
     scorer = OnnxScorer(model_path, settings=runtime)
     model = scorer.config
     with open_volume(request.volume, channel=request.channel) as reader:
-        measured = time.perf_counter()
+        t = time.perf_counter()
         noise = volume_noise(reader)  # once, here, so that cluster tasks need not measure it again
-        measured = time.perf_counter() - measured
+        noise_seconds = time.perf_counter() - t
         voxel_size = resolve_voxel_size(from_file=reader.voxel_size, from_user=request.voxel_size, source=request.volume)
         settings = DetectSettings(
             voxel_size=voxel_size,
@@ -135,8 +135,8 @@ def run_detection(request: DetectRequest) -> DetectReport:
                 reader, scorer=scorer, model=model, settings=settings, checkpoint=checkpoint, on_slab=on_slab, run_slabs=run_slabs
             )
         shape = reader.shape
-    result.seconds["noise"] = measured
-    result.seconds["total"] += measured
+    result.seconds["noise"] = noise_seconds
+    result.seconds["total"] += noise_seconds
     points = Points(zyx=result.zyx, score=result.probability)
     write_points(request.out, points, format=request.output_format, image_filename=Path(request.volume).name, score_name="probability")
     if request.preview is not None:
@@ -147,7 +147,8 @@ def run_detection(request: DetectRequest) -> DetectReport:
         volume=str(request.volume), shape=list(shape), voxel_size_um=list(voxel_size), cell_diameter_um=settings.cell_diameter,
         model=str(model_path), model_training=model.training, device=scorer.device, provider=scorer.provider,
         threshold=settings.threshold, prefilter_threshold=settings.prefilter_threshold, batch=settings.batch,
-        slab_depth=settings.slab_depth, noise_model=asdict(noise), noise_gain=noise_gain(PrefilterSettings(scale=settings.scale), noise=noise, planar=shape[0] == 1), zoom_to_model_grid=list(settings.zoom(model)),
+        slab_depth=settings.slab_depth, zoom_to_model_grid=list(settings.zoom(model)), noise_model=asdict(noise),
+        noise_gain=noise_gain(PrefilterSettings(scale=settings.scale), noise=noise, planar=shape[0] == 1),
         candidates=result.candidates, above_threshold=result.above_threshold, cells=len(result.zyx),
         cell_share=result.cell_share, odds_factor=result.odds_factor,
         workers=request.workers, scheduler=request.scheduler,
