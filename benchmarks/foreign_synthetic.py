@@ -4,7 +4,8 @@ clarity_fast.simulate (the training generator) renders sigmoid-edged ellipsoids,
 a light-sheet model. The generator here shares no code or assumptions with it: cells are anisotropic Gaussian
 blobs or blurred hard-edged balls, the background is flat or a linear gradient, the noise is Poisson shot noise
 plus Gaussian read noise, and the distractors are large dim blobs and small bright puncta; two conditions blur the finished image, noise
-included, as resampling or a generator that blurs last would. Each condition makes a
+included, as resampling or a generator that blurs last would, and two stretch the cells along z, as the axial
+point-spread function of a light-sheet or two-photon microscope does (the diameter given is still the true one). Each condition makes a
 calibration volume and a test volume. Each model runs on the test volume through `clarity-fast detect`, once with
 its own threshold and once with the threshold that maximises F1 on the calibration volume (`--threshold`); the LoG
 blob baseline gets the same kind of fitted threshold. The first CNN figure is what a user gets; the second tells
@@ -50,6 +51,7 @@ class Condition:
     gradient: float = 1.0  # background at the far x edge over the near one
     distractors: bool = False
     noise_blur: float = 0.0  # Gaussian blur (voxels) of the whole image after the noise: a resampled or naively rendered volume
+    axial: float = 1.0  # cells this many times longer along z than across: an axial point-spread function
 
 
 CONDITIONS = [
@@ -61,6 +63,8 @@ CONDITIONS = [
     Condition("5x1x1 um voxels, 10 um cells", voxel=(5.0, 1.0, 1.0), diameter=10.0),
     Condition("noise blurred by 0.7 voxel", noise_blur=0.7),
     Condition("noise blurred by 1 voxel", noise_blur=1.0),
+    Condition("cells 2x longer along z", axial=2.0),
+    Condition("cells 3x longer along z", axial=3.0),
 ]
 
 
@@ -100,6 +104,7 @@ def make_volume(condition: Condition, *, seed: int) -> tuple[np.ndarray, np.ndar
     noise_sd = np.sqrt(BACKGROUND)
     for c in centres:
         sigma = radius * 0.7 * rng.uniform(0.8, 1.2, size=3) if condition.shape == "gaussian" else np.full(3, radius / 2)
+        sigma[0] *= condition.axial
         add_blob(signal, c, sigma, condition.snr * noise_sd * rng.lognormal(0.0, 0.3), voxel, ball=condition.shape == "ball")
     if condition.shape == "ball":
         signal = gaussian_filter(signal, sigma=1.0)

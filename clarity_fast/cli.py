@@ -133,6 +133,7 @@ def candidates(
     import time
 
     from clarity_fast.candidates import Candidates, iter_slabs, noise_gain
+    from clarity_fast.cell_shape import axial_stretch, corrected_scale, elongation_line
     from clarity_fast.io.atomic import check_output_path
     from clarity_fast.io.points import Points, write_points
     from clarity_fast.io.volumes import open_volume
@@ -146,8 +147,9 @@ def candidates(
     with open_volume(volume, channel=channel) as reader:
         user = parse_triple(voxel_size, name="--voxel-size") if voxel_size else None
         scale = Scale(voxel_size=resolve_voxel_size(from_file=reader.voxel_size, from_user=user, source=volume), cell_diameter=cell_diameter)
-        settings = PrefilterSettings(scale=scale, threshold=threshold, slab_depth=slab_depth)
         parts, noise = [], volume_noise(reader)
+        used, elongation = corrected_scale(reader, scale=scale, noise=noise)
+        settings = PrefilterSettings(scale=used, threshold=threshold, slab_depth=slab_depth)
         n_slabs = -(-reader.shape[0] // slab_depth)
         with progress_bar(total=n_slabs, description="candidates") as bar:
             for slab in iter_slabs(reader, settings=settings, noise=noise):
@@ -163,6 +165,8 @@ def candidates(
     )
     if (gain := noise_gain(settings, noise=noise, planar=shape[0] == 1)) > 1:
         typer.echo(smoothed_noise_line(noise.blur, gain))
+    if (stretch := axial_stretch(elongation)) > 1:
+        typer.echo(elongation_line(elongation, stretch))
 
 
 @app.command()

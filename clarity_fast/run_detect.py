@@ -14,6 +14,7 @@ import numpy as np
 
 from clarity_fast import __version__
 from clarity_fast.candidates import noise_gain
+from clarity_fast.cell_shape import axial_stretch, corrected_scale, elongation_line
 from clarity_fast.checkpoint import Checkpoint
 from clarity_fast.errors import InputError
 from clarity_fast.export.model_file import resolve_model
@@ -24,7 +25,7 @@ from clarity_fast.io.volumes import open_volume
 from clarity_fast.noise_correlation import volume_noise
 from clarity_fast.pipeline import STAGES, DetectSettings, detect
 from clarity_fast.progress import progress_bar, step
-from clarity_fast.settings import PrefilterSettings, VoxelSize, resolve_voxel_size
+from clarity_fast.settings import PrefilterSettings, Scale, VoxelSize, resolve_voxel_size
 
 FORMATS = ("csv", "xml")
 
@@ -72,6 +73,7 @@ class DetectReport:
             *([f"--adapt: cells are {s['cell_share']:.0%} of the candidates, so the probabilities' odds were multiplied by {s['odds_factor']:.2f}"]
               if s.get("cell_share") is not None and s["odds_factor"] > 1 else []),
             *([smoothed_noise_line(s["noise_model"]["blur"], s["noise_gain"])] if s["noise_gain"] > 1 else []),
+            *([elongation_line(s["cell_elongation"], s["axial_stretch"])] if s["axial_stretch"] > 1 else []),
             f"{seconds['total']:.2f} s, {s['voxels_per_s'] / 1e6:.1f} Mvoxel/s on {s['device']}; busy seconds: {busy}",
             f"wrote {s['out']} and {s['summary']}" + (f" and {s['preview']}" if s.get("preview") else ""),
         ]
@@ -97,9 +99,14 @@ def run_detection(request: DetectRequest) -> DetectReport:
         noise = volume_noise(reader)  # once, here, so that cluster tasks need not measure it again
         noise_seconds = time.perf_counter() - t
         voxel_size = resolve_voxel_size(from_file=reader.voxel_size, from_user=request.voxel_size, source=request.volume)
+        t = time.perf_counter()
+        scale, elongation = corrected_scale(
+            reader, scale=Scale(voxel_size=voxel_size, cell_diameter=request.cell_diameter or model.cell_diameter), noise=noise
+        )
+        shape_seconds = time.perf_counter() - t
         settings = DetectSettings(
-            voxel_size=voxel_size,
-            cell_diameter=request.cell_diameter or model.cell_diameter,
+            voxel_size=scale.voxel_size,  # z finer than stated where cells look elongated along it (cell_shape)
+            cell_diameter=scale.cell_diameter,
             threshold=model.threshold if request.threshold is None else request.threshold,
             prefilter_threshold=model.prefilter_threshold,
             batch=request.batch,
@@ -110,7 +117,7 @@ def run_detection(request: DetectRequest) -> DetectReport:
         )
         fingerprint = dict(
             volume=_file_identity(request.volume), channel=request.channel, shape=list(reader.shape),
-            model=_sha256(model_path), voxel_size=list(voxel_size), cell_diameter=settings.cell_diameter,
+            model=_sha256(model_path), voxel_size=list(settings.voxel_size), cell_diameter=settings.cell_diameter,
             threshold=settings.threshold, prefilter_threshold=settings.prefilter_threshold, slab_depth=settings.slab_depth,
             project=settings.project, adapt=settings.adapt, noise=asdict(noise), version=__version__,  # another release may cut candidates differently
         )
@@ -135,8 +142,8 @@ def run_detection(request: DetectRequest) -> DetectReport:
                 reader, scorer=scorer, model=model, settings=settings, checkpoint=checkpoint, on_slab=on_slab, run_slabs=run_slabs
             )
         shape = reader.shape
-    result.seconds["noise"] = noise_seconds
-    result.seconds["total"] += noise_seconds
+    result.seconds["noise"], result.seconds["cell_shape"] = noise_seconds, shape_seconds
+    result.seconds["total"] += noise_seconds + shape_seconds
     points = Points(zyx=result.zyx, score=result.probability)
     write_points(request.out, points, format=request.output_format, image_filename=Path(request.volume).name, score_name="probability")
     if request.preview is not None:
@@ -149,6 +156,7 @@ def run_detection(request: DetectRequest) -> DetectReport:
         threshold=settings.threshold, prefilter_threshold=settings.prefilter_threshold, batch=settings.batch,
         slab_depth=settings.slab_depth, zoom_to_model_grid=list(settings.zoom(model)), noise_model=asdict(noise),
         noise_gain=noise_gain(PrefilterSettings(scale=settings.scale), noise=noise, planar=shape[0] == 1),
+        cell_elongation=elongation, axial_stretch=axial_stretch(elongation),
         candidates=result.candidates, above_threshold=result.above_threshold, cells=len(result.zyx),
         cell_share=result.cell_share, odds_factor=result.odds_factor,
         workers=request.workers, scheduler=request.scheduler,

@@ -12,6 +12,7 @@ import numpy as np
 from scipy.spatial import cKDTree
 
 from clarity_fast.candidates import Candidates, find_candidates
+from clarity_fast.cell_shape import corrected_scale
 from clarity_fast.io.points import read_points
 from clarity_fast.io.volumes import open_array, open_volume
 from clarity_fast.kernels.gather import Grid, gather_patches, working_grid
@@ -81,7 +82,8 @@ def load_annotated(
                 from_file=reader.voxel_size, from_user=entry.voxel_size or voxel_size, source=entry.volume
             )
             data = reader.read_slab(0, reader.shape[0])
-        native = Scale(voxel_size=size, cell_diameter=entry.cell_diameter or cell_diameter)
+        # z finer than stated where the cells look elongated along it, as detect will treat such a volume
+        native, _ = corrected_scale(open_array(data), scale=Scale(voxel_size=size, cell_diameter=entry.cell_diameter or cell_diameter))
         factors = native.to_working
         # The prefilter runs on the file's own voxels (interpolation would correlate the noise it measures);
         # the network sees the resampled volume.
