@@ -17,6 +17,7 @@ cells reach the network about as elongated as those it learned.
 from __future__ import annotations
 
 import math
+import warnings
 
 import numpy as np
 from scipy.ndimage import map_coordinates
@@ -28,6 +29,7 @@ from clarity_fast.noise_correlation import NoiseModel
 from clarity_fast.settings import PrefilterSettings, Scale
 
 SAMPLE_DIAMETERS = (16.0, 64.0, 64.0)  # the measured block spans up to this many cell diameters (z, y, x)
+READ_PLANES = 8  # whole planes read at a time while cutting the block out
 CELLS = 300  # the brightest candidates measured
 MIN_CELLS = 20  # fewer usable candidates: no measurement (elongation 1)
 LAG_DIAMETERS = 0.3  # the first sampling lag, in cell diameters, and at least one voxel along every axis
@@ -38,7 +40,8 @@ LINES = np.array([(0, 1.0), (1, 1.0), (2, 1.0), (0, 2.0)])
 LONG = 2.0  # elongations beyond this are taken from the doubled z lags
 ISOLATION = (2.5, 0.75)  # cell diameters along z and in-plane kept clear of other candidates
 SYMMETRY = 2.0  # the z profile's two sides may curve this many times more one than the other
-TOLERATED = 1.75  # elongations up to this get no correction: the built-in model's training and test volumes reach 1.68
+PLAUSIBLE = (0.3, 10.0)  # elongations outside this are taken as failed measurements (1)
+TOLERATED = 1.75  # elongations up to this get no correction: the built-in model's training and test volumes reach 1.69
 
 
 def elongation(reader: VolumeReader, *, scale: Scale, noise: NoiseModel | None = None) -> float:
@@ -78,19 +81,17 @@ def elongation(reader: VolumeReader, *, scale: Scale, noise: NoiseModel | None =
     if np.any(median[1:3] >= 0):
         return 1.0  # no in-plane width to compare with
     lateral = np.mean(1.0 / np.sqrt(-median[1:3].mean(axis=1)))
-    near, far = (_z_width(median[i]) / lateral for i in (0, 3))
-    # Long cells barely curve within the first lags; the doubled lags measure them (and, for a Gaussian, agree).
-    value = near if near <= LONG else far
-    return float(value) if math.isfinite(value) else 1.0
+    # Long cells barely curve within the first lags: the doubled lags measure them (for a Gaussian both agree).
+    # Either way the profile's two sides must agree (_symmetric), or it is bent by the imaging, not a cell.
+    near = 1.0 / np.sqrt(-median[0].mean()) / lateral if np.all(median[0] < 0) else math.inf
+    sides = median[0] if near <= LONG else median[3]
+    value = 1.0 / np.sqrt(-sides.mean()) / lateral if _symmetric(sides) else math.nan
+    return float(value) if PLAUSIBLE[0] <= value <= PLAUSIBLE[1] else 1.0
 
 
-def _z_width(sides: np.ndarray) -> float:
-    """The z width (µm) from the two sides' median curvatures; inf where they do not both curve down or disagree
-    by more than SYMMETRY (a z profile bent by the imaging, such as serial sections that brighten with depth, not
-    a cell's shape)."""
-    if np.any(sides >= 0) or sides.max() / sides.min() < 1.0 / SYMMETRY:
-        return math.inf
-    return float(1.0 / np.sqrt(-sides.mean()))
+def _symmetric(sides: np.ndarray) -> bool:
+    """Whether a profile's two sides curve down within SYMMETRY times of each other."""
+    return bool(np.all(sides < 0) and sides.max() / sides.min() >= 1.0 / SYMMETRY)
 
 
 def axial_stretch(value: float) -> float:
@@ -110,7 +111,7 @@ def corrected_scale(reader: VolumeReader, *, scale: Scale, noise: NoiseModel | N
 def elongation_line(value: float, stretch: float) -> str:
     """What the user sees when the volume's cells were found elongated along z and z was rescaled."""
     return (f"cells look {value:.2f}x as long along z as across (the microscope's axial blur): z was treated as "
-            f"{stretch:.2f}x finer than --voxel-size says, so that they reach the model about as round as it learned them")
+            f"{stretch:.2f}x finer than the stated voxel size, so that they reach the model about as round as it learned them")
 
 
 def stretched(scale: Scale, *, stretch: float) -> Scale:
@@ -125,23 +126,34 @@ def _isolated(found: Candidates, *, scale: Scale) -> Candidates:
     """The candidates with no other within ISOLATION cell diameters (z, lateral): in dense tissue a neighbour above
     or below would flatten the z profile and read as a long cell."""
     reach = np.asarray(ISOLATION[:1] + ISOLATION[1:] * 2) * scale.cell_diameter / np.asarray(scale.voxel_size)
-    tree = cKDTree(found.zyx / reach)
-    alone = np.array([len(n) == 1 for n in tree.query_ball_point(found.zyx / reach, 1.0)], dtype=bool)
-    return Candidates(found.zyx[alone], found.response[alone]) if len(found) else found
+    if len(found) < 2:
+        return found
+    points = found.zyx / reach
+    distance, _ = cKDTree(points).query(points, k=2, distance_upper_bound=1.0)
+    alone = ~np.isfinite(distance[:, 1])
+    return Candidates(found.zyx[alone], found.response[alone])
 
 
 def _flattened(block: np.ndarray) -> np.ndarray:
-    """The block with each plane divided by its median: planes that differ in brightness (serial sections that dim
-    with depth, a flickering sheet) would otherwise bend every z profile. The median, not a bright percentile,
-    so that planes through many cells are not dimmed more than planes between them."""
+    """The block with each plane's background set to the same level and spread (its 5th percentile to 0, its median
+    to 1): planes that differ in brightness (serial sections that dim with depth, a flickering sheet) would
+    otherwise bend every z profile. Low percentiles, not bright ones, so that planes through many cells are not
+    dimmed more than planes between them; left as it is where a plane has no spread (clipped, constant)."""
     data = block.astype(np.float32)
-    level = np.median(data.reshape(len(data), -1), axis=1)
-    return data / np.maximum(level, 1e-6)[:, None, None].astype(np.float32)
+    with np.errstate(invalid="ignore"), warnings.catch_warnings():
+        warnings.simplefilter("ignore", RuntimeWarning)  # all-NaN planes
+        low, level = np.nanpercentile(data.reshape(len(data), -1), [5, 50], axis=1)
+    spread = level - low
+    if not np.all(np.isfinite(spread) & (spread > 0)):
+        return data
+    return (data - low[:, None, None].astype(np.float32)) / spread[:, None, None].astype(np.float32)
 
 
 def _middle_block(reader: VolumeReader, *, scale: Scale) -> np.ndarray:
     """Up to SAMPLE_DIAMETERS cell diameters of the volume around its centre."""
     extent = [min(n, max(int(math.ceil(k * d)), 1)) for n, k, d in zip(reader.shape, SAMPLE_DIAMETERS, scale.cell_diameter_voxels)]
     start = [(n - e) // 2 for n, e in zip(reader.shape, extent)]
-    slab = reader.read_slab(start[0], start[0] + extent[0])
-    return np.ascontiguousarray(slab[:, start[1] : start[1] + extent[1], start[2] : start[2] + extent[2]])
+    rows, columns = slice(start[1], start[1] + extent[1]), slice(start[2], start[2] + extent[2])
+    z0, z1 = start[0], start[0] + extent[0]
+    # a few planes at a time, each cropped at once: never more than READ_PLANES whole planes in memory
+    return np.concatenate([reader.read_slab(a, min(a + READ_PLANES, z1))[:, rows, columns] for a in range(z0, z1, READ_PLANES)])

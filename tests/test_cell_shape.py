@@ -44,6 +44,31 @@ def test_planes_that_brighten_with_depth_do_not_read_as_elongated_cells():
     assert elongation(open_array(cells(1.0, ramp=1.0)), scale=SCALE) < TOLERATED
 
 
+@pytest.mark.parametrize("offset", [0.0, 200.0, 205.0])
+def test_a_subtracted_background_changes_nothing(offset):
+    """Float data whose background was subtracted (planes with medians near or below zero) read as before."""
+    for axial, expected in ((1.0, 1.0), (2.5, 2.5)):
+        volume = cells(axial, shape=(64, 160, 160)).astype(np.float32) - offset
+        assert elongation(open_array(volume), scale=SCALE) == pytest.approx(expected, rel=0.2)
+
+
+def test_the_block_is_read_a_few_planes_at_a_time(monkeypatch):
+    """The measured block is cut out of whole planes: never more than READ_PLANES of them at once."""
+    from clarity_fast import cell_shape
+
+    reader = open_array(cells(1.0, shape=(64, 160, 160)))
+    sizes = []
+    read = reader.read_slab
+    monkeypatch.setattr(reader, "read_slab", lambda z0, z1: sizes.append(z1 - z0) or read(z0, z1))
+    elongation(reader, scale=Scale(voxel_size=(1.0, 2.0, 2.0), cell_diameter=12.0))
+    assert sizes and max(sizes) <= cell_shape.READ_PLANES
+
+
+def test_a_constant_volume_is_measured_quickly_as_round():
+    """Every voxel of a flat float volume can be a candidate; isolating them must not take quadratic time."""
+    assert elongation(open_array(np.full((40, 100, 100), 3.0, np.float32)), scale=SCALE) == 1.0
+
+
 def test_a_simulated_brain_is_within_the_tolerated_range():
     volume = SimulatedBrain(SimulationSettings(shape=(48, 192, 192), difficulty=1.0, seed=5)).volume()
     scale, value = corrected_scale(open_array(volume), scale=SCALE)

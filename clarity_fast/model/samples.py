@@ -17,8 +17,14 @@ from clarity_fast.io.points import read_points
 from clarity_fast.io.volumes import open_array, open_volume
 from clarity_fast.kernels.gather import Grid, gather_patches, working_grid
 from clarity_fast.manifest import Entry
+from clarity_fast.noise_correlation import volume_noise
 from clarity_fast.resample import points_from, points_to, resample
-from clarity_fast.settings import PrefilterSettings, Scale, VoxelSize, resolve_voxel_size
+from clarity_fast.settings import (
+    PrefilterSettings,
+    Scale,
+    VoxelSize,
+    resolve_voxel_size,
+)
 
 RANDOM_NEGATIVE_FRACTION = 0.3  # of the negatives; the rest are hard (prefilter candidates)
 NEGATIVE_CLEARANCE = 1.0  # in cell radii: a candidate this far from every annotation is a negative
@@ -83,11 +89,12 @@ def load_annotated(
             )
             data = reader.read_slab(0, reader.shape[0])
         # z finer than stated where the cells look elongated along it, as detect will treat such a volume
-        native, _ = corrected_scale(open_array(data), scale=Scale(voxel_size=size, cell_diameter=entry.cell_diameter or cell_diameter))
+        noise = volume_noise(open_array(data))  # the whole volume's, as detect measures it
+        native, _ = corrected_scale(open_array(data), scale=Scale(voxel_size=size, cell_diameter=entry.cell_diameter or cell_diameter), noise=noise)
         factors = native.to_working
         # The prefilter runs on the file's own voxels (interpolation would correlate the noise it measures);
         # the network sees the resampled volume.
-        found = find_candidates(open_array(data), settings=PrefilterSettings(scale=native, threshold=prefilter_threshold))
+        found = find_candidates(open_array(data), settings=PrefilterSettings(scale=native, threshold=prefilter_threshold), noise=noise)
         scale = native.working if factors != (1.0, 1.0, 1.0) else native
         grid = working_grid(data.shape, factors=factors)
         found = Candidates(to_voxels(points_to(found.zyx, factors=factors), shape=grid.shape), found.response)
