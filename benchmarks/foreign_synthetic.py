@@ -5,7 +5,8 @@ a light-sheet model. The generator here shares no code or assumptions with it: c
 blobs or blurred hard-edged balls, the background is flat or a linear gradient, the noise is Poisson shot noise
 plus Gaussian read noise, and the distractors are large dim blobs and small bright puncta; two conditions blur the finished image, noise
 included, as resampling or a generator that blurs last would, and two stretch the cells along z, as the axial
-point-spread function of a light-sheet or two-photon microscope does (the diameter given is still the true one). Each condition makes a
+point-spread function of a light-sheet or two-photon microscope does (the diameter given is still the true one); one
+mixes cell sizes and one tells detect a diameter 25% below the true one, as a user who misjudges it would. Each condition makes a
 calibration volume and a test volume. Each model runs on the test volume through `clarity-fast detect`, once with
 its own threshold and once with the threshold that maximises F1 on the calibration volume (`--threshold`); the LoG
 blob baseline gets the same kind of fitted threshold. The first CNN figure is what a user gets; the second tells
@@ -52,6 +53,13 @@ class Condition:
     distractors: bool = False
     noise_blur: float = 0.0  # Gaussian blur (voxels) of the whole image after the noise: a resampled or naively rendered volume
     axial: float = 1.0  # cells this many times longer along z than across: an axial point-spread function
+    size_spread: float = 0.0  # sd of the log of each cell's size: a volume of mixed cell sizes
+    stated: float = 1.0  # `--cell-diameter` given as this fraction of the true median diameter: a misjudged size
+
+    @property
+    def stated_diameter(self) -> float:
+        """The cell diameter (µm) the user tells detect and the blob baseline."""
+        return self.diameter * self.stated
 
 
 CONDITIONS = [
@@ -65,6 +73,8 @@ CONDITIONS = [
     Condition("noise blurred by 1 voxel", noise_blur=1.0),
     Condition("cells 2x longer along z", axial=2.0),
     Condition("cells 3x longer along z", axial=3.0),
+    Condition("cell sizes varied (log sd 0.35)", size_spread=0.35),
+    Condition("diameter stated 25% small", stated=0.75),
 ]
 
 
@@ -104,6 +114,7 @@ def make_volume(condition: Condition, *, seed: int) -> tuple[np.ndarray, np.ndar
     noise_sd = np.sqrt(BACKGROUND)
     for c in centres:
         sigma = radius * 0.7 * rng.uniform(0.8, 1.2, size=3) if condition.shape == "gaussian" else np.full(3, radius / 2)
+        sigma *= rng.lognormal(0.0, condition.size_spread) if condition.size_spread else 1.0
         sigma[0] *= condition.axial
         add_blob(signal, c, sigma, condition.snr * noise_sd * rng.lognormal(0.0, 0.3), voxel, ball=condition.shape == "ball")
     if condition.shape == "ball":
@@ -124,7 +135,7 @@ def make_volume(condition: Condition, *, seed: int) -> tuple[np.ndarray, np.ndar
 def detect_cnn(volume: Path, condition: Condition, model: str, *, threshold: float | None = None) -> Points:
     """Cells found by `clarity-fast detect` with `model` (voxels, with probabilities)."""
     out = volume.with_name(f"cells_{Path(model).stem}_{threshold}.csv")
-    command = [sys.executable, "-m", "clarity_fast", "detect", volume, "--model", model, "--out", out, "--cell-diameter", str(condition.diameter)]
+    command = [sys.executable, "-m", "clarity_fast", "detect", volume, "--model", model, "--out", out, "--cell-diameter", str(condition.stated_diameter)]
     subprocess.run(command + (["--threshold", str(threshold)] if threshold is not None else []), check=True, capture_output=True)
     return read_points(out)
 
@@ -141,7 +152,7 @@ def main() -> None:
     models = parser.parse_args().models.split(",")
     rows, results = [], []
     for i, condition in enumerate(CONDITIONS):
-        scale = Scale(voxel_size=condition.voxel, cell_diameter=condition.diameter)
+        scale = Scale(voxel_size=condition.voxel, cell_diameter=condition.stated_diameter)
         calibration, calibration_truth = make_volume(condition, seed=1000 + i)
         test, truth = make_volume(condition, seed=2000 + i)
         centres, responses = log_blobs(calibration.astype(np.float32), scale=scale)

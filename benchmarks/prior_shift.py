@@ -19,6 +19,7 @@ import report
 from default_model import DELIVR, SIM, held_out_patches, held_out_sets, voxel_size
 from foreign_synthetic import CONDITIONS, make_volume
 
+from clarity_fast.cell_shape import corrected_scale
 from clarity_fast.evaluate import AXIS_WEIGHTS, RADIUS_VOXELS, match_points
 from clarity_fast.export.model_file import resolve_model
 from clarity_fast.export.runtime import OnnxScorer
@@ -51,7 +52,7 @@ def main() -> None:
         rows = list(csv.DictReader(f))
     held = held_out_sets(rows, held_out_patches(rows))
     sets = {
-        "foreign generator": [(c.name, *make_volume(c, seed=2000 + i), c.voxel, c.diameter) for i, c in enumerate(CONDITIONS)],
+        "foreign generator": [(c.name, *make_volume(c, seed=2000 + i), c.voxel, c.stated_diameter) for i, c in enumerate(CONDITIONS)],
         "our generator": own_generator(),
     }
     for key in ("simulated", "delivr_held_out"):
@@ -65,8 +66,10 @@ def main() -> None:
         pooled = {False: np.zeros(3, int), True: np.zeros(3, int)}
         for name, volume, truth, voxel, diameter in volumes:
             row = dict(set=key, volume=name)
+            # z rescaled where cells look elongated along it, as `clarity-fast detect` does
+            scale, _ = corrected_scale(open_array(volume), scale=Scale(voxel_size=voxel, cell_diameter=diameter))
             for adapt in (False, True):
-                settings = DetectSettings(voxel_size=voxel, cell_diameter=diameter, threshold=cfg.threshold,
+                settings = DetectSettings(voxel_size=scale.voxel_size, cell_diameter=diameter, threshold=cfg.threshold,
                                           prefilter_threshold=cfg.prefilter_threshold, adapt=adapt)
                 result = detect(open_array(volume), scorer=scorer, model=cfg, settings=settings)
                 m = match_points(pred=result.zyx, truth=truth, radius=RADIUS_VOXELS, axis_scale=AXIS_WEIGHTS)
