@@ -6,7 +6,8 @@ blobs or blurred hard-edged balls, the background is flat or a linear gradient, 
 plus Gaussian read noise, and the distractors are large dim blobs and small bright puncta; two conditions blur the finished image, noise
 included, as resampling or a generator that blurs last would, and two stretch the cells along z, as the axial
 point-spread function of a light-sheet or two-photon microscope does (the diameter given is still the true one); one
-mixes cell sizes and one tells detect a diameter 25% below the true one, as a user who misjudges it would. Each condition makes a
+mixes cell sizes and one tells detect a diameter 25% below the true one, as a user who misjudges it would; one
+renders hollow balls, as a cytoplasmic label around a dark nucleus looks. Each condition makes a
 calibration volume and a test volume. Each model runs on the test volume through `clarity-fast detect`, once with
 its own threshold and once with the threshold that maximises F1 on the calibration volume (`--threshold`); the LoG
 blob baseline gets the same kind of fitted threshold. The first CNN figure is what a user gets; the second tells
@@ -55,6 +56,7 @@ class Condition:
     axial: float = 1.0  # cells this many times longer along z than across: an axial point-spread function
     size_spread: float = 0.0  # sd of the log of each cell's size: a volume of mixed cell sizes
     stated: float = 1.0  # `--cell-diameter` given as this fraction of the true median diameter: a misjudged size
+    hollow: float = 0.0  # balls dark inside this fraction of their radius: a cytoplasmic label around an unlabelled nucleus
 
     @property
     def stated_diameter(self) -> float:
@@ -75,6 +77,7 @@ CONDITIONS = [
     Condition("cells 3x longer along z", axial=3.0),
     Condition("cell sizes varied (log sd 0.35)", size_spread=0.35),
     Condition("diameter stated 25% small", stated=0.75),
+    Condition("hollow balls (dark nucleus 0.6 of the diameter)", shape="ball", hollow=0.6),
 ]
 
 
@@ -89,8 +92,9 @@ def place(rng: np.random.Generator, n: int, extent: np.ndarray, min_dist: float)
     return np.asarray(kept)
 
 
-def add_blob(image: np.ndarray, centre_um: np.ndarray, sigma_um: np.ndarray, amplitude: float, voxel: np.ndarray, *, ball: bool) -> None:
-    """Add a Gaussian (or a ball of radius 2·sigma, blurred by a 1-voxel PSF later) into image, in place."""
+def add_blob(image: np.ndarray, centre_um: np.ndarray, sigma_um: np.ndarray, amplitude: float, voxel: np.ndarray, *, ball: bool, hollow: float = 0.0) -> None:
+    """Add a Gaussian (or a ball of radius 2·sigma, blurred by a 1-voxel PSF later, dark inside `hollow` of its radius)
+    into image, in place."""
     reach = 3.0 * sigma_um if not ball else 2.0 * sigma_um + voxel
     lo = np.maximum(np.floor((centre_um - reach) / voxel).astype(int), 0)
     hi = np.minimum(np.ceil((centre_um + reach) / voxel).astype(int) + 1, image.shape)
@@ -99,7 +103,7 @@ def add_blob(image: np.ndarray, centre_um: np.ndarray, sigma_um: np.ndarray, amp
     grids = np.meshgrid(*[(np.arange(a, b) * v - c) / s for a, b, v, c, s in zip(lo, hi, voxel, centre_um, sigma_um)], indexing="ij")
     r2 = sum(g * g for g in grids)
     box = tuple(slice(a, b) for a, b in zip(lo, hi))
-    image[box] += amplitude * ((r2 <= 4.0) if ball else np.exp(-0.5 * r2))
+    image[box] += amplitude * (((r2 <= 4.0) & (r2 >= 4.0 * hollow**2)) if ball else np.exp(-0.5 * r2))
 
 
 def make_volume(condition: Condition, *, seed: int) -> tuple[np.ndarray, np.ndarray]:
@@ -116,7 +120,7 @@ def make_volume(condition: Condition, *, seed: int) -> tuple[np.ndarray, np.ndar
         sigma = radius * 0.7 * rng.uniform(0.8, 1.2, size=3) if condition.shape == "gaussian" else np.full(3, radius / 2)
         sigma *= rng.lognormal(0.0, condition.size_spread) if condition.size_spread else 1.0
         sigma[0] *= condition.axial
-        add_blob(signal, c, sigma, condition.snr * noise_sd * rng.lognormal(0.0, 0.3), voxel, ball=condition.shape == "ball")
+        add_blob(signal, c, sigma, condition.snr * noise_sd * rng.lognormal(0.0, 0.3), voxel, ball=condition.shape == "ball", hollow=condition.hollow)
     if condition.shape == "ball":
         signal = gaussian_filter(signal, sigma=1.0)
     if condition.distractors:
