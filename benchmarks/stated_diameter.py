@@ -14,16 +14,14 @@ from __future__ import annotations
 
 import csv
 import dataclasses
-import subprocess
-import sys
 from pathlib import Path
 
 import numpy as np
 import report
-from default_model import DELIVR, held_out_patches, held_out_sets
+from default_model import DELIVR, cli, held_out_patches, held_out_sets
 from foreign_synthetic import CONDITIONS, Condition, make_volume
 
-from clarity_fast.evaluate import AXIS_WEIGHTS, RADIUS_VOXELS, match_points
+from clarity_fast.evaluate import AXIS_WEIGHTS, RADIUS_VOXELS, match_points, pool_volumes
 from clarity_fast.io.points import read_points
 from clarity_fast.io.volumes import write_tiff
 
@@ -59,8 +57,7 @@ def test_sets() -> dict[str, list[tuple[Path, np.ndarray, str, float]]]:
 
 def detect(volume: Path, *, voxel: str, diameter: float) -> np.ndarray:
     out = OUT / "cells.csv"
-    subprocess.run([sys.executable, "-m", "clarity_fast", "detect", volume, "--out", out, "--voxel-size", voxel,
-                    "--cell-diameter", f"{diameter:.3f}"], check=True, capture_output=True)
+    cli("detect", volume, "--out", out, "--voxel-size", voxel, "--cell-diameter", f"{diameter:.3f}")
     return read_points(out).zyx
 
 
@@ -68,16 +65,11 @@ def main() -> None:
     results, rows = [], []
     for name, volumes in test_sets().items():
         for fraction in FRACTIONS:
-            tp = fp = fn = 0
-            for volume, truth, voxel, diameter in volumes:
-                m = match_points(pred=detect(volume, voxel=voxel, diameter=diameter * fraction), truth=truth,
-                                 radius=RADIUS_VOXELS, axis_scale=AXIS_WEIGHTS)
-                tp, fp, fn = tp + m.tp, fp + m.fp, fn + m.fn
-            precision, recall = tp / max(tp + fp, 1), tp / max(tp + fn, 1)
-            f1 = 2 * tp / max(2 * tp + fp + fn, 1)
-            results.append(dict(set=name, fraction=fraction, diameter=volumes[0][3] * fraction, precision=precision,
-                                recall=recall, f1=f1, tp=tp, fp=fp, fn=fn))
-            rows.append([name, f"{fraction:g}×", f"{volumes[0][3] * fraction:.1f}", precision, recall, f1])
+            found = [detect(volume, voxel=voxel, diameter=diameter * fraction) for volume, _, voxel, diameter in volumes]
+            pred, _, truth = pool_volumes([(p, np.zeros(len(p)), v[1]) for p, v in zip(found, volumes)])
+            m = match_points(pred=pred, truth=truth, radius=RADIUS_VOXELS, axis_scale=AXIS_WEIGHTS)
+            results.append(dict(set=name, fraction=fraction, diameter=volumes[0][3] * fraction, **m.summary()))
+            rows.append([name, f"{fraction:g}×", f"{volumes[0][3] * fraction:.1f}", m.precision, m.recall, m.f1])
             print(rows[-1], flush=True)
     md = report.write(
         "stated_diameter",
