@@ -9,6 +9,8 @@ brains at 4×2×2 µm with 12 µm cells, and on one fresh brain at each training
 (other seeds), matched with the study's rule (3.5 voxels, z counted double).
 
 Run: python benchmarks/default_model.py --install   (needs ../shared/data; writes results/default_model.{json,md})
+(--size-spread S trains on brains whose somata vary more in size, in their own folders and model file; the
+built-in model keeps the simulator's default, see the README's "How we got here")
 """
 
 from __future__ import annotations
@@ -27,6 +29,7 @@ import report
 from clarity_fast.evaluate import AXIS_WEIGHTS, RADIUS_VOXELS, match_points
 from clarity_fast.io.points import read_points
 from clarity_fast.model.config import DEFAULT_EPOCHS
+from clarity_fast.simulate.scene import SIZE_SPREAD
 
 HERE = Path(__file__).resolve().parent
 OUT = HERE / "out" / "default_model"
@@ -42,6 +45,7 @@ GEOMETRIES = [
 ]
 UNSEEN_GEOMETRIES = [dict(voxel="2.5x1.25x1.25", diameter=15.0), dict(voxel="7x2.5x2.5", diameter=10.0)]
 EXTENT_UM = (192.0, 384.0, 384.0)
+TRAINING_SIZE_SPREAD = SIZE_SPREAD  # sd of log soma size in the training brains; test brains keep the simulator's default
 
 
 def cli(*args: object) -> None:
@@ -57,21 +61,23 @@ def held_out_patches(rows: list[dict]) -> set[str]:
     return chosen
 
 
-def simulated(folder: Path, *, seed: int, n: int, geometry: dict = SIM) -> Path:
+def simulated(folder: Path, *, seed: int, n: int, geometry: dict = SIM, size_spread: float = SIZE_SPREAD) -> Path:
     """n simulated difficulty-1 brains at `geometry` (spanning EXTENT_UM), written once and reused."""
     if not (folder / "manifest.csv").exists():
         voxel = voxel_size(geometry)
         shape = ",".join(str(round(e / v)) for e, v in zip(EXTENT_UM, voxel))
         cli(
             "simulate", folder, "--shape", shape, "--difficulty", 1, "--brains", n, "--seed", seed,
-            "--voxel-size", geometry["voxel"].replace("x", ","), "--cell-diameter", geometry["diameter"],
+            "--voxel-size", geometry["voxel"].replace("x", ","), "--cell-diameter", geometry["diameter"], "--size-spread", size_spread,
         )
     return folder / "manifest.csv"
 
 
-def simulated_volumes(folder: Path, *, seed: int, n: int, geometry: dict) -> list[tuple[str, Path, Path, dict]]:
+def simulated_volumes(
+    folder: Path, *, seed: int, n: int, geometry: dict, size_spread: float = SIZE_SPREAD
+) -> list[tuple[str, Path, Path, dict]]:
     """(name, volume, points, geometry) of each simulated brain in `folder`."""
-    manifest = simulated(folder, seed=seed, n=n, geometry=geometry)
+    manifest = simulated(folder, seed=seed, n=n, geometry=geometry, size_spread=size_spread)
     with manifest.open() as f:
         return [(f"{folder.name}-{r['group']}", manifest.parent / r["volume"], manifest.parent / r["points"], geometry) for r in csv.DictReader(f)]
 
@@ -90,14 +96,15 @@ def relative(path: Path) -> str:
     return os.path.relpath(path, OUT)
 
 
-def training_manifest(rows: list[dict], held_out: set[str], *, sim_brains: int) -> Path:
+def training_manifest(rows: list[dict], held_out: set[str], *, sim_brains: int, size_spread: float) -> Path:
     per_geometry = max(sim_brains // len(GEOMETRIES), 1)
-    path = OUT / "train.csv"
+    suffix = "" if size_spread == SIZE_SPREAD else f"_spread{size_spread:g}"
+    path = OUT / f"train{suffix}.csv"
     with path.open("w") as out:
         out.write("volume,points,group,voxel_size,cell_diameter,annotations\n")
         for i, geometry in enumerate(GEOMETRIES):
-            folder = OUT / "train_sims" / geometry_name(geometry)
-            for name, volume, points, g in simulated_volumes(folder, seed=100 + i, n=per_geometry, geometry=geometry):
+            folder = OUT / f"train_sims{suffix}" / geometry_name(geometry)
+            for name, volume, points, g in simulated_volumes(folder, seed=100 + i, n=per_geometry, geometry=geometry, size_spread=size_spread):
                 out.write(f"{relative(volume)},{relative(points)},{name},{g['voxel']},{g['diameter']},complete\n")
         for row in rows:
             if row["patch_id"] not in held_out:
@@ -143,14 +150,16 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--epochs", type=int, default=DEFAULT_EPOCHS)
     parser.add_argument("--sim-brains", type=int, default=18)
+    parser.add_argument("--size-spread", type=float, default=TRAINING_SIZE_SPREAD, help="sd of log soma size in the training brains")
     parser.add_argument("--install", action="store_true", help="copy the model into the package as the built-in one")
     args = parser.parse_args()
     OUT.mkdir(parents=True, exist_ok=True)
     with (DELIVR / "index.csv").open() as f:
         rows = list(csv.DictReader(f))
     held_out = held_out_patches(rows)
-    manifest = training_manifest(rows, held_out, sim_brains=args.sim_brains)
-    model_pt = OUT / f"default_e{args.epochs}_s{args.sim_brains}_g{len(GEOMETRIES)}.pt"
+    manifest = training_manifest(rows, held_out, sim_brains=args.sim_brains, size_spread=args.size_spread)
+    spread = "" if args.size_spread == SIZE_SPREAD else f"_spread{args.size_spread:g}"
+    model_pt = OUT / f"default_e{args.epochs}_s{args.sim_brains}_g{len(GEOMETRIES)}{spread}.pt"
     if not model_pt.exists():  # delete benchmarks/out/default_model to train again
         cli("train", "--manifest", manifest, "--out", model_pt, "--epochs", args.epochs, "--seed", 0, "--cell-diameter", SIM["diameter"])
     cli("export", "--onnx", model_pt, "--out", OUT / "default.onnx")
@@ -170,7 +179,7 @@ def main() -> None:
         ]
     md = report.write(
         "default_model",
-        data=dict(held_out=sorted(held_out), epochs=args.epochs, sim_brains=args.sim_brains, geometries=GEOMETRIES,
+        data=dict(held_out=sorted(held_out), epochs=args.epochs, sim_brains=args.sim_brains, size_spread=args.size_spread, geometries=GEOMETRIES,
                   unseen_geometries=UNSEEN_GEOMETRIES, training=training, **results["default"], previous=results["previous"]),
         columns=["model", "test set", "volumes", "precision", "recall", "F1", "TP", "FP", "FN"],
         rows=table,

@@ -94,6 +94,9 @@ def simulate(
     brains: Annotated[int, typer.Option("--brains", help="Write N brains of varied imaging conditions + manifest.csv.")] = 0,
     voxel_size: VoxelSizeOption = "4,2,2",
     cell_diameter: CellDiameterOption = 12.0,
+    size_spread: Annotated[
+        float, typer.Option("--size-spread", help="Sd of the log of soma size around --cell-diameter (0.15: one population).")
+    ] = 0.15,
 ) -> None:
     """Simulate cleared-brain volumes with ground-truth cell centres."""
     from clarity_fast.simulate import SimulationSettings, write_brain, write_brains
@@ -103,6 +106,7 @@ def simulate(
         scale=Scale(voxel_size=parse_triple(voxel_size, name="--voxel-size"), cell_diameter=cell_diameter),
         difficulty=difficulty,
         seed=seed,
+        size_spread=size_spread,
     )
     if brains < 0:
         raise InputError(f"--brains must be >= 0, got {brains}")

@@ -85,3 +85,30 @@ def test_write_brain_and_manifest(tmp_path):
         with open_volume(manifest.parent / line.split(",")[0]) as vol:
             volumes.append(vol.read_slab(0, 10))
     assert not np.array_equal(volumes[0], volumes[1])
+
+
+def test_size_spread_widens_soma_sizes_and_keeps_everything_else():
+    # Same seed: the same cells in the same places, only their sizes drawn wider (a population of mixed sizes).
+    narrow = SimulatedBrain(SimulationSettings(shape=(32, 128, 128), seed=9, difficulty=1.0))
+    wide = SimulatedBrain(SimulationSettings(shape=(32, 128, 128), seed=9, difficulty=1.0, size_spread=0.4))
+    assert np.array_equal(narrow.cells.zyx, wide.cells.zyx)
+    spread = [np.std(np.log(b.scene.cells.semi_axes.prod(axis=1))) / 3 for b in (narrow, wide)]
+    assert spread[1] > 1.8 * spread[0]
+
+
+def test_size_spread_out_of_range_is_refused():
+    from clarity_fast.errors import InputError
+
+    with pytest.raises(InputError, match="size spread"):
+        SimulationSettings(shape=SMALL, size_spread=-0.1)
+
+
+def test_write_brains_passes_the_size_spread_on(tmp_path):
+    from clarity_fast.io.volumes import open_volume
+
+    settings = SimulationSettings(shape=(10, 48, 40), seed=2, size_spread=0.5)
+    manifest = write_brains(tmp_path / "many", settings=settings, n=1, progress=False)
+    seed = int(np.random.SeedSequence(2).generate_state(1, dtype=np.uint32)[0])
+    one = SimulatedBrain(SimulationSettings(shape=(10, 48, 40), seed=seed, size_spread=0.5))
+    with open_volume(manifest.parent / "brain_00" / "volume.tif") as vol:
+        assert np.array_equal(vol.read_slab(0, 10), one.volume())

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from dataclasses import replace
 from pathlib import Path
 
 import numpy as np
@@ -48,9 +49,7 @@ def write_brains(out_dir: Path, *, settings: SimulationSettings, n: int, progres
     rows = ["volume,points,group"]
     for k, seed in enumerate(seeds):
         name = f"brain_{k:02d}"
-        brain_settings = SimulationSettings(
-            shape=settings.shape, scale=settings.scale, difficulty=settings.difficulty, seed=int(seed)
-        )
+        brain_settings = replace(settings, seed=int(seed))
         write_brain(out_dir / name, settings=brain_settings, progress=progress)
         rows.append(f"{name}/{VOLUME_NAME},{name}/{CELLS_NAME},{name}")
     manifest = out_dir / "manifest.csv"

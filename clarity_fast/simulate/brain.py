@@ -12,7 +12,7 @@ from clarity_fast.io.points import Points
 from clarity_fast.settings import Scale
 from clarity_fast.simulate.imaging import Microscope, sample_imaging
 from clarity_fast.simulate.render import render_foreground
-from clarity_fast.simulate.scene import Scene, make_scene
+from clarity_fast.simulate.scene import SIZE_SPREAD, Scene, make_scene
 
 RENDER_DEPTH = 8  # planes per rendered slab; fixed, so the noise (seeded per slab) never depends on memory
 
@@ -25,6 +25,7 @@ class SimulationSettings:
     scale: Scale = field(default_factory=lambda: Scale(voxel_size=(4.0, 2.0, 2.0), cell_diameter=12.0))
     difficulty: float = 0.5
     seed: int = 0
+    size_spread: float = SIZE_SPREAD  # sd of the log of each soma's size: wider for a population of mixed sizes
 
     def __post_init__(self) -> None:
         if len(self.shape) != 3 or min(self.shape) < 1:
@@ -33,6 +34,8 @@ class SimulationSettings:
             raise InputError(f"difficulty must be between 0 and 1, got {self.difficulty}")
         if self.seed < 0:
             raise InputError(f"seed must be >= 0, got {self.seed}")
+        if not 0.0 <= self.size_spread <= 1.0:
+            raise InputError(f"size spread (sd of log soma size) must be between 0 and 1, got {self.size_spread}")
 
 
 class SimulatedBrain:
@@ -43,7 +46,11 @@ class SimulatedBrain:
         seeds = np.random.SeedSequence(settings.seed)
         scene_seed, imaging_seed, self._noise_seed = seeds.spawn(3)
         self.scene: Scene = make_scene(
-            shape=settings.shape, scale=settings.scale, difficulty=settings.difficulty, rng=np.random.default_rng(scene_seed)
+            shape=settings.shape,
+            scale=settings.scale,
+            difficulty=settings.difficulty,
+            size_spread=settings.size_spread,
+            rng=np.random.default_rng(scene_seed),
         )
         imaging_rng = np.random.default_rng(imaging_seed)
         self.imaging = sample_imaging(difficulty=settings.difficulty, rng=imaging_rng)

@@ -15,6 +15,7 @@ from clarity_fast.settings import Scale
 
 # Labelled somata per mm³ at the average brain; each brain and region varies around it.
 CELLS_PER_MM3 = 14_000.0
+SIZE_SPREAD = 0.15  # sd of the log of a soma's size, before each axis varies by 0.7-1.3
 
 
 @dataclass(frozen=True)
@@ -111,9 +112,9 @@ def _place_cells(rng: np.random.Generator, extent: np.ndarray, n: int, min_dist:
     return kept[:n]
 
 
-def _soma(rng: np.random.Generator, centre: np.ndarray, radius: float, difficulty: float) -> Ellipsoids:
+def _soma(rng: np.random.Generator, centre: np.ndarray, radius: float, difficulty: float, size_spread: float) -> Ellipsoids:
     n = len(centre)
-    size = radius * rng.lognormal(0.0, 0.15, size=(n, 1))
+    size = radius * rng.lognormal(0.0, size_spread, size=(n, 1))
     shape = rng.uniform(0.7, 1.3, size=(n, 3))
     # Median contrast falls from 4x to 1.5x background with difficulty; the spread widens so some cells are faint.
     median = 4.0 * (1 - difficulty) + 1.5 * difficulty
@@ -186,7 +187,9 @@ def _sticks(
     )
 
 
-def make_scene(*, shape: tuple[int, int, int], scale: Scale, difficulty: float, rng: np.random.Generator) -> Scene:
+def make_scene(
+    *, shape: tuple[int, int, int], scale: Scale, difficulty: float, rng: np.random.Generator, size_spread: float = SIZE_SPREAD
+) -> Scene:
     """Sample one brain's objects for a volume of `shape` voxels at `scale`."""
     extent = np.asarray(shape, dtype=float) * np.asarray(scale.voxel_size)
     radius = scale.cell_diameter / 2
@@ -199,7 +202,7 @@ def make_scene(*, shape: tuple[int, int, int], scale: Scale, difficulty: float, 
     pair = rng.uniform(size=len(centres)) < 0.12 * d
     partners = centres[pair] + _unit_vectors(rng, int(pair.sum())) * radius * rng.uniform(1.8, 2.3, size=(int(pair.sum()), 1))
     inside = np.all((partners >= 0) & (partners < extent), axis=1)
-    cells = _soma(rng, np.concatenate([centres, partners[inside]]), radius, d)
+    cells = _soma(rng, np.concatenate([centres, partners[inside]]), radius, d, size_spread)
 
     n = len(cells)
     median = float(np.median(cells.contrast)) if n else 1.0
