@@ -1,10 +1,12 @@
+"""Runs default_model.py's held-out sets (`sets`) or foreign_synthetic.py's test volumes (`foreign`) through tta_main.py."""
 import csv, json, subprocess, sys
-sys.path.insert(0, "/work/main/benchmarks")
+from pathlib import Path
+sys.path.insert(0, str(Path(__file__).resolve().parents[3]))
 _run = subprocess.run
 def run(cmd, *a, **k):
     cmd = list(map(str, cmd))
     if cmd[1:3] == ["-m", "clarity_fast"]:
-        cmd = [cmd[0], "/tmp/diag/tta_main.py", *cmd[3:]]
+        cmd = [cmd[0], str(Path(__file__).with_name("tta_main.py")), *cmd[3:]]
     return _run(cmd, *a, **k)
 subprocess.run = run
 import default_model as dm
