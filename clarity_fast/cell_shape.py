@@ -45,14 +45,15 @@ TOLERATED = 1.75  # elongations up to this get no correction: the built-in model
 
 
 def elongation(reader: VolumeReader, *, scale: Scale, noise: NoiseModel | None = None) -> float:
-    """The median cell's z width over its in-plane width (1 for round cells; 1 when too few cells to tell)."""
+    """The median cell's z width over its in-plane width (1 for round cells; NaN where it cannot be measured: too
+    few planes or cells, z sampled too coarsely, or a profile bent by the imaging; such volumes are taken as round)."""
     block = _middle_block(reader, scale=scale)
     if block.shape[0] < 5:
-        return 1.0  # too few planes for a z profile (a single plane, say)
+        return math.nan  # too few planes for a z profile (a single plane, say)
     voxel = np.asarray(scale.voxel_size)
     lag_um = max(LAG_DIAMETERS * scale.cell_diameter, float(voxel.max()))  # the same along every axis
     if lag_um > MAX_LAG_DIAMETERS * scale.cell_diameter:
-        return 1.0
+        return math.nan
     settings = PrefilterSettings(scale=scale)
     found = _isolated(find_candidates(open_array(block), settings=settings, noise=noise), scale=scale)
     data = _flattened(block)
@@ -76,17 +77,17 @@ def elongation(reader: VolumeReader, *, scale: Scale, noise: NoiseModel | None =
             step = np.stack([logs[:, 0] - logs[:, 1], logs[:, 3] - logs[:, 2]], axis=1)
             sides.append(step / (1.5 * (LINES[:, 1, None] * lag_um) ** 2))
     if len(sides) < MIN_CELLS:
-        return 1.0
+        return math.nan
     median = np.median(np.asarray(sides), axis=0)  # line, side
     if np.any(median[1:3] >= 0):
-        return 1.0  # no in-plane width to compare with
+        return math.nan  # no in-plane width to compare with
     lateral = np.mean(1.0 / np.sqrt(-median[1:3].mean(axis=1)))
     # Long cells barely curve within the first lags: the doubled lags measure them (for a Gaussian both agree).
     # Either way the profile's two sides must agree (_symmetric), or it is bent by the imaging, not a cell.
     near = 1.0 / np.sqrt(-median[0].mean()) / lateral if np.all(median[0] < 0) else math.inf
     sides = median[0] if near <= LONG else median[3]
     value = 1.0 / np.sqrt(-sides.mean()) / lateral if _symmetric(sides) else math.nan
-    return float(value) if PLAUSIBLE[0] <= value <= PLAUSIBLE[1] else 1.0
+    return float(value) if PLAUSIBLE[0] <= value <= PLAUSIBLE[1] else math.nan
 
 
 def _symmetric(sides: np.ndarray) -> bool:
@@ -138,14 +139,17 @@ def _flattened(block: np.ndarray) -> np.ndarray:
     """The block with each plane's background set to the same level and spread (its 5th percentile to 0, its median
     to 1): planes that differ in brightness (serial sections that dim with depth, a flickering sheet) would
     otherwise bend every z profile. Low percentiles, not bright ones, so that planes through many cells are not
-    dimmed more than planes between them; left as it is where a plane has no spread (clipped, constant)."""
+    dimmed more than planes between them. A plane with no spread (dead, saturated, all NaN) is mapped as the median
+    plane is; a block with no plane of any spread is left as it is."""
     data = block.astype(np.float32)
     with np.errstate(invalid="ignore"), warnings.catch_warnings():
         warnings.simplefilter("ignore", RuntimeWarning)  # all-NaN planes
         low, level = np.nanpercentile(data.reshape(len(data), -1), [5, 50], axis=1)
     spread = level - low
-    if not np.all(np.isfinite(spread) & (spread > 0)):
+    good = np.isfinite(spread) & (spread > 0)
+    if not good.any():
         return data
+    low[~good], spread[~good] = np.median(low[good]), np.median(spread[good])
     return (data - low[:, None, None].astype(np.float32)) / spread[:, None, None].astype(np.float32)
 
 

@@ -95,7 +95,7 @@ def simulate(
     voxel_size: VoxelSizeOption = "4,2,2",
     cell_diameter: CellDiameterOption = 12.0,
     size_spread: Annotated[
-        float, typer.Option("--size-spread", help="Sd of the log of soma size around --cell-diameter (0.15: one population).")
+        float, typer.Option("--size-spread", help="Sd of the log of soma size around --cell-diameter, 0 to 0.5 (0.15: one population).")
     ] = 0.15,
 ) -> None:
     """Simulate cleared-brain volumes with ground-truth cell centres."""

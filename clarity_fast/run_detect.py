@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import hashlib
 import json
+import math
 import time
 from dataclasses import asdict, dataclass
 from functools import partial
@@ -156,7 +157,7 @@ def run_detection(request: DetectRequest) -> DetectReport:
         threshold=settings.threshold, prefilter_threshold=settings.prefilter_threshold, batch=settings.batch,
         slab_depth=settings.slab_depth, zoom_to_model_grid=list(settings.zoom(model)), noise_model=asdict(noise),
         noise_gain=noise_gain(PrefilterSettings(scale=settings.scale), noise=noise, planar=shape[0] == 1),
-        cell_elongation=elongation, axial_stretch=axial_stretch(elongation),
+        cell_elongation=elongation if math.isfinite(elongation) else None, axial_stretch=axial_stretch(elongation),
         candidates=result.candidates, above_threshold=result.above_threshold, cells=len(result.zyx),
         cell_share=result.cell_share, odds_factor=result.odds_factor,
         workers=request.workers, scheduler=request.scheduler,

@@ -56,5 +56,7 @@ def adjusted(probability: np.ndarray, *, factor: float) -> np.ndarray:
 
 def lowest_kept(threshold: float, *, reference: float) -> float:
     """The smallest probability that can still reach `threshold` once adjusted: what slabs must keep."""
+    if threshold >= 1.0:
+        return threshold  # only certainty reaches certainty
     scaled = odds(threshold) / odds_factor(SHARE_CAP, reference=reference)
     return scaled / (1.0 + scaled)

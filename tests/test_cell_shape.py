@@ -66,7 +66,8 @@ def test_the_block_is_read_a_few_planes_at_a_time(monkeypatch):
 
 def test_a_constant_volume_is_measured_quickly_as_round():
     """Every voxel of a flat float volume can be a candidate; isolating them must not take quadratic time."""
-    assert elongation(open_array(np.full((40, 100, 100), 3.0, np.float32)), scale=SCALE) == 1.0
+    value = elongation(open_array(np.full((40, 100, 100), 3.0, np.float32)), scale=SCALE)
+    assert np.isnan(value) and axial_stretch(value) == 1.0
 
 
 def test_a_simulated_brain_is_within_the_tolerated_range():
@@ -84,7 +85,18 @@ def test_a_simulated_brain_is_within_the_tolerated_range():
     ],
 )
 def test_what_cannot_be_measured_is_taken_as_round(volume, scale):
-    assert elongation(open_array(volume), scale=scale) == 1.0
+    value = elongation(open_array(volume), scale=scale)
+    assert np.isnan(value) and axial_stretch(value) == 1.0
+    assert corrected_scale(open_array(volume), scale=scale) == (scale, pytest.approx(value, nan_ok=True))
+
+
+@pytest.mark.parametrize("plane", [np.uint16(0), np.uint16(65535)])
+def test_a_dead_or_saturated_plane_does_not_stop_the_others_being_flattened(plane):
+    """Serial sections that brighten with depth read round once flattened; one blank plane must not undo that."""
+    volume = cells(1.0, ramp=1.0)
+    intact = elongation(open_array(volume), scale=SCALE)
+    volume[len(volume) // 2 + 3] = plane  # inside the measured middle block
+    assert elongation(open_array(volume), scale=SCALE) == pytest.approx(intact, abs=0.05)  # unflattened: 0.90-0.92
 
 
 def test_the_stretch_is_one_up_to_the_tolerance_and_grows_continuously_beyond():
@@ -113,3 +125,15 @@ def test_detect_treats_z_as_finer_for_elongated_cells_and_says_so(tmp_path):
         assert summary["axial_stretch"] > 1.0 and summary["voxel_size_um"] == list(SCALE.voxel_size)
         outputs.append(out.read_text())
     assert outputs[0] == outputs[1]
+
+
+def test_the_summary_says_when_the_shape_could_not_be_measured(tmp_path):
+    """A single plane has no z profile: detect takes its cells as round and records null, not a measured 1."""
+    from cli_runner import run_cli
+
+    path = tmp_path / "plane.tif"
+    write_tiff(path, cells(1.0)[:1], voxel_size=SCALE.voxel_size)
+    done = run_cli("detect", path, "--cell-diameter", "12", "--out", tmp_path / "cells.csv")
+    assert done.returncode == 0, done.stderr
+    summary = json.loads((tmp_path / "cells.summary.json").read_text())
+    assert summary["cell_elongation"] is None and summary["axial_stretch"] == 1.0

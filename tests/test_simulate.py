@@ -34,9 +34,9 @@ def test_rendering_a_plane_range_equals_the_whole_render():
     assert np.array_equal(whole[7:15], part)
 
 
-@pytest.mark.parametrize("difficulty", [0.0, 1.0])
-def test_every_cell_centre_is_inside_and_on_a_bright_structure(difficulty):
-    brain = SimulatedBrain(SimulationSettings(shape=(32, 128, 128), seed=7, difficulty=difficulty))
+@pytest.mark.parametrize("difficulty, size_spread", [(0.0, 0.15), (1.0, 0.15), (1.0, 0.5)])
+def test_every_cell_centre_is_inside_and_on_a_bright_structure(difficulty, size_spread):
+    brain = SimulatedBrain(SimulationSettings(shape=(32, 128, 128), seed=7, difficulty=difficulty, size_spread=size_spread))
     zyx = brain.cells.zyx
     assert len(zyx) > 20
     assert np.all(zyx >= 0) and np.all(zyx < np.asarray(brain.settings.shape))

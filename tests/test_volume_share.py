@@ -52,3 +52,7 @@ def test_adjusting_keeps_the_order_and_never_lowers():
     q = adjusted(p, factor=5.0)
     assert np.all(np.diff(q) >= 0) and np.all(q >= p - 1e-7)
     assert np.array_equal(adjusted(p, factor=1.0), p)
+
+
+def test_a_threshold_of_one_keeps_only_certainty():
+    assert lowest_kept(1.0, reference=0.3) == 1.0

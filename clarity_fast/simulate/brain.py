@@ -14,6 +14,8 @@ from clarity_fast.simulate.imaging import Microscope, sample_imaging
 from clarity_fast.simulate.render import render_foreground
 from clarity_fast.simulate.scene import SIZE_SPREAD, Scene, make_scene
 
+# Cells are spaced by the nominal diameter: far wider spreads would overlap neighbours and shrink some below a voxel.
+MAX_SIZE_SPREAD = 0.5
 RENDER_DEPTH = 8  # planes per rendered slab; fixed, so the noise (seeded per slab) never depends on memory
 
 
@@ -34,8 +36,8 @@ class SimulationSettings:
             raise InputError(f"difficulty must be between 0 and 1, got {self.difficulty}")
         if self.seed < 0:
             raise InputError(f"seed must be >= 0, got {self.seed}")
-        if not 0.0 <= self.size_spread <= 1.0:
-            raise InputError(f"size spread (sd of log soma size) must be between 0 and 1, got {self.size_spread}")
+        if not 0.0 <= self.size_spread <= MAX_SIZE_SPREAD:
+            raise InputError(f"size spread (sd of log soma size) must be between 0 and {MAX_SIZE_SPREAD}, got {self.size_spread}")
 
 
 class SimulatedBrain:
