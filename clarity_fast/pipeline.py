@@ -25,7 +25,7 @@ import numpy as np
 
 from clarity_fast.candidates import Candidates, SlabPrefilter, slab_ranges
 from clarity_fast.detection import Scorer, merge_duplicates
-from clarity_fast.errors import InputError
+from clarity_fast.errors import InputError, ModelError
 from clarity_fast.io.volumes import VolumeReader
 from clarity_fast.kernels.gather import Grid, gather_patches, working_grid
 from clarity_fast.model.config import ModelConfig
@@ -223,7 +223,13 @@ def process_slabs(
                 raise item
             if len(item.zyx):
                 t = time.perf_counter()
-                prob = model.calibration.probability(scorer(item.patches), item.response)
+                logits = scorer(item.patches)
+                if not np.all(np.isfinite(logits)):
+                    raise ModelError(
+                        f"the model scored {int(np.sum(~np.isfinite(logits)))} of {len(logits)} patches as NaN or infinite: "
+                        "its weights are broken (a diverged training?); retrain or export it again"
+                    )
+                prob = model.calibration.probability(logits, item.response)
                 seconds["score"] += time.perf_counter() - t
                 keep = prob >= keep_from
                 kept_zyx.append(item.zyx[keep]), kept_prob.append(prob[keep])

@@ -36,6 +36,20 @@ def mismatched_model(path):
     return path
 
 
+def broken_model(path):
+    """The built-in model with NaN weights, as a diverged training would leave it."""
+    onnx = pytest.importorskip("onnx", reason="editing a model needs onnx")
+    from onnx import numpy_helper
+
+    model = onnx.load(str(DEFAULT_MODEL))
+    for i, tensor in enumerate(model.graph.initializer):
+        values = numpy_helper.to_array(tensor)
+        if values.dtype == np.float32 and values.size > 1:
+            model.graph.initializer[i].CopyFrom(numpy_helper.from_array(np.full_like(values, np.nan), tensor.name))
+    path.write_bytes(model.SerializeToString())
+    return path
+
+
 def npy(tmp, data, *, voxel_size: bool = True):
     """An .npy volume (which records no voxel size) and the arguments to give it one."""
     np.save(tmp / "v.npy", data)
@@ -74,6 +88,8 @@ def make(case: str, tmp):
         return good_volume(volume), ["--model", tmp / "m.onnx"]
     if case == "model expects another patch size":
         return good_volume(volume), ["--model", mismatched_model(tmp / "m.onnx")]
+    if case == "model with NaN weights":
+        return good_volume(volume), ["--model", broken_model(tmp / "m.onnx")]
     if case == "unknown voxel size":
         return npy(tmp, np.zeros((8, 64, 64), np.uint16), voxel_size=False)
     if case == "--batch 0":
@@ -93,6 +109,7 @@ CASES = {
     "NaN in float input": (2, "NaN or infinite"),
     "model is not ONNX": (3, "not a loadable ONNX model"),
     "model expects another patch size": (3, "(N, 1, 16, 16, 16)"),
+    "model with NaN weights": (3, "NaN or infinite: its weights are broken"),
     "unknown voxel size": (2, "--voxel-size"),
     "--batch 0": (2, "--batch"),
 }
