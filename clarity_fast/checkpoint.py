@@ -9,6 +9,7 @@ from __future__ import annotations
 import json
 import logging
 import shutil
+import zipfile
 from pathlib import Path
 
 import numpy as np
@@ -25,13 +26,15 @@ class Checkpoint:
     def __init__(self, folder: Path, *, fingerprint: dict, resume: bool) -> None:
         self.folder = Path(folder)
         stored = self._stored()
-        if not resume or stored != fingerprint:
+        text = json.dumps(fingerprint, indent=2, sort_keys=True) + "\n"
+        # Compared as stored: JSON has no tuples, so a fingerprint holding one would never equal its own reading.
+        if not resume or stored != json.loads(text):
             if resume and stored is not None:
                 log.warning("%s was made by a different run; starting afresh", self.folder)
             self.clear()
             make_output_dir(self.folder)
             with atomic_path(self.folder / FINGERPRINT) as tmp:
-                tmp.write_text(json.dumps(fingerprint, indent=2, sort_keys=True) + "\n")
+                tmp.write_text(text)
 
     def _stored(self) -> dict | None:
         try:
@@ -43,7 +46,10 @@ class Checkpoint:
         return self.folder / f"slab-{z0:08d}.npz"
 
     def finished(self, z0: int) -> bool:
-        return self._slab(z0).is_file()
+        """Whether slab z0 is saved whole: a file cut short (a power loss after the rename, before the data reached
+        the disk) lacks the zip directory at its end, and the slab is computed again."""
+        path = self._slab(z0)
+        return path.is_file() and zipfile.is_zipfile(path)
 
     def save(self, result: SlabResult) -> None:
         with atomic_path(self._slab(result.z0)) as tmp:
@@ -62,7 +68,7 @@ class Checkpoint:
                 return SlabResult(
                     z0, z1, data["zyx"], data["probability"], int(data["counts"][0]), float(low), float(high), projection, data["histogram"]
                 )
-        except (OSError, ValueError, KeyError) as exc:
+        except (OSError, ValueError, KeyError, EOFError, zipfile.BadZipFile) as exc:
             raise OutputError(f"{self._slab(z0)}: unreadable checkpoint ({exc}); rerun without --resume") from exc
 
     def clear(self) -> None:

@@ -177,8 +177,10 @@ def candidates(
 def detect(
     volume: Annotated[Path, typer.Argument(help="Volume: TIFF, folder of TIFF planes, Zarr/OME-Zarr or .npy.")],
     model: Annotated[str, typer.Option("--model", help="'default' (built in) or an exported .onnx model.")] = "default",
-    out: Annotated[Path, typer.Option("--out", help="Detections to write (CSV, or XML with --format xml); a .summary.json goes beside.")] = Path("cells.csv"),
-    output_format: Annotated[str, typer.Option("--format", help="csv or xml (cellfinder / ImageJ CellCounter).")] = "csv",
+    out: Annotated[Path, typer.Option("--out", help="Detections to write (CSV, or XML for a .xml name or --format xml); a .summary.json goes beside.")] = Path("cells.csv"),
+    output_format: Annotated[
+        str | None, typer.Option("--format", help="csv or xml (cellfinder / ImageJ CellCounter); default: from --out's suffix.")
+    ] = None,
     batch: Annotated[int, typer.Option("--batch", help="Patches scored per call.")] = 4096,
     threshold: Annotated[Optional[float], typer.Option("--threshold", help="Cell probability to accept (default: the model's).")] = None,
     voxel_size: VoxelSizeOption = None,
@@ -200,7 +202,7 @@ def detect(
     from clarity_fast.run_detect import DetectRequest, run_detection
 
     request = DetectRequest(
-        volume=volume, model=model, out=out, output_format=output_format, batch=batch, threshold=threshold,
+        volume=volume, model=model, out=out, output_format=output_format or ("xml" if out.suffix.lower() == ".xml" else "csv"), batch=batch, threshold=threshold,
         voxel_size=parse_triple(voxel_size, name="--voxel-size") if voxel_size else None, cell_diameter=cell_diameter,
         device=device, slab_depth=slab_depth, preview=preview, resume=resume, channel=channel, scheduler=scheduler,
         workers=workers, adapt=adapt,

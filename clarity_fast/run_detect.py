@@ -14,7 +14,7 @@ from pathlib import Path
 import numpy as np
 
 from clarity_fast import __version__
-from clarity_fast.candidates import noise_gain
+from clarity_fast.candidates import noise_gain, slab_ranges
 from clarity_fast.cell_shape import axial_stretch, corrected_scale, elongation_line
 from clarity_fast.checkpoint import Checkpoint
 from clarity_fast.errors import InputError
@@ -75,6 +75,7 @@ class DetectReport:
               if s.get("cell_share") is not None and s["odds_factor"] > 1 else []),
             *([smoothed_noise_line(s["noise_model"]["blur"], s["noise_gain"])] if s["noise_gain"] > 1 else []),
             *([elongation_line(s["cell_elongation"], s["axial_stretch"])] if s["axial_stretch"] > 1 else []),
+            *([f"resumed: {s['slabs_resumed']} of {s['slabs']} slabs were done by the interrupted run"] if s["slabs_resumed"] else []),
             f"{seconds['total']:.2f} s, {s['voxels_per_s'] / 1e6:.1f} Mvoxel/s on {s['device']}; busy seconds: {busy}",
             f"wrote {s['out']} and {s['summary']}" + (f" and {s['preview']}" if s.get("preview") else ""),
         ]
@@ -123,6 +124,8 @@ def run_detection(request: DetectRequest) -> DetectReport:
             project=settings.project, adapt=settings.adapt, noise=asdict(noise), version=__version__,  # another release may cut candidates differently
         )
         checkpoint = Checkpoint(request.checkpoint_path, fingerprint=fingerprint, resume=request.resume)
+        slabs = slab_ranges(reader.shape[0], slab_depth=settings.slab_depth)
+        resumed = sum(checkpoint.finished(z0) for z0, _ in slabs)
         plane_voxels, started, done = reader.shape[1] * reader.shape[2], time.perf_counter(), [0]
         with progress_bar(total=-(-reader.shape[0] // settings.slab_depth), description="detect", enabled=request.progress) as bar:
 
@@ -158,6 +161,7 @@ def run_detection(request: DetectRequest) -> DetectReport:
         slab_depth=settings.slab_depth, zoom_to_model_grid=list(settings.zoom(model)), noise_model=asdict(noise),
         noise_gain=noise_gain(PrefilterSettings(scale=settings.scale), noise=noise, planar=shape[0] == 1),
         cell_elongation=elongation if math.isfinite(elongation) else None, axial_stretch=axial_stretch(elongation),
+        slabs=len(slabs), slabs_resumed=resumed,
         candidates=result.candidates, above_threshold=result.above_threshold, cells=len(result.zyx),
         cell_share=result.cell_share, odds_factor=result.odds_factor,
         workers=request.workers, scheduler=request.scheduler,

@@ -162,6 +162,23 @@ def test_a_changed_run_does_not_reuse_a_checkpoint(tmp_path):
     assert not Checkpoint(tmp_path / "p", fingerprint=dict(model="b"), resume=True).finished(0)
 
 
+@pytest.mark.parametrize("keep", [0, 100])
+def test_a_slab_file_cut_short_is_computed_again(tmp_path, keep):
+    checkpoint = Checkpoint(tmp_path / "p", fingerprint=dict(run=1), resume=False)
+    checkpoint.save(SlabResult(0, 4, np.zeros((1, 3), np.int64), np.ones(1, np.float32), 3, 0.0, 9.0))
+    path = next((tmp_path / "p").glob("slab-*.npz"))
+    path.write_bytes(path.read_bytes()[:keep])
+    assert not Checkpoint(tmp_path / "p", fingerprint=dict(run=1), resume=True).finished(0)
+
+
+def test_a_fingerprint_with_tuples_is_reused(tmp_path):
+    """detect's fingerprint holds tuples (the noise model's blur), which JSON stores as lists."""
+    fingerprint = dict(noise=dict(blur=(0.0, 0.5)), shape=[4, 8, 8])
+    first = Checkpoint(tmp_path / "p", fingerprint=fingerprint, resume=False)
+    first.save(SlabResult(0, 4, np.zeros((1, 3), np.int64), np.ones(1, np.float32), 3, 0.0, 9.0))
+    assert Checkpoint(tmp_path / "p", fingerprint=fingerprint, resume=True).finished(0)
+
+
 def test_a_single_plane_works(scorer):
     brain = SimulatedBrain(SimulationSettings(shape=(1, 128, 128), difficulty=0.0, seed=2))
     result = detect(open_array(brain.volume()), scorer=scorer, model=scorer.config, settings=settings_for(scorer, brain))
@@ -182,6 +199,8 @@ def test_detect_command_writes_cells_summary_and_preview(scorer, brain, tmp_path
     out = run_cli("detect", path, "--out", tmp_path / "cells.xml", "--format", "xml")
     assert out.returncode == 0, out.stderr
     np.testing.assert_array_equal(read_points(tmp_path / "cells.xml").zyx, np.rint(cells.zyx))
+    out = run_cli("detect", path, "--out", tmp_path / "suffix.XML")  # the format follows the name unless given
+    assert out.returncode == 0 and (tmp_path / "suffix.XML").read_bytes() == (tmp_path / "cells.xml").read_bytes()
 
 
 @pytest.mark.parametrize(
@@ -245,6 +264,7 @@ def test_a_signal_leaves_no_output_and_resume_completes_it(tmp_path, sig):
     assert 0 < finished < 48
     resumed = run_cli("detect", volume, "--out", out, "--slab-depth", "1", "--resume")
     assert resumed.returncode == 0, resumed.stderr
+    assert f"resumed: {finished} of 48 slabs" in resumed.stdout and "different run" not in resumed.stderr
     fresh = run_cli("detect", volume, "--out", tmp_path / "fresh.csv", "--slab-depth", "1")
     assert fresh.returncode == 0 and out.read_bytes() == (tmp_path / "fresh.csv").read_bytes()
     assert not partial.exists()
