@@ -6,6 +6,7 @@ from __future__ import annotations
 import hashlib
 import json
 import math
+import os
 import time
 from dataclasses import asdict, dataclass
 from functools import partial
@@ -58,6 +59,11 @@ class DetectRequest:
     @property
     def checkpoint_path(self) -> Path:
         return self.out.with_name(self.out.name + ".partial")
+
+    @property
+    def outputs(self) -> list[Path]:
+        """Everything the run writes: kept out of a folder input's identity, should they lie inside it."""
+        return [self.out, self.summary_path, self.checkpoint_path] + ([self.preview] if self.preview is not None else [])
 
 
 @dataclass(frozen=True)
@@ -118,7 +124,7 @@ def run_detection(request: DetectRequest) -> DetectReport:
             noise=noise,
         )
         fingerprint = dict(
-            volume=_file_identity(request.volume), channel=request.channel, shape=list(reader.shape),
+            volume=_file_identity(request.volume, outputs=request.outputs), channel=request.channel, shape=list(reader.shape),
             model=_sha256(model_path), voxel_size=list(settings.voxel_size), cell_diameter=settings.cell_diameter,
             threshold=settings.threshold, prefilter_threshold=settings.prefilter_threshold, slab_depth=settings.slab_depth,
             project=settings.project, adapt=settings.adapt, noise=asdict(noise), version=__version__,  # another release may cut candidates differently
@@ -181,11 +187,24 @@ def smoothed_noise_line(blur: tuple[float, float], gain: float) -> str:
             f"the prefilter's noise units were scaled by {gain:.2f}")
 
 
-def _file_identity(path: Path) -> dict:
-    """Enough to notice a changed input without reading it all: resolved path, size, modification time."""
+def _file_identity(path: Path, *, outputs: list[Path]) -> dict:
+    """Enough to notice a changed input without reading it all: resolved path, sizes and modification times (of
+    every file below a folder, but this run's own outputs and checkpoint: planes or Zarr chunks rewritten in place
+    leave the folder's own time alone)."""
     path = Path(path).resolve()
-    stat = path.stat()
-    return dict(path=str(path), bytes=stat.st_size if path.is_file() else None, mtime_ns=stat.st_mtime_ns)
+    if path.is_file():
+        stat = path.stat()
+        return dict(path=str(path), bytes=stat.st_size, mtime_ns=stat.st_mtime_ns)
+    skip = {Path(o).resolve() for o in outputs}
+    digest = hashlib.sha256()
+    for root, folders, files in os.walk(path):
+        folders[:] = sorted(f for f in folders if Path(root, f) not in skip)
+        for name in sorted(files):
+            if Path(root, name) in skip or name.endswith(".part"):
+                continue
+            stat = os.stat(os.path.join(root, name))
+            digest.update(f"{os.path.relpath(os.path.join(root, name), path)}\0{stat.st_size}\0{stat.st_mtime_ns}\n".encode())
+    return dict(path=str(path), files=digest.hexdigest())
 
 
 def _sha256(path: Path) -> str:

@@ -405,3 +405,27 @@ def test_a_volume_with_smoothed_noise_is_corrected_the_same_in_every_slab(brain,
         texts.add(out.read_bytes())
         gains.add(report.summary["noise_gain"])
     assert len(texts) == 1 and len(gains) == 1 and gains.pop() > 1.0
+
+
+def test_a_folder_input_is_identified_by_its_files_not_by_our_outputs(tmp_path):
+    """Planes (or Zarr chunks) rewritten in place leave the folder's own time alone; a resume must notice them,
+    and must not be thrown off by its own outputs written inside the folder."""
+    import os
+
+    from clarity_fast.run_detect import DetectRequest, _file_identity
+
+    planes = tmp_path / "planes"
+    planes.mkdir()
+    for k in range(3):
+        (planes / f"p{k}.tif").write_bytes(b"plane %d" % k)
+    request = DetectRequest(volume=planes, out=planes / "cells.csv", preview=planes / "qc.png")
+    before = _file_identity(planes, outputs=request.outputs)
+    request.out.write_text("z,y,x\n")
+    request.checkpoint_path.mkdir()
+    (request.checkpoint_path / "slab-00000000.npz").write_bytes(b"x")
+    request.summary_path.write_text("{}")
+    assert _file_identity(planes, outputs=request.outputs) == before
+    folder_time = planes.stat().st_mtime_ns
+    (planes / "p1.tif").write_bytes(b"plane 9")
+    os.utime(planes, ns=(folder_time, folder_time))
+    assert _file_identity(planes, outputs=request.outputs) != before
