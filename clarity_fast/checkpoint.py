@@ -19,6 +19,8 @@ from clarity_fast.io.atomic import atomic_path, make_output_dir
 from clarity_fast.pipeline import SlabResult
 
 FINGERPRINT = "run.json"
+CHECKPOINT_FORMAT = 2  # 2: one running projection; in a fingerprint, so an older layout is never resumed
+PROJECTION = "projection.npy"  # the maximum over the finished slabs' projections: one plane, not one per slab
 log = logging.getLogger("clarity_fast")
 
 
@@ -52,22 +54,35 @@ class Checkpoint:
         return path.is_file() and zipfile.is_zipfile(path)
 
     def save(self, result: SlabResult) -> None:
+        """Save a finished slab. Its projection is folded into the running one first: should the run stop between
+        the two, the slab is computed again and folded in again, which the maximum forgives."""
+        if result.projection is not None:
+            so_far = self.projection()
+            with atomic_path(self.folder / PROJECTION) as tmp:
+                with open(tmp, "wb") as f:
+                    np.save(f, result.projection if so_far is None else np.maximum(so_far, result.projection))
         with atomic_path(self._slab(result.z0)) as tmp:
             with open(tmp, "wb") as f:
-                extra = {} if result.projection is None else dict(projection=result.projection)
                 np.savez(
                     f, zyx=result.zyx, probability=result.probability, counts=np.array([result.candidates]),
-                    range=np.array([result.low, result.high]), histogram=result.histogram, **extra,
+                    range=np.array([result.low, result.high]), histogram=result.histogram,
                 )
+
+    def projection(self) -> np.ndarray | None:
+        """The maximum projection of the slabs saved so far (None when none was kept)."""
+        path = self.folder / PROJECTION
+        if not path.is_file():
+            return None
+        try:
+            return np.load(path)
+        except (OSError, ValueError, EOFError) as exc:
+            raise OutputError(f"{path}: unreadable checkpoint ({exc}); rerun without --resume") from exc
 
     def load(self, z0: int, z1: int) -> SlabResult:
         try:
             with np.load(self._slab(z0)) as data:
                 low, high = data["range"]
-                projection = data["projection"] if "projection" in data else None
-                return SlabResult(
-                    z0, z1, data["zyx"], data["probability"], int(data["counts"][0]), float(low), float(high), projection, data["histogram"]
-                )
+                return SlabResult(z0, z1, data["zyx"], data["probability"], int(data["counts"][0]), float(low), float(high), None, data["histogram"])
         except (OSError, ValueError, KeyError, EOFError, zipfile.BadZipFile) as exc:
             raise OutputError(f"{self._slab(z0)}: unreadable checkpoint ({exc}); rerun without --resume") from exc
 

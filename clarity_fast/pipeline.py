@@ -247,9 +247,11 @@ def process_slabs(
             stage.join()
 
 
-def merged(parts: list[SlabResult], *, settings: DetectSettings, model: ModelConfig, seconds: dict[str, float]) -> Result:
+def merged(
+    parts: list[SlabResult], *, settings: DetectSettings, model: ModelConfig, seconds: dict[str, float], projection: np.ndarray | None = None
+) -> Result:
     """All slabs' detections, adapted to the volume's share of cells where that applies, thresholded, and with
-    duplicates merged over the whole volume (so slab seams never matter)."""
+    duplicates merged over the whole volume (so slab seams never matter); `projection`: the volume's, if kept."""
     t = time.perf_counter()
     parts = sorted(parts, key=lambda r: r.z0)
     zyx = np.concatenate([r.zyx for r in parts]) if parts else np.empty((0, 3), np.int64)
@@ -263,8 +265,6 @@ def merged(parts: list[SlabResult], *, settings: DetectSettings, model: ModelCon
     zyx, prob = zyx[above], prob[above]
     keep = merge_duplicates(zyx, prob, radius=settings.scale.merge_radius_voxels)
     seconds["merge"] = seconds.get("merge", 0.0) + time.perf_counter() - t
-    projections = [r.projection for r in parts]
-    projection = np.maximum.reduce(projections) if parts and all(p is not None for p in projections) else None
     return Result(
         zyx=zyx[keep], probability=prob[keep], candidates=sum(r.candidates for r in parts),
         above_threshold=len(prob), seconds=seconds, projection=projection, cell_share=share, odds_factor=factor,
@@ -297,14 +297,26 @@ def detect(
     if settings.noise is None:
         settings = replace(settings, noise=volume_noise(reader))
     slabs = slab_ranges(reader.shape[0], slab_depth=settings.slab_depth)
-    parts = [checkpoint.load(z0, z1) for z0, z1 in slabs if checkpoint is not None and checkpoint.finished(z0)]
+    parts: list[SlabResult] = []
+    projection = [None if checkpoint is None else checkpoint.projection()]  # the running maximum of slab projections
+
+    def kept(result: SlabResult) -> None:
+        """Keep a slab's detections; fold its projection into the running one, so that memory does not grow with depth."""
+        if result.projection is not None:
+            running = projection[0]
+            projection[0] = np.array(result.projection) if running is None else np.maximum(running, result.projection, out=running)
+        parts.append(replace(result, projection=None))
+
+    for z0, z1 in slabs:
+        if checkpoint is not None and checkpoint.finished(z0):
+            kept(checkpoint.load(z0, z1))
     todo = [s for s in slabs if s[0] not in {r.z0 for r in parts}]
     seconds: dict[str, float] = {}
 
     def finished(result: SlabResult) -> None:
         if checkpoint is not None:
             checkpoint.save(result)
-        parts.append(result)
+        kept(result)
         if on_slab is not None:
             on_slab(result.z0, result.z1, sum(len(r.probability) for r in parts))
 
@@ -317,7 +329,7 @@ def detect(
         raise InputError(f"{reader.path}: every voxel is {low:g}; an empty or blank acquisition has no cells to find")
     if low < 0:
         log.warning("%s: negative values (down to %g); processed as they are", reader.path, low)
-    result = merged(parts, settings=settings, model=model, seconds=seconds)
+    result = merged(parts, settings=settings, model=model, seconds=seconds, projection=projection[0] if settings.project else None)
     seconds["total"] = time.perf_counter() - start
     return result
 

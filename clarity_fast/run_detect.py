@@ -17,7 +17,7 @@ import numpy as np
 from clarity_fast import __version__
 from clarity_fast.candidates import noise_gain, slab_ranges
 from clarity_fast.cell_shape import axial_stretch, corrected_scale, elongation_line
-from clarity_fast.checkpoint import Checkpoint
+from clarity_fast.checkpoint import CHECKPOINT_FORMAT, Checkpoint
 from clarity_fast.errors import InputError
 from clarity_fast.export.model_file import resolve_model
 from clarity_fast.export.runtime import OnnxScorer, RuntimeSettings
@@ -127,7 +127,7 @@ def run_detection(request: DetectRequest) -> DetectReport:
             volume=_file_identity(request.volume, outputs=request.outputs), channel=request.channel, shape=list(reader.shape),
             model=_sha256(model_path), voxel_size=list(settings.voxel_size), cell_diameter=settings.cell_diameter,
             threshold=settings.threshold, prefilter_threshold=settings.prefilter_threshold, slab_depth=settings.slab_depth,
-            project=settings.project, adapt=settings.adapt, noise=asdict(noise), version=__version__,  # another release may cut candidates differently
+            project=settings.project, adapt=settings.adapt, noise=asdict(noise), version=__version__, checkpoint_format=CHECKPOINT_FORMAT,  # another release may cut candidates differently
         )
         checkpoint = Checkpoint(request.checkpoint_path, fingerprint=fingerprint, resume=request.resume)
         slabs = slab_ranges(reader.shape[0], slab_depth=settings.slab_depth)

@@ -293,6 +293,15 @@ def test_the_preview_projection_comes_from_the_slabs_already_read(scorer, brain,
     np.testing.assert_array_equal(first.projection, volume.max(axis=0))
     resumed = detect(open_array(volume), scorer=scorer, model=scorer.config, settings=settings, checkpoint=Checkpoint(folder, fingerprint={}, resume=True))
     np.testing.assert_array_equal(resumed.projection, volume.max(axis=0))
+    # One running projection on disk, not one per slab (a deep volume would fill the disk); slabs lost to an
+    # interruption after it was updated are computed and folded in again.
+    slab_files = sorted(folder.glob("slab-*.npz"))
+    assert (folder / "projection.npy").is_file() and all("projection" not in np.load(f) for f in slab_files)
+    for f in slab_files[len(slab_files) // 2 :]:
+        f.unlink()
+    again = detect(open_array(volume), scorer=scorer, model=scorer.config, settings=settings, checkpoint=Checkpoint(folder, fingerprint={}, resume=True))
+    np.testing.assert_array_equal(again.projection, volume.max(axis=0))
+    np.testing.assert_array_equal(again.zyx, first.zyx)
     assert detect(open_array(volume), scorer=scorer, model=scorer.config, settings=settings_for(scorer, brain)).projection is None
 
 
