@@ -18,7 +18,7 @@ from clarity_fast import __version__
 from clarity_fast.candidates import noise_gain, slab_ranges
 from clarity_fast.cell_shape import axial_stretch, corrected_scale, elongation_line
 from clarity_fast.checkpoint import CHECKPOINT_FORMAT, Checkpoint
-from clarity_fast.errors import InputError
+from clarity_fast.errors import InputError, ModelError
 from clarity_fast.export.model_file import resolve_model
 from clarity_fast.export.runtime import OnnxScorer, RuntimeSettings
 from clarity_fast.io.atomic import atomic_path, check_output_path
@@ -148,9 +148,13 @@ def run_detection(request: DetectRequest) -> DetectReport:
                     run_on_cluster, volume=request.volume, channel=request.channel, model=model_path, runtime=runtime,
                     settings=settings, cluster=cluster,
                 )
-            result = detect(
-                reader, scorer=scorer, model=model, settings=settings, checkpoint=checkpoint, on_slab=on_slab, run_slabs=run_slabs
-            )
+            try:
+                result = detect(
+                    reader, scorer=scorer, model=model, settings=settings, checkpoint=checkpoint, on_slab=on_slab, run_slabs=run_slabs
+                )
+            except (InputError, ModelError):
+                checkpoint.clear()  # resuming cannot mend the input or the model: leave nothing behind
+                raise
         shape = reader.shape
     result.seconds["noise"], result.seconds["cell_shape"] = noise_seconds, shape_seconds
     result.seconds["total"] += noise_seconds + shape_seconds

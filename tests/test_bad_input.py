@@ -128,7 +128,7 @@ def test_detect_bad_input(tmp_path, case):
     assert len(lines) == 1 and lines[0].startswith("error:") and message in lines[0], done.stderr
     assert out.read_text() == OLD
     assert not (tmp_path / "cells.summary.json").exists()
-    assert not [p for p in tmp_path.iterdir() if p.name.endswith(".part")]
+    assert not [p for p in tmp_path.iterdir() if p.name.endswith((".part", ".partial"))]
 
 
 @pytest.mark.skipif(not DEFAULT_MODEL.is_file(), reason="the built-in model is not in this checkout")
