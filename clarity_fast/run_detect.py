@@ -12,8 +12,6 @@ from dataclasses import asdict, dataclass
 from functools import partial
 from pathlib import Path
 
-import numpy as np
-
 from clarity_fast import __version__
 from clarity_fast.candidates import noise_gain, slab_ranges
 from clarity_fast.cell_shape import axial_stretch, corrected_scale, elongation_line
@@ -131,7 +129,8 @@ def run_detection(request: DetectRequest) -> DetectReport:
         )
         checkpoint = Checkpoint(request.checkpoint_path, fingerprint=fingerprint, resume=request.resume)
         slabs = slab_ranges(reader.shape[0], slab_depth=settings.slab_depth)
-        resumed = sum(checkpoint.finished(z0) for z0, _ in slabs)
+        done_before = [(z0, z1) for z0, z1 in slabs if checkpoint.finished(z0)]  # by an interrupted run
+        resumed, planes_before = len(done_before), sum(z1 - z0 for z0, z1 in done_before)
         plane_voxels, started, done = reader.shape[1] * reader.shape[2], time.perf_counter(), [0]
         with progress_bar(total=-(-reader.shape[0] // settings.slab_depth), description="detect", enabled=request.progress) as bar:
 
@@ -175,7 +174,7 @@ def run_detection(request: DetectRequest) -> DetectReport:
         candidates=result.candidates, above_threshold=result.above_threshold, cells=len(result.zyx),
         cell_share=result.cell_share, odds_factor=result.odds_factor,
         workers=request.workers, scheduler=request.scheduler,
-        seconds=result.seconds, voxels_per_s=float(np.prod(shape)) / max(result.seconds["total"], 1e-9),
+        seconds=result.seconds, voxels_per_s=float((shape[0] - planes_before) * shape[1] * shape[2]) / max(result.seconds["total"], 1e-9),
         out=str(request.out), summary=str(request.summary_path), preview=str(request.preview) if request.preview else None,
         version=__version__,
     )

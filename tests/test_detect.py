@@ -265,6 +265,8 @@ def test_a_signal_leaves_no_output_and_resume_completes_it(tmp_path, sig):
     resumed = run_cli("detect", volume, "--out", out, "--slab-depth", "1", "--resume")
     assert resumed.returncode == 0, resumed.stderr
     assert f"resumed: {finished} of 48 slabs" in resumed.stdout and "different run" not in resumed.stderr
+    summary = json.loads(out.with_suffix(".summary.json").read_text())  # voxels/s of this run's own planes
+    assert summary["voxels_per_s"] == pytest.approx((48 - finished) * 160 * 160 / summary["seconds"]["total"])
     fresh = run_cli("detect", volume, "--out", tmp_path / "fresh.csv", "--slab-depth", "1")
     assert fresh.returncode == 0 and out.read_bytes() == (tmp_path / "fresh.csv").read_bytes()
     assert not partial.exists()
