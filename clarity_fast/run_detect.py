@@ -133,6 +133,8 @@ def run_detection(request: DetectRequest) -> DetectReport:
         resumed, planes_before = len(done_before), sum(z1 - z0 for z0, z1 in done_before)
         plane_voxels, started, done = reader.shape[1] * reader.shape[2], time.perf_counter(), [0]
         with progress_bar(total=-(-reader.shape[0] // settings.slab_depth), description="detect", enabled=request.progress) as bar:
+            for _ in range(resumed):  # loaded from the checkpoint, not computed again
+                step(bar, status="resumed")
 
             def on_slab(z0: int, z1: int, cells: int) -> None:
                 done[0] += (z1 - z0) * plane_voxels

@@ -236,6 +236,18 @@ def test_folder_plane_that_differs_fails_when_read(tmp_path: Path) -> None:
             reader.read_slab(2, 4)
 
 
+@pytest.mark.parametrize("first", [(4, 5), (1, 4, 5)])
+def test_folder_planes_with_and_without_a_singleton_axis_mix(tmp_path: Path, first) -> None:
+    """Writers differ in whether a plane is (Y, X) or (1, Y, X); the pixels are the same."""
+    tifffile.imwrite(tmp_path / "p0.tif", np.full(first, 7, np.uint16))
+    other = (1, 4, 5) if len(first) == 2 else (4, 5)
+    tifffile.imwrite(tmp_path / "p1.tif", np.arange(20, dtype=np.uint16).reshape(other))
+    with open_volume(tmp_path) as reader:
+        assert reader.shape == (2, 4, 5)
+        slab = reader.read_slab(0, 2)
+    assert np.all(slab[0] == 7) and np.array_equal(slab[1], np.arange(20).reshape(4, 5))
+
+
 def test_empty_folder(tmp_path: Path) -> None:
     with pytest.raises(InputError, match="no .tif/.tiff planes"):
         open_volume(tmp_path)

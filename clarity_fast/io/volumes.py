@@ -305,13 +305,18 @@ class _FolderVolume(VolumeReader):
         for i, file in enumerate(self._files[z0:z1]):
             with _tiff_errors(f"{file}: not a readable TIFF"), tifffile.TiffFile(file) as tif:
                 series = tif.series[0]
-                if (tuple(series.shape), series.dtype) != self._plane:
+                # A plane may carry singleton axes the first did not (a writer's (1, Y, X) among (Y, X)): same pixels.
+                if _squeezed(series.shape) != _squeezed(self._plane[0]) or series.dtype != self._plane[1]:
                     raise InputError(
                         f"{file}: plane of shape {series.shape} and type {series.dtype} differs from the first plane "
                         f"({self._plane[0]}, {self._plane[1]}) of {self.path}"
                     )
-                out[i] = series.asarray()[self._layout.index(0)]
+                out[i] = series.asarray().reshape(self._plane[0])[self._layout.index(0)]
         return out
+
+
+def _squeezed(shape: tuple[int, ...]) -> tuple[int, ...]:
+    return tuple(n for n in shape if n != 1)
 
 
 def open_volume(path: str | os.PathLike[str], *, channel: int | None = None) -> VolumeReader:
