@@ -161,6 +161,7 @@ def run_detection(request: DetectRequest) -> DetectReport:
     result.seconds["total"] += noise_seconds + shape_seconds
     points = Points(zyx=result.zyx, score=result.probability)
     write_points(request.out, points, format=request.output_format, image_filename=Path(request.volume).name, score_name="probability")
+    request.summary_path.unlink(missing_ok=True)  # an earlier run's: should what follows fail, it would describe other cells
     if request.preview is not None:
         from clarity_fast.preview import write_preview
 

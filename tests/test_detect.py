@@ -440,3 +440,23 @@ def test_a_folder_input_is_identified_by_its_files_not_by_our_outputs(tmp_path):
     (planes / "p1.tif").write_bytes(b"plane 9")
     os.utime(planes, ns=(folder_time, folder_time))
     assert _file_identity(planes, outputs=request.outputs) != before
+
+
+def test_a_failure_after_the_cells_are_written_leaves_no_stale_summary(brain, tmp_path, monkeypatch):
+    """The summary describes the cells beside it: a run that fails after replacing them must not leave the
+    previous run's summary claiming to describe them."""
+    import clarity_fast.preview
+    from clarity_fast.errors import OutputError
+    from clarity_fast.run_detect import DetectRequest, run_detection
+
+    _, path = brain
+    request = DetectRequest(volume=path, out=tmp_path / "cells.csv", preview=tmp_path / "qc.png", progress=False)
+    request.summary_path.write_text('{"cells": 0}\n')
+
+    def full_disk(*args, **kwargs):
+        raise OutputError("disk full while writing qc.png")
+
+    monkeypatch.setattr(clarity_fast.preview, "write_preview", full_disk)
+    with pytest.raises(OutputError):
+        run_detection(request)
+    assert request.out.is_file() and not request.summary_path.exists()
