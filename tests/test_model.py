@@ -182,3 +182,17 @@ def test_default_calibration_is_the_networks_own_probability_and_old_configs_loa
     old = config.to_dict()
     del old["calibration"]
     assert ModelConfig.from_dict(old).calibration == Calibration()
+
+
+def test_volumes_without_cells_are_never_held_out_for_validation():
+    """A validation set of cell-less volumes gives no AUC, and training would keep the untrained network."""
+    from types import SimpleNamespace
+
+    from clarity_fast.model.train import split_validation
+
+    empty, full = SimpleNamespace(truth=np.zeros((0, 3))), SimpleNamespace(truth=np.zeros((5, 3)))
+    for volumes in ([empty, full], [full, empty], [empty, empty, full], [empty, full, full]):
+        for seed in range(20):
+            train, val = split_validation(volumes, fraction=0.2, seed=seed)
+            assert any(len(v.truth) for v in val) and any(len(v.truth) for v in train)
+            assert all(len(v.truth) for v in val) or val == volumes  # held out: only volumes with cells

@@ -46,14 +46,18 @@ def split_validation(volumes: list[AnnotatedVolume], *, fraction: float, seed: i
     """Hold out whole volumes, in random order until they hold `fraction` of the cells, for validation.
 
     Counting cells, not volumes, keeps the validation set from being a few near-empty volumes, whose
-    best threshold would not suit dense ones. With one volume, it validates on itself.
+    best threshold would not suit dense ones; volumes without cells stay in training (they give no AUC, and a
+    validation set of them alone would keep the untrained network). With one volume, or no other with cells, it
+    validates on the training volumes. Volumes are drawn one by one, not by group: a brain split into several
+    volumes may sit on both sides, so its validation AUC reads optimistic (cross-validation splits by group).
     """
-    if len(volumes) < 2:
-        return volumes, volumes
     order = np.random.default_rng(seed).permutation(len(volumes))
+    with_cells = [int(i) for i in order if len(volumes[i].truth)]
+    if len(with_cells) < 2:
+        return volumes, volumes
     total = sum(len(v.truth) for v in volumes)
     held, cells = [], 0
-    for i in order[:-1]:
+    for i in with_cells[:-1]:  # training keeps at least one volume with cells
         held.append(i)
         cells += len(volumes[i].truth)
         if cells >= fraction * total:
