@@ -8,6 +8,7 @@ per model for the life of the process. A task lost with its worker is rerun by D
 
 from __future__ import annotations
 
+import threading
 from dataclasses import dataclass, replace
 from pathlib import Path
 
@@ -19,6 +20,7 @@ from clarity_fast.pipeline import DetectSettings, SlabResult, process_slabs
 
 TASK_RETRIES = 3  # a task whose worker dies is resubmitted; this many failures of its own fail the run
 _SESSIONS: dict[tuple, OnnxScorer] = {}  # per worker process: one session per model and runtime
+_SESSIONS_LOCK = threading.Lock()
 
 
 @dataclass(frozen=True)
@@ -38,9 +40,10 @@ class ClusterSettings:
 
 def _scorer(model: Path, runtime: RuntimeSettings) -> OnnxScorer:
     key = (str(model), runtime)
-    if key not in _SESSIONS:
-        _SESSIONS[key] = OnnxScorer(model, settings=runtime)
-    return _SESSIONS[key]
+    with _SESSIONS_LOCK:  # a worker's threads may ask at once: one session each, not one per thread
+        if key not in _SESSIONS:
+            _SESSIONS[key] = OnnxScorer(model, settings=runtime)
+        return _SESSIONS[key]
 
 
 def detect_slabs(

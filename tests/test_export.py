@@ -128,6 +128,20 @@ def test_gpu_runs_of_fixed_shape_score_any_number_of_patches(exported, monkeypat
         np.testing.assert_allclose(scorer._run_bound(patches[:n]), whole[:n], rtol=0, atol=1e-5)
 
 
+def test_the_gpu_path_scores_right_from_several_threads(exported, monkeypatch):
+    """A Dask worker's threads share one scorer per process; the GPU path's bound buffers must serve one at a time."""
+    from concurrent.futures import ThreadPoolExecutor
+
+    scorer = OnnxScorer(exported[2], settings=RuntimeSettings(device="cpu", gpu_run=64))
+    expected = [scorer(random_patches(200, patch=12, seed=s)) for s in range(8)]
+    monkeypatch.setattr(scorer, "_memory", "cpu")
+    monkeypatch.setattr(scorer, "provider", "CUDAExecutionProvider")  # take the bound-buffer path, on the host
+    with ThreadPoolExecutor(4) as pool:
+        got = list(pool.map(lambda s: scorer(random_patches(200, patch=12, seed=s)), list(range(8)) * 3))
+    for k, logits in enumerate(got):
+        np.testing.assert_allclose(logits, expected[k % 8], rtol=0, atol=1e-5)
+
+
 def test_a_gpu_provider_that_cannot_load_falls_back_in_one_warning(exported, caplog, capfd, monkeypatch):
     """TensorRT without libnvinfer (common on GPU servers) must not print onnxruntime's C++ errors or banner."""
     import clarity_fast.export.runtime as runtime

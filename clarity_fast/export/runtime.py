@@ -14,6 +14,7 @@ from __future__ import annotations
 import contextlib
 import io
 import logging
+import threading
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -91,6 +92,7 @@ class OnnxScorer:
         self._run = settings.gpu_run
         self._memory = "cuda"  # where the bound buffers live (onnxruntime's device name)
         self._bound: tuple | None = None  # GPU: (binding, device input, device output, padded host input)
+        self._gpu_lock = threading.Lock()  # the bound buffers serve one call at a time (a Dask worker's threads share a scorer)
 
     def __call__(self, patches: np.ndarray) -> np.ndarray:
         patches = np.ascontiguousarray(patches, dtype=np.float32)
@@ -100,7 +102,8 @@ class OnnxScorer:
             single = len(patches) == 1
             logits = self.session.run([self._output], {self._input: np.repeat(patches, 2, axis=0) if single else patches})[0]
             return logits[:1] if single else logits
-        return self._run_bound(patches)
+        with self._gpu_lock:
+            return self._run_bound(patches)
 
     def _run_bound(self, patches: np.ndarray) -> np.ndarray:
         """GPU: runs of exactly `gpu_run` patches through device buffers bound once; the last run is padded."""
