@@ -198,3 +198,22 @@ def test_csv_round_trip_property(tmp_path: Path, zyx: np.ndarray, with_score: bo
         np.testing.assert_allclose(back.score, score, rtol=1e-5)
     write_points(tmp_path / "again.csv", points)
     assert (tmp_path / "again.csv").read_bytes() == (tmp_path / "p.csv").read_bytes()
+
+
+def test_cells_leave_out_non_cells_only_where_both_are_marked(tmp_path):
+    """cellfinder's XML lists rejected candidates as Type 1; Fiji users often mark cells with Type 1 alone."""
+    both = Points(zyx=[[1, 2, 3], [4, 5, 6], [7, 8, 9]], label=[1, 0, 1])
+    np.testing.assert_array_equal(both.cells, [[1, 2, 3], [7, 8, 9]])
+    only_type_1 = Points(zyx=[[1, 2, 3], [4, 5, 6]], label=[0, 0])
+    np.testing.assert_array_equal(only_type_1.cells, only_type_1.zyx)
+    assert Points(zyx=[[1, 2, 3]]).cells.shape == (1, 3)
+
+
+def test_evaluate_scores_cells_not_non_cell_markers(tmp_path):
+    from cli_runner import run_cli
+
+    write_points(tmp_path / "pred.xml", Points(zyx=[[5, 5, 5], [20, 20, 20]], label=[1, 0]))
+    write_points(tmp_path / "truth.csv", Points(zyx=[[5, 5, 5]]))
+    done = run_cli("evaluate", "--pred", tmp_path / "pred.xml", "--truth", tmp_path / "truth.csv", "--json")
+    assert done.returncode == 0, done.stderr
+    assert '"fp": 0' in done.stdout and '"tp": 1' in done.stdout

@@ -54,6 +54,15 @@ class Points:
     def __len__(self) -> int:
         return len(self.zyx)
 
+    @property
+    def cells(self) -> np.ndarray:
+        """The positions that are cells: where the points mark both cells and non-cells (cellfinder's output, a
+        classifier's training points), the cells only; otherwise all of them (Fiji's Cell Counter marks cells with
+        whichever type is selected)."""
+        if self.label is None or len(np.unique(self.label)) < 2:
+            return self.zyx
+        return self.zyx[self.label == 1]
+
 
 def _frozen(value: Any, dtype: type) -> np.ndarray:
     array = np.array(value, dtype=dtype)

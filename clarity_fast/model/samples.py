@@ -98,7 +98,7 @@ def load_annotated(
         scale = native.working if factors != (1.0, 1.0, 1.0) else native
         grid = working_grid(data.shape, factors=factors)
         found = Candidates(to_voxels(points_to(found.zyx, factors=factors), shape=grid.shape), found.response)
-        truth = points_to(read_points(entry.points, shape=reader.shape).zyx, factors=factors)
+        truth = points_to(read_points(entry.points, shape=reader.shape).cells, factors=factors)
         volumes.append(
             AnnotatedVolume(entry.name, entry.group, data, grid, resample(data, factors=factors), truth, found, scale, factors, entry.partial)
         )
