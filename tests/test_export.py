@@ -155,6 +155,35 @@ def test_a_gpu_provider_that_cannot_load_falls_back_in_one_warning(exported, cap
         assert [r.getMessage() for r in caplog.records] == [f"--device tensorrt: TensorrtExecutionProvider failed to start; scoring on {scorer.device}"]
 
 
+def test_a_gpu_that_fails_to_start_is_not_a_bad_model(exported, caplog, monkeypatch):
+    """onnxruntime raises its own errors (out of memory, an engine it cannot build) past its fallback: detect must
+    warn once and score on the CPU, not call the model file unloadable."""
+    import onnxruntime
+
+    import clarity_fast.export.runtime as runtime
+
+    monkeypatch.setattr(runtime, "cuda_device_count", lambda: 1)
+    monkeypatch.setattr(runtime, "built_providers", lambda: [runtime.CUDA, runtime.CPU])
+    real = onnxruntime.InferenceSession
+
+    class OutOfMemory(Exception):  # like onnxruntime's Fail: not a RuntimeError, so its own fallback lets it through
+        pass
+
+    def session(path, options=None, providers=None, **kwargs):
+        first = providers[0][0] if isinstance(providers[0], tuple) else providers[0]
+        if first != runtime.CPU:
+            raise OutOfMemory("CUDA failure 2: out of memory")
+        return real(path, options, providers=providers, **kwargs)
+
+    monkeypatch.setattr(onnxruntime, "InferenceSession", session)
+    with caplog.at_level(logging.WARNING, logger="clarity_fast"):
+        scorer = OnnxScorer(exported[2], settings=RuntimeSettings(device="cuda"))
+    assert scorer.device == "cpu" and len(scorer(random_patches(3, patch=12))) == 3
+    assert [r.getMessage() for r in caplog.records] == [
+        "--device cuda: CUDAExecutionProvider failed to start (cuda: CUDA failure 2: out of memory); scoring on cpu"
+    ]
+
+
 @pytest.mark.skipif(cuda_device_count() == 0, reason=NO_GPU)
 @pytest.mark.parametrize("device", ["cuda", "tensorrt"])
 def test_gpu_scoring_matches_pytorch(exported, device, tmp_path):

@@ -77,13 +77,14 @@ class OnnxScorer:
         # A CPU session first: cheap, and it validates the file and yields the patch size a GPU profile needs.
         self.session = _session(ort, path, options, [CPU])
         self.config: ModelConfig = model_config(self.session, source=path)
+        failures = None
         if chain[0] != CPU:
             name = self.session.get_inputs()[0].name
             specs = [_provider_options(p, input_name=name, config=self.config, path=path, settings=settings) for p in chain]
-            self.session = _session(ort, path, options, specs)
+            self.session, failures = _gpu_session(ort, path, options, specs, chain=chain, cpu=self.session)
         self.provider = self.session.get_providers()[0]
-        if warning is None and self.provider != chain[0] and settings.device != "auto":
-            warning = f"--device {settings.device}: {chain[0]} failed to start; scoring on {_SHORT[self.provider]}"
+        if warning is None and self.provider != chain[0] and (settings.device != "auto" or failures):
+            warning = f"--device {settings.device}: {chain[0]} failed to start{f' ({failures})' if failures else ''}; scoring on {_SHORT[self.provider]}"
         if warning:
             log.warning(warning)
         self.device = _SHORT[self.provider]
@@ -130,13 +131,32 @@ class OnnxScorer:
         return out
 
 
+def _gpu_session(ort, path: Path, options, specs: list, *, chain: list[str], cpu) -> tuple[object, str | None]:
+    """A session on the first provider of `chain` that starts, with its own options (onnxruntime's own fallback
+    drops them), and what failed; `cpu` (the session that already validated the file) where none starts. A GPU
+    that fails (out of memory, an engine that cannot be built) is not a bad model file."""
+    failures = []
+    for i, provider in enumerate(chain):
+        if provider == CPU:
+            break
+        try:
+            with contextlib.redirect_stdout(io.StringIO()):  # onnxruntime prints an "EP Error" banner as it falls back
+                return ort.InferenceSession(str(path), options, providers=specs[i:]), "; ".join(failures) or None
+        except Exception as exc:  # onnxruntime's Fail / EPFail / RuntimeException for a provider that cannot start
+            failures.append(f"{_SHORT[provider]}: {_first_line(exc)}")
+    return cpu, "; ".join(failures) or None
+
+
+def _first_line(exc: BaseException) -> str:
+    return str(exc).strip().splitlines()[0][:200] if str(exc).strip() else type(exc).__name__
+
+
 def _session(ort, path: Path, options, providers: list):
     try:
         with contextlib.redirect_stdout(io.StringIO()):  # onnxruntime prints an "EP Error" banner as it falls back
             return ort.InferenceSession(str(path), options, providers=providers)
     except Exception as exc:  # onnxruntime raises its own Fail/InvalidGraph/... for a bad file
-        detail = str(exc).strip().splitlines()[0][:200] if str(exc).strip() else type(exc).__name__
-        raise ModelError(f"{path}: not a loadable ONNX model ({detail})") from exc
+        raise ModelError(f"{path}: not a loadable ONNX model ({_first_line(exc)})") from exc
 
 
 def _provider_options(provider: str, *, input_name: str, config: ModelConfig, path: Path, settings: RuntimeSettings):
