@@ -15,7 +15,7 @@ import numpy as np
 import typer
 
 from clarity_fast import __version__
-from clarity_fast.errors import ClarityError, InputError
+from clarity_fast.errors import ClarityError, InputError, ModelError
 from clarity_fast.model.config import DEFAULT_EPOCHS
 from clarity_fast.settings import PrefilterSettings, Scale, parse_triple
 
@@ -341,16 +341,22 @@ def export(
     opset: Annotated[int, typer.Option("--opset", help="ONNX opset version.")] = 17,
 ) -> None:
     """Export a trained model to ONNX (with its config in the metadata) and check it against PyTorch."""
-    from clarity_fast.export.parity import max_logit_difference
+    from clarity_fast.export.parity import PARITY_FP16, PARITY_FP32, max_logit_difference
     from clarity_fast.export.to_onnx import export_onnx
-    from clarity_fast.io.atomic import check_output_path
+    from clarity_fast.io.atomic import atomic_path, check_output_path
     from clarity_fast.model.store import load_model
 
     out = out or onnx_from.with_suffix(".onnx")
     check_output_path(out)
     net, config = load_model(onnx_from)
-    export_onnx(out, net=net, config=config, opset=opset, fp16=fp16)
-    delta = max_logit_difference(net=net, onnx_path=out)
+    tolerance = PARITY_FP16 if fp16 else PARITY_FP32
+    with atomic_path(out) as tmp:  # in place only once it scores as PyTorch does
+        export_onnx(tmp, net=net, config=config, opset=opset, fp16=fp16)
+        delta = max_logit_difference(net=net, onnx_path=tmp)
+        if not delta <= tolerance:  # NaN too: weights that overflow half precision, say
+            raise ModelError(
+                f"{out}: the exported model differs from PyTorch by {delta:.2e} in a logit (more than {tolerance:g}); not written"
+            )
     typer.echo(
         f"wrote {out} ({out.stat().st_size / 1e6:.1f} MB, opset {opset}, {'fp16' if fp16 else 'fp32'}): "
         f"max |Δlogit| against PyTorch {delta:.2e} on random patches"

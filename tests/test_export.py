@@ -236,3 +236,18 @@ def test_export_command(tmp_path):
     out = run_cli("export", "--onnx", tmp_path / "bad.pt", "--out", tmp_path / "bad.onnx")
     assert out.returncode == 3 and out.stderr.startswith("error:") and len(out.stderr.splitlines()) == 1
     assert not (tmp_path / "bad.onnx").exists()
+
+
+def test_an_export_that_does_not_score_as_pytorch_is_not_written(tmp_path):
+    """Weights too large for half precision overflow to inf: the export must fail, not print `nan` and exit 0."""
+    import torch
+
+    net, config = trained_like()
+    with torch.no_grad():
+        net.head[-1].weight.fill_(1e6)  # logits far beyond float16's 65504
+    save_model(tmp_path / "m.pt", net=net, config=config)
+    (tmp_path / "m.onnx").write_text("an earlier export")
+    out = run_cli("export", "--onnx", tmp_path / "m.pt", "--fp16")
+    assert out.returncode == 3 and "differs from PyTorch" in out.stderr and len(out.stderr.splitlines()) == 1
+    assert (tmp_path / "m.onnx").read_text() == "an earlier export"
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["m.onnx", "m.pt"]
