@@ -226,6 +226,30 @@ def test_metadata_that_disagrees_with_the_graph_is_refused(tmp_path):
         OnnxScorer(tmp_path / "plain.onnx")
 
 
+
+@pytest.mark.parametrize(
+    "change, message",
+    [
+        (lambda data, graph: data.update(normalisation="minmax"), "'minmax'"),
+        (lambda data, graph: data["network"].update(patch=12.0), "not a whole number"),
+        (lambda data, graph: graph.input[0].type.tensor_type.shape.dim[0].CopyFrom(onnx.TensorShapeProto.Dimension(dim_value=1)),
+         "batches of 1"),
+    ],
+)
+def test_a_model_detect_could_not_run_is_refused_when_loaded(tmp_path, change, message):
+    """Normalisation, patch size and a batch of any size are what detect relies on: refused at once, in one line."""
+    net, config = trained_like()
+    model = onnx.load_from_string(onnx_bytes(net=net, config=config))
+    for prop in model.metadata_props:
+        if prop.key == CONFIG_KEY:
+            data = json.loads(prop.value)
+            change(data, model.graph)
+            prop.value = json.dumps(data)
+    (tmp_path / "m.onnx").write_bytes(model.SerializeToString())
+    with pytest.raises(ModelError, match=message):
+        OnnxScorer(tmp_path / "m.onnx")
+
+
 def test_export_command(tmp_path):
     net, config = trained_like()
     save_model(tmp_path / "m.pt", net=net, config=config)

@@ -6,7 +6,7 @@ import json
 from pathlib import Path
 
 from clarity_fast.errors import ModelError
-from clarity_fast.model.config import ModelConfig
+from clarity_fast.model.config import NORMALISATION, ModelConfig
 
 CONFIG_KEY = "clarity_fast.config"  # the exporter writes this key (export.to_onnx)
 
@@ -20,11 +20,22 @@ def model_config(session, *, source: Path) -> ModelConfig:
         config = ModelConfig.from_dict(json.loads(metadata[CONFIG_KEY]))
     except (ValueError, TypeError, KeyError) as exc:
         raise ModelError(f"{source}: unreadable clarity-fast metadata ({exc})") from exc
-    inputs = session.get_inputs()
     p = config.network.patch
+    if not isinstance(p, int) or isinstance(p, bool):
+        raise ModelError(f"{source}: unreadable clarity-fast metadata (patch size {p!r} is not a whole number)")
+    if config.normalisation != NORMALISATION:
+        raise ModelError(f"{source}: patches normalised by {config.normalisation!r}; this version cuts {NORMALISATION!r} patches only")
+    inputs, outputs = session.get_inputs(), session.get_outputs()
     if len(inputs) != 1 or list(inputs[0].shape[1:]) != [1, p, p, p]:
         shape = [i.shape for i in inputs]
         raise ModelError(f"{source}: the graph takes {shape}, but its metadata says (N, 1, {p}, {p}, {p}) patches")
+    if isinstance(inputs[0].shape[0], int) or inputs[0].type != "tensor(float)":
+        raise ModelError(
+            f"{source}: the graph takes {inputs[0].type} patches in batches of {inputs[0].shape[0]}; detect needs float32 "
+            "patches in batches of any size (export it with `clarity-fast export --onnx`)"
+        )
+    if len(outputs) != 1 or len(outputs[0].shape) != 1:
+        raise ModelError(f"{source}: the graph gives {[o.shape for o in outputs]}; detect needs one logit per patch")
     return config
 
 
