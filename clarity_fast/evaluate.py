@@ -56,7 +56,7 @@ class Match:
 def match_points(
     *, pred: np.ndarray, truth: np.ndarray, radius: float, axis_scale: tuple[float, float, float] = (1.0, 1.0, 1.0)
 ) -> Match:
-    """Pair each prediction with at most one true centre closer than `radius`.
+    """Pair each prediction with at most one true centre within `radius` (a distance of exactly `radius` matches).
 
     Coordinates are (z, y, x) voxels, multiplied by `axis_scale` before measuring distance: pass the voxel
     size to work in µm, or weights such as (2, 1, 1) to count z distances double.

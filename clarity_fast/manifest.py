@@ -39,6 +39,9 @@ def read_manifest(path: Path) -> list[Entry]:
         for row in reader:
             row = {k.strip().lower(): (v or "").strip() for k, v in row.items() if k}
             line = f"{path} line {reader.line_num}"
+            for needed in ("volume", "points"):
+                if not row.get(needed):
+                    raise InputError(f"{line}: no {needed} given")
             volume, points = path.parent / row["volume"], path.parent / row["points"]
             for file in (volume, points):
                 if not file.exists():

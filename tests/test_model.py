@@ -112,6 +112,10 @@ def test_manifest_errors(tmp_path):
     (tmp_path / "n.csv").write_text("volume\nx.tif\n")
     with pytest.raises(InputError, match="points"):
         read_manifest(tmp_path / "n.csv")
+    (tmp_path / "p.csv").write_text("z,y,x\n")
+    (tmp_path / "blank.csv").write_text("volume,points\n,p.csv\n")  # would resolve to the manifest's own folder
+    with pytest.raises(InputError, match="line 2: no volume given"):
+        read_manifest(tmp_path / "blank.csv")
 
 
 
