@@ -56,6 +56,16 @@ def test_epochs_are_balanced(volumes):
     assert y.sum() == len(y) - y.sum()
 
 
+def test_a_volume_annotated_as_empty_still_gives_negatives(volumes):
+    from dataclasses import replace
+
+    empty = replace(volumes[0], truth=np.empty((0, 3)))
+    _, y = epoch_examples([empty, *volumes[1:]], patch=12, rng=np.random.default_rng(0))
+    _, y_others = epoch_examples(volumes[1:], patch=12, rng=np.random.default_rng(0))
+    typical = round(np.mean([len(v.truth) for v in volumes[1:]]))
+    assert (y == 0).sum() == (y_others == 0).sum() + typical and y.sum() == y_others.sum()
+
+
 def test_augment_keeps_shape_and_changes_patches():
     x = np.random.default_rng(0).normal(size=(4, 1, 12, 12, 12)).astype(np.float32)
     y = augment(x, rng=np.random.default_rng(1), quarter_turns=True)

@@ -126,14 +126,19 @@ def cut(volume: AnnotatedVolume, centres: np.ndarray, *, patch: int) -> np.ndarr
 def epoch_examples(
     volumes: list[AnnotatedVolume], *, patch: int, rng: np.random.Generator, augment_positions: bool = True
 ) -> tuple[np.ndarray, np.ndarray]:
-    """Balanced patches for one epoch: every annotation once (jittered), as many negatives, labels 1/0."""
+    """Balanced patches for one epoch: every annotation once (jittered), as many negatives, labels 1/0. A volume
+    without cells gives as many negatives as a typical volume with cells has cells: a block annotated as empty
+    teaches what is not a cell."""
     patches, labels = [], []
+    counts = [len(v.truth) for v in volumes if len(v.truth)]
+    typical = int(round(float(np.mean(counts)))) if counts else 0
     for v in volumes:
         pos = jitter(v.truth, scale=v.scale, rng=rng) if augment_positions else v.truth
-        n_random = int(round(RANDOM_NEGATIVE_FRACTION * len(pos)))
+        n_neg = len(pos) or typical
+        n_random = int(round(RANDOM_NEGATIVE_FRACTION * n_neg))
         hard = v.hard_negatives
-        picked = hard[rng.integers(0, len(hard), size=len(pos) - n_random)] if len(hard) else np.empty((0, 3), np.int64)
-        neg = np.concatenate([picked, v.random_background(len(pos) - len(picked), rng)])
+        picked = hard[rng.integers(0, len(hard), size=n_neg - n_random)] if len(hard) else np.empty((0, 3), np.int64)
+        neg = np.concatenate([picked, v.random_background(n_neg - len(picked), rng)])
         patches += [cut(v, pos, patch=patch), cut(v, neg, patch=patch)]
         labels += [np.ones(len(pos), np.float32), np.zeros(len(neg), np.float32)]
     return np.concatenate(patches), np.concatenate(labels)
