@@ -53,14 +53,14 @@ class Checkpoint:
         path = self._slab(z0)
         return path.is_file() and zipfile.is_zipfile(path)
 
-    def save(self, result: SlabResult) -> None:
-        """Save a finished slab. Its projection is folded into the running one first: should the run stop between
-        the two, the slab is computed again and folded in again, which the maximum forgives."""
-        if result.projection is not None:
-            so_far = self.projection()
+    def save(self, result: SlabResult, *, projection: np.ndarray | None = None) -> None:
+        """Save a finished slab, and `projection`, the running maximum that already holds its projection, first:
+        should the run stop between the two, the slab is computed again and folded in again, which the maximum
+        forgives."""
+        if projection is not None:
             with atomic_path(self.folder / PROJECTION) as tmp:
                 with open(tmp, "wb") as f:
-                    np.save(f, result.projection if so_far is None else np.maximum(so_far, result.projection))
+                    np.save(f, projection)
         with atomic_path(self._slab(result.z0)) as tmp:
             with open(tmp, "wb") as f:
                 np.savez(

@@ -298,13 +298,13 @@ def detect(
         settings = replace(settings, noise=volume_noise(reader))
     slabs = slab_ranges(reader.shape[0], slab_depth=settings.slab_depth)
     parts: list[SlabResult] = []
-    projection = [None if checkpoint is None else checkpoint.projection()]  # the running maximum of slab projections
+    projection = None if checkpoint is None else checkpoint.projection()  # the running maximum of slab projections
 
     def kept(result: SlabResult) -> None:
         """Keep a slab's detections; fold its projection into the running one, so that memory does not grow with depth."""
+        nonlocal projection
         if result.projection is not None:
-            running = projection[0]
-            projection[0] = np.array(result.projection) if running is None else np.maximum(running, result.projection, out=running)
+            projection = np.array(result.projection) if projection is None else np.maximum(projection, result.projection, out=projection)
         parts.append(replace(result, projection=None))
 
     for z0, z1 in slabs:
@@ -314,9 +314,9 @@ def detect(
     seconds: dict[str, float] = {}
 
     def finished(result: SlabResult) -> None:
-        if checkpoint is not None:
-            checkpoint.save(result)
         kept(result)
+        if checkpoint is not None:
+            checkpoint.save(result, projection=projection)
         if on_slab is not None:
             on_slab(result.z0, result.z1, sum(len(r.probability) for r in parts))
 
@@ -329,7 +329,7 @@ def detect(
         raise InputError(f"{reader.path}: every voxel is {low:g}; an empty or blank acquisition has no cells to find")
     if low < 0:
         log.warning("%s: negative values (down to %g); processed as they are", reader.path, low)
-    result = merged(parts, settings=settings, model=model, seconds=seconds, projection=projection[0] if settings.project else None)
+    result = merged(parts, settings=settings, model=model, seconds=seconds, projection=projection if settings.project else None)
     seconds["total"] = time.perf_counter() - start
     return result
 
