@@ -202,7 +202,7 @@ def detect(
     from clarity_fast.run_detect import DetectRequest, run_detection
 
     request = DetectRequest(
-        volume=volume, model=model, out=out, output_format=output_format or ("xml" if out.suffix.lower() == ".xml" else "csv"), batch=batch, threshold=threshold,
+        volume=volume, model=model, out=out, output_format=output_format, batch=batch, threshold=threshold,
         voxel_size=parse_triple(voxel_size, name="--voxel-size") if voxel_size else None, cell_diameter=cell_diameter,
         device=device, slab_depth=slab_depth, preview=preview, resume=resume, channel=channel, scheduler=scheduler,
         workers=workers, adapt=adapt,
@@ -379,16 +379,16 @@ def evaluate(
     from clarity_fast.evaluate import AXIS_WEIGHTS, RADIUS_VOXELS, match_points
     from clarity_fast.io.points import read_points
 
-    p, t = read_points(pred), read_points(truth)  # their cells: non-cell markers (cellfinder XML Type 1) are left out
+    p, t = read_points(pred).cells, read_points(truth).cells  # non-cell markers (cellfinder XML Type 1) are left out
     if voxel_size:
         size = parse_triple(voxel_size, name="--voxel-size")
         if radius is None:
             raise InputError("--voxel-size needs --radius in µm")
-        match, rule = match_points(pred=p.cells, truth=t.cells, radius=radius, axis_scale=size), f"within {radius} µm"
+        match, rule = match_points(pred=p, truth=t, radius=radius, axis_scale=size), f"within {radius} µm"
     elif radius is not None:
-        match, rule = match_points(pred=p.cells, truth=t.cells, radius=radius), f"within {radius} voxels"
+        match, rule = match_points(pred=p, truth=t, radius=radius), f"within {radius} voxels"
     else:
-        match = match_points(pred=p.cells, truth=t.cells, radius=RADIUS_VOXELS, axis_scale=AXIS_WEIGHTS)
+        match = match_points(pred=p, truth=t, radius=RADIUS_VOXELS, axis_scale=AXIS_WEIGHTS)
         rule = f"within {RADIUS_VOXELS} voxels, z counted double"
     result = dict(match.summary(), rule=rule, predictions=len(p), truth=len(t))
     if as_json:

@@ -35,7 +35,7 @@ class DetectRequest:
     volume: Path
     out: Path
     model: str | Path = "default"
-    output_format: str = "csv"
+    output_format: str | None = None  # csv or xml; None: xml for an `out` ending .xml, else csv
     batch: int = 4096
     threshold: float | None = None
     voxel_size: VoxelSize | None = None
@@ -57,6 +57,10 @@ class DetectRequest:
     @property
     def checkpoint_path(self) -> Path:
         return self.out.with_name(self.out.name + ".partial")
+
+    @property
+    def format(self) -> str:
+        return self.output_format or ("xml" if self.out.suffix.lower() == ".xml" else "csv")
 
     @property
     def outputs(self) -> list[Path]:
@@ -86,7 +90,7 @@ class DetectReport:
 
 
 def run_detection(request: DetectRequest) -> DetectReport:
-    if request.output_format not in FORMATS:
+    if request.format not in FORMATS:
         raise InputError(f"--format must be csv or xml, got {request.output_format!r}")
     for path in (request.out, request.summary_path, request.preview):
         if path is not None:
@@ -132,7 +136,7 @@ def run_detection(request: DetectRequest) -> DetectReport:
         done_before = [(z0, z1) for z0, z1 in slabs if checkpoint.finished(z0)]  # by an interrupted run
         resumed, planes_before = len(done_before), sum(z1 - z0 for z0, z1 in done_before)
         plane_voxels, started, done = reader.shape[1] * reader.shape[2], time.perf_counter(), [0]
-        with progress_bar(total=-(-reader.shape[0] // settings.slab_depth), description="detect", enabled=request.progress) as bar:
+        with progress_bar(total=len(slabs), description="detect", enabled=request.progress) as bar:
             for _ in range(resumed):  # loaded from the checkpoint, not computed again
                 step(bar, status="resumed")
 
@@ -160,7 +164,7 @@ def run_detection(request: DetectRequest) -> DetectReport:
     result.seconds["noise"], result.seconds["cell_shape"] = noise_seconds, shape_seconds
     result.seconds["total"] += noise_seconds + shape_seconds
     points = Points(zyx=result.zyx, score=result.probability)
-    write_points(request.out, points, format=request.output_format, image_filename=Path(request.volume).name, score_name="probability")
+    write_points(request.out, points, format=request.format, image_filename=Path(request.volume).name, score_name="probability")
     request.summary_path.unlink(missing_ok=True)  # an earlier run's: should what follows fail, it would describe other cells
     if request.preview is not None:
         from clarity_fast.preview import write_preview
