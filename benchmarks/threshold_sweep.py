@@ -19,7 +19,7 @@ import foreign_synthetic as fs
 import numpy as np
 import report
 
-from clarity_fast.evaluate import AXIS_WEIGHTS, RADIUS_VOXELS, match_points
+from clarity_fast.evaluate import AXIS_WEIGHTS, RADIUS_VOXELS, match_points, pool_volumes
 from clarity_fast.export.model_file import DEFAULT_MODEL
 from clarity_fast.export.runtime import OnnxScorer
 from clarity_fast.io.points import read_points
@@ -30,14 +30,10 @@ FLOOR = 0.01  # every threshold swept is above it
 THRESHOLDS = [0.05, 0.08, 0.1, 0.12, 0.15, 0.18, 0.2, 0.23, 0.27, 0.3, 0.35, 0.4]
 
 
-def counts(points, truth: np.ndarray) -> np.ndarray:
-    """(TP, FP, FN) at each threshold."""
-    rule = dict(radius=RADIUS_VOXELS, axis_scale=AXIS_WEIGHTS)
-    return np.array([[m.tp, m.fp, m.fn] for m in (match_points(pred=points.zyx[points.score >= t], truth=truth, **rule) for t in THRESHOLDS)])
-
-
-def f1(c: np.ndarray) -> np.ndarray:
-    return 2 * c[..., 0] / np.maximum(2 * c[..., 0] + c[..., 1] + c[..., 2], 1)
+def sweep(items: list[tuple[np.ndarray, np.ndarray, np.ndarray]]) -> np.ndarray:
+    """F1 at each threshold of (detections, probabilities, truth) pooled over volumes."""
+    pred, scores, truth = pool_volumes(items)
+    return np.array([match_points(pred=pred[scores >= t], truth=truth, radius=RADIUS_VOXELS, axis_scale=AXIS_WEIGHTS).f1 for t in THRESHOLDS])
 
 
 def main() -> None:
@@ -46,19 +42,21 @@ def main() -> None:
         rows = list(csv.DictReader(f))
     pooled = {}
     for name, volumes in dm.held_out_sets(rows, dm.held_out_patches(rows)).items():
-        total = np.zeros((len(THRESHOLDS), 3), np.int64)
+        items = []
         for volume_name, volume, truth, geometry in volumes:
             out = OUT / f"{volume_name}.csv"
             dm.cli("detect", volume, "--out", out, "--threshold", FLOOR, "--voxel-size", geometry["voxel"].replace("x", ","),
                    "--cell-diameter", geometry["diameter"])
-            total += counts(read_points(out), read_points(truth).zyx)
-        pooled[name] = f1(total)
+            found = read_points(out)
+            items.append((found.zyx, found.score, read_points(truth).zyx))
+        pooled[name] = sweep(items)
     foreign = []
     for i, condition in enumerate(fs.CONDITIONS):
         volume, truth = fs.make_volume(condition, seed=2000 + i)  # foreign_synthetic's test volume
         path = OUT / f"foreign_{i}.tif"
         write_tiff(path, volume, voxel_size=condition.voxel)
-        foreign.append(f1(counts(fs.detect_cnn(path, condition, "default", threshold=FLOOR), truth)))
+        found = fs.detect_cnn(path, condition, "default", threshold=FLOOR)
+        foreign.append(sweep([(found.zyx, found.score, truth)]))
     foreign = np.asarray(foreign)
     sets = {**{k: v.tolist() for k, v in pooled.items()}, "foreign_mean": foreign.mean(axis=0).tolist(), "foreign_min": foreign.min(axis=0).tolist()}
     labels = {
