@@ -96,9 +96,14 @@ def relative(path: Path) -> str:
     return os.path.relpath(path, OUT)
 
 
+def spread_suffix(size_spread: float) -> str:
+    """What names the files of brains with another soma-size spread than the simulator's default ("" for it)."""
+    return "" if size_spread == SIZE_SPREAD else f"_spread{size_spread:g}"
+
+
 def training_manifest(rows: list[dict], held_out: set[str], *, sim_brains: int, size_spread: float) -> Path:
     per_geometry = max(sim_brains // len(GEOMETRIES), 1)
-    suffix = "" if size_spread == SIZE_SPREAD else f"_spread{size_spread:g}"
+    suffix = spread_suffix(size_spread)
     path = OUT / f"train{suffix}.csv"
     with path.open("w") as out:
         out.write("volume,points,group,voxel_size,cell_diameter,annotations\n")
@@ -158,8 +163,7 @@ def main() -> None:
         rows = list(csv.DictReader(f))
     held_out = held_out_patches(rows)
     manifest = training_manifest(rows, held_out, sim_brains=args.sim_brains, size_spread=args.size_spread)
-    spread = "" if args.size_spread == SIZE_SPREAD else f"_spread{args.size_spread:g}"
-    model_pt = OUT / f"default_e{args.epochs}_s{args.sim_brains}_g{len(GEOMETRIES)}{spread}.pt"
+    model_pt = OUT / f"default_e{args.epochs}_s{args.sim_brains}_g{len(GEOMETRIES)}{spread_suffix(args.size_spread)}.pt"
     if not model_pt.exists():  # delete benchmarks/out/default_model to train again
         cli("train", "--manifest", manifest, "--out", model_pt, "--epochs", args.epochs, "--seed", 0, "--cell-diameter", SIM["diameter"])
     cli("export", "--onnx", model_pt, "--out", OUT / "default.onnx")
