@@ -14,7 +14,7 @@ from clarity_fast.errors import InputError, ModelError
 from clarity_fast.export.model_file import CONFIG_KEY
 from clarity_fast.export.parity import max_logit_difference, random_patches
 from clarity_fast.export.providers import cuda_device_count
-from clarity_fast.export.runtime import CPU, CUDA, TENSORRT, OnnxScorer, RuntimeSettings, provider_chain
+from clarity_fast.export.runtime import CPU, CUDA, TENSORRT, OnnxScorer, RuntimeSettings, engine_cache, provider_chain
 from clarity_fast.export.to_onnx import export_onnx, onnx_bytes
 from clarity_fast.io.volumes import open_volume
 from clarity_fast.kernels.gather import gather_patches
@@ -182,6 +182,32 @@ def test_a_gpu_that_fails_to_start_is_not_a_bad_model(exported, caplog, monkeypa
     assert [r.getMessage() for r in caplog.records] == [
         "--device cuda: CUDAExecutionProvider failed to start (cuda: CUDA failure 2: out of memory); scoring on cpu"
     ]
+
+
+def test_tensorrt_engines_are_cached_per_model_content_in_the_users_cache(tmp_path, monkeypatch):
+    """onnxruntime names an engine by file and tensor names, not weights: a model retrained into the same file name
+    must not load the old engine, and the built-in model's folder (site-packages) may be read-only."""
+    import clarity_fast.export.runtime as runtime
+
+    monkeypatch.setenv("XDG_CACHE_HOME", str(tmp_path / "cache"))
+    paths = []
+    for name, seed in (("a", 0), ("b", 1)):
+        torch.manual_seed(seed)
+        net = CellNet(NetworkConfig(patch=12, width=8, hidden=16)).eval()
+        (tmp_path / name).mkdir()
+        export_onnx(tmp_path / name / "model.onnx", net=net, config=trained_like()[1])
+        paths.append(tmp_path / name / "model.onnx")
+    (tmp_path / "copy").mkdir()
+    (tmp_path / "copy" / "model.onnx").write_bytes(paths[0].read_bytes())
+    root = tmp_path / "cache" / "clarity-fast" / "tensorrt"
+    assert engine_cache(paths[0]).parent == root
+    assert engine_cache(paths[0]) != engine_cache(paths[1])  # same name and graph, other weights
+    assert engine_cache(tmp_path / "copy" / "model.onnx") == engine_cache(paths[0])  # moved: the engine still serves
+    assert engine_cache(paths[0], root=tmp_path / "mine").parent == tmp_path / "mine"
+    _, options = runtime._provider_options(
+        TENSORRT, input_name="patches", config=trained_like()[1], path=paths[1], settings=RuntimeSettings(device="tensorrt")
+    )
+    assert options["trt_engine_cache_path"] == str(engine_cache(paths[1])) and engine_cache(paths[1]).is_dir()
 
 
 @pytest.mark.skipif(cuda_device_count() == 0, reason=NO_GPU)

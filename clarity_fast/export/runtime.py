@@ -12,8 +12,10 @@ search, which on an H200 picked an algorithm 2.7x slower at batch 4096 (benchmar
 from __future__ import annotations
 
 import contextlib
+import hashlib
 import io
 import logging
+import os
 import threading
 from dataclasses import dataclass
 from pathlib import Path
@@ -37,7 +39,7 @@ _SHORT = {TENSORRT: "tensorrt", CUDA: "cuda", CPU: "cpu"}
 class RuntimeSettings:
     device: str = "auto"  # auto | cpu | cuda | tensorrt
     gpu_run: int = 2048  # patches per GPU run (and TensorRT profile); on an H200 within 3% of the fastest size
-    cache_dir: Path | None = None  # TensorRT engines (building one takes minutes; reuse it)
+    cache_dir: Path | None = None  # TensorRT engines (building one takes minutes); None: the user's cache, see engine_cache
     threads: int | None = None  # CPU threads; None: the cores this process may use
 
     def __post_init__(self) -> None:
@@ -165,17 +167,30 @@ def _provider_options(provider: str, *, input_name: str, config: ModelConfig, pa
     if provider != TENSORRT:
         return provider
     shape = "x".join(map(str, [1] + [config.network.patch] * 3))
-    cache = str(settings.cache_dir or path.parent / ".trt-cache")
+    cache = engine_cache(path, root=settings.cache_dir)
+    with contextlib.suppress(OSError):  # onnxruntime makes only the last level; where it cannot, TensorRT fails over
+        cache.mkdir(parents=True, exist_ok=True)
     return (
         TENSORRT,
         dict(
             trt_fp16_enable=True,
             trt_engine_cache_enable=True,
-            trt_engine_cache_path=cache,
+            trt_engine_cache_path=str(cache),
             trt_timing_cache_enable=True,
-            trt_timing_cache_path=cache,
+            trt_timing_cache_path=str(cache),
             trt_profile_min_shapes=f"{input_name}:1x{shape}",
             trt_profile_opt_shapes=f"{input_name}:{settings.gpu_run}x{shape}",
             trt_profile_max_shapes=f"{input_name}:{settings.gpu_run}x{shape}",
         ),
     )
+
+
+def engine_cache(path: Path, *, root: Path | None = None) -> Path:
+    """The folder for this model's TensorRT engines: one per model *content*, under `root` or the user's cache.
+
+    onnxruntime names a cached engine by the model's file name and its graph's tensor names, not its weights: a model
+    retrained and exported to the same file name would load the old engine and score with the old weights. The
+    model's own folder is no place either: for the built-in model it is site-packages, often read-only."""
+    if root is None:
+        root = Path(os.environ.get("XDG_CACHE_HOME") or Path.home() / ".cache") / "clarity-fast" / "tensorrt"
+    return Path(root) / hashlib.sha256(Path(path).read_bytes()).hexdigest()[:16]
