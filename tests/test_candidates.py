@@ -82,6 +82,21 @@ def test_constant_volume_has_no_candidates():
     assert len(found) == 0
 
 
+@pytest.mark.parametrize("scale", [Scale((4, 2, 2), 12), Scale((6, 1.62, 1.62), 8)], ids=["sim", "thick-planes"])
+def test_bright_background_adds_no_candidates(scale):
+    """The response measures curvature, which a constant offset does not have: noise on a bright background gives
+    the candidates it gives on a dark one (the sampled kernels' leak once made 15000 grey levels of offset worth
+    hundreds of noise candidates, and flat saturated blocks a candidate at every voxel)."""
+    noise = np.random.default_rng(5).normal(0, 10, (16, 64, 64))
+    counts = []
+    for offset in (200, 30000, 60000):
+        found = find_candidates(open_array(np.rint(noise + offset).astype(np.uint16)), settings=PrefilterSettings(scale=scale))
+        counts.append(len(found))
+    assert max(counts) - min(counts) <= 2, counts
+    flat = np.full((16, 64, 64), 4095, np.uint16)
+    assert len(find_candidates(open_array(flat), settings=PrefilterSettings(scale=scale))) == 0
+
+
 def test_real_delivr_patches_recall(shared_data):
     root = shared_data / "delivr_cfos"
     settings = PrefilterSettings(scale=Scale(voxel_size=(6.0, 1.62, 1.62), cell_diameter=8.0))

@@ -1,4 +1,7 @@
-"""3D local maxima above a threshold, each the largest value of its ellipsoidal neighbourhood, compiled."""
+"""3D local maxima above a threshold, each the largest value of its ellipsoidal neighbourhood, compiled.
+
+Equal values within a neighbourhood keep only the first in C order (z, then y, then x), so two candidates are never
+closer than the neighbourhood however the response ties (a plateau, a blob centred between two voxels)."""
 
 from __future__ import annotations
 
@@ -22,9 +25,17 @@ def _is_peak(values: np.ndarray, z: int, y: int, x: int, offsets: np.ndarray) ->
         zz = z + offsets[m, 0]
         yy = y + offsets[m, 1]
         xx = x + offsets[m, 2]
-        if 0 <= zz < planes and 0 <= yy < rows and 0 <= xx < cols and values[zz, yy, xx] > v:
-            return False
+        if 0 <= zz < planes and 0 <= yy < rows and 0 <= xx < cols:
+            w = values[zz, yy, xx]
+            if w > v or (w == v and _earlier(offsets[m, 0], offsets[m, 1], offsets[m, 2])):
+                return False
     return True
+
+
+@numba.njit(cache=True, nogil=True)
+def _earlier(dz: int, dy: int, dx: int) -> bool:
+    """Whether the neighbour at this offset comes first in C order: of two equal maxima the first is kept."""
+    return dz < 0 or (dz == 0 and (dy < 0 or (dy == 0 and dx < 0)))
 
 
 @numba.njit(parallel=True, cache=True, nogil=True)
@@ -59,7 +70,8 @@ def _fill_rows(values, offsets, z_lo, threshold, starts, coords, found):
 def local_maxima(
     values: np.ndarray, *, offsets: np.ndarray, threshold: float, z_range: tuple[int, int] | None = None
 ) -> tuple[np.ndarray, np.ndarray]:
-    """Voxels of planes z_range (default all) above `threshold` that no neighbour in `offsets` exceeds.
+    """Voxels of planes z_range (default all) above `threshold` that no neighbour in `offsets` exceeds or, earlier in
+    C order, equals.
 
     Neighbours outside `values` do not count, so pass a block that holds every plane a neighbourhood may
     reach inside the volume. Returns (N, 3) int64 block coordinates in C order and their values.
