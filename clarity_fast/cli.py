@@ -10,7 +10,6 @@ import traceback
 from pathlib import Path
 from typing import Annotated, Optional
 
-import click
 import numpy as np
 import typer
 
@@ -481,6 +480,11 @@ def _terminated(signum, frame) -> None:
     raise Terminated
 
 
+# The click that typer raises from: the click package up to typer 0.2x, its own copy after (which needs no click
+# installed). Its usage errors derive from this class either way.
+_CLICK_ERROR = next(c for c in typer.BadParameter.__mro__ if c.__name__ == "ClickException")
+
+
 def main() -> None:
     """Entry point: project errors become `error: <message>` and an exit code, never a traceback."""
     debug = "--debug" in sys.argv[1:]
@@ -493,12 +497,16 @@ def main() -> None:
             traceback.print_exc()
         typer.echo(f"error: {exc}", err=True)
         sys.exit(exc.exit_code)
-    except click.exceptions.Exit as exc:
+    except typer.Exit as exc:
         sys.exit(exc.exit_code)
-    except click.ClickException as exc:
-        exc.show()
+    except _CLICK_ERROR as exc:  # a usage error: a missing or unknown option, a value of the wrong type
+        if type(exc).__name__ == "NoArgsIsHelpError":  # the bare command: its help, as click shows it
+            exc.show()
+        else:
+            command = exc.ctx.command_path if getattr(exc, "ctx", None) else "clarity-fast"
+            typer.echo(f"error: {exc.format_message()} (see {command} --help)", err=True)
         sys.exit(exc.exit_code)
-    except (click.exceptions.Abort, KeyboardInterrupt):
+    except (typer.Abort, KeyboardInterrupt):
         code = INTERRUPTED
     except Terminated:
         typer.echo("error: terminated (outputs left as they were; detect --resume continues)", err=True)

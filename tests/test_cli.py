@@ -1,5 +1,7 @@
 """The command line as a user meets it: help, version, info, simulate, and one-line errors."""
 
+import subprocess
+import sys
 
 import pytest
 from cli_runner import run_cli
@@ -53,6 +55,35 @@ def test_bad_arguments_give_one_line(tmp_path, args, message):
     lines = out.stderr.strip().splitlines()
     assert len(lines) == 1 and lines[0].startswith("error:") and message in lines[0]
     assert "Traceback" not in out.stderr
+
+
+@pytest.mark.parametrize(
+    "args, message",
+    [
+        (["evaluate", "--pred", "p.csv"], "Missing option '--truth'"),
+        (["detect", "v.tif", "--batch", "many"], "'--batch'"),
+        (["detect", "v.tif", "--no-such-flag"], "--no-such-flag"),
+        (["nosuchcommand"], "nosuchcommand"),
+    ],
+)
+def test_usage_errors_give_one_line_and_exit_2(args, message):
+    """Whatever click typer raises its usage errors from (its own copy since typer 0.2x): an input error, not a bug."""
+    out = run_cli(*args)
+    lines = out.stderr.strip().splitlines()
+    assert out.returncode == 2 and len(lines) == 1 and lines[0].startswith("error:") and message in lines[0], out.stderr
+
+
+def test_the_command_line_needs_no_click_package():
+    """typer since 0.2x brings its own click and no click package: a base install (no dask, which brings click)
+    must start. Simulated by making `import click` fail."""
+    code = "import sys; sys.modules['click'] = None; sys.argv = ['clarity-fast', 'evaluate']; from clarity_fast.cli import main; main()"
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True)
+    assert out.returncode == 2 and out.stderr.startswith("error: Missing option"), out.stderr
+
+
+def test_the_bare_command_shows_its_help():
+    out = run_cli()
+    assert "Usage:" in out.stdout + out.stderr and "internal error" not in out.stderr and out.returncode in (0, 2)
 
 
 def test_output_under_a_file_is_an_output_error(tmp_path):
