@@ -222,7 +222,7 @@ def convert(
     """Write a volume as chunked OME-Zarr, for cluster runs (`detect --workers/--scheduler`)."""
     import time
 
-    from clarity_fast.io.convert import convert_to_zarr
+    from clarity_fast.io.convert import convert_to_zarr, written_chunks
     from clarity_fast.io.volumes import open_volume
     from clarity_fast.progress import progress_bar, step
     from clarity_fast.settings import resolve_voxel_size
@@ -233,12 +233,14 @@ def convert(
         size = reader.voxel_size
         if voxel_size:
             size = resolve_voxel_size(from_file=size, from_user=parse_triple(voxel_size, name="--voxel-size"), source=volume)
-        with progress_bar(total=-(-reader.shape[0] // min(shape[0], reader.shape[0])), description="convert") as bar:
+        written = written_chunks(shape, shape=reader.shape)
+        with progress_bar(total=-(-reader.shape[0] // written[0]), description="convert") as bar:
             convert_to_zarr(
                 reader, target, chunks=shape, voxel_size=size, zarr_format=zarr_format, on_slab=lambda z0, z1: step(bar)
             )
+        known = f"voxel {size} µm" if size else "voxel size unknown: pass --voxel-size to detect"
         typer.echo(
-            f"wrote {target} (OME-Zarr v{zarr_format}, shape {reader.shape}, chunks {shape}, voxel {size} µm) "
+            f"wrote {target} (OME-Zarr v{zarr_format}, shape {reader.shape}, chunks {written}, {known}) "
             f"in {time.perf_counter() - start:.1f} s"
         )
 

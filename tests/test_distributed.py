@@ -91,3 +91,14 @@ def test_convert_round_trips_data_and_voxel_size(store, tmp_path, zarr_format):
         np.testing.assert_array_equal(zarr_reader.read_slab(0, zarr_reader.shape[0]), expected)
         assert zarr_reader.voxel_size == size
     assert not [p for p in tmp_path.iterdir() if p.name.endswith(".part")]
+
+
+def test_a_volume_of_unknown_voxel_size_converts_to_a_store_of_unknown_voxel_size(tmp_path):
+    """Not to 1 µm voxels, which detect would take as given (F1 0.99 -> 0.30 on a 4x2x2 µm volume in review)."""
+    source = tmp_path / "plain.npy"
+    np.save(source, np.zeros((4, 16, 16), np.uint16))
+    with open_volume(source) as reader:
+        assert reader.voxel_size is None
+        convert_to_zarr(reader, tmp_path / "c.zarr", zarr_format=2)
+    with open_volume(tmp_path / "c.zarr") as zarr_reader:
+        assert zarr_reader.voxel_size is None

@@ -275,10 +275,10 @@ def test_ome_zarr_takes_first_level_and_scale(tmp_path: Path, zarr, zarr_format:
         {"name": "c", "type": "channel"},
         {"name": "z", "type": "space", "unit": "micrometer"},
         {"name": "y", "type": "space", "unit": "micrometer"},
-        {"name": "x", "type": "space"},
+        {"name": "x", "type": "space", "unit": "nanometer"},
     ]
     datasets = [
-        {"path": "0", "coordinateTransformations": [{"type": "scale", "scale": [1, 5.0, 2.0, 2.0]}]},
+        {"path": "0", "coordinateTransformations": [{"type": "scale", "scale": [1, 5.0, 2.0, 2000.0]}]},
         {"path": "1", "coordinateTransformations": [{"type": "scale", "scale": [1, 10.0, 4.0, 4.0]}]},
     ]
     multiscales = [{"version": "0.4", "axes": axes, "datasets": datasets}]
@@ -292,6 +292,14 @@ def test_ome_zarr_takes_first_level_and_scale(tmp_path: Path, zarr, zarr_format:
         assert reader.shape == (6, 7, 8)
         assert reader.voxel_size == pytest.approx((5.0, 2.0, 2.0))
         np.testing.assert_array_equal(reader.read_slab(0, 6), data[1])
+    for axis in axes:  # NGFF lets units out: a scale in pixels, say, is no voxel size
+        axis.pop("unit", None)
+    if zarr_format == 2:
+        group.attrs["multiscales"] = multiscales
+    else:
+        group.attrs["ome"] = {"version": "0.5", "multiscales": multiscales}
+    with open_volume(tmp_path / "brain.ome.zarr", channel=1) as reader:
+        assert reader.voxel_size is None
 
 
 def test_zarr_without_the_library(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:

@@ -20,18 +20,25 @@ DEFAULT_CHUNKS = (32, 512, 512)
 
 
 def ngff_attributes(*, voxel_size: tuple[float, float, float] | None, zarr_format: int) -> dict:
-    """OME-NGFF multiscales metadata for one (z, y, x) level at path "0" (0.4 on Zarr v2, 0.5 on v3)."""
+    """OME-NGFF multiscales metadata for one (z, y, x) level at path "0" (0.4 on Zarr v2, 0.5 on v3). An unknown
+    voxel size is a unit-less scale of 1, which readers take as unknown, not as 1 µm."""
     version = "0.4" if zarr_format == 2 else "0.5"
+    unit = {} if voxel_size is None else {"unit": "micrometer"}
     multiscale = {
         "version": version,
         "name": "volume",
-        "axes": [{"name": a, "type": "space", "unit": "micrometer"} for a in "zyx"],
+        "axes": [{"name": a, "type": "space", **unit} for a in "zyx"],
         "datasets": [{"path": "0", "coordinateTransformations": [{"type": "scale", "scale": list(voxel_size or (1.0, 1.0, 1.0))}]}],
     }
     if zarr_format == 2:
         return {"multiscales": [multiscale]}
     del multiscale["version"]
     return {"ome": {"version": version, "multiscales": [multiscale]}}
+
+
+def written_chunks(chunks: tuple[int, int, int], *, shape: tuple[int, int, int]) -> tuple[int, int, int]:
+    """The chunk shape a store of `shape` gets when `chunks` is asked for: never larger than the volume."""
+    return tuple(min(c, n) for c, n in zip(chunks, shape))
 
 
 def convert_to_zarr(
@@ -56,7 +63,7 @@ def convert_to_zarr(
     parent = target.parent if str(target.parent) else Path(".")
     if not parent.is_dir():
         raise OutputError(f"output folder does not exist: {parent}")
-    chunks = tuple(min(c, n) for c, n in zip(chunks, reader.shape))
+    chunks = written_chunks(chunks, shape=reader.shape)
     building = Path(tempfile.mkdtemp(prefix=f".{target.name}.", suffix=".part", dir=parent))
     try:
         group = zarr.open_group(str(building), mode="w", zarr_format=zarr_format)

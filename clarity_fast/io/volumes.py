@@ -499,7 +499,7 @@ def _open_zarr(path: Path, channel: int | None) -> VolumeReader:
 def _ngff_axes_and_voxel_size(
     multiscale: dict[str, Any], dataset: dict[str, Any], ndim: int
 ) -> tuple[str, VoxelSize | None]:
-    """Axis letters from NGFF `axes` (names or dicts) and the z, y, x scale in micrometres."""
+    """Axis letters from NGFF `axes` (names or dicts) and the z, y, x scale in micrometres (None without units)."""
     named = multiscale.get("axes")
     if named is None:
         return _DEFAULT_AXES.get(ndim, ""), None
@@ -516,8 +516,8 @@ def _ngff_axes_and_voxel_size(
     sizes = []
     for axis in "zyx":
         entry = entries[names.index(axis)]
-        factor = _MICROMETRES_PER_UNIT.get(str(entry.get("unit", "micrometer")).lower())
-        if factor is None:
+        factor = _MICROMETRES_PER_UNIT.get(str(entry.get("unit")).lower())
+        if factor is None:  # no unit (NGFF allows it: a scale in pixels, say) or one we do not know: not a size
             return axes, None
         sizes.append(scale[names.index(axis)] * factor)
     return axes, _positive_voxel_size(sizes)
