@@ -37,8 +37,13 @@ def read_manifest(path: Path) -> list[Entry]:
                 raise InputError(f"{path}: no '{needed}' column; a manifest needs volume,points[,group][,voxel_size][,cell_diameter]")
         entries = []
         for row in reader:
-            row = {k.strip().lower(): (v or "").strip() for k, v in row.items() if k}
             line = f"{path} line {reader.line_num}"
+            if row.get(None):  # csv's key for values beyond the header's columns
+                raise InputError(
+                    f"{line}: {len(row[None])} more value(s) than the header has columns; "
+                    "write a voxel size as 4x2x2 (a comma separates columns)"
+                )
+            row = {k.strip().lower(): (v or "").strip() for k, v in row.items() if k}
             for needed in ("volume", "points"):
                 if not row.get(needed):
                     raise InputError(f"{line}: no {needed} given")

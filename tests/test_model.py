@@ -126,6 +126,10 @@ def test_manifest_errors(tmp_path):
     (tmp_path / "blank.csv").write_text("volume,points\n,p.csv\n")  # would resolve to the manifest's own folder
     with pytest.raises(InputError, match="line 2: no volume given"):
         read_manifest(tmp_path / "blank.csv")
+    (tmp_path / "v.tif").write_bytes(b"")
+    (tmp_path / "wide.csv").write_text("volume,points,group,voxel_size,cell_diameter\nv.tif,p.csv,g,4,2,2,12\n")
+    with pytest.raises(InputError, match=r"line 2: 2 more value\(s\) than the header has columns; write a voxel size as 4x2x2"):
+        read_manifest(tmp_path / "wide.csv")  # was read as voxel (4, 4, 4) and a 2 µm cell
 
 
 
