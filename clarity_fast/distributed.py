@@ -3,7 +3,7 @@
 A slab's candidates depend only on its own planes and their halo (read by the task itself), and duplicates
 are merged once over the whole volume on the client, so the cluster's result equals the single-process run
 exactly, whatever the number of workers or the order tasks finish in. Workers keep one onnxruntime session
-per model for the life of the process. A task lost with its worker is rerun by Dask on another.
+per model file content for the life of the process. A task lost with its worker is rerun by Dask on another.
 """
 
 from __future__ import annotations
@@ -13,6 +13,7 @@ from dataclasses import dataclass, replace
 from pathlib import Path
 
 from clarity_fast.errors import InputError
+from clarity_fast.export.model_file import model_digest
 from clarity_fast.export.providers import available_cores
 from clarity_fast.export.runtime import OnnxScorer, RuntimeSettings
 from clarity_fast.io.volumes import open_volume
@@ -39,7 +40,9 @@ class ClusterSettings:
 
 
 def _scorer(model: Path, runtime: RuntimeSettings) -> OnnxScorer:
-    key = (str(model), runtime)
+    """This worker's session for the model file as it is now: keyed by content, so a model exported again to the
+    same path between two runs on a long-lived cluster is loaded afresh, not scored with the old weights."""
+    key = (str(model), model_digest(model), runtime)
     with _SESSIONS_LOCK:  # a worker's threads may ask at once: one session each, not one per thread
         if key not in _SESSIONS:
             _SESSIONS[key] = OnnxScorer(model, settings=runtime)

@@ -17,7 +17,7 @@ from clarity_fast.candidates import noise_gain, slab_ranges
 from clarity_fast.cell_shape import axial_stretch, corrected_scale, elongation_line
 from clarity_fast.checkpoint import CHECKPOINT_FORMAT, Checkpoint
 from clarity_fast.errors import InputError, ModelError
-from clarity_fast.export.model_file import resolve_model
+from clarity_fast.export.model_file import model_digest, resolve_model
 from clarity_fast.export.runtime import OnnxScorer, RuntimeSettings
 from clarity_fast.io.atomic import atomic_path, check_output_path
 from clarity_fast.io.points import Points, write_points
@@ -127,7 +127,7 @@ def run_detection(request: DetectRequest) -> DetectReport:
         )
         fingerprint = dict(
             volume=_file_identity(request.volume, outputs=request.outputs), channel=request.channel, shape=list(reader.shape),
-            model=_sha256(model_path), voxel_size=list(settings.voxel_size), cell_diameter=settings.cell_diameter,
+            model=model_digest(model_path), voxel_size=list(settings.voxel_size), cell_diameter=settings.cell_diameter,
             threshold=settings.threshold, prefilter_threshold=settings.prefilter_threshold, slab_depth=settings.slab_depth,
             project=settings.project, adapt=settings.adapt, noise=asdict(noise), version=__version__, checkpoint_format=CHECKPOINT_FORMAT,  # another release may cut candidates differently
         )
@@ -216,10 +216,3 @@ def _file_identity(path: Path, *, outputs: list[Path]) -> dict:
             digest.update(f"{os.path.relpath(os.path.join(root, name), path)}\0{stat.st_size}\0{stat.st_mtime_ns}\n".encode())
     return dict(path=str(path), files=digest.hexdigest())
 
-
-def _sha256(path: Path) -> str:
-    digest = hashlib.sha256()
-    with open(path, "rb") as f:
-        for block in iter(lambda: f.read(1 << 20), b""):
-            digest.update(block)
-    return digest.hexdigest()

@@ -12,7 +12,7 @@ pytest.importorskip("zarr", reason="cluster runs read Zarr (the 'dask' extra)")
 
 from dask.distributed import Client, LocalCluster
 
-from clarity_fast.distributed import ClusterSettings, run_on_cluster
+from clarity_fast.distributed import ClusterSettings, _scorer, run_on_cluster
 from clarity_fast.errors import InputError, OutputError
 from clarity_fast.export.model_file import DEFAULT_MODEL
 from clarity_fast.export.runtime import OnnxScorer, RuntimeSettings
@@ -102,3 +102,20 @@ def test_a_volume_of_unknown_voxel_size_converts_to_a_store_of_unknown_voxel_siz
         convert_to_zarr(reader, tmp_path / "c.zarr", zarr_format=2)
     with open_volume(tmp_path / "c.zarr") as zarr_reader:
         assert zarr_reader.voxel_size is None
+
+
+def test_a_worker_scores_with_the_model_file_as_it_is_now(tmp_path):
+    """A long-lived worker keeps sessions between runs: a model exported again to the same path must be reloaded."""
+    onnx = pytest.importorskip("onnx", reason="rewriting a model needs the 'train' extra")
+    from onnx import numpy_helper
+
+    path = tmp_path / "model.onnx"
+    path.write_bytes(DEFAULT_MODEL.read_bytes())
+    patches = np.random.default_rng(0).normal(size=(4, 1, 12, 12, 12)).astype(np.float32)
+    before = _scorer(path, RuntimeSettings(device="cpu"))(patches)
+    model = onnx.load(path)
+    last = model.graph.initializer[-1]  # the output layer's bias: every logit moves by the same amount
+    last.CopyFrom(numpy_helper.from_array(numpy_helper.to_array(last) + np.float32(5.0), last.name))
+    onnx.save(model, path)
+    after = _scorer(path, RuntimeSettings(device="cpu"))(patches)
+    assert not np.allclose(before, after)

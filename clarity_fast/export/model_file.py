@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import hashlib
 import json
 from pathlib import Path
 
@@ -9,6 +10,12 @@ from clarity_fast.errors import ModelError
 from clarity_fast.model.config import NORMALISATION, ModelConfig
 
 CONFIG_KEY = "clarity_fast.config"  # the exporter writes this key (export.to_onnx)
+
+
+def model_digest(path: Path) -> str:
+    """The SHA-256 of a model file: what tells two models apart where a name would not (a model retrained into the
+    same file) in a checkpoint's fingerprint, a worker's sessions and TensorRT's engine cache."""
+    return hashlib.sha256(Path(path).read_bytes()).hexdigest()
 
 
 def model_config(session, *, source: Path) -> ModelConfig:

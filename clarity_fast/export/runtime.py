@@ -12,7 +12,6 @@ search, which on an H200 picked an algorithm 2.7x slower at batch 4096 (benchmar
 from __future__ import annotations
 
 import contextlib
-import hashlib
 import io
 import logging
 import os
@@ -23,7 +22,7 @@ from pathlib import Path
 import numpy as np
 
 from clarity_fast.errors import InputError, ModelError
-from clarity_fast.export.model_file import model_config
+from clarity_fast.export.model_file import model_config, model_digest
 from clarity_fast.export.providers import available_cores, built_providers, cuda_device_count
 from clarity_fast.model.config import ModelConfig
 
@@ -193,4 +192,4 @@ def engine_cache(path: Path, *, root: Path | None = None) -> Path:
     model's own folder is no place either: for the built-in model it is site-packages, often read-only."""
     if root is None:
         root = Path(os.environ.get("XDG_CACHE_HOME") or Path.home() / ".cache") / "clarity-fast" / "tensorrt"
-    return Path(root) / hashlib.sha256(Path(path).read_bytes()).hexdigest()[:16]
+    return Path(root) / model_digest(path)[:16]
