@@ -200,13 +200,20 @@ def test_csv_round_trip_property(tmp_path: Path, zyx: np.ndarray, with_score: bo
     assert (tmp_path / "again.csv").read_bytes() == (tmp_path / "p.csv").read_bytes()
 
 
-def test_cells_leave_out_non_cells_only_where_both_are_marked(tmp_path):
-    """cellfinder's XML lists rejected candidates as Type 1; Fiji users often mark cells with Type 1 alone."""
+def test_cells_are_the_points_labelled_cells(tmp_path):
+    """cellfinder's XML lists rejected candidates as Type 1; Fiji users often mark cells with Type 1 alone, so an
+    XML of one type is all cells; a CSV's label column means what it says, all zeros included."""
     both = Points(zyx=[[1, 2, 3], [4, 5, 6], [7, 8, 9]], label=[1, 0, 1])
     np.testing.assert_array_equal(both.cells, [[1, 2, 3], [7, 8, 9]])
-    only_type_1 = Points(zyx=[[1, 2, 3], [4, 5, 6]], label=[0, 0])
-    np.testing.assert_array_equal(only_type_1.cells, only_type_1.zyx)
     assert Points(zyx=[[1, 2, 3]]).cells.shape == (1, 3)
+    (tmp_path / "none.csv").write_text("z,y,x,label\n1,2,3,0\n4,5,6,0\n")
+    assert read_points(tmp_path / "none.csv").cells.shape == (0, 3)
+    marker = "<Marker><MarkerX>3</MarkerX><MarkerY>2</MarkerY><MarkerZ>1</MarkerZ></Marker>"
+    (tmp_path / "fiji.xml").write_text(
+        f"<CellCounter_Marker_File><Marker_Data><Marker_Type><Type>1</Type>{marker}{marker}</Marker_Type>"
+        "<Marker_Type><Type>2</Type></Marker_Type></Marker_Data></CellCounter_Marker_File>"
+    )
+    np.testing.assert_array_equal(read_points(tmp_path / "fiji.xml").cells, [[1, 2, 3], [1, 2, 3]])
 
 
 def test_evaluate_scores_cells_not_non_cell_markers(tmp_path):
@@ -217,3 +224,12 @@ def test_evaluate_scores_cells_not_non_cell_markers(tmp_path):
     done = run_cli("evaluate", "--pred", tmp_path / "pred.xml", "--truth", tmp_path / "truth.csv", "--json")
     assert done.returncode == 0, done.stderr
     assert '"fp": 0' in done.stdout and '"tp": 1' in done.stdout
+
+
+def test_a_napari_points_layer_reads_as_z_y_x(tmp_path):
+    """napari saves a points layer as index,axis-0,axis-1,axis-2 (z, y, x for a volume)."""
+    (tmp_path / "napari.csv").write_text("index,axis-0,axis-1,axis-2\n0,4.0,10.5,20.25\n1,5.0,11.0,21.0\n")
+    np.testing.assert_array_equal(read_points(tmp_path / "napari.csv").zyx, [[4.0, 10.5, 20.25], [5.0, 11.0, 21.0]])
+    (tmp_path / "4d.csv").write_text("index,axis-0,axis-1,axis-2,axis-3\n0,0,4,10,20\n")
+    with pytest.raises(InputError, match="more than three axes"):
+        read_points(tmp_path / "4d.csv")

@@ -56,12 +56,11 @@ class Points:
 
     @property
     def cells(self) -> np.ndarray:
-        """The positions that are cells: where the points mark both cells and non-cells (cellfinder's output, a
-        classifier's training points), the cells only; otherwise all of them (Fiji's Cell Counter marks cells with
-        whichever type is selected)."""
-        if self.label is None or len(np.unique(self.label)) < 2:
-            return self.zyx
-        return self.zyx[self.label == 1]
+        """The positions labelled cells (all of them where there are no labels)."""
+        return self.zyx if self.label is None else self.zyx[self.label == 1]
+
+
+_NAPARI_AXES = {"axis-0": "z", "axis-1": "y", "axis-2": "x"}
 
 
 def _frozen(value: Any, dtype: type) -> np.ndarray:
@@ -119,6 +118,10 @@ def _read_csv(path: Path, shape: tuple[int, int, int] | None) -> Points:
         if header is None:
             raise InputError(f"{path}: empty file; expected a header row with columns z, y, x")
         names = [name.strip().lower() for name in header]
+        if "z" not in names and "axis-2" in names:  # a napari points layer saved as CSV: axis-0, -1, -2 are z, y, x
+            if "axis-3" in names:
+                raise InputError(f"{path}: napari points with more than three axes {header}; save a z, y, x layer")
+            names = [_NAPARI_AXES.get(name, name) for name in names]
         columns = {name: names.index(name) for name in ("z", "y", "x", "score", "label") if name in names}
         for alias in SCORE_ALIASES:
             if "score" not in columns and alias in names:
@@ -154,14 +157,15 @@ def _label(path: Path, where: str, value: float) -> int:
 
 
 def _read_xml(path: Path, shape: tuple[int, int, int] | None) -> Points:
-    """CellCounter XML as written by cellfinder: Marker_Type blocks of Markers with MarkerX/Y/Z."""
+    """CellCounter XML as written by cellfinder: Marker_Type blocks of Markers with MarkerX/Y/Z. Type 2 markers are
+    cells and the others not (cellfinder's rejected candidates are Type 1), unless all markers share one type."""
     try:
         root = ET.parse(path).getroot()
     except ET.ParseError as exc:
         raise InputError(f"{path}: malformed XML ({exc})") from exc
     if root.tag != "CellCounter_Marker_File":
         raise InputError(f"{path}: not a CellCounter marker file (root element <{root.tag}>)")
-    zyx, label = [], []
+    zyx, label, types = [], [], set()
     for block in root.iter("Marker_Type"):
         type_text = block.findtext("Type")
         marker_type = _number(path, "Marker_Type", "Type", type_text)
@@ -173,6 +177,9 @@ def _read_xml(path: Path, shape: tuple[int, int, int] | None) -> Points:
             _check_inside(path, where, point, shape)
             zyx.append(point)
             label.append(1 if marker_type == _CELL_TYPE else 0)
+            types.add(marker_type)
+    if len(types) == 1:  # Fiji's Cell Counter marks cells with whichever type is selected, often Type 1
+        label = [1] * len(label)
     return Points(zyx=np.array(zyx, dtype=np.float64).reshape(-1, 3), label=np.array(label, dtype=np.int64))
 
 
