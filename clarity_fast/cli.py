@@ -455,7 +455,7 @@ def cv(
     with atomic_path(out / "cv.md") as tmp:
         tmp.write_text(report.markdown())
     with atomic_path(out / "cv.json") as tmp:
-        tmp.write_text(json.dumps(dict(scheme=scheme, by=by, summary=report.summary(), folds=report.rows), indent=2) + "\n")
+        tmp.write_text(report.to_json(by=by))
     roc_curves(report.roc, out / "roc.png", title=f"{manifest.name}: {scheme}")
     typer.echo(report.markdown().split("\n\n")[0] + "\n" + report.markdown().split("\n\n")[1])
     typer.echo(f"wrote {out / 'cv.md'}, {out / 'cv.json'}, {out / 'roc.png'}")

@@ -214,3 +214,17 @@ def test_volumes_without_cells_are_never_held_out_for_validation():
             train, val = split_validation(volumes, fraction=0.2, seed=seed)
             assert any(len(v.truth) for v in val) and any(len(v.truth) for v in train)
             assert all(len(v.truth) for v in val) or val == volumes  # held out: only volumes with cells
+
+
+def test_cv_summary_skips_undefined_metrics_and_writes_strict_json():
+    """A fold whose test volume is annotated as empty has no patch AUC: the mean is over the other folds, and
+    cv.json says null where strict JSON readers would refuse a bare NaN."""
+    import json
+
+    from clarity_fast.model.crossval import CVReport
+
+    row = dict(method="blob", precision=0.5, recall=0.5, f1=0.5, f1_test_tuned=0.6, test_groups=["a"])
+    report = CVReport(scheme="loo", rows=[dict(row, fold=0, patch_auc=0.9), dict(row, fold=1, patch_auc=float("nan"))])
+    assert report.summary()["blob"]["patch_auc"] == (0.9, 0.0)
+    parsed = json.loads(report.to_json(by="group"), parse_constant=lambda name: pytest.fail(f"bare {name} in cv.json"))
+    assert parsed["folds"][1]["patch_auc"] is None and parsed["by"] == "group"

@@ -5,6 +5,8 @@ precision / recall / F1 with the study's matching.
 
 from __future__ import annotations
 
+import json
+import math
 from dataclasses import dataclass, field
 
 import numpy as np
@@ -134,15 +136,21 @@ class CVReport:
     roc: dict = field(default_factory=dict)  # method -> list of (fpr, tpr) per fold
 
     def summary(self) -> dict[str, dict[str, tuple[float, float]]]:
-        """Mean and standard deviation over folds, per method and metric."""
+        """Mean and standard deviation over the folds where a metric is defined (a fold whose test volumes hold no
+        cells has no patch AUC), per method and metric; NaN where no fold defines it."""
         out: dict[str, dict[str, tuple[float, float]]] = {}
         for method in dict.fromkeys(r["method"] for r in self.rows):
             rows = [r for r in self.rows if r["method"] == method]
-            out[method] = {
-                k: (float(np.mean([r[k] for r in rows])), float(np.std([r[k] for r in rows])))
-                for k in ("patch_auc", "precision", "recall", "f1", "f1_test_tuned")
-            }
+            out[method] = {}
+            for k in ("patch_auc", "precision", "recall", "f1", "f1_test_tuned"):
+                values = np.array([r[k] for r in rows], dtype=float)
+                values = values[np.isfinite(values)]
+                out[method][k] = (float(np.mean(values)), float(np.std(values))) if len(values) else (math.nan, math.nan)
         return out
+
+    def to_json(self, **extra: object) -> str:
+        """The summary and the fold rows as strict JSON: an undefined metric is null, not a bare NaN."""
+        return json.dumps(_nan_to_none(dict(scheme=self.scheme, **extra, summary=self.summary(), folds=self.rows)), indent=2) + "\n"
 
     def markdown(self) -> str:
         lines = [
@@ -207,3 +215,13 @@ def cross_validate(
             if on_fold is not None:
                 on_fold(row)
     return report
+
+
+def _nan_to_none(value: object) -> object:
+    if isinstance(value, float) and not math.isfinite(value):
+        return None
+    if isinstance(value, dict):
+        return {k: _nan_to_none(v) for k, v in value.items()}
+    if isinstance(value, (list, tuple)):
+        return [_nan_to_none(v) for v in value]
+    return value
