@@ -138,7 +138,7 @@ def candidates(
     from clarity_fast.candidates import Candidates, iter_slabs, noise_gain
     from clarity_fast.cell_shape import axial_stretch, corrected_scale, elongation_line
     from clarity_fast.io.atomic import check_output_path
-    from clarity_fast.io.points import Points, write_points
+    from clarity_fast.io.points import Points, points_format, write_points
     from clarity_fast.io.volumes import open_volume
     from clarity_fast.noise_correlation import volume_noise
     from clarity_fast.progress import progress_bar, step
@@ -146,6 +146,7 @@ def candidates(
     from clarity_fast.settings import resolve_voxel_size
 
     check_output_path(out)
+    points_format(out)
     start = time.perf_counter()
     with open_volume(volume, channel=channel) as reader:
         user = parse_triple(voxel_size, name="--voxel-size") if voxel_size else None
@@ -419,7 +420,6 @@ def cv(
 ) -> None:
     """Cross-validate the CNN and the baselines (patch AUC, detection precision/recall/F1)."""
     import dataclasses
-    import json
 
     from clarity_fast.io.atomic import atomic_path, make_output_dir
     from clarity_fast.model.crossval import METHODS, BlobMethod, CnnMethod, TemplateMethod, cross_validate, make_folds

@@ -34,13 +34,15 @@ class Match:
     fn: int
     pairs: np.ndarray  # (tp, 2) int
 
+    # No predictions and no cells agree perfectly: precision, recall and F1 are all 1 then; with cells but no
+    # predictions (or the reverse) the undefined one is 0, as is F1.
     @property
     def precision(self) -> float:
-        return self.tp / (self.tp + self.fp) if self.tp + self.fp else 0.0
+        return self.tp / (self.tp + self.fp) if self.tp + self.fp else float(self.fn == 0)
 
     @property
     def recall(self) -> float:
-        return self.tp / (self.tp + self.fn) if self.tp + self.fn else 0.0
+        return self.tp / (self.tp + self.fn) if self.tp + self.fn else float(self.fp == 0)
 
     @property
     def f1(self) -> float:

@@ -20,14 +20,13 @@ from clarity_fast.errors import InputError, ModelError
 from clarity_fast.export.model_file import model_digest, resolve_model
 from clarity_fast.export.runtime import OnnxScorer, RuntimeSettings
 from clarity_fast.io.atomic import atomic_path, check_output_path
-from clarity_fast.io.points import Points, write_points
+from clarity_fast.io.points import Points, points_format, write_points
 from clarity_fast.io.volumes import open_volume
 from clarity_fast.noise_correlation import volume_noise
 from clarity_fast.pipeline import STAGES, DetectSettings, detect
 from clarity_fast.progress import progress_bar, step
 from clarity_fast.settings import PrefilterSettings, Scale, VoxelSize, resolve_voxel_size
 
-FORMATS = ("csv", "xml")
 
 
 @dataclass(frozen=True)
@@ -35,7 +34,7 @@ class DetectRequest:
     volume: Path
     out: Path
     model: str | Path = "default"
-    output_format: str | None = None  # csv or xml; None: xml for an `out` ending .xml, else csv
+    output_format: str | None = None  # csv or xml; None: from the suffix of `out`
     batch: int = 4096
     threshold: float | None = None
     voxel_size: VoxelSize | None = None
@@ -50,6 +49,9 @@ class DetectRequest:
     progress: bool | None = None  # None: a bar when stderr is a terminal
     adapt: bool = False  # adapt probabilities to the volume's share of cells (volume_share)
 
+    def __post_init__(self) -> None:
+        points_format(self.out, self.output_format)  # a format it cannot write is refused before any work
+
     @property
     def summary_path(self) -> Path:
         return self.out.with_name(self.out.stem + ".summary.json")
@@ -60,7 +62,7 @@ class DetectRequest:
 
     @property
     def format(self) -> str:
-        return self.output_format or ("xml" if self.out.suffix.lower() == ".xml" else "csv")
+        return points_format(self.out, self.output_format)
 
     @property
     def outputs(self) -> list[Path]:
@@ -90,8 +92,6 @@ class DetectReport:
 
 
 def run_detection(request: DetectRequest) -> DetectReport:
-    if request.format not in FORMATS:
-        raise InputError(f"--format must be csv or xml, got {request.output_format!r}")
     for path in (request.out, request.summary_path, request.preview):
         if path is not None:
             check_output_path(path)

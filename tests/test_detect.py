@@ -221,6 +221,15 @@ def test_detect_refuses_bad_requests_with_one_line(brain, tmp_path, args, code, 
     assert not (tmp_path / "cells.csv").exists()
 
 
+@pytest.mark.parametrize("command", ["detect", "candidates"])
+def test_an_output_name_of_no_points_format_is_refused_before_any_work(brain, tmp_path, command):
+    """detect wrote CSV to cells.txt, which evaluate could not read back; candidates refused it after the whole run."""
+    _, path = brain
+    out = run_cli(command, path, "--out", tmp_path / "cells.txt", "--voxel-size", "4,2,2")
+    assert out.returncode == 2 and "unsupported points format 'txt'" in out.stderr and len(out.stderr.strip().splitlines()) == 1
+    assert list(tmp_path.iterdir()) == []
+
+
 def test_missing_volume_is_an_input_error(tmp_path):
     out = run_cli("detect", tmp_path / "nothing.tif", "--out", tmp_path / "cells.csv")
     assert out.returncode == 2 and out.stderr.startswith("error:")

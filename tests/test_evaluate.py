@@ -99,3 +99,13 @@ def test_merge_distance_joins_one_elongated_cell_and_keeps_touching_cells_apart(
     zyx = np.array([[10, 20, 20], [10, 20, 24], [10, 20, 26]], float)
     kept = merge_duplicates(zyx, np.array([0.9, 0.8, 0.7]), radius=scale.merge_radius_voxels)
     assert kept.tolist() == [0, 2]
+
+
+@pytest.mark.parametrize(
+    ("pred", "truth", "expected"),
+    [(0, 0, (1.0, 1.0, 1.0)), (0, 2, (0.0, 0.0, 0.0)), (2, 0, (0.0, 0.0, 0.0))],
+)
+def test_empty_sides_give_consistent_scores(pred, truth, expected):
+    """No detections in a block without cells is perfect agreement (it read precision 0, recall 0, F1 1)."""
+    m = match_points(pred=np.arange(3 * pred).reshape(-1, 3) * 10.0, truth=np.arange(3 * truth).reshape(-1, 3) * 10.0 + 500, radius=3)
+    assert (m.precision, m.recall, m.f1) == expected

@@ -69,8 +69,14 @@ def _frozen(value: Any, dtype: type) -> np.ndarray:
     return array
 
 
-def _format_of(path: Path, format: str | None) -> str:
-    chosen = format if format is not None else path.suffix.lower().lstrip(".")
+def points_format(path: str | os.PathLike[str], format: str | None = None) -> str:
+    """csv or xml: `format` where given, else the file's suffix. Commands call it before any work, so a name that
+    cannot be written or read back fails at once, not after hours of detection."""
+    if format is not None:
+        if format not in _FORMATS:
+            raise InputError(f"--format must be csv or xml, got {format!r}")
+        return format
+    chosen = Path(path).suffix.lower().lstrip(".")
     if chosen not in _FORMATS:
         raise InputError(f"{path}: unsupported points format {chosen!r}; use a .csv or .xml file")
     return chosen
@@ -79,7 +85,7 @@ def _format_of(path: Path, format: str | None) -> str:
 def read_points(path: str | os.PathLike[str], *, shape: tuple[int, int, int] | None = None) -> Points:
     """Read a CSV or CellCounter XML point list; with `shape`, every point must lie inside the volume."""
     path = Path(path)
-    reader = _read_csv if _format_of(path, None) == "csv" else _read_xml
+    reader = _read_csv if points_format(path) == "csv" else _read_xml
     if not path.is_file():
         raise InputError(f"{path}: no such file")
     try:
@@ -198,7 +204,7 @@ def write_points(
     (non-cells first); unlabelled points are written as cells.
     """
     path = Path(path)
-    if _format_of(path, format) == "csv":
+    if points_format(path, format) == "csv":
         text = "".join(_csv_lines(points, score_name))
     else:
         text = _xml_text(points, image_filename)
