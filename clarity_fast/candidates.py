@@ -12,6 +12,7 @@ from dataclasses import dataclass
 
 import numpy as np
 
+from clarity_fast.errors import InputError
 from clarity_fast.io.volumes import VolumeReader
 from clarity_fast.kernels.filters import Scratch, blob_snr, reflect, z_halo
 from clarity_fast.kernels.maxima import footprint_offsets, local_maxima
@@ -60,17 +61,19 @@ class SlabPrefilter:
     work arrays are kept from slab to slab, so one instance serves one thread."""
 
     def __init__(
-        self, *, settings: PrefilterSettings, shape: tuple[int, int, int], dtype: np.dtype, noise: NoiseModel
+        self, *, settings: PrefilterSettings, shape: tuple[int, int, int], dtype: np.dtype, noise: NoiseModel, source: object = "volume"
     ) -> None:
-        """noise: the volume's, measured once (noise_correlation.volume_noise)."""
+        """noise: the volume's, measured once (noise_correlation.volume_noise); source: what error messages name."""
         self.settings = settings
+        self.source = source
+        self.exact = np.issubdtype(dtype, np.integer)  # no NaN or infinity to look for
         self.depth = shape[0]
         self.offsets = footprint_offsets(settings.min_separation)
         self.reach = int(np.abs(self.offsets[:, 0]).max()) if len(self.offsets) else 0
         self.planar = self.depth == 1  # a single plane: a 2D response, no halo
         pad = z_halo(sigma_z=settings.sigma[0], noise_half_width_z=settings.noise_half_width[0])
         self.halo = 0 if self.planar else pad
-        self.floor = 0.5 if np.issubdtype(dtype, np.integer) else 1e-6
+        self.floor = 0.5 if self.exact else 1e-6
         self.noise_gain = noise_gain(settings, noise=noise, planar=self.planar)
         self.scratch = Scratch()
         self.most_planes = min(settings.slab_depth + 2 * self.reach, self.depth)  # response planes a slab can need
@@ -92,6 +95,11 @@ class SlabPrefilter:
 
     def run(self, planes: np.ndarray, *, first: int, z0: int, z1: int) -> Candidates:
         """Candidates of planes z0..z1 from `planes`, which hold planes first.. and cover planes_needed(z0, z1)."""
+        if not self.exact and not (np.isfinite(planes.min()) and np.isfinite(planes.max())):  # NaN wins min and max
+            raise InputError(
+                f"{self.source}: NaN or infinite values in planes {first}..{first + len(planes) - 1}; replace them first "
+                "(a NaN spreads along its rows through the noise map's running sums and silently removes cells)"
+            )
         stack = self._stack(z0, z1)
         response = self.scratch.array("response", (self.most_planes, *planes.shape[1:]))[: len(stack) - 2 * self.halo]
         snr = blob_snr(
@@ -117,7 +125,7 @@ def iter_slabs(
 ) -> Iterator[Slab]:
     """Candidates slab by slab, in z order; noise None: measured from the volume."""
     noise = volume_noise(reader) if noise is None else noise
-    prefilter = SlabPrefilter(settings=settings, shape=reader.shape, dtype=reader.dtype, noise=noise)
+    prefilter = SlabPrefilter(settings=settings, shape=reader.shape, dtype=reader.dtype, noise=noise, source=reader.path)
     for z0, z1 in slab_ranges(reader.shape[0], slab_depth=settings.slab_depth):
         a, b = prefilter.planes_needed(z0, z1)
         yield Slab(z0, z1, prefilter.run(reader.read_slab(a, b), first=a, z0=z0, z1=z1))

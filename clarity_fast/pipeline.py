@@ -187,6 +187,7 @@ def process_slabs(
         shape=reader.shape,
         dtype=reader.dtype,
         noise=volume_noise(reader) if settings.noise is None else settings.noise,  # None: a direct caller's settings
+        source=reader.path,
     )
     slab_queue: queue.Queue = queue.Queue()
     slab_room = threading.Semaphore(SLABS_IN_FLIGHT)
@@ -380,8 +381,6 @@ def _prefilter_slabs(
             own = planes[z0 - first : z1 - first]
             projection = own.max(axis=0) if project else None
             low, high = float(own.min()), float(own.max() if projection is None else projection.max())
-            if not (np.isfinite(low) and np.isfinite(high)):
-                raise InputError(f"{reader.path}: NaN or infinite values in planes {z0}..{z1 - 1}; replace them first")
             t = time.perf_counter()
             found = prefilter.run(planes, first=first, z0=z0, z1=z1)
             seconds["prefilter"] += time.perf_counter() - t

@@ -7,6 +7,7 @@ import pytest
 from cli_runner import run_cli
 
 from clarity_fast.candidates import find_candidates
+from clarity_fast.errors import InputError
 from clarity_fast.evaluate import AXIS_WEIGHTS, RADIUS_VOXELS, match_points
 from clarity_fast.io.points import read_points
 from clarity_fast.io.volumes import open_array, open_volume, write_tiff
@@ -95,6 +96,14 @@ def test_bright_background_adds_no_candidates(scale):
     assert max(counts) - min(counts) <= 2, counts
     flat = np.full((16, 64, 64), 4095, np.uint16)
     assert len(find_candidates(open_array(flat), settings=PrefilterSettings(scale=scale))) == 0
+
+
+def test_nan_in_a_float_volume_is_refused_not_spread():
+    """One NaN made the noise map NaN to the end of its row and silently removed a cell 100 voxels away."""
+    volume = np.random.default_rng(0).normal(100, 5, (12, 40, 128)).astype(np.float32)
+    volume[6, 20, 3] = np.nan
+    with pytest.raises(InputError, match=r"NaN or infinite values in planes"):
+        find_candidates(open_array(volume), settings=PrefilterSettings(scale=Scale((4, 2, 2), 12)))
 
 
 def test_real_delivr_patches_recall(shared_data):
