@@ -28,6 +28,7 @@ from clarity_fast.detection import Scorer, merge_duplicates
 from clarity_fast.errors import InputError, ModelError
 from clarity_fast.io.volumes import VolumeReader
 from clarity_fast.kernels.gather import Grid, gather_patches, working_grid
+from clarity_fast.kernels.turns import kernel_turns
 from clarity_fast.model.config import ModelConfig
 from clarity_fast.model.samples import to_voxels
 from clarity_fast.noise_correlation import NoiseModel, volume_noise
@@ -195,18 +196,20 @@ def process_slabs(
     pool = _BufferPool(shape=(settings.batch, 1, model.network.patch, model.network.patch, model.network.patch), size=HANDOFF + 2)
     stop = threading.Event()
     threads = numba.get_num_threads()  # the caller's, which a cluster worker may have capped
+    turns = kernel_turns()
     stages = [
         threading.Thread(
             target=_prefilter_slabs,
             kwargs=dict(reader=reader, prefilter=prefilter, grid=grid, factors=factors, patch=model.network.patch,
-                        slabs=slabs, project=settings.project, room=slab_room, out=slab_queue, stop=stop, threads=threads, seconds=seconds),
+                        slabs=slabs, project=settings.project, room=slab_room, out=slab_queue, stop=stop, threads=threads, seconds=seconds,
+                        turns=turns),
             name="clarity-fast-prefilter",
             daemon=True,
         ),
         threading.Thread(
             target=_gather_batches,
             kwargs=dict(grid=grid, batch=settings.batch, pool=pool, source=slab_queue, room=slab_room, out=handoff, stop=stop,
-                        threads=threads, seconds=seconds),
+                        threads=threads, seconds=seconds, turns=turns),
             name="clarity-fast-gather",
             daemon=True,
         ),
@@ -361,7 +364,7 @@ def _put(out: queue.Queue, item: object, stop: threading.Event) -> bool:
 
 def _prefilter_slabs(
     *, reader, prefilter: SlabPrefilter, grid: Grid, factors, patch: int, slabs, project: bool, room, out: queue.Queue, stop,
-    threads: int, seconds
+    threads: int, seconds, turns
 ) -> None:
     """Read and prefilter each slab, once `room` has room for it; hand on its planes and candidates (or the
     exception that stopped it)."""
@@ -382,7 +385,8 @@ def _prefilter_slabs(
             projection = own.max(axis=0) if project else None
             low, high = float(own.min()), float(own.max() if projection is None else projection.max())
             t = time.perf_counter()
-            found = prefilter.run(planes, first=first, z0=z0, z1=z1)
+            with turns:
+                found = prefilter.run(planes, first=first, z0=z0, z1=z1)
             seconds["prefilter"] += time.perf_counter() - t
             centres = to_voxels(points_to(found.zyx, factors=factors), shape=grid.shape)
             if (z0, z1) == slabs[-1]:
@@ -394,7 +398,7 @@ def _prefilter_slabs(
 
 
 def _gather_batches(
-    *, grid: Grid, batch: int, pool: _BufferPool, source: queue.Queue, room, out: queue.Queue, stop, threads: int, seconds
+    *, grid: Grid, batch: int, pool: _BufferPool, source: queue.Queue, room, out: queue.Queue, stop, threads: int, seconds, turns
 ) -> None:
     """Cut each slab's candidates into batches and gather their patches into pooled buffers; hand them on, and
     give the slab's room back after its last batch."""
@@ -415,7 +419,8 @@ def _gather_batches(
                     return
                 t = time.perf_counter()
                 chunk = slab.centres[s : s + batch]
-                gather_patches(slab.planes, centres=chunk, out=buffer, grid=grid, src_z0=slab.first)
+                with turns:
+                    gather_patches(slab.planes, centres=chunk, out=buffer, grid=grid, src_z0=slab.first)
                 seconds["gather"] += time.perf_counter() - t
                 item = _Batch(
                     slab.z0, slab.z1, found.zyx[s : s + batch], found.response[s : s + batch], buffer,

@@ -1,6 +1,7 @@
 """`detect`: streamed whole-volume detection with the built-in model; invariance, resume, outputs, errors."""
 
 import json
+import os
 import signal
 import subprocess
 import sys
@@ -469,3 +470,26 @@ def test_a_failure_after_the_cells_are_written_leaves_no_stale_summary(brain, tm
     with pytest.raises(OutputError):
         run_detection(request)
     assert request.out.is_file() and not request.summary_path.exists()
+
+
+WORKQUEUE_RUN = """
+import numba, numpy as np
+from clarity_fast.io.volumes import open_array
+from clarity_fast.model.config import ModelConfig, NetworkConfig
+from clarity_fast.noise_correlation import NoiseModel
+from clarity_fast.pipeline import DetectSettings, detect
+volume = np.random.default_rng(0).poisson(100, (32, 128, 128)).astype(np.uint16)
+model = ModelConfig(network=NetworkConfig(), voxel_size=(4.0, 2.0, 2.0), cell_diameter=12.0, threshold=0.5, prefilter_threshold=0.5)
+settings = DetectSettings(voxel_size=(4.0, 2.0, 2.0), cell_diameter=12.0, threshold=0.5, prefilter_threshold=0.5, slab_depth=2, batch=16,
+                          noise=NoiseModel())
+result = detect(open_array(volume), scorer=lambda p: p[:, 0, 6, 6, 6].copy(), model=model, settings=settings)
+print(numba.threading_layer(), result.candidates)
+"""
+
+
+def test_the_stages_take_turns_on_numbas_workqueue_layer():
+    """Where neither OpenMP nor TBB loads, numba's workqueue layer aborted the process (SIGABRT, no error line) as
+    the prefilter and gather threads launched parallel kernels at once."""
+    env = dict(os.environ, NUMBA_THREADING_LAYER="workqueue")
+    done = subprocess.run([sys.executable, "-c", WORKQUEUE_RUN], capture_output=True, text=True, env=env, timeout=300)
+    assert done.returncode == 0 and done.stdout.startswith("workqueue "), done.stderr[-500:]
