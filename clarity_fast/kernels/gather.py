@@ -56,6 +56,18 @@ def working_grid(native_shape: tuple[int, int, int], *, factors: tuple[float, fl
     return Grid(tuple(lo), tuple(hi), tuple(weight))
 
 
+def resample_volume(volume: np.ndarray, *, grid: Grid) -> np.ndarray:
+    """The whole volume on the working grid (trilinear, float32; the input itself on an identity grid), sampled
+    where the gatherer samples patches and points_to maps points: what the baselines' filters run on."""
+    if all(not np.any(w) and len(lo) == n for lo, w, n in zip(grid.lo, grid.weight, volume.shape)):
+        return volume
+    out = np.asarray(volume, dtype=np.float32)
+    for axis, (lo, hi, weight) in enumerate(zip(grid.lo, grid.hi, grid.weight)):
+        w = weight.astype(np.float32).reshape([-1 if a == axis else 1 for a in range(3)])
+        out = np.take(out, lo, axis=axis) * (1.0 - w) + np.take(out, hi, axis=axis) * w
+    return out
+
+
 @numba.njit(cache=True, nogil=True, inline="always")
 def _lerp_plane(src, z, y0, y1, ty, x0, x1, tx):
     """Bilinear in plane z; a zero weight skips its neighbour (so identity grids copy exactly)."""

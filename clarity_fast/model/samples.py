@@ -15,10 +15,10 @@ from clarity_fast.candidates import Candidates, find_candidates
 from clarity_fast.cell_shape import corrected_scale
 from clarity_fast.io.points import read_points
 from clarity_fast.io.volumes import open_array, open_volume
-from clarity_fast.kernels.gather import Grid, gather_patches, working_grid
+from clarity_fast.kernels.gather import Grid, gather_patches, resample_volume, working_grid
 from clarity_fast.manifest import Entry
 from clarity_fast.noise_correlation import volume_noise
-from clarity_fast.resample import points_from, points_to, resample
+from clarity_fast.resample import points_from, points_to
 from clarity_fast.settings import (
     PrefilterSettings,
     Scale,
@@ -100,7 +100,7 @@ def load_annotated(
         found = Candidates(to_voxels(points_to(found.zyx, factors=factors), shape=grid.shape), found.response)
         truth = points_to(read_points(entry.points, shape=reader.shape).cells, factors=factors)
         volumes.append(
-            AnnotatedVolume(entry.name, entry.group, data, grid, resample(data, factors=factors), truth, found, scale, factors, entry.partial)
+            AnnotatedVolume(entry.name, entry.group, data, grid, resample_volume(data, grid=grid), truth, found, scale, factors, entry.partial)
         )
     return volumes
 
