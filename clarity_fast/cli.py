@@ -285,6 +285,8 @@ def _train_settings(*, epochs: int, patch: int, width: int, seed: int):
         raise InputError(f"--patch must be >= 6 voxels, got {patch}")
     if width < 1:
         raise InputError(f"--width must be >= 1, got {width}")
+    if seed < 0:
+        raise InputError(f"--seed must be >= 0, got {seed}")
     return TrainSettings(network=NetworkConfig(patch=patch, width=width), epochs=epochs, seed=seed)
 
 
@@ -309,22 +311,22 @@ def train(
     voxel_size: VoxelSizeOption = None,
 ) -> None:
     """Train the patch classifier on annotated volumes."""
-    import json
-
-    from clarity_fast.io.atomic import atomic_path, check_output_path
+    from clarity_fast.io.atomic import check_output_path, write_json
     from clarity_fast.model.store import save_model
     from clarity_fast.model.train import train as train_model
     from clarity_fast.plots import learning_curve
 
-    check_output_path(out)
+    # model.pt -> model.train.json and model.curve.png; any other name keeps its suffix (cfos.v1 -> cfos.v1.train.json)
+    stem = out.with_suffix("") if out.suffix == ".pt" else out
+    log_path, curve_path = stem.with_name(stem.name + ".train.json"), stem.with_name(stem.name + ".curve.png")
+    for path in (out, log_path, curve_path):  # all three writable before hours of training, not after
+        check_output_path(path)
     settings = _train_settings(epochs=epochs, patch=patch, width=width, seed=seed)
     volumes = _annotated(manifest, cell_diameter=cell_diameter, voxel_size=voxel_size, prefilter_threshold=PrefilterSettings.threshold)
     trained = train_model(volumes, settings=settings, prefilter_threshold=PrefilterSettings.threshold)
-    save_model(out, net=trained.net, config=trained.config)
-    log_path, curve_path = out.with_suffix(".train.json"), out.with_suffix(".curve.png")
-    with atomic_path(log_path) as tmp:
-        tmp.write_text(json.dumps(dict(config=trained.config.to_dict(), history=trained.history), indent=2) + "\n")
+    write_json(log_path, dict(config=trained.config.to_dict(), history=trained.history))
     learning_curve(trained.history, curve_path)
+    save_model(out, net=trained.net, config=trained.config)  # last: a failure above leaves an earlier model in place
     t = trained.config.training
     det = t["val_detection"]
     typer.echo(
@@ -421,7 +423,7 @@ def cv(
     """Cross-validate the CNN and the baselines (patch AUC, detection precision/recall/F1)."""
     import dataclasses
 
-    from clarity_fast.io.atomic import atomic_path, make_output_dir
+    from clarity_fast.io.atomic import atomic_path, make_output_dir, write_json
     from clarity_fast.model.crossval import METHODS, BlobMethod, CnnMethod, TemplateMethod, cross_validate, make_folds
     from clarity_fast.plots import roc_curves
 
@@ -454,8 +456,7 @@ def cv(
     report = cross_validate(volumes, folds=folds, methods=[build[n]() for n in names], scheme=scheme, seed=seed, on_fold=show)
     with atomic_path(out / "cv.md") as tmp:
         tmp.write_text(report.markdown())
-    with atomic_path(out / "cv.json") as tmp:
-        tmp.write_text(report.to_json(by=by))
+    write_json(out / "cv.json", report.to_dict(by=by))
     roc_curves(report.roc, out / "roc.png", title=f"{manifest.name}: {scheme}")
     typer.echo(report.markdown().split("\n\n")[0] + "\n" + report.markdown().split("\n\n")[1])
     typer.echo(f"wrote {out / 'cv.md'}, {out / 'cv.json'}, {out / 'roc.png'}")

@@ -4,7 +4,6 @@ progress bar and a checkpoint, then write the cells, a summary JSON and the opti
 from __future__ import annotations
 
 import hashlib
-import json
 import math
 import os
 import time
@@ -19,7 +18,7 @@ from clarity_fast.checkpoint import CHECKPOINT_FORMAT, Checkpoint
 from clarity_fast.errors import InputError, ModelError
 from clarity_fast.export.model_file import model_digest, resolve_model
 from clarity_fast.export.runtime import OnnxScorer, RuntimeSettings
-from clarity_fast.io.atomic import atomic_path, check_output_path
+from clarity_fast.io.atomic import check_output_path, write_json
 from clarity_fast.io.points import Points, points_format, write_points
 from clarity_fast.io.volumes import open_volume
 from clarity_fast.noise_correlation import volume_noise
@@ -185,8 +184,7 @@ def run_detection(request: DetectRequest) -> DetectReport:
         out=str(request.out), summary=str(request.summary_path), preview=str(request.preview) if request.preview else None,
         version=__version__,
     )
-    with atomic_path(request.summary_path) as tmp:
-        tmp.write_text(json.dumps(summary, indent=2) + "\n")
+    write_json(request.summary_path, summary)
     checkpoint.clear()
     return DetectReport(summary)
 

@@ -216,15 +216,48 @@ def test_volumes_without_cells_are_never_held_out_for_validation():
             assert all(len(v.truth) for v in val) or val == volumes  # held out: only volumes with cells
 
 
-def test_cv_summary_skips_undefined_metrics_and_writes_strict_json():
+def test_cv_summary_skips_undefined_metrics_and_writes_strict_json(tmp_path):
     """A fold whose test volume is annotated as empty has no patch AUC: the mean is over the other folds, and
     cv.json says null where strict JSON readers would refuse a bare NaN."""
     import json
 
+    from clarity_fast.io.atomic import write_json
     from clarity_fast.model.crossval import CVReport
 
     row = dict(method="blob", precision=0.5, recall=0.5, f1=0.5, f1_test_tuned=0.6, test_groups=["a"])
     report = CVReport(scheme="loo", rows=[dict(row, fold=0, patch_auc=0.9), dict(row, fold=1, patch_auc=float("nan"))])
     assert report.summary()["blob"]["patch_auc"] == (0.9, 0.0)
-    parsed = json.loads(report.to_json(by="group"), parse_constant=lambda name: pytest.fail(f"bare {name} in cv.json"))
+    write_json(tmp_path / "cv.json", report.to_dict(by="group"))
+    parsed = json.loads((tmp_path / "cv.json").read_text(), parse_constant=lambda name: pytest.fail(f"bare {name} in cv.json"))
     assert parsed["folds"][1]["patch_auc"] is None and parsed["by"] == "group"
+
+
+def test_training_refuses_what_it_cannot_learn_or_validate(volumes):
+    """No cells at all ended in a ZeroDivisionError (exit 70); a validation set of cells only (every candidate at a
+    cell) gave no AUC, so the untrained network was kept and saved with exit 0."""
+    from dataclasses import replace
+
+    no_cells = [replace(v, truth=np.empty((0, 3))) for v in volumes]
+    with pytest.raises(InputError, match="no annotated cells"):
+        train(no_cells, settings=TINY, prefilter_threshold=3.0)
+    three = [replace(v, truth=v.truth[:3]) for v in volumes]  # 3 cells give no random negatives (30%, rounded down)
+    at_cells = [replace(v, candidates=type(v.candidates)(np.rint(v.truth).astype(np.int64), np.full(3, 9.0))) for v in three]
+    with pytest.raises(InputError, match="give only cells"):
+        train(at_cells, settings=TINY, prefilter_threshold=3.0)
+
+
+def test_train_checks_every_output_first_and_names_them_beside_the_model(manifest, tmp_path):
+    """The log and curve of cfos.v1 and cfos.v2 no longer share a name; a log that cannot be written leaves the old
+    model in place, and is found before training, not after."""
+    (tmp_path / "m.train.json").mkdir()
+    (tmp_path / "m.pt").write_text("old")
+    done = run_cli("train", "--manifest", manifest, "--out", tmp_path / "m.pt", "--epochs", "1", "--width", "8")
+    assert done.returncode == 4 and "m.train.json" in done.stderr and (tmp_path / "m.pt").read_text() == "old"
+    done = run_cli("train", "--manifest", manifest, "--out", tmp_path / "cfos.v1", "--epochs", "1", "--width", "8")
+    assert done.returncode == 0, done.stderr
+    assert {p.name for p in tmp_path.iterdir()} >= {"cfos.v1", "cfos.v1.train.json", "cfos.v1.curve.png"}
+    import json
+
+    json.loads((tmp_path / "cfos.v1.train.json").read_text(), parse_constant=lambda name: pytest.fail(f"bare {name}"))
+    done = run_cli("train", "--manifest", manifest, "--out", tmp_path / "x.pt", "--seed", "-1")
+    assert done.returncode == 2 and "--seed must be >= 0" in done.stderr

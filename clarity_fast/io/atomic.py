@@ -8,6 +8,8 @@ from __future__ import annotations
 
 import contextlib
 import errno
+import json
+import math
 import os
 import tempfile
 from collections.abc import Iterator
@@ -60,3 +62,20 @@ def make_output_dir(path: Path) -> Path:
     except OSError as exc:
         raise OutputError(f"cannot create output folder {path}: {exc.strerror or exc}") from exc
     return Path(path)
+
+
+def write_json(path: str | os.PathLike[str], data: object) -> None:
+    """Write `data` atomically as strict JSON, an undefined number (NaN, infinity) as null: jq, JavaScript and
+    other strict readers refuse the bare NaN Python's json module writes."""
+    with atomic_path(path) as tmp:
+        tmp.write_text(json.dumps(_finite_or_none(data), indent=2, allow_nan=False) + "\n")
+
+
+def _finite_or_none(value: object) -> object:
+    if isinstance(value, float) and not math.isfinite(value):
+        return None
+    if isinstance(value, dict):
+        return {k: _finite_or_none(v) for k, v in value.items()}
+    if isinstance(value, (list, tuple)):
+        return [_finite_or_none(v) for v in value]
+    return value

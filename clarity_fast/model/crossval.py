@@ -5,7 +5,6 @@ precision / recall / F1 with the study's matching.
 
 from __future__ import annotations
 
-import json
 import math
 from dataclasses import dataclass, field
 
@@ -148,9 +147,9 @@ class CVReport:
                 out[method][k] = (float(np.mean(values)), float(np.std(values))) if len(values) else (math.nan, math.nan)
         return out
 
-    def to_json(self, **extra: object) -> str:
-        """The summary and the fold rows as strict JSON: an undefined metric is null, not a bare NaN."""
-        return json.dumps(_nan_to_none(dict(scheme=self.scheme, **extra, summary=self.summary(), folds=self.rows)), indent=2) + "\n"
+    def to_dict(self, **extra: object) -> dict:
+        """The summary and the fold rows (an undefined metric stays NaN: io.atomic.write_json writes it as null)."""
+        return dict(scheme=self.scheme, **extra, summary=self.summary(), folds=self.rows)
 
     def markdown(self) -> str:
         lines = [
@@ -215,13 +214,3 @@ def cross_validate(
             if on_fold is not None:
                 on_fold(row)
     return report
-
-
-def _nan_to_none(value: object) -> object:
-    if isinstance(value, float) and not math.isfinite(value):
-        return None
-    if isinstance(value, dict):
-        return {k: _nan_to_none(v) for k, v in value.items()}
-    if isinstance(value, (list, tuple)):
-        return [_nan_to_none(v) for v in value]
-    return value

@@ -5,6 +5,7 @@ threshold chosen where the mean validation F1 over groups peaks. Deterministic f
 from __future__ import annotations
 
 import copy
+import logging
 import time
 from dataclasses import asdict, dataclass, field, replace
 
@@ -12,6 +13,7 @@ import numpy as np
 import torch
 
 from clarity_fast.detection import calibrated_detections, logits_at
+from clarity_fast.errors import InputError
 from clarity_fast.evaluate import balanced_threshold, match_points, pool_volumes, roc_auc
 from clarity_fast.export.providers import available_cores
 from clarity_fast.model.augment import augment
@@ -21,6 +23,8 @@ from clarity_fast.model.network import CellNet
 from clarity_fast.model.samples import NEGATIVE_CLEARANCE, AnnotatedVolume, epoch_examples, evaluation_examples
 from clarity_fast.model.store import TorchScorer
 from clarity_fast.progress import progress_bar, step
+
+log = logging.getLogger("clarity_fast")
 
 
 @dataclass(frozen=True)
@@ -118,8 +122,18 @@ def train(
     torch.set_num_threads(available_cores())
     rng = np.random.default_rng(settings.seed)
     patch = settings.network.patch
+    if not any(len(v.truth) for v in volumes):
+        raise InputError("no annotated cells in any volume of the manifest: there is nothing to learn from")
     train_set, val_set = split_validation(volumes, fraction=settings.validation_fraction, seed=settings.seed)
+    if val_set is train_set:
+        log.warning("one volume with cells: validation (early stopping, calibration, threshold) runs on the training data")
     val_x, val_y = evaluation_examples(val_set, patch=patch, seed=settings.seed)
+    if len(np.unique(val_y)) < 2:  # no AUC to stop on: the untrained network would be kept
+        kind = "cells" if val_y.size and val_y[0] == 1 else "non-cells"
+        raise InputError(
+            f"the validation volumes ({', '.join(v.name for v in val_set)}) give only {kind}: annotate more volumes, or "
+            "check that --voxel-size and --cell-diameter let the prefilter find candidates away from the cells"
+        )
     scale = volumes[0].scale
     quarter_turns = abs(scale.voxel_size[1] - scale.voxel_size[2]) < 1e-6 * scale.voxel_size[1]
 
@@ -163,6 +177,11 @@ def train(
     net.eval()
     calibration, val_logits = calibrate(net, val_set, patch=patch)
     threshold, val_detection = choose_threshold(val_set, logits=val_logits, calibration=calibration)
+    if not np.isfinite(threshold):  # no candidate in the validation volumes
+        raise InputError(
+            f"the prefilter finds no candidates in the validation volumes ({', '.join(v.name for v in val_set)}); "
+            "check their --voxel-size and --cell-diameter"
+        )
     config = ModelConfig(
         network=settings.network,
         voxel_size=scale.voxel_size,
