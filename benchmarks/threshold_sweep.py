@@ -1,6 +1,6 @@
 """How the built-in model's detection threshold trades one kind of data against another.
 
-The model's threshold (0.27) was chosen on its validation volumes: simulated brains and real delivr_cfos patches,
+The model's threshold was chosen on its validation volumes: simulated brains and real delivr_cfos patches,
 whose annotations are partial. On clean volumes from another generator its recall falls (foreign_synthetic.md),
 which asks whether a lower threshold would serve everyone better. Here each held-out set of default_model.py and
 the test volume of each foreign_synthetic.py condition are detected once at a low threshold; since duplicates are
