@@ -59,7 +59,7 @@ def working_grid(native_shape: tuple[int, int, int], *, factors: tuple[float, fl
 def resample_volume(volume: np.ndarray, *, grid: Grid) -> np.ndarray:
     """The whole volume on the working grid (trilinear, float32; the input itself on an identity grid), sampled
     where the gatherer samples patches and points_to maps points: what the baselines' filters run on."""
-    if all(not np.any(w) and len(lo) == n for lo, w, n in zip(grid.lo, grid.weight, volume.shape)):
+    if grid.shape == volume.shape and not any(np.any(w) for w in grid.weight):
         return volume
     out = np.asarray(volume, dtype=np.float32)
     for axis, (lo, hi, weight) in enumerate(zip(grid.lo, grid.hi, grid.weight)):
