@@ -261,3 +261,24 @@ def test_train_checks_every_output_first_and_names_them_beside_the_model(manifes
     json.loads((tmp_path / "cfos.v1.train.json").read_text(), parse_constant=lambda name: pytest.fail(f"bare {name}"))
     done = run_cli("train", "--manifest", manifest, "--out", tmp_path / "x.pt", "--seed", "-1")
     assert done.returncode == 2 and "--seed must be >= 0" in done.stderr
+
+
+def test_no_validation_volume_would_be_adapted(volumes):
+    """The reference share is estimated as detect estimates a volume's share, so --adapt leaves every validation
+    volume as the threshold was chosen on it (a mean probability there read EM shares as denser)."""
+    from clarity_fast.detection import logits_at
+    from clarity_fast.model.store import TorchScorer
+    from clarity_fast.model.train import split_validation
+    from clarity_fast.volume_share import estimate_share, histogram, odds_factor
+
+    trained = train(volumes, settings=TINY, prefilter_threshold=3.0, progress=False)
+    calibration = trained.config.calibration
+    _, val = split_validation(volumes, fraction=TINY.validation_fraction, seed=TINY.seed)
+    scorer = TorchScorer(trained.net)
+    shares = []
+    for v in val:
+        logits = logits_at(v.native, centres=v.candidates.zyx, scorer=scorer, patch=TINY.network.patch, grid=v.grid)
+        shares.append(estimate_share(histogram(calibration.probability(logits, v.candidates.response)), prior=calibration.share))
+    assert calibration.adapts
+    assert max(shares) == pytest.approx(calibration.reference_share)
+    assert all(odds_factor(s, reference=calibration.reference_share) == 1.0 for s in shares)

@@ -63,7 +63,7 @@ class Calibration:
     bias: float = 0.0
     # For adapting to a volume's share of cells (volume_share); 0 in models made before it: no adapting.
     share: float = 0.0  # mean probability over all validation candidates: the share they are calibrated at
-    reference_share: float = 0.0  # the largest mean probability among the validation volumes
+    reference_share: float = 0.0  # the largest share among the validation volumes, estimated as detect does (EM)
 
     @property
     def adapts(self) -> bool:

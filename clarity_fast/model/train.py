@@ -23,6 +23,7 @@ from clarity_fast.model.network import CellNet
 from clarity_fast.model.samples import NEGATIVE_CLEARANCE, AnnotatedVolume, epoch_examples, evaluation_examples
 from clarity_fast.model.store import TorchScorer
 from clarity_fast.progress import progress_bar, step
+from clarity_fast.volume_share import estimate_share, histogram
 
 log = logging.getLogger("clarity_fast")
 
@@ -86,11 +87,13 @@ def calibrate(net: CellNet, volumes: list[AnnotatedVolume], *, patch: int) -> tu
     response = [v.candidates.response for v in volumes]
     calibration = fit_calibration(logits=np.concatenate(logits), response=np.concatenate(response), labels=np.concatenate(labels))
     # What detect adapts to a volume's share of cells from (volume_share): the share over all validation
-    # candidates, and the largest share of any one validation volume, as mean probabilities.
-    probs = [calibration.probability(l, r) for l, r in zip(logits, response)]
-    means = [float(p.mean()) for p in probs if len(p)]
-    if means:
-        calibration = replace(calibration, share=float(np.concatenate(probs).mean()), reference_share=max(means))
+    # candidates (their mean probability, what the calibration was fitted at), and the largest share of any one
+    # validation volume, estimated as detect estimates a volume's, so that none of them would be adapted.
+    probs = [calibration.probability(l, r) for l, r in zip(logits, response) if len(l)]
+    if probs:
+        share = float(np.concatenate(probs).mean())
+        reference = max(estimate_share(histogram(p), prior=share) for p in probs)
+        calibration = replace(calibration, share=share, reference_share=reference)
     return calibration, logits
 
 
