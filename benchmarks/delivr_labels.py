@@ -17,11 +17,11 @@ from dataclasses import replace
 import numpy as np
 import report
 from cross_validation import delivr_manifest
+from training_ablation import test_scores
 
-from clarity_fast.detection import calibrated_detections, logits_at
-from clarity_fast.evaluate import AXIS_WEIGHTS, RADIUS_VOXELS, best_threshold, match_points, pool_volumes
+from clarity_fast.detection import logits_at
 from clarity_fast.manifest import read_manifest
-from clarity_fast.model.samples import NEGATIVE_CLEARANCE, AnnotatedVolume, load_annotated
+from clarity_fast.model.samples import AnnotatedVolume, load_annotated
 from clarity_fast.model.store import TorchScorer
 from clarity_fast.model.train import TrainSettings, train
 from clarity_fast.settings import PrefilterSettings
@@ -41,7 +41,7 @@ def annotated_share(volumes: list[AnnotatedVolume]) -> list[list[object]]:
     for group in sorted({v.group for v in volumes}, key=lambda g: -sum(len(v.truth) for v in volumes if v.group == g)):
         members = [v for v in volumes if v.group == group]
         response = np.concatenate([v.candidates.response for v in members])
-        at_cell = np.concatenate([v.distance_in_radii(v.candidates.zyx) <= NEGATIVE_CLEARANCE for v in members])
+        at_cell = np.concatenate([v.at_cells for v in members])
         which = np.digitize(response, RESPONSE_BINS) - 1
         shares = [f"{at_cell[which == b].mean():.2f} ({np.sum(which == b)})" if np.any(which == b) else "" for b in range(len(RESPONSE_BINS))]
         rows.append([group, sum(len(v.truth) for v in members), *shares])
@@ -51,16 +51,8 @@ def annotated_share(volumes: list[AnnotatedVolume]) -> list[list[object]]:
 def detection(volumes: list[AnnotatedVolume], trained) -> dict[str, float]:
     """Pooled detection on `volumes` at the model's threshold, and at the threshold best for them."""
     scorer, patch = TorchScorer(trained.net), trained.config.network.patch
-    items = []
-    for v in volumes:
-        logits = logits_at(v.native, centres=v.candidates.zyx, scorer=scorer, patch=patch, grid=v.grid)
-        zyx, probs = calibrated_detections(v.candidates, logits, calibration=trained.config.calibration, merge_radius=v.scale.merge_radius_voxels)
-        items.append((v.to_native(zyx), probs, v.to_native(v.truth)))
-    pred, scores, truth = pool_volumes(items)
-    rule = dict(radius=RADIUS_VOXELS, axis_scale=AXIS_WEIGHTS)
-    m = match_points(pred=pred[scores >= trained.config.threshold], truth=truth, **rule)
-    _, tuned = best_threshold(pred=pred, scores=scores, truth=truth, **rule)
-    return dict(precision=m.precision, recall=m.recall, f1=m.f1, f1_test_tuned=tuned.f1)
+    logits = [logits_at(v.native, centres=v.candidates.zyx, scorer=scorer, patch=patch, grid=v.grid) for v in volumes]
+    return test_scores(volumes, logits, calibration=trained.config.calibration, threshold=trained.config.threshold)
 
 
 def main() -> None:

@@ -249,6 +249,8 @@ def test_training_refuses_what_it_cannot_learn_or_validate(volumes):
 def test_train_checks_every_output_first_and_names_them_beside_the_model(manifest, tmp_path):
     """The log and curve of cfos.v1 and cfos.v2 no longer share a name; a log that cannot be written leaves the old
     model in place, and is found before training, not after."""
+    import json
+
     (tmp_path / "m.train.json").mkdir()
     (tmp_path / "m.pt").write_text("old")
     done = run_cli("train", "--manifest", manifest, "--out", tmp_path / "m.pt", "--epochs", "1", "--width", "8")
@@ -256,8 +258,6 @@ def test_train_checks_every_output_first_and_names_them_beside_the_model(manifes
     done = run_cli("train", "--manifest", manifest, "--out", tmp_path / "cfos.v1", "--epochs", "1", "--width", "8")
     assert done.returncode == 0, done.stderr
     assert {p.name for p in tmp_path.iterdir()} >= {"cfos.v1", "cfos.v1.train.json", "cfos.v1.curve.png"}
-    import json
-
     json.loads((tmp_path / "cfos.v1.train.json").read_text(), parse_constant=lambda name: pytest.fail(f"bare {name}"))
     done = run_cli("train", "--manifest", manifest, "--out", tmp_path / "x.pt", "--seed", "-1")
     assert done.returncode == 2 and "--seed must be >= 0" in done.stderr

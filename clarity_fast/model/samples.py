@@ -58,14 +58,18 @@ class AnnotatedVolume:
         return cKDTree(self.truth / r).query(np.asarray(points, dtype=float) / r)[0]
 
     @property
+    def at_cells(self) -> np.ndarray:
+        """Per candidate, whether it lies within NEGATIVE_CLEARANCE cell radii of an annotation (its label)."""
+        return self.distance_in_radii(self.candidates.zyx) <= NEGATIVE_CLEARANCE
+
+    @property
     def hard_negatives(self) -> np.ndarray:
         """Candidates farther than NEGATIVE_CLEARANCE cell radii from every annotation.
 
         Where annotations are partial, unannotated candidates that respond as strongly as the typical annotated
         cell are more likely missed cells than look-alikes, so they are left out rather than taught as negatives.
         """
-        distance = self.distance_in_radii(self.candidates.zyx)
-        far = distance > NEGATIVE_CLEARANCE
+        far = ~self.at_cells
         if self.partial and np.any(~far):
             far &= self.candidates.response < np.median(self.candidates.response[~far])
         return self.candidates.zyx[far]

@@ -20,7 +20,7 @@ from clarity_fast.model.augment import augment
 from clarity_fast.model.calibrate import fit_calibration
 from clarity_fast.model.config import DEFAULT_EPOCHS, Calibration, ModelConfig, NetworkConfig
 from clarity_fast.model.network import CellNet
-from clarity_fast.model.samples import NEGATIVE_CLEARANCE, AnnotatedVolume, epoch_examples, evaluation_examples
+from clarity_fast.model.samples import AnnotatedVolume, epoch_examples, evaluation_examples
 from clarity_fast.model.store import TorchScorer
 from clarity_fast.progress import progress_bar, step
 from clarity_fast.volume_share import estimate_share, histogram
@@ -83,7 +83,7 @@ def calibrate(net: CellNet, volumes: list[AnnotatedVolume], *, patch: int) -> tu
     annotated cell), and the network's logits for those candidates."""
     scorer = TorchScorer(net)
     logits = [logits_at(v.native, centres=v.candidates.zyx, scorer=scorer, patch=patch, grid=v.grid) for v in volumes]
-    labels = [v.distance_in_radii(v.candidates.zyx) <= NEGATIVE_CLEARANCE for v in volumes]
+    labels = [v.at_cells for v in volumes]
     response = [v.candidates.response for v in volumes]
     calibration = fit_calibration(logits=np.concatenate(logits), response=np.concatenate(response), labels=np.concatenate(labels))
     # What detect adapts to a volume's share of cells from (volume_share): the share over all validation
