@@ -22,6 +22,8 @@ from clarity_fast.errors import InputError
 RADIUS_VOXELS = 3.5
 AXIS_WEIGHTS = (2.0, 1.0, 1.0)
 
+RELIABILITY_CELLS = 20  # cells at which an item's F1 counts half in a threshold choice (reliability_weight)
+
 _NO_EDGE = 1e9  # cost of pairing two points farther apart than the radius: never preferred to a real match
 
 
@@ -126,23 +128,40 @@ def balanced_threshold(
     axis_scale: tuple[float, float, float] = (1.0, 1.0, 1.0),
     steps: int = 64,
 ) -> tuple[float, float]:
-    """The score threshold that maximises the mean F1 over `items` (predictions, scores, truth) and that mean.
+    """The score threshold that maximises the weighted mean F1 over `items` (predictions, scores, truth), and
+    that mean.
 
-    Each item (a dataset, say) counts the same however many cells it holds, so one dense set cannot pull the
-    threshold to where it alone does well."""
+    An item (a dataset, say) with many cells counts about the same however many it holds, so one dense set
+    cannot pull the threshold to where it alone does well. One with few cells counts less (reliability_weight):
+    its F1 jumps with each cell, and weighing as much as a whole brain it could pull the threshold to where its
+    handful of cells happen to do best."""
     scores = np.concatenate([np.asarray(s, dtype=float) for _, s, _ in items])
     if len(scores) == 0:
         return float("inf"), 0.0
+    weights = np.array([reliability_weight(len(truth)) for _, _, truth in items])
+    if weights.sum() == 0:  # no item holds cells: each counts the same (any threshold above every score wins)
+        weights = np.ones(len(items))
     grid = np.unique(np.concatenate([np.quantile(scores, np.linspace(0.0, 1.0, steps)), np.linspace(scores.min(), scores.max(), steps)]))
     best = (float("inf"), -1.0)
     for t in grid:
-        f1 = np.mean([
+        f1 = np.array([
             match_points(pred=np.asarray(p)[np.asarray(s) >= t], truth=truth, radius=radius, axis_scale=axis_scale).f1
             for p, s, truth in items
         ])
-        if f1 > best[1]:
-            best = (float(t), float(f1))
+        mean = float(weights @ f1 / weights.sum())
+        if mean > best[1]:
+            best = (float(t), mean)
     return best
+
+
+def reliability_weight(cells: int) -> float:
+    """How much an item's F1 counts in a threshold choice: cells / (cells + RELIABILITY_CELLS).
+
+    The inverse of the variance of a mean F1 over items whose true F1s differ (between-item sd about 0.1) and
+    which are each measured from `cells` cells (binomial sd about 0.5 / sqrt(cells)): past a few dozen cells
+    every item counts nearly the same, a 5-cell one a fifth as much.
+    """
+    return cells / (cells + RELIABILITY_CELLS)
 
 
 def roc_auc(scores: np.ndarray, labels: np.ndarray) -> float:

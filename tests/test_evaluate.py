@@ -12,7 +12,7 @@ from scipy.spatial.distance import cdist
 
 from clarity_fast.detection import merge_duplicates
 from clarity_fast.settings import Scale
-from clarity_fast.evaluate import balanced_threshold, best_threshold, match_points, roc_auc
+from clarity_fast.evaluate import balanced_threshold, best_threshold, match_points, reliability_weight, roc_auc
 
 
 def brute_force_matches(pred, truth, radius):
@@ -81,16 +81,35 @@ def test_evaluate_command_json(tmp_path):
     assert (result["tp"], result["fp"], result["fn"]) == (1, 1, 1) and result["f1"] == 0.5
 
 
-def test_balanced_threshold_weighs_each_item_equally():
-    truth_a = np.array([[0, 0, 0], [0, 0, 20], [0, 0, 40], [0, 0, 60]], float)
-    truth_b = np.array([[0, 0, 0]], float)
-    # a: its four cells score 0.9 and two far-away false detections 0.6; b: its cell scores 0.5.
-    pred_a = np.concatenate([truth_a, [[0, 50, 0], [0, 90, 0]]])
-    items = [(pred_a, np.array([0.9, 0.9, 0.9, 0.9, 0.6, 0.6]), truth_a), (truth_b, np.array([0.5]), truth_b)]
+def _scored_item(*, cells: int, cell_score: float, false: int) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """Cells 20 apart along x scoring `cell_score`, and `false` far-away detections scoring 0.6."""
+    truth = np.column_stack([np.zeros(cells), np.zeros(cells), 20.0 * np.arange(cells)])
+    wrong = np.column_stack([np.zeros(false), np.full(false, 500.0), 20.0 * np.arange(false)])
+    return np.concatenate([truth, wrong]), np.r_[np.full(cells, cell_score), np.full(false, 0.6)], truth
+
+
+def test_balanced_threshold_does_not_let_a_dense_item_dominate():
+    # The dense item does best above 0.6 (it loses its false detections), the other only at 0.5 or below
+    # (its cells score 0.5); pooled, the dense item's cells would win, balanced the sparser item's F1 counts too.
+    items = [_scored_item(cells=200, cell_score=0.9, false=200), _scored_item(cells=40, cell_score=0.5, false=0)]
     threshold, mean_f1 = balanced_threshold(items, radius=2.0)
-    assert threshold <= 0.5 and mean_f1 == pytest.approx((0.8 + 1.0) / 2)
-    pooled, match = best_threshold(pred=pred_a, scores=items[0][1], truth=truth_a, radius=2.0)
-    assert balanced_threshold(items[:1], radius=2.0) == (pooled, match.f1)
+    weights = np.array([reliability_weight(200), reliability_weight(40)])
+    assert threshold <= 0.5 and mean_f1 == pytest.approx(weights @ [400 / 600, 1.0] / weights.sum())
+    pooled, _ = best_threshold(
+        pred=np.concatenate([it[0] for it in items]), scores=np.concatenate([it[1] for it in items]),
+        truth=np.concatenate([it[2] for it in items]), radius=2.0,
+    )
+    assert pooled > 0.6
+    pooled_one, match = best_threshold(pred=items[0][0], scores=items[0][1], truth=items[0][2], radius=2.0)
+    assert balanced_threshold(items[:1], radius=2.0) == (pooled_one, match.f1)
+
+
+def test_balanced_threshold_counts_a_near_empty_item_less():
+    # Weighed equally, two cells at 0.5 would pull the threshold under the 40-cell item's false detections.
+    items = [_scored_item(cells=40, cell_score=0.9, false=20), _scored_item(cells=2, cell_score=0.5, false=0)]
+    threshold, _ = balanced_threshold(items, radius=2.0)
+    assert threshold > 0.6
+    assert reliability_weight(5) == pytest.approx(0.2) and reliability_weight(1000) > 0.98
 
 
 def test_merge_distance_joins_one_elongated_cell_and_keeps_touching_cells_apart():

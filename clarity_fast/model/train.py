@@ -1,5 +1,6 @@
 """Training: AdamW on balanced, augmented patches; early stopping on validation AUC; the detection
-threshold chosen where the mean validation F1 over groups peaks. Deterministic for a seed.
+threshold chosen where the mean validation F1 over groups (weighted by their cells' reliability) peaks.
+Deterministic for a seed.
 """
 
 from __future__ import annotations
@@ -99,7 +100,8 @@ def calibrate(net: CellNet, volumes: list[AnnotatedVolume], *, patch: int) -> tu
 
 def choose_threshold(volumes: list[AnnotatedVolume], *, logits: list[np.ndarray], calibration: Calibration) -> tuple[float, dict]:
     """The probability threshold with the best mean detection F1 over the validation groups (each group, a
-    dataset or a brain, counts the same), matching within a cell radius; and the pooled result there."""
+    dataset or a brain, counts about the same, one of a few cells less: evaluate.balanced_threshold), matching
+    within a cell radius; and the pooled result there."""
     by_group: dict[str, list] = {}
     for v, logit in zip(volumes, logits):
         zyx, probs = calibrated_detections(v.candidates, logit, calibration=calibration, merge_radius=v.scale.merge_radius_voxels)
