@@ -157,9 +157,9 @@ def balanced_threshold(
 def reliability_weight(cells: int) -> float:
     """How much an item's F1 counts in a threshold choice: cells / (cells + RELIABILITY_CELLS).
 
-    The inverse of the variance of a mean F1 over items whose true F1s differ (between-item sd about 0.1) and
-    which are each measured from `cells` cells (binomial sd about 0.5 / sqrt(cells)): past a few dozen cells
-    every item counts nearly the same, a 5-cell one a fifth as much.
+    Proportional to the inverse variance of an item's F1 as an estimate of the items' mean: between-item sd
+    about 0.1, plus a binomial sd about 0.45 / sqrt(cells) (F1 near 0.7), so RELIABILITY_CELLS = 0.45² / 0.1².
+    Past a few dozen cells every item counts nearly the same, a 5-cell one a fifth as much.
     """
     return cells / (cells + RELIABILITY_CELLS)
 

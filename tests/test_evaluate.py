@@ -12,7 +12,14 @@ from scipy.spatial.distance import cdist
 
 from clarity_fast.detection import merge_duplicates
 from clarity_fast.settings import Scale
-from clarity_fast.evaluate import balanced_threshold, best_threshold, match_points, reliability_weight, roc_auc
+from clarity_fast.evaluate import (
+    balanced_threshold,
+    best_threshold,
+    match_points,
+    pool_volumes,
+    reliability_weight,
+    roc_auc,
+)
 
 
 def brute_force_matches(pred, truth, radius):
@@ -95,10 +102,8 @@ def test_balanced_threshold_does_not_let_a_dense_item_dominate():
     threshold, mean_f1 = balanced_threshold(items, radius=2.0)
     weights = np.array([reliability_weight(200), reliability_weight(40)])
     assert threshold <= 0.5 and mean_f1 == pytest.approx(weights @ [400 / 600, 1.0] / weights.sum())
-    pooled, _ = best_threshold(
-        pred=np.concatenate([it[0] for it in items]), scores=np.concatenate([it[1] for it in items]),
-        truth=np.concatenate([it[2] for it in items]), radius=2.0,
-    )
+    pred, scores, truth = pool_volumes(items)
+    pooled, _ = best_threshold(pred=pred, scores=scores, truth=truth, radius=2.0)
     assert pooled > 0.6
     pooled_one, match = best_threshold(pred=items[0][0], scores=items[0][1], truth=items[0][2], radius=2.0)
     assert balanced_threshold(items[:1], radius=2.0) == (pooled_one, match.f1)
