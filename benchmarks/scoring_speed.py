@@ -1,5 +1,6 @@
 """Patch-scoring throughput: torch eager against onnxruntime (fp32, fp16, int8 on the CPU; CUDA and
-TensorRT where a GPU is present), batch 64..4096, measured in the same run on the same patches.
+TensorRT where a GPU is present), batch 64..4096, measured in the same run on the same patches. The exported
+graph (2D convolutions over z windows, export/planar.py) is timed against the plain 3D graph of the same network.
 
 Run: python benchmarks/scoring_speed.py [--model model.pt] [--batches 64,256,1024,4096] [--seconds 4]
 (writes results/scoring_speed[_gpu].{json,md}; the ratio column is at the largest batch).
@@ -83,9 +84,11 @@ def main() -> None:
         reference = net(torch.from_numpy(patches)).numpy()
     workdir = Path(tempfile.mkdtemp(prefix="clarity-fast-bench-"))
     export_onnx(workdir / "fp32.onnx", net=net, config=config)
+    export_onnx(workdir / "fp32_3d.onnx", net=net, config=config, planar=False)
     export_onnx(workdir / "fp16.onnx", net=net, config=config, fp16=True)
     variants: dict[str, object] = {}
     variants["torch eager"] = lambda x: net(torch.from_numpy(x)).numpy()
+    variants["onnxruntime cpu fp32, 3D graph"] = OnnxScorer(workdir / "fp32_3d.onnx", settings=RuntimeSettings(device="cpu"))
     variants["onnxruntime cpu fp32"] = OnnxScorer(workdir / "fp32.onnx", settings=RuntimeSettings(device="cpu"))
     variants["onnxruntime cpu fp16"] = OnnxScorer(workdir / "fp16.onnx", settings=RuntimeSettings(device="cpu"))
     try:
@@ -101,9 +104,10 @@ def main() -> None:
         variants["torch cuda eager"] = lambda x: on_gpu(torch.from_numpy(x).cuda()).cpu().numpy()
     if gpus:
         for device in ("cuda", "tensorrt"):
-            scorer = OnnxScorer(workdir / "fp32.onnx", settings=RuntimeSettings(device=device, cache_dir=workdir))
-            if scorer.device == device:  # a fallback would only time the same provider twice
-                variants[f"onnxruntime {device}"] = scorer
+            for graph, suffix in (("fp32_3d", ", 3D graph"), ("fp32", "")):
+                scorer = OnnxScorer(workdir / f"{graph}.onnx", settings=RuntimeSettings(device=device, cache_dir=workdir))
+                if scorer.device == device:  # a fallback would only time the same provider twice
+                    variants[f"onnxruntime {device}{suffix}"] = scorer
     runs, rows = [], []
     for name, score in variants.items():
         with torch.inference_mode():

@@ -6,6 +6,8 @@ import logging
 import numpy as np
 import pytest
 from cli_runner import run_cli
+from hypothesis import given, settings
+from hypothesis import strategies as st
 
 torch = pytest.importorskip("torch", reason="export needs the 'train' extra (torch, onnx)")
 onnx = pytest.importorskip("onnx", reason="export needs the 'train' extra (torch, onnx)")
@@ -13,6 +15,7 @@ onnx = pytest.importorskip("onnx", reason="export needs the 'train' extra (torch
 from clarity_fast.errors import InputError, ModelError
 from clarity_fast.export.model_file import CONFIG_KEY
 from clarity_fast.export.parity import max_logit_difference, random_patches
+from clarity_fast.export.planar import PlanarCellNet
 from clarity_fast.export.providers import cuda_device_count
 from clarity_fast.export.runtime import CPU, CUDA, TENSORRT, OnnxScorer, RuntimeSettings, engine_cache, provider_chain
 from clarity_fast.export.to_onnx import export_onnx, onnx_bytes
@@ -301,3 +304,30 @@ def test_an_export_that_does_not_score_as_pytorch_is_not_written(tmp_path):
     assert out.returncode == 3 and "differs from PyTorch" in out.stderr and len(out.stderr.splitlines()) == 1
     assert (tmp_path / "m.onnx").read_text() == "an earlier export"
     assert sorted(p.name for p in tmp_path.iterdir()) == ["m.onnx", "m.pt"]
+
+
+@settings(max_examples=12, deadline=None)
+@given(patch=st.integers(6, 15), width=st.sampled_from([4, 8]), batch_norm=st.booleans(), seed=st.integers(0, 2**16))
+def test_planar_network_equals_the_3d_one(patch, width, batch_norm, seed):
+    """The 2D-over-z-windows form (what export writes) gives the 3D network's logits, for any patch size."""
+    torch.manual_seed(seed)
+    net = CellNet(NetworkConfig(patch=patch, width=width, hidden=16, batch_norm=batch_norm)).train()
+    with torch.no_grad():
+        net(torch.randn(32, 1, patch, patch, patch) * 2 + 0.5)  # non-trivial batch-norm statistics
+    net.eval()
+    planar = PlanarCellNet(net).eval()
+    x = torch.randn(9, 1, patch, patch, patch)
+    with torch.no_grad():
+        assert torch.allclose(planar(x), net(x), atol=1e-5, rtol=1e-5)
+
+
+def test_export_writes_2d_convolutions_with_the_3d_graphs_logits(tmp_path):
+    net, config = trained_like()
+    planar = onnx.load_from_string(onnx_bytes(net=net, config=config))
+    kernels = [len(next(a.ints for a in n.attribute if a.name == "kernel_shape")) for n in planar.graph.node if n.op_type == "Conv"]
+    assert kernels == [2, 2, 2]
+    (tmp_path / "3d.onnx").write_bytes(onnx_bytes(net=net, config=config, planar=False))
+    (tmp_path / "2d.onnx").write_bytes(planar.SerializeToString())
+    patches = random_patches(64, patch=12, seed=3)
+    logits = [OnnxScorer(tmp_path / f"{name}.onnx", settings=RuntimeSettings(device="cpu"))(patches) for name in ("3d", "2d")]
+    np.testing.assert_allclose(logits[1], logits[0], atol=1e-4)
