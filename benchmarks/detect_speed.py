@@ -117,7 +117,7 @@ def main() -> None:
         rows.append([f"cellfinder {result['cellfinder']} detection stage [torch {where}]", "×".join(map(str, result["shape"])), f"{result['seconds']:.1f}", f"{rate / 1e6:.2f}", "", result["candidates"], "candidates, no classification"])
         by_depth = " / ".join(f"{runs[name]['summary']['voxels_per_s'] / rate:.1f}×" for name in volumes)
         notes += (f" Same volume through cellfinder's detection stage (filters on torch {where}, all CPU cores): clarity-fast is "
-                  f"{by_depth} as fast ({', '.join(volumes)}).")
+                  f"{by_depth} as fast ({'; '.join(volumes)}).")
     md = report.write(
         "detect_speed_gpu" if gpus else "detect_speed",
         data=data,
