@@ -1,6 +1,8 @@
 """Patch-scoring throughput: torch eager against onnxruntime (fp32, fp16, int8 on the CPU; CUDA and
 TensorRT where a GPU is present), batch 64..4096, measured in the same run on the same patches. The exported
 graph (2D convolutions over z windows, export/planar.py) is timed against the plain 3D graph of the same network.
+A float32 matrix multiply on the same threads, timed in the same run, gives the CPU's arithmetic roof: the
+GFLOP/s column (2 x the network's multiply-accumulates x patches/s at the largest batch) reads against it.
 
 Run: python benchmarks/scoring_speed.py [--model model.pt] [--batches 64,256,1024,4096] [--seconds 4]
 (writes results/scoring_speed[_gpu].{json,md}; the ratio column is at the largest batch).
@@ -25,7 +27,7 @@ from clarity_fast.export.parity import random_patches
 from clarity_fast.export.providers import cuda_device_count
 from clarity_fast.export.runtime import OnnxScorer, RuntimeSettings
 from clarity_fast.export.to_onnx import export_onnx
-from clarity_fast.model.config import ModelConfig, NetworkConfig
+from clarity_fast.model.config import ModelConfig, NetworkConfig, multiply_accumulates
 from clarity_fast.model.network import CellNet
 from clarity_fast.model.store import load_model
 
@@ -40,6 +42,17 @@ def throughput(score, patches: np.ndarray, batch: int, seconds: float) -> float:
         score(x)
         n += batch
     return n / (time.perf_counter() - start)
+
+
+def matmul_gflops(seconds: float, *, size: int = 2048) -> float:
+    """GFLOP/s of torch's float32 matrix multiply on the current threads: what dense arithmetic reaches here."""
+    a, b = torch.randn(size, size), torch.randn(size, size)
+    a @ b
+    n, start = 0, time.perf_counter()
+    while time.perf_counter() - start < seconds:
+        a @ b
+        n += 1
+    return 2 * size**3 * n / (time.perf_counter() - start) / 1e9
 
 
 def quantised(fp32: Path, out: Path, calibration: np.ndarray) -> Path:
@@ -92,7 +105,7 @@ def main() -> None:
     variants["onnxruntime cpu fp32"] = OnnxScorer(workdir / "fp32.onnx", settings=RuntimeSettings(device="cpu"))
     variants["onnxruntime cpu fp16"] = OnnxScorer(workdir / "fp16.onnx", settings=RuntimeSettings(device="cpu"))
     try:
-        if gpus:  # int8 is a CPU option (3x slower than fp32 there); on a GPU machine it only costs lease time
+        if gpus:  # int8 is a CPU option (no faster than fp32 there); on a GPU machine it only costs lease time
             raise RuntimeError("not timed on a GPU machine")
         int8 = quantised(workdir / "fp32.onnx", workdir / "int8.onnx", random_patches(512, patch=config.network.patch, seed=2))
         session = ort.InferenceSession(str(int8), providers=["CPUExecutionProvider"])
@@ -118,18 +131,21 @@ def main() -> None:
         provider = getattr(score, "provider", "torch" if name.startswith("torch") else "CPUExecutionProvider")
         runs.append(dict(name=name, provider=provider, max_abs_logit_diff=delta, decision_agreement=agree, patches_per_s=speeds))
         print(name, {b: round(v) for b, v in speeds.items()}, f"max|Δ| {delta:.2e}", flush=True)
+    roof = matmul_gflops(args.seconds)
+    flops = 2 * multiply_accumulates(config.network)
     eager = runs[0]["patches_per_s"]
     for r in runs:
         r["ratio_to_torch_eager"] = {b: r["patches_per_s"][b] / eager[b] for b in batches}
-        rows.append([r["name"], *[f"{r['patches_per_s'][b]:.0f}" for b in batches], f"{r['ratio_to_torch_eager'][largest]:.2f}×", f"{r['max_abs_logit_diff']:.1e}", f"{r['decision_agreement']:.4f}"])
+        r["gflops_at_largest_batch"] = flops * r["patches_per_s"][largest] / 1e9
+        rows.append([r["name"], *[f"{r['patches_per_s'][b]:.0f}" for b in batches], f"{r['ratio_to_torch_eager'][largest]:.2f}×", f"{r['gflops_at_largest_batch']:.0f}", f"{r['max_abs_logit_diff']:.1e}", f"{r['decision_agreement']:.4f}"])
     device = torch.cuda.get_device_name(0) if gpus and torch.cuda.is_available() else f"{gpus} CUDA devices" if gpus else "CPU only"
     name = "scoring_speed_gpu" if gpus else "scoring_speed"
     md = report.write(
         name,
-        data=dict(device=device, onnxruntime=ort.__version__, torch=torch.__version__, threads=torch.get_num_threads(), network=config.network.to_dict(), trained_model=str(args.model) if args.model else None, batches=list(batches), seconds=args.seconds, runs=runs),
-        columns=["runtime", *[f"batch {b}" for b in batches], f"vs eager @{largest}", "max abs Δlogit", "same decision"],
+        data=dict(device=device, onnxruntime=ort.__version__, torch=torch.__version__, threads=torch.get_num_threads(), network=config.network.to_dict(), trained_model=str(args.model) if args.model else None, batches=list(batches), seconds=args.seconds, matmul_gflops=roof, runs=runs),
+        columns=["runtime", *[f"batch {b}" for b in batches], f"vs eager @{largest}", f"GFLOP/s @{largest}", "max abs Δlogit", "same decision"],
         rows=rows,
-        notes=f"Patches/s on {device}; {config.network.patch}³ patches, width {config.network.width}; torch {torch.__version__} ({torch.get_num_threads()} threads), onnxruntime {ort.__version__}; {args.seconds:g} s per cell after a warm-up call. Δlogit and decisions against torch eager fp32 on {largest} patches.",
+        notes=f"Patches/s on {device}; {config.network.patch}³ patches, width {config.network.width}; torch {torch.__version__} ({torch.get_num_threads()} threads), onnxruntime {ort.__version__}; {args.seconds:g} s per cell after a warm-up call. Δlogit and decisions against torch eager fp32 on {largest} patches. {flops / 1e6:.1f} MFLOP per patch; torch's float32 2048² matrix multiply on the same threads: {roof:.0f} GFLOP/s.",
     )
     print(md.read_text())
 
