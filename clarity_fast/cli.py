@@ -343,6 +343,9 @@ def export(
     out: Annotated[Optional[Path], typer.Option("--out", help="ONNX file to write (default: beside the model, .onnx).")] = None,
     fp16: Annotated[bool, typer.Option("--fp16", help="Half-precision weights and arithmetic (inputs stay float32).")] = False,
     opset: Annotated[int, typer.Option("--opset", help="ONNX opset version.")] = 17,
+    graph: Annotated[
+        str, typer.Option("--graph", help="planar (3D convolutions as 2D ones over z windows: faster on CPUs) or 3d (the network as trained).")
+    ] = "planar",
 ) -> None:
     """Export a trained model to ONNX (with its config in the metadata) and check it against PyTorch."""
     from clarity_fast.export.parity import PARITY_FP16, PARITY_FP32, max_logit_difference
@@ -350,19 +353,21 @@ def export(
     from clarity_fast.io.atomic import atomic_path, check_output_path
     from clarity_fast.model.store import load_model
 
+    if graph not in ("planar", "3d"):
+        raise InputError(f"--graph must be planar or 3d, got {graph!r}")
     out = out or onnx_from.with_suffix(".onnx")
     check_output_path(out)
     net, config = load_model(onnx_from)
     tolerance = PARITY_FP16 if fp16 else PARITY_FP32
     with atomic_path(out) as tmp:  # in place only once it scores as PyTorch does
-        export_onnx(tmp, net=net, config=config, opset=opset, fp16=fp16)
+        export_onnx(tmp, net=net, config=config, opset=opset, fp16=fp16, planar=graph == "planar")
         delta = max_logit_difference(net=net, onnx_path=tmp)
         if not delta <= tolerance:  # NaN too: weights that overflow half precision, say
             raise ModelError(
                 f"{out}: the exported model differs from PyTorch by {delta:.2e} in a logit (more than {tolerance:g}); not written"
             )
     typer.echo(
-        f"wrote {out} ({out.stat().st_size / 1e6:.1f} MB, opset {opset}, {'fp16' if fp16 else 'fp32'}): "
+        f"wrote {out} ({out.stat().st_size / 1e6:.1f} MB, opset {opset}, {'fp16' if fp16 else 'fp32'}, {graph} graph): "
         f"max |Δlogit| against PyTorch {delta:.2e} on random patches"
     )
 

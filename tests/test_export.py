@@ -291,6 +291,22 @@ def test_export_command(tmp_path):
     assert not (tmp_path / "bad.onnx").exists()
 
 
+def conv_ranks(model: onnx.ModelProto) -> list[int]:
+    """How many spatial axes each convolution of an ONNX graph has."""
+    return [len(next(a.ints for a in n.attribute if a.name == "kernel_shape")) for n in model.graph.node if n.op_type == "Conv"]
+
+
+def test_export_command_writes_either_graph(tmp_path):
+    net, config = trained_like()
+    save_model(tmp_path / "m.pt", net=net, config=config)
+    out = run_cli("export", "--onnx", tmp_path / "m.pt", "--graph", "3d", "--out", tmp_path / "3d.onnx")
+    assert out.returncode == 0 and "3d graph" in out.stdout, out.stderr
+    assert conv_ranks(onnx.load(tmp_path / "3d.onnx")) == [3, 3, 3]
+    out = run_cli("export", "--onnx", tmp_path / "m.pt", "--graph", "2.5d", "--out", tmp_path / "x.onnx")
+    assert out.returncode == 2 and "--graph must be planar or 3d" in out.stderr and len(out.stderr.splitlines()) == 1
+    assert not (tmp_path / "x.onnx").exists()
+
+
 def test_an_export_that_does_not_score_as_pytorch_is_not_written(tmp_path):
     """Weights too large for half precision overflow to inf: the export must fail, not print `nan` and exit 0."""
     import torch
@@ -324,8 +340,7 @@ def test_planar_network_equals_the_3d_one(patch, width, batch_norm, seed):
 def test_export_writes_2d_convolutions_with_the_3d_graphs_logits(tmp_path):
     net, config = trained_like()
     planar = onnx.load_from_string(onnx_bytes(net=net, config=config))
-    kernels = [len(next(a.ints for a in n.attribute if a.name == "kernel_shape")) for n in planar.graph.node if n.op_type == "Conv"]
-    assert kernels == [2, 2, 2]
+    assert conv_ranks(planar) == [2, 2, 2]
     (tmp_path / "3d.onnx").write_bytes(onnx_bytes(net=net, config=config, planar=False))
     (tmp_path / "2d.onnx").write_bytes(planar.SerializeToString())
     patches = random_patches(64, patch=12, seed=3)
