@@ -13,31 +13,19 @@ from __future__ import annotations
 
 import argparse
 import csv
-import time
 
 import numpy as np
 import report
-from default_model import DELIVR, GEOMETRIES, OUT, TRAINING_SIZE_SPREAD, cli, held_out_patches, held_out_sets, training_manifest, voxel_size
+from default_model import DELIVR, OUT, SIM_BRAINS, TRAINING_SIZE_SPREAD, cli, held_out_patches, held_out_sets, model_file, training_manifest, voxel_size
 
 from clarity_fast.detection import logits_at
 from clarity_fast.export.parity import random_patches
 from clarity_fast.export.runtime import OnnxScorer, RuntimeSettings
 from clarity_fast.manifest import Entry
-from clarity_fast.model.config import DEFAULT_EPOCHS
 from clarity_fast.model.samples import load_annotated
 from clarity_fast.model.store import TorchScorer, load_model
 
 KEEP = (0.99, 0.995, 0.999)
-
-
-def patch_rate(scorer: OnnxScorer, patches: np.ndarray, seconds: float) -> float:
-    """Patches per second over `seconds` of back-to-back calls, after one warm-up call."""
-    scorer(patches)
-    n, start = 0, time.perf_counter()
-    while time.perf_counter() - start < seconds:
-        scorer(patches)
-        n += len(patches)
-    return n / (time.perf_counter() - start)
 
 
 def main() -> None:
@@ -49,23 +37,23 @@ def main() -> None:
     with (DELIVR / "index.csv").open() as f:
         rows = list(csv.DictReader(f))
     held_out = held_out_patches(rows)
-    big_pt = OUT / f"default_e{DEFAULT_EPOCHS}_s18_g{len(GEOMETRIES)}.pt"
+    big_pt = model_file()
     if not big_pt.exists():
         raise SystemExit(f"{big_pt} not found: run benchmarks/default_model.py first")
     small_pt = OUT / f"screen_w{args.width}_e{args.epochs}.pt"
     if not small_pt.exists():
-        manifest = training_manifest(rows, held_out, sim_brains=18, size_spread=TRAINING_SIZE_SPREAD)
+        manifest = training_manifest(rows, held_out, sim_brains=SIM_BRAINS, size_spread=TRAINING_SIZE_SPREAD)
         cli("train", "--manifest", manifest, "--out", small_pt, "--epochs", args.epochs, "--seed", 0, "--width", args.width, "--cell-diameter", 12.0)
     for pt in (big_pt, small_pt):
         cli("export", "--onnx", pt, "--out", pt.with_suffix(".onnx"))
     (big, big_config), (small, small_config) = load_model(big_pt), load_model(small_pt)
 
-    patches = random_patches(4096, patch=12, seed=1)
+    patches = random_patches(4096, patch=big_config.network.patch, seed=1)
     scorers = {name: OnnxScorer(pt.with_suffix(".onnx"), settings=RuntimeSettings(device="cpu")) for name, pt in (("big", big_pt), ("small", small_pt))}
     rates: dict[str, list[float]] = {"big": [], "small": []}
     for _ in range(2):  # alternated, so a drift of the machine touches both
         for name, scorer in scorers.items():
-            rates[name].append(patch_rate(scorer, patches, args.seconds))
+            rates[name].append(len(patches) * report.calls_per_second(lambda: scorer(patches), args.seconds))
     ratio = float(np.mean(rates["big"]) / np.mean(rates["small"]))
 
     passed: dict[str, list[tuple[np.ndarray, np.ndarray]]] = {}
@@ -79,7 +67,7 @@ def main() -> None:
             found = volume.candidates
             probs = {}
             for name, net, config in (("big", big, big_config), ("small", small, small_config)):
-                logits = logits_at(volume.native, centres=found.zyx, scorer=TorchScorer(net), patch=12, grid=volume.grid)
+                logits = logits_at(volume.native, centres=found.zyx, scorer=TorchScorer(net), patch=config.network.patch, grid=volume.grid)
                 probs[name] = config.calibration.probability(logits, found.response)
             passed.setdefault(set_name, []).append((probs["big"] >= big_config.threshold, probs["small"]))
             clutter.setdefault(set_name, []).append(volume.distance_in_radii(found.zyx) > 2)  # a diameter from every annotation

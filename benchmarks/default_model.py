@@ -45,6 +45,7 @@ GEOMETRIES = [
 ]
 UNSEEN_GEOMETRIES = [dict(voxel="2.5x1.25x1.25", diameter=15.0), dict(voxel="7x2.5x2.5", diameter=10.0)]
 EXTENT_UM = (192.0, 384.0, 384.0)
+SIM_BRAINS = 18  # simulated training brains, spread over GEOMETRIES
 TRAINING_SIZE_SPREAD = SIZE_SPREAD  # sd of log soma size in the training brains; test brains keep the simulator's default
 
 
@@ -101,6 +102,11 @@ def spread_suffix(size_spread: float) -> str:
     return "" if size_spread == SIZE_SPREAD else f"_spread{size_spread:g}"
 
 
+def model_file(*, epochs: int = DEFAULT_EPOCHS, sim_brains: int = SIM_BRAINS, size_spread: float = TRAINING_SIZE_SPREAD) -> Path:
+    """Where the model trained with these settings is kept (it is trained again only when this file is missing)."""
+    return OUT / f"default_e{epochs}_s{sim_brains}_g{len(GEOMETRIES)}{spread_suffix(size_spread)}.pt"
+
+
 def training_manifest(rows: list[dict], held_out: set[str], *, sim_brains: int, size_spread: float) -> Path:
     per_geometry = max(sim_brains // len(GEOMETRIES), 1)
     suffix = spread_suffix(size_spread)
@@ -154,7 +160,7 @@ def evaluate_sets(model: Path, rows: list[dict], held_out: set[str]) -> dict:
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--epochs", type=int, default=DEFAULT_EPOCHS)
-    parser.add_argument("--sim-brains", type=int, default=18)
+    parser.add_argument("--sim-brains", type=int, default=SIM_BRAINS)
     parser.add_argument("--size-spread", type=float, default=TRAINING_SIZE_SPREAD, help="sd of log soma size in the training brains")
     parser.add_argument("--install", action="store_true", help="copy the model into the package as the built-in one")
     args = parser.parse_args()
@@ -163,7 +169,7 @@ def main() -> None:
         rows = list(csv.DictReader(f))
     held_out = held_out_patches(rows)
     manifest = training_manifest(rows, held_out, sim_brains=args.sim_brains, size_spread=args.size_spread)
-    model_pt = OUT / f"default_e{args.epochs}_s{args.sim_brains}_g{len(GEOMETRIES)}{spread_suffix(args.size_spread)}.pt"
+    model_pt = model_file(epochs=args.epochs, sim_brains=args.sim_brains, size_spread=args.size_spread)
     if not model_pt.exists():  # delete benchmarks/out/default_model to train again
         cli("train", "--manifest", manifest, "--out", model_pt, "--epochs", args.epochs, "--seed", 0, "--cell-diameter", SIM["diameter"])
     cli("export", "--onnx", model_pt, "--out", OUT / "default.onnx")

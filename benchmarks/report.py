@@ -4,6 +4,8 @@ from __future__ import annotations
 
 import json
 import platform
+import time
+from collections.abc import Callable
 from pathlib import Path
 
 from clarity_fast.export.providers import available_cores
@@ -32,6 +34,16 @@ def simulated_volume(shape: tuple[int, int, int], *, tile: tuple[int, int, int] 
             block = np.ascontiguousarray(block[: shape[0], : shape[1], : shape[2]])
         np.save(path, block)
     return path
+
+
+def calls_per_second(call: Callable[[], object], seconds: float) -> float:
+    """How often `call` runs per second, back to back for `seconds`, after one untimed warm-up call."""
+    call()
+    n, start = 0, time.perf_counter()
+    while time.perf_counter() - start < seconds:
+        call()
+        n += 1
+    return n / (time.perf_counter() - start)
 
 
 def peak_rss_mb() -> float:

@@ -15,7 +15,6 @@ from __future__ import annotations
 import argparse
 import copy
 import tempfile
-import time
 from pathlib import Path
 
 import numpy as np
@@ -36,23 +35,13 @@ from clarity_fast.model.store import load_model
 def throughput(score, patches: np.ndarray, batch: int, seconds: float) -> float:
     """Patches per second over `seconds` of back-to-back calls, after one warm-up call."""
     x = patches[:batch]
-    score(x)
-    n, start = 0, time.perf_counter()
-    while time.perf_counter() - start < seconds:
-        score(x)
-        n += batch
-    return n / (time.perf_counter() - start)
+    return batch * report.calls_per_second(lambda: score(x), seconds)
 
 
 def matmul_gflops(seconds: float, *, size: int = 2048) -> float:
     """GFLOP/s of torch's float32 matrix multiply on the current threads: what dense arithmetic reaches here."""
     a, b = torch.randn(size, size), torch.randn(size, size)
-    a @ b
-    n, start = 0, time.perf_counter()
-    while time.perf_counter() - start < seconds:
-        a @ b
-        n += 1
-    return 2 * size**3 * n / (time.perf_counter() - start) / 1e9
+    return 2 * size**3 * report.calls_per_second(lambda: a @ b, seconds) / 1e9
 
 
 def quantised(fp32: Path, out: Path, calibration: np.ndarray) -> Path:
