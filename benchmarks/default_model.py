@@ -107,10 +107,12 @@ def model_file(*, epochs: int = DEFAULT_EPOCHS, sim_brains: int = SIM_BRAINS, si
     return OUT / f"default_e{epochs}_s{sim_brains}_g{len(GEOMETRIES)}{spread_suffix(size_spread)}.pt"
 
 
-def training_manifest(rows: list[dict], held_out: set[str], *, sim_brains: int, size_spread: float) -> Path:
+def training_manifest(rows: list[dict], held_out: set[str], *, sim_brains: int, size_spread: float, path: Path | None = None) -> Path:
+    """The built-in model's training data (the simulated brains, the delivr patches not in `held_out`) as a
+    manifest at `path` (default: train.csv in OUT, what default_model.py trains on)."""
     per_geometry = max(sim_brains // len(GEOMETRIES), 1)
     suffix = spread_suffix(size_spread)
-    path = OUT / f"train{suffix}.csv"
+    path = path or OUT / f"train{suffix}.csv"
     with path.open("w") as out:
         out.write("volume,points,group,voxel_size,cell_diameter,annotations\n")
         for i, geometry in enumerate(GEOMETRIES):

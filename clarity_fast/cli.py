@@ -275,9 +275,9 @@ def _annotated(manifest: Path, *, cell_diameter: float, voxel_size: Optional[str
     )
 
 
-def _train_settings(*, epochs: int, patch: int, width: int, seed: int):
+def _train_settings(*, epochs: int, patch: int, width: int, seed: int, validate_by: str):
     from clarity_fast.model.config import NetworkConfig
-    from clarity_fast.model.train import TrainSettings
+    from clarity_fast.model.train import VALIDATE_BY, TrainSettings
 
     if epochs < 1:
         raise InputError(f"--epochs must be >= 1, got {epochs}")
@@ -287,7 +287,9 @@ def _train_settings(*, epochs: int, patch: int, width: int, seed: int):
         raise InputError(f"--width must be >= 1, got {width}")
     if seed < 0:
         raise InputError(f"--seed must be >= 0, got {seed}")
-    return TrainSettings(network=NetworkConfig(patch=patch, width=width), epochs=epochs, seed=seed)
+    if validate_by not in VALIDATE_BY:
+        raise InputError(f"--validate-by must be {' or '.join(VALIDATE_BY)}, got {validate_by!r}")
+    return TrainSettings(network=NetworkConfig(patch=patch, width=width), epochs=epochs, seed=seed, validate_by=validate_by)
 
 
 ManifestOption = Annotated[
@@ -297,6 +299,14 @@ EpochsOption = Annotated[int, typer.Option("--epochs", help="Most epochs (traini
 PatchOption = Annotated[int, typer.Option("--patch", help="Patch edge in voxels.")]
 WidthOption = Annotated[int, typer.Option("--width", help="Channels per convolution.")]
 SeedOption = Annotated[int, typer.Option("--seed", help="Random seed: the same seed gives the same model.")]
+ValidateByOption = Annotated[
+    str,
+    typer.Option(
+        "--validate-by",
+        help="Hold out whole volumes or whole groups (brains) for early stopping and the threshold: group keeps a "
+        "brain's blocks off both sides, but trains on fewer brains.",
+    ),
+]
 
 
 @app.command()
@@ -307,6 +317,7 @@ def train(
     patch: PatchOption = 12,
     width: WidthOption = 32,
     seed: SeedOption = 0,
+    validate_by: ValidateByOption = "volume",
     cell_diameter: CellDiameterOption = 12.0,
     voxel_size: VoxelSizeOption = None,
 ) -> None:
@@ -321,7 +332,7 @@ def train(
     log_path, curve_path = stem.with_name(stem.name + ".train.json"), stem.with_name(stem.name + ".curve.png")
     for path in (out, log_path, curve_path):  # all three writable before hours of training, not after
         check_output_path(path)
-    settings = _train_settings(epochs=epochs, patch=patch, width=width, seed=seed)
+    settings = _train_settings(epochs=epochs, patch=patch, width=width, seed=seed, validate_by=validate_by)
     volumes = _annotated(manifest, cell_diameter=cell_diameter, voxel_size=voxel_size, prefilter_threshold=PrefilterSettings.threshold)
     trained = train_model(volumes, settings=settings, prefilter_threshold=PrefilterSettings.threshold)
     write_json(log_path, dict(config=trained.config.to_dict(), history=trained.history))
@@ -422,6 +433,7 @@ def cv(
     patch: PatchOption = 12,
     width: WidthOption = 32,
     seed: SeedOption = 0,
+    validate_by: ValidateByOption = "volume",
     cell_diameter: CellDiameterOption = 12.0,
     voxel_size: VoxelSizeOption = None,
 ) -> None:
@@ -440,7 +452,7 @@ def cv(
         raise InputError(f"--by must be group or volume, got {by!r}")
     if splits < 1:
         raise InputError(f"--splits must be >= 1, got {splits}")
-    settings = _train_settings(epochs=epochs, patch=patch, width=width, seed=seed)
+    settings = _train_settings(epochs=epochs, patch=patch, width=width, seed=seed, validate_by=validate_by)
     make_output_dir(out)
     volumes = _annotated(manifest, cell_diameter=cell_diameter, voxel_size=voxel_size, prefilter_threshold=PrefilterSettings.threshold)
     if by == "volume":

@@ -216,6 +216,32 @@ def test_volumes_without_cells_are_never_held_out_for_validation():
             assert all(len(v.truth) for v in val) or val == volumes  # held out: only volumes with cells
 
 
+def test_validation_by_group_keeps_each_group_on_one_side():
+    """By group, no brain's blocks sit on both sides of early stopping; the held-out groups reach the share of cells,
+    training keeps a group with cells, and groups without cells stay in training."""
+    from types import SimpleNamespace
+
+    from clarity_fast.model.train import split_validation
+
+    rng = np.random.default_rng(0)
+    for seed in range(30):
+        volumes = [
+            SimpleNamespace(group=f"brain{rng.integers(0, 5)}", truth=np.zeros((int(rng.integers(0, 40)), 3))) for _ in range(12)
+        ]
+        train, val = split_validation(volumes, fraction=0.3, seed=seed, by="group")
+        if val is train:
+            continue
+        held = {v.group for v in val}
+        assert held.isdisjoint(v.group for v in train)
+        assert sum(len(v.truth) for v in train) > 0
+        cells = {g: sum(len(v.truth) for v in volumes if v.group == g) for g in held}
+        assert all(cells.values())
+        total = sum(len(v.truth) for v in volumes)
+        assert sum(cells.values()) >= 0.3 * total or len({v.group for v in train if len(v.truth)}) == 1
+    with pytest.raises(ValueError, match="volume or group"):
+        split_validation(volumes, fraction=0.3, seed=0, by="brain")
+
+
 def test_cv_summary_skips_undefined_metrics_and_writes_strict_json(tmp_path):
     """A fold whose test volume is annotated as empty has no patch AUC: the mean is over the other folds, and
     cv.json says null where strict JSON readers would refuse a bare NaN."""
@@ -261,6 +287,8 @@ def test_train_checks_every_output_first_and_names_them_beside_the_model(manifes
     json.loads((tmp_path / "cfos.v1.train.json").read_text(), parse_constant=lambda name: pytest.fail(f"bare {name}"))
     done = run_cli("train", "--manifest", manifest, "--out", tmp_path / "x.pt", "--seed", "-1")
     assert done.returncode == 2 and "--seed must be >= 0" in done.stderr
+    done = run_cli("train", "--manifest", manifest, "--out", tmp_path / "x.pt", "--validate-by", "brain")
+    assert done.returncode == 2 and "--validate-by must be volume or group" in done.stderr and not (tmp_path / "x.pt").exists()
 
 
 def test_no_validation_volume_would_be_adapted(volumes):

@@ -27,6 +27,7 @@ from clarity_fast.progress import progress_bar, step
 from clarity_fast.volume_share import estimate_share, histogram
 
 log = logging.getLogger("clarity_fast")
+VALIDATE_BY = ("volume", "group")
 
 
 @dataclass(frozen=True)
@@ -38,7 +39,8 @@ class TrainSettings:
     weight_decay: float = 1e-4
     patience: int = 40  # epochs without a better validation AUC before stopping
     seed: int = 0
-    validation_fraction: float = 0.2  # of the volumes, held out for early stopping and the threshold
+    validation_fraction: float = 0.2  # of the cells, held out (whole volumes or groups) for early stopping and the threshold
+    validate_by: str = "volume"  # hold out whole volumes, or whole groups (see split_validation)
 
 
 @dataclass(frozen=True)
@@ -48,29 +50,35 @@ class Trained:
     history: list[dict]
 
 
-def split_validation(volumes: list[AnnotatedVolume], *, fraction: float, seed: int) -> tuple[list, list]:
-    """Hold out whole volumes, in random order until they hold `fraction` of the cells, for validation.
+def split_validation(volumes: list[AnnotatedVolume], *, fraction: float, seed: int, by: str = "volume") -> tuple[list, list]:
+    """Hold out whole volumes (by="volume") or whole groups (by="group"), in random order until they hold
+    `fraction` of the cells, for validation.
 
     Counting cells, not volumes, keeps the validation set from being a few near-empty volumes, whose
-    best threshold would not suit dense ones; volumes without cells stay in training (they give no AUC, and a
-    validation set of them alone would keep the untrained network). With one volume, or no other with cells, it
-    validates on the training volumes. Volumes are drawn one by one, not by group: a brain split into several
-    volumes may sit on both sides, so its validation AUC reads optimistic (cross-validation splits by group).
+    best threshold would not suit dense ones; units without cells stay in training (they give no AUC, and a
+    validation set of them alone would keep the untrained network). With one unit, or no other with cells, it
+    validates on the training volumes. By volume, a brain split into several volumes may sit on both sides, so its
+    validation AUC reads optimistic; by group, validation sees only brains training did not, at the cost of
+    training on fewer of them (see the README's cross-validation notes for what each gave on delivr_cfos).
     """
-    order = np.random.default_rng(seed).permutation(len(volumes))
-    with_cells = [int(i) for i in order if len(volumes[i].truth)]
-    if len(with_cells) < 2:
+    if by not in VALIDATE_BY:
+        raise ValueError(f"validation is drawn by {' or '.join(VALIDATE_BY)}, got {by!r}")
+    keys = list(range(len(volumes))) if by == "volume" else [v.group for v in volumes]
+    units = list(dict.fromkeys(keys))
+    cells = {u: 0 for u in units}
+    for key, v in zip(keys, volumes):
+        cells[key] += len(v.truth)
+    order = [units[i] for i in np.random.default_rng(seed).permutation(len(units)) if cells[units[i]]]
+    if len(order) < 2:
         return volumes, volumes
-    total = sum(len(v.truth) for v in volumes)
-    held, cells = [], 0
-    for i in with_cells[:-1]:  # training keeps at least one volume with cells
-        held.append(i)
-        cells += len(volumes[i].truth)
-        if cells >= fraction * total:
+    total = sum(cells.values())
+    held, count = set(), 0
+    for unit in order[:-1]:  # training keeps at least one unit with cells
+        held.add(unit)
+        count += cells[unit]
+        if count >= fraction * total:
             break
-    val = [volumes[i] for i in sorted(held)]
-    train = [v for i, v in enumerate(volumes) if i not in set(held)]
-    return train, val
+    return [v for k, v in zip(keys, volumes) if k not in held], [v for k, v in zip(keys, volumes) if k in held]
 
 
 def _logits(net: CellNet, patches: np.ndarray, batch: int = 2048) -> np.ndarray:
@@ -129,7 +137,9 @@ def train(
     patch = settings.network.patch
     if not any(len(v.truth) for v in volumes):
         raise InputError("no annotated cells in any volume of the manifest: there is nothing to learn from")
-    train_set, val_set = split_validation(volumes, fraction=settings.validation_fraction, seed=settings.seed)
+    train_set, val_set = split_validation(
+        volumes, fraction=settings.validation_fraction, seed=settings.seed, by=settings.validate_by
+    )
     if val_set is train_set:
         log.warning("one volume with cells: validation (early stopping, calibration, threshold) runs on the training data")
     val_x, val_y = evaluation_examples(val_set, patch=patch, seed=settings.seed)
