@@ -6,7 +6,7 @@ cross_validation.py's committed rows (every method trained on the real patches a
 Each finished fold is kept in out/ and the results rewritten, so a run cut short leaves what it finished and a
 rerun goes on from there.
 
-Run: python benchmarks/cv_with_sims.py [GROUP ...]   (only those test groups' folds, if named; needs ../shared/data; about 25 minutes per fold on 2 cores;
+Run: python benchmarks/cv_with_sims.py [GROUP ...]   (only those test groups' folds, if named; needs ../shared/data; about 40 minutes per fold on 2 cores;
 writes results/cv_with_sims.{json,md})
 """
 
