@@ -20,13 +20,12 @@ import report
 from default_model import DELIVR, OUT, SIM, SIM_BRAINS, TRAINING_SIZE_SPREAD, training_manifest
 
 from clarity_fast.manifest import read_manifest
-from clarity_fast.model.crossval import CnnMethod, CVReport, cross_validate, make_folds
+from clarity_fast.model.crossval import METRICS, CnnMethod, CVReport, cross_validate, make_folds
 from clarity_fast.model.samples import load_annotated
 from clarity_fast.model.train import TrainSettings
 from clarity_fast.settings import PrefilterSettings
 
 FINISHED = OUT / "cv_with_sims_folds.jsonl"  # one finished fold's row per line
-KEYS = ["patch_auc", "precision", "recall", "f1", "f1_test_tuned"]
 
 
 def write_results(rows: list[dict], *, folds: int) -> None:
@@ -34,10 +33,10 @@ def write_results(rows: list[dict], *, folds: int) -> None:
     real_only = json.loads((report.RESULTS / "cv_delivr.json").read_text())["folds"]
     table = []
     for fold in sorted({r["fold"] for r in real_only}):
-        table += [["cnn, simulated + real", *r["test_groups"], *(r[k] for k in KEYS)] for r in with_sims.rows if r["fold"] == fold]
-        table += [[f"{r['method']}, real only (cv_delivr)", *r["test_groups"], *(r[k] for k in KEYS)] for r in real_only if r["fold"] == fold]
+        table += [["cnn, simulated + real", *r["test_groups"], *(r[k] for k in METRICS)] for r in with_sims.rows if r["fold"] == fold]
+        table += [[f"{r['method']}, real only (cv_delivr)", *r["test_groups"], *(r[k] for k in METRICS)] for r in real_only if r["fold"] == fold]
     summary = with_sims.summary()["cnn"]
-    table.append(["cnn, simulated + real: mean ± sd", "all", *(f"{summary[k][0]:.3f} ± {summary[k][1]:.3f}" for k in KEYS)])
+    table.append(["cnn, simulated + real: mean ± sd", "all", *(f"{summary[k][0]:.3f} ± {summary[k][1]:.3f}" for k in METRICS)])
     report.write(
         "cv_with_sims",
         data=dict(sim_brains=SIM_BRAINS, folds_done=len(rows), folds=folds, with_sims=with_sims.to_dict(by="group"),
@@ -60,10 +59,13 @@ def main() -> None:
         index = list(csv.DictReader(f))
     manifest = training_manifest(index, set(), sim_brains=SIM_BRAINS, size_spread=TRAINING_SIZE_SPREAD, path=OUT / "train_all_delivr.csv")
     threshold = PrefilterSettings.threshold
+    groups = {r["group"] for r in index}
     # cv numbers its folds over the sorted groups; here only the real ones are tested, in the same order
-    folds = make_folds(sorted({r["group"] for r in index}), scheme="loo", splits=1, test_frac=0.5, seed=0)
+    folds = make_folds(sorted(groups), scheme="loo", splits=1, test_frac=0.5, seed=0)
     rows = [json.loads(line) for line in FINISHED.read_text().splitlines()] if FINISHED.exists() else []
-    wanted = set(sys.argv[1:]) or {r["group"] for r in index}  # test groups to run now (default: every one)
+    wanted = set(sys.argv[1:]) or groups  # test groups to run now (default: every one)
+    if wanted - groups:
+        sys.exit(f"no delivr_cfos group {', '.join(sorted(wanted - groups))}; the groups are {', '.join(sorted(groups))}")
     todo = [f for f in folds if f.index not in {r["fold"] for r in rows} and f.test_groups[0] in wanted]
 
     def keep(row: dict) -> None:

@@ -24,6 +24,7 @@ from clarity_fast.evaluate import (
 from clarity_fast.model.samples import RANDOM_NEGATIVE_FRACTION, AnnotatedVolume, cut, to_voxels
 
 METHODS = ("cnn", "blob", "template")
+METRICS = ("patch_auc", "precision", "recall", "f1", "f1_test_tuned")  # per fold and method, summarised over folds
 
 
 @dataclass(frozen=True)
@@ -141,7 +142,7 @@ class CVReport:
         for method in dict.fromkeys(r["method"] for r in self.rows):
             rows = [r for r in self.rows if r["method"] == method]
             out[method] = {}
-            for k in ("patch_auc", "precision", "recall", "f1", "f1_test_tuned"):
+            for k in METRICS:
                 values = np.array([r[k] for r in rows], dtype=float)
                 values = values[np.isfinite(values)]
                 out[method][k] = (float(np.mean(values)), float(np.std(values))) if len(values) else (math.nan, math.nan)
@@ -159,8 +160,7 @@ class CVReport:
             "|---|---|---|---|---|---|",
         ]
         for method, m in self.summary().items():
-            keys = ("patch_auc", "precision", "recall", "f1", "f1_test_tuned")
-            cells = " | ".join(f"{m[k][0]:.3f} ± {m[k][1]:.3f}" for k in keys)
+            cells = " | ".join(f"{m[k][0]:.3f} ± {m[k][1]:.3f}" for k in METRICS)
             lines.append(f"| {method} | {cells} |")
         lines += ["", "| fold | test groups | method | patch AUC | precision | recall | F1 | TP | FP | FN |", "|---|---|---|---|---|---|---|---|---|---|"]
         for r in self.rows:

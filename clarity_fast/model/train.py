@@ -141,7 +141,7 @@ def train(
         volumes, fraction=settings.validation_fraction, seed=settings.seed, by=settings.validate_by
     )
     if val_set is train_set:
-        log.warning("one volume with cells: validation (early stopping, calibration, threshold) runs on the training data")
+        log.warning(f"one {settings.validate_by} with cells: validation (early stopping, calibration, threshold) runs on the training data")
     val_x, val_y = evaluation_examples(val_set, patch=patch, seed=settings.seed)
     if len(np.unique(val_y)) < 2:  # no AUC to stop on: the untrained network would be kept
         kind = "cells" if val_y.size and val_y[0] == 1 else "non-cells"
