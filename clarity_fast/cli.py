@@ -96,6 +96,9 @@ def simulate(
     size_spread: Annotated[
         float, typer.Option("--size-spread", help="Sd of the log of soma size around --cell-diameter, 0 to 0.5 (0.15: one population).")
     ] = 0.15,
+    density: Annotated[
+        float, typer.Option("--density", help="Labelled cells per mm³ on average (14000: dense; c-Fos: a few hundred to thousands).")
+    ] = 14000.0,
 ) -> None:
     """Simulate cleared-brain volumes with ground-truth cell centres."""
     from clarity_fast.simulate import SimulationSettings, write_brain, write_brains
@@ -106,6 +109,7 @@ def simulate(
         difficulty=difficulty,
         seed=seed,
         size_spread=size_spread,
+        density=density,
     )
     if brains < 0:
         raise InputError(f"--brains must be >= 0, got {brains}")

@@ -47,6 +47,7 @@ def test_simulate_writes_volume_and_cells(tmp_path):
         (["--difficulty", "2"], "difficulty"),
         (["--voxel-size", "4,-1,2"], "--voxel-size"),
         (["--brains", "-1"], "--brains"),
+        (["--density", "0"], "density"),
     ],
 )
 def test_bad_arguments_give_one_line(tmp_path, args, message):

@@ -112,3 +112,28 @@ def test_write_brains_passes_the_size_spread_on(tmp_path):
     one = SimulatedBrain(SimulationSettings(shape=(10, 48, 40), seed=seed, size_spread=0.5))
     with open_volume(manifest.parent / "brain_00" / "volume.tif") as vol:
         assert np.array_equal(vol.read_slab(0, 10), one.volume())
+
+
+def test_density_scales_cells_and_clutter_and_keeps_the_default():
+    # The default density is the scene's own constant (the CLI repeats it as a literal), and a sparser label gives
+    # proportionally fewer cells and fewer cell-sized look-alikes, so a sparse brain is not a dense brain's clutter.
+    import inspect
+
+    from clarity_fast.cli import simulate
+    from clarity_fast.simulate.scene import CELLS_PER_MM3
+
+    assert inspect.signature(simulate).parameters["density"].default == CELLS_PER_MM3 == SimulationSettings(shape=SMALL).density
+    shape = (32, 256, 256)
+    dense = [SimulatedBrain(SimulationSettings(shape=shape, seed=s, difficulty=1.0)).scene for s in range(4)]
+    sparse = [SimulatedBrain(SimulationSettings(shape=shape, seed=s, difficulty=1.0, density=CELLS_PER_MM3 / 5)).scene for s in range(4)]
+    cells = [sum(len(s.cells) for s in scenes) for scenes in (dense, sparse)]
+    clutter = [sum(len(s.clutter) for s in scenes) for scenes in (dense, sparse)]
+    assert 3.5 < cells[0] / cells[1] < 7 and 3.5 < clutter[0] / clutter[1] < 7
+
+
+def test_density_must_be_positive():
+    from clarity_fast.errors import InputError
+
+    for bad in (0.0, -5.0, float("nan"), float("inf"), 2e6):
+        with pytest.raises(InputError, match="density"):
+            SimulationSettings(shape=SMALL, density=bad)

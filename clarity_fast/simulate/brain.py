@@ -12,10 +12,11 @@ from clarity_fast.io.points import Points
 from clarity_fast.settings import Scale
 from clarity_fast.simulate.imaging import Microscope, sample_imaging
 from clarity_fast.simulate.render import render_foreground
-from clarity_fast.simulate.scene import SIZE_SPREAD, Scene, make_scene
+from clarity_fast.simulate.scene import CELLS_PER_MM3, SIZE_SPREAD, Scene, make_scene
 
 # Cells are spaced by the nominal diameter: far wider spreads would overlap neighbours and shrink some below a voxel.
 MAX_SIZE_SPREAD = 0.5
+MAX_DENSITY = 1e6  # somata per mm³: 12 µm cells packed solid; beyond it placement only fills up and wastes memory
 RENDER_DEPTH = 8  # planes per rendered slab; fixed, so the noise (seeded per slab) never depends on memory
 
 
@@ -28,6 +29,7 @@ class SimulationSettings:
     difficulty: float = 0.5
     seed: int = 0
     size_spread: float = SIZE_SPREAD  # sd of the log of each soma's size: wider for a population of mixed sizes
+    density: float = CELLS_PER_MM3  # labelled somata per mm³ on average (cell-sized clutter scales with it): lower for sparse labels
 
     def __post_init__(self) -> None:
         if len(self.shape) != 3 or min(self.shape) < 1:
@@ -38,6 +40,8 @@ class SimulationSettings:
             raise InputError(f"seed must be >= 0, got {self.seed}")
         if not 0.0 <= self.size_spread <= MAX_SIZE_SPREAD:
             raise InputError(f"size spread (sd of log soma size) must be between 0 and {MAX_SIZE_SPREAD}, got {self.size_spread}")
+        if not 0 < self.density <= MAX_DENSITY:
+            raise InputError(f"density must be > 0 and at most {MAX_DENSITY:.0f} cells per mm³, got {self.density}")
 
 
 class SimulatedBrain:
@@ -52,6 +56,7 @@ class SimulatedBrain:
             scale=settings.scale,
             difficulty=settings.difficulty,
             size_spread=settings.size_spread,
+            density=settings.density,
             rng=np.random.default_rng(scene_seed),
         )
         imaging_rng = np.random.default_rng(imaging_seed)

@@ -13,7 +13,8 @@ from scipy.spatial import cKDTree
 
 from clarity_fast.settings import Scale
 
-# Labelled somata per mm³ at the average brain; each brain and region varies around it.
+# Labelled somata per mm³ at the average brain by default (a dense, pan-neuronal label); each brain and region varies
+# around it. Sparse labels such as c-Fos after a stimulus are a few hundred to a few thousand.
 CELLS_PER_MM3 = 14_000.0
 SIZE_SPREAD = 0.15  # sd of the log of a soma's size, before each axis varies by 0.7-1.3
 
@@ -188,14 +189,20 @@ def _sticks(
 
 
 def make_scene(
-    *, shape: tuple[int, int, int], scale: Scale, difficulty: float, rng: np.random.Generator, size_spread: float = SIZE_SPREAD
+    *,
+    shape: tuple[int, int, int],
+    scale: Scale,
+    difficulty: float,
+    rng: np.random.Generator,
+    size_spread: float = SIZE_SPREAD,
+    density: float = CELLS_PER_MM3,
 ) -> Scene:
-    """Sample one brain's objects for a volume of `shape` voxels at `scale`."""
+    """Sample one brain's objects for a volume of `shape` voxels at `scale`, with `density` cells per mm³ on average."""
     extent = np.asarray(shape, dtype=float) * np.asarray(scale.voxel_size)
     radius = scale.cell_diameter / 2
     d = float(np.clip(difficulty, 0.0, 1.0))
     volume_mm3 = float(np.prod(extent)) * 1e-9
-    n_target = max(1, int(rng.poisson(CELLS_PER_MM3 * rng.uniform(0.6, 1.5) * volume_mm3)))
+    n_target = max(1, int(rng.poisson(density * rng.uniform(0.6, 1.5) * volume_mm3)))
 
     centres = _place_cells(rng, extent, n_target, min_dist=2.2 * radius)
     # Touching pairs: a second soma right against the first, both in the truth.
