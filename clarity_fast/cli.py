@@ -45,9 +45,10 @@ def _root(
     version: Annotated[
         bool, typer.Option("--version", callback=_version, is_eager=True, help="Print the version and exit.")
     ] = False,
-    debug: Annotated[bool, typer.Option("--debug", help="Show full tracebacks on errors.")] = False,
+    debug: Annotated[bool, typer.Option("--debug", help="Show full tracebacks on errors (anywhere on the command line).")] = False,
 ) -> None:
     """Fast neuron detection in cleared whole-brain microscopy volumes."""
+    # main() takes --debug off the command line wherever it stands (it must know before typer runs); declared for --help.
 
 
 @app.command()
@@ -266,7 +267,7 @@ def demo(
         typer.echo(line)
 
 
-def _annotated(manifest: Path, *, cell_diameter: float, voxel_size: Optional[str], prefilter_threshold: float):
+def _annotated(manifest: Path, *, cell_diameter: float, voxel_size: Optional[str]):
     """The manifest's volumes in memory, with their annotations and candidates."""
     from clarity_fast.manifest import read_manifest
     from clarity_fast.model.samples import load_annotated
@@ -275,7 +276,7 @@ def _annotated(manifest: Path, *, cell_diameter: float, voxel_size: Optional[str
         read_manifest(manifest),
         cell_diameter=cell_diameter,
         voxel_size=parse_triple(voxel_size, name="--voxel-size") if voxel_size else None,
-        prefilter_threshold=prefilter_threshold,
+        prefilter_threshold=PrefilterSettings.threshold,
     )
 
 
@@ -337,7 +338,7 @@ def train(
     for path in (out, log_path, curve_path):  # all three writable before hours of training, not after
         check_output_path(path)
     settings = _train_settings(epochs=epochs, patch=patch, width=width, seed=seed, validate_by=validate_by)
-    volumes = _annotated(manifest, cell_diameter=cell_diameter, voxel_size=voxel_size, prefilter_threshold=PrefilterSettings.threshold)
+    volumes = _annotated(manifest, cell_diameter=cell_diameter, voxel_size=voxel_size)
     trained = train_model(volumes, settings=settings, prefilter_threshold=PrefilterSettings.threshold)
     write_json(log_path, dict(config=trained.config.to_dict(), history=trained.history))
     learning_curve(trained.history, curve_path)
@@ -364,12 +365,13 @@ def export(
 ) -> None:
     """Export a trained model to ONNX (with its config in the metadata) and check it against PyTorch."""
     from clarity_fast.export.parity import PARITY_FP16, PARITY_FP32, max_logit_difference
-    from clarity_fast.export.to_onnx import export_onnx
+    from clarity_fast.export.to_onnx import check_opset, export_onnx
     from clarity_fast.io.atomic import atomic_path, check_output_path
     from clarity_fast.model.store import load_model
 
     if graph not in ("planar", "3d"):
         raise InputError(f"--graph must be planar or 3d, got {graph!r}")
+    check_opset(opset)
     out = out or onnx_from.with_suffix(".onnx")
     check_output_path(out)
     net, config = load_model(onnx_from)
@@ -392,7 +394,7 @@ def evaluate(
     pred: Annotated[Path, typer.Option("--pred", help="Detections: CSV or cellfinder XML (voxels).")],
     truth: Annotated[Path, typer.Option("--truth", help="Ground truth: CSV or cellfinder XML (voxels).")],
     radius: Annotated[
-        Optional[float], typer.Option("--radius", help="Match radius: µm with --voxel-size, else voxels (default 3.5 voxels, z counted double).")
+        Optional[float], typer.Option("--radius", help="Match radius: µm with --voxel-size, else voxels with z counted double (default 3.5).")
     ] = None,
     voxel_size: VoxelSizeOption = None,
     as_json: Annotated[bool, typer.Option("--json", help="Print the result as JSON.")] = False,
@@ -409,11 +411,10 @@ def evaluate(
         if radius is None:
             raise InputError("--voxel-size needs --radius in µm")
         match, rule = match_points(pred=p, truth=t, radius=radius, axis_scale=size), f"within {radius} µm"
-    elif radius is not None:
-        match, rule = match_points(pred=p, truth=t, radius=radius), f"within {radius} voxels"
-    else:
-        match = match_points(pred=p, truth=t, radius=RADIUS_VOXELS, axis_scale=AXIS_WEIGHTS)
-        rule = f"within {RADIUS_VOXELS} voxels, z counted double"
+    else:  # in voxels, by the study's rule whatever the radius, so that --radius changes the radius only
+        radius = RADIUS_VOXELS if radius is None else radius
+        match = match_points(pred=p, truth=t, radius=radius, axis_scale=AXIS_WEIGHTS)
+        rule = f"within {radius:g} voxels, z counted double"
     result = dict(match.summary(), rule=rule, predictions=len(p), truth=len(t))
     if as_json:
         typer.echo(json.dumps(result, indent=2))
@@ -458,7 +459,7 @@ def cv(
         raise InputError(f"--splits must be >= 1, got {splits}")
     settings = _train_settings(epochs=epochs, patch=patch, width=width, seed=seed, validate_by=validate_by)
     make_output_dir(out)
-    volumes = _annotated(manifest, cell_diameter=cell_diameter, voxel_size=voxel_size, prefilter_threshold=PrefilterSettings.threshold)
+    volumes = _annotated(manifest, cell_diameter=cell_diameter, voxel_size=voxel_size)
     if by == "volume":
         volumes = [dataclasses.replace(v, group=v.name) for v in volumes]
     folds = make_folds([v.group for v in volumes], scheme=scheme, splits=splits, test_frac=test_frac, seed=seed)
@@ -511,11 +512,12 @@ _CLICK_ERROR = next(c for c in typer.BadParameter.__mro__ if c.__name__ == "Clic
 
 def main() -> None:
     """Entry point: project errors become `error: <message>` and an exit code, never a traceback."""
-    debug = "--debug" in sys.argv[1:]
+    args = [a for a in sys.argv[1:] if a != "--debug"]
+    debug = len(args) < len(sys.argv) - 1
     _log_warnings()
     signal.signal(signal.SIGTERM, _terminated)
     try:
-        code = app(standalone_mode=False)
+        code = app(args=args, standalone_mode=False)
     except ClarityError as exc:
         if debug:
             traceback.print_exc()

@@ -176,11 +176,14 @@ def roc_auc(scores: np.ndarray, labels: np.ndarray) -> float:
 
 
 def roc_curve(scores: np.ndarray, labels: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
-    """False- and true-positive rates over all thresholds, from (0, 0) to (1, 1)."""
-    order = np.argsort(-np.asarray(scores, dtype=float), kind="mergesort")
-    labels = np.asarray(labels).astype(bool)[order]
-    tps = np.concatenate([[0], np.cumsum(labels)])
-    fps = np.concatenate([[0], np.cumsum(~labels)])
+    """False- and true-positive rates over all thresholds, from (0, 0) to (1, 1): one point per distinct score, so
+    tied scores make one diagonal step whatever their order (the curve whose area roc_auc gives)."""
+    scores = np.asarray(scores, dtype=float)
+    order = np.argsort(-scores, kind="mergesort")
+    scores, labels = scores[order], np.asarray(labels).astype(bool)[order]
+    last_of_tie = np.concatenate([scores[1:] != scores[:-1], [True]]) if len(scores) else np.zeros(0, dtype=bool)
+    tps = np.concatenate([[0], np.cumsum(labels)[last_of_tie]])
+    fps = np.concatenate([[0], np.cumsum(~labels)[last_of_tie]])
     return fps / max(fps[-1], 1), tps / max(tps[-1], 1)
 
 

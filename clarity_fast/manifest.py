@@ -8,7 +8,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from clarity_fast.errors import InputError
-from clarity_fast.settings import VoxelSize, parse_triple
+from clarity_fast.settings import VoxelSize, parse_positive, parse_triple
 
 
 @dataclass(frozen=True)
@@ -59,7 +59,7 @@ def read_manifest(path: Path) -> list[Entry]:
                     name=row["volume"],
                     group=row.get("group") or row["volume"],
                     voxel_size=parse_triple(voxel, name=f"{line}: voxel_size") if voxel else None,
-                    cell_diameter=parse_triple(diameter, name=f"{line}: cell_diameter")[0] if diameter else None,
+                    cell_diameter=parse_positive(diameter, name=f"{line}: cell_diameter") if diameter else None,
                     partial=_annotations(row.get("annotations"), line),
                 )
             )

@@ -83,7 +83,7 @@ class DetectSettings:
         return snap_factors(factors)
 
 
-@dataclass
+@dataclass(frozen=True)
 class Result:
     zyx: np.ndarray  # (N, 3) int, the input's voxels
     probability: np.ndarray
@@ -150,7 +150,7 @@ class _Slab:
     projection: np.ndarray | None
 
 
-@dataclass
+@dataclass(frozen=True)
 class _Batch:
     z0: int
     z1: int

@@ -16,6 +16,16 @@ def _pyplot():
     return plt
 
 
+def _save(plt, fig, path: Path) -> None:
+    """Write the figure atomically as PNG and free it, whether or not the write succeeds."""
+    try:
+        fig.tight_layout()
+        with atomic_path(path) as tmp:
+            fig.savefig(tmp, format="png", dpi=100)
+    finally:
+        plt.close(fig)
+
+
 def learning_curve(history: list[dict], path: Path) -> None:
     """Training and validation loss, and validation AUC, per epoch."""
     plt = _pyplot()
@@ -27,10 +37,7 @@ def learning_curve(history: list[dict], path: Path) -> None:
     loss_ax.legend()
     auc_ax.plot(epochs, [h["val_auc"] for h in history], color="C2")
     auc_ax.set(xlabel="epoch", ylabel="validation patch AUC")
-    fig.tight_layout()
-    with atomic_path(path) as tmp:
-        fig.savefig(tmp, format="png", dpi=100)
-    plt.close(fig)
+    _save(plt, fig, path)
 
 
 def roc_curves(curves: dict[str, list[tuple]], path: Path, *, title: str) -> None:
@@ -44,7 +51,4 @@ def roc_curves(curves: dict[str, list[tuple]], path: Path, *, title: str) -> Non
         ax.set(title=method, xlabel="false positive rate", ylabel="true positive rate", xlim=(0, 1), ylim=(0, 1))
         ax.legend(fontsize=7, loc="lower right")
     fig.suptitle(title)
-    fig.tight_layout()
-    with atomic_path(path) as tmp:
-        fig.savefig(tmp, format="png", dpi=100)
-    plt.close(fig)
+    _save(plt, fig, path)

@@ -28,6 +28,17 @@ def parse_triple(text: str, *, name: str, integer: bool = False) -> tuple:
     return values
 
 
+def parse_positive(text: str, *, name: str) -> float:
+    """Parse one positive, finite number (a cell diameter in µm, say)."""
+    try:
+        value = float(str(text).strip())
+    except ValueError:
+        raise InputError(f"{name} must be a number, got {text!r}") from None
+    if not (math.isfinite(value) and value > 0):
+        raise InputError(f"{name} must be positive, got {text!r}")
+    return value
+
+
 # A cell's diameter in voxels at the scale the CNN works at: a 12³ patch then spans 4 cell diameters in z and
 # 2 in y and x, and every dataset, whatever its voxel size, is resampled to look the same to the network.
 WORKING_CELL_VOXELS = (3.0, 6.0, 6.0)

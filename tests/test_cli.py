@@ -101,3 +101,9 @@ def test_demo_runs_and_scores(tmp_path):
     assert "against the simulated truth: precision" in out.stdout and "LoG" in out.stdout
     for name in ("volume.tif", "cells.csv", "detections.csv", "detections.summary.json", "detections.png"):
         assert (tmp_path / "demo" / name).is_file()
+
+
+@pytest.mark.parametrize("args", [("--debug", "info"), ("info", "--debug")])
+def test_debug_is_taken_before_or_after_the_command(args):
+    out = run_cli(*args)
+    assert out.returncode == 0 and "numba" in out.stdout and not out.stderr.strip()

@@ -19,6 +19,7 @@ from clarity_fast.evaluate import (
     pool_volumes,
     reliability_weight,
     roc_auc,
+    roc_curve,
 )
 
 
@@ -63,6 +64,11 @@ def test_auc_equals_pairwise_probability(seed, n):
     pos, neg = scores[labels == 1], scores[labels == 0]
     expected = np.mean([(p > q) + 0.5 * (p == q) for p in pos for q in neg])
     assert abs(roc_auc(scores, labels) - expected) < 1e-12
+    # The curve, whatever the order of tied scores, encloses the same area (trapezoids over the tie steps).
+    shuffled = rng.permutation(n)
+    for order in (np.arange(n), shuffled):
+        fpr, tpr = roc_curve(scores[order], labels[order])
+        assert abs(np.sum(np.diff(fpr) * (tpr[1:] + tpr[:-1]) / 2) - expected) < 1e-12
 
 
 def test_best_threshold_finds_the_separating_score():
@@ -86,6 +92,11 @@ def test_evaluate_command_json(tmp_path):
     assert out.returncode == 0, out.stderr
     result = json.loads(out.stdout)
     assert (result["tp"], result["fp"], result["fn"]) == (1, 1, 1) and result["f1"] == 0.5
+    # --radius changes the radius only: z is still counted double (1.5 planes away reads as 3 voxels).
+    (tmp_path / "p.csv").write_text("z,y,x\n2.5,1,1\n")
+    for radius, tp in (("3.5", 1), ("2.5", 0)):
+        out = run_cli("evaluate", "--pred", tmp_path / "p.csv", "--truth", tmp_path / "t.csv", "--radius", radius, "--json")
+        assert json.loads(out.stdout)["tp"] == tp and "z counted double" in json.loads(out.stdout)["rule"]
 
 
 def _scored_item(*, cells: int, cell_score: float, false: int) -> tuple[np.ndarray, np.ndarray, np.ndarray]:

@@ -305,6 +305,9 @@ def test_export_command_writes_either_graph(tmp_path):
     out = run_cli("export", "--onnx", tmp_path / "m.pt", "--graph", "2.5d", "--out", tmp_path / "x.onnx")
     assert out.returncode == 2 and "--graph must be planar or 3d" in out.stderr and len(out.stderr.splitlines()) == 1
     assert not (tmp_path / "x.onnx").exists()
+    out = run_cli("export", "--onnx", tmp_path / "m.pt", "--opset", "9", "--out", tmp_path / "x.onnx")
+    assert out.returncode == 2 and "--opset must be between 13 and 21" in out.stderr and len(out.stderr.splitlines()) == 1
+    assert not (tmp_path / "x.onnx").exists()
 
 
 def test_an_export_that_does_not_score_as_pytorch_is_not_written(tmp_path):

@@ -95,6 +95,13 @@ def test_xml_other_types_are_non_cells(tmp_path: Path) -> None:
     np.testing.assert_array_equal(points.label, [0, 1, 0])
 
 
+def test_xml_of_rejected_candidates_only_reads_back_as_non_cells(tmp_path: Path) -> None:
+    # cellfinder's two-type layout means what it says even when every candidate was rejected.
+    rejected = Points(zyx=np.array([[1.0, 2.0, 3.0], [4.0, 5.0, 6.0]]), label=np.array([0, 0]))
+    write_points(tmp_path / "p.xml", rejected)
+    assert read_points(tmp_path / "p.xml").label.tolist() == [0, 0]
+
+
 def test_format_argument_overrides_suffix(tmp_path: Path) -> None:
     write_points(tmp_path / "p.txt", sample(), format="xml")
     assert (tmp_path / "p.txt").read_text().startswith("<?xml")
@@ -201,18 +208,17 @@ def test_csv_round_trip_property(tmp_path: Path, zyx: np.ndarray, with_score: bo
 
 
 def test_cells_are_the_points_labelled_cells(tmp_path):
-    """cellfinder's XML lists rejected candidates as Type 1; Fiji users often mark cells with Type 1 alone, so an
-    XML of one type is all cells; a CSV's label column means what it says, all zeros included."""
+    """cellfinder's XML lists rejected candidates as Type 1; Fiji users often mark cells with Type 1 alone (in a file
+    of eight types), so such an XML of one type is all cells; a CSV's label column means what it says, all zeros
+    included."""
     both = Points(zyx=[[1, 2, 3], [4, 5, 6], [7, 8, 9]], label=[1, 0, 1])
     np.testing.assert_array_equal(both.cells, [[1, 2, 3], [7, 8, 9]])
     assert Points(zyx=[[1, 2, 3]]).cells.shape == (1, 3)
     (tmp_path / "none.csv").write_text("z,y,x,label\n1,2,3,0\n4,5,6,0\n")
     assert read_points(tmp_path / "none.csv").cells.shape == (0, 3)
     marker = "<Marker><MarkerX>3</MarkerX><MarkerY>2</MarkerY><MarkerZ>1</MarkerZ></Marker>"
-    (tmp_path / "fiji.xml").write_text(
-        f"<CellCounter_Marker_File><Marker_Data><Marker_Type><Type>1</Type>{marker}{marker}</Marker_Type>"
-        "<Marker_Type><Type>2</Type></Marker_Type></Marker_Data></CellCounter_Marker_File>"
-    )
+    blocks = "".join(f"<Marker_Type><Type>{t}</Type>{marker * 2 if t == 1 else ''}</Marker_Type>" for t in range(1, 9))
+    (tmp_path / "fiji.xml").write_text(f"<CellCounter_Marker_File><Marker_Data>{blocks}</Marker_Data></CellCounter_Marker_File>")
     np.testing.assert_array_equal(read_points(tmp_path / "fiji.xml").cells, [[1, 2, 3], [1, 2, 3]])
 
 

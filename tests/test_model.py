@@ -130,6 +130,11 @@ def test_manifest_errors(tmp_path):
     (tmp_path / "wide.csv").write_text("volume,points,group,voxel_size,cell_diameter\nv.tif,p.csv,g,4,2,2,12\n")
     with pytest.raises(InputError, match=r"line 2: 2 more value\(s\) than the header has columns; write a voxel size as 4x2x2"):
         read_manifest(tmp_path / "wide.csv")  # was read as voxel (4, 4, 4) and a 2 µm cell
+    (tmp_path / "diameter.csv").write_text("volume,points,cell_diameter\nv.tif,p.csv,12x14\n")
+    with pytest.raises(InputError, match="line 2: cell_diameter must be a number, got '12x14'"):
+        read_manifest(tmp_path / "diameter.csv")  # was read as 12
+    (tmp_path / "diameter.csv").write_text("volume,points,cell_diameter\nv.tif,p.csv,12\n")
+    assert read_manifest(tmp_path / "diameter.csv")[0].cell_diameter == 12.0
 
 
 

@@ -16,7 +16,7 @@ import torch
 from torch import nn
 
 from clarity_fast import __version__
-from clarity_fast.errors import ModelError
+from clarity_fast.errors import InputError
 from clarity_fast.export.model_file import CONFIG_KEY
 from clarity_fast.export.planar import PlanarCellNet
 from clarity_fast.io.atomic import atomic_path
@@ -75,12 +75,17 @@ def onnx_bytes(
     return model.SerializeToString()
 
 
+def check_opset(opset: int) -> None:
+    """Refuse an opset the export is not tested with, before any model is loaded (bad input: exit 2)."""
+    if not 13 <= opset <= 21:
+        raise InputError(f"--opset must be between 13 and 21, got {opset}")
+
+
 def export_onnx(
     path: Path, *, net: CellNet, config: ModelConfig, opset: int = DEFAULT_OPSET, fp16: bool = False, planar: bool = True
 ) -> None:
     """Write the ONNX model atomically (see onnx_bytes)."""
-    if not 13 <= opset <= 21:
-        raise ModelError(f"--opset must be between 13 and 21, got {opset}")
+    check_opset(opset)
     data = onnx_bytes(net=net, config=config, opset=opset, fp16=fp16, planar=planar)
     with atomic_path(path) as tmp:
         tmp.write_bytes(data)

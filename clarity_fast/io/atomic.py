@@ -1,7 +1,7 @@
 """Atomic output: write to a temporary file beside the target, rename only on success.
 
 A crash, an interrupt or a full disk then never leaves a partial file, and an existing
-output stays untouched until the new one is complete.
+output stays untouched until the new one is complete; the data reach the disk before the rename.
 """
 
 from __future__ import annotations
@@ -44,7 +44,9 @@ def atomic_path(path: str | os.PathLike[str]) -> Iterator[Path]:
     os.chmod(tmp, 0o666 & ~_UMASK)  # mkstemp makes 0600; outputs get the usual permissions
     try:
         yield tmp
+        _sync(tmp)
         os.replace(tmp, target)
+        _sync(target.parent)
     except OSError as exc:
         tmp.unlink(missing_ok=True)
         if exc.errno == errno.ENOSPC:
@@ -53,6 +55,22 @@ def atomic_path(path: str | os.PathLike[str]) -> Iterator[Path]:
     except BaseException:
         tmp.unlink(missing_ok=True)
         raise
+
+
+def _sync(path: Path) -> None:
+    """Flush a file's data (or a folder's entries) to disk: a rename can reach the disk before the data it names,
+    and a power cut would then leave an empty output, or an empty checkpoint that --resume trusts."""
+    try:
+        fd = os.open(path, os.O_RDONLY)
+    except OSError:  # a folder that cannot be opened (some platforms): nothing to flush through
+        return
+    try:
+        os.fsync(fd)
+    except OSError as exc:
+        if exc.errno not in (errno.EINVAL, errno.EBADF, errno.EISDIR):  # folders that cannot be synced
+            raise
+    finally:
+        os.close(fd)
 
 
 def make_output_dir(path: Path) -> Path:

@@ -164,17 +164,19 @@ def _label(path: Path, where: str, value: float) -> int:
 
 def _read_xml(path: Path, shape: tuple[int, int, int] | None) -> Points:
     """CellCounter XML as written by cellfinder: Marker_Type blocks of Markers with MarkerX/Y/Z. Type 2 markers are
-    cells and the others not (cellfinder's rejected candidates are Type 1), unless all markers share one type."""
+    cells and the others not (cellfinder's rejected candidates are Type 1), unless all markers share one type in a
+    file that is not cellfinder's two-type layout."""
     try:
         root = ET.parse(path).getroot()
     except ET.ParseError as exc:
         raise InputError(f"{path}: malformed XML ({exc})") from exc
     if root.tag != "CellCounter_Marker_File":
         raise InputError(f"{path}: not a CellCounter marker file (root element <{root.tag}>)")
-    zyx, label, types = [], [], set()
+    zyx, label, types, blocks = [], [], set(), set()
     for block in root.iter("Marker_Type"):
         type_text = block.findtext("Type")
         marker_type = _number(path, "Marker_Type", "Type", type_text)
+        blocks.add(marker_type)
         for number, marker in enumerate(block.iter("Marker"), start=1):
             where = f"marker {number} of Type {type_text.strip() if type_text else ''}"
             point = tuple(
@@ -184,7 +186,9 @@ def _read_xml(path: Path, shape: tuple[int, int, int] | None) -> Points:
             zyx.append(point)
             label.append(1 if marker_type == _CELL_TYPE else 0)
             types.add(marker_type)
-    if len(types) == 1:  # Fiji's Cell Counter marks cells with whichever type is selected, often Type 1
+    # Fiji's Cell Counter marks cells with whichever type is selected, often Type 1, in a file of eight types; the
+    # two-type layout cellfinder (and write_points) uses means what it says, even when every candidate was rejected.
+    if len(types) == 1 and blocks != {_NON_CELL_TYPE, _CELL_TYPE}:
         label = [1] * len(label)
     return Points(zyx=np.array(zyx, dtype=np.float64).reshape(-1, 3), label=np.array(label, dtype=np.int64))
 

@@ -491,7 +491,7 @@ def _open_zarr(path: Path, channel: int | None) -> VolumeReader:
         axes = _DEFAULT_AXES.get(array.ndim, "")
         voxel_size = _attrs_voxel_size(attrs)
     if len(axes) != array.ndim:
-        raise InputError(f"{path}: {array.ndim}D Zarr array; expected 2D (y, x), 3D (z, y, x) or 4D (c, z, y, x)")
+        raise InputError(f"{path}: {array.ndim}D Zarr array; expected 2D (y, x), 3D (z, y, x), 4D (c, z, y, x) or 5D (t, c, z, y, x)")
     layout, shape = _layout(path, array.shape, axes, channel)
     return _ArrayVolume(path, array, layout, shape, voxel_size=voxel_size, error=error)
 
@@ -541,7 +541,7 @@ def _open_npy(path: Path, channel: int | None) -> VolumeReader:
     _native_dtype(path, array.dtype)
     axes = _DEFAULT_AXES.get(array.ndim, "")
     if len(axes) != array.ndim:
-        raise InputError(f"{path}: {array.ndim}D array; expected 2D (y, x), 3D (z, y, x) or 4D (c, z, y, x)")
+        raise InputError(f"{path}: {array.ndim}D array; expected 2D (y, x), 3D (z, y, x), 4D (c, z, y, x) or 5D (t, c, z, y, x)")
     layout, shape = _layout(path, array.shape, axes, channel)
     return _ArrayVolume(path, array, layout, shape, voxel_size=None, error=error)
 

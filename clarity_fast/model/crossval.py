@@ -129,7 +129,7 @@ class CnnMethod:
         return at_positions, zyx, probs
 
 
-@dataclass
+@dataclass(frozen=True)
 class CVReport:
     scheme: str
     rows: list[dict] = field(default_factory=list)

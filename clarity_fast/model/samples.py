@@ -127,9 +127,7 @@ def cut(volume: AnnotatedVolume, centres: np.ndarray, *, patch: int) -> np.ndarr
     return gather_patches(volume.native, centres=centres, out=out, grid=volume.grid)
 
 
-def epoch_examples(
-    volumes: list[AnnotatedVolume], *, patch: int, rng: np.random.Generator, augment_positions: bool = True
-) -> tuple[np.ndarray, np.ndarray]:
+def epoch_examples(volumes: list[AnnotatedVolume], *, patch: int, rng: np.random.Generator) -> tuple[np.ndarray, np.ndarray]:
     """Balanced patches for one epoch: every annotation once (jittered), as many negatives, labels 1/0. A volume
     without cells gives as many negatives as a typical volume with cells has cells: a block annotated as empty
     teaches what is not a cell."""
@@ -137,7 +135,7 @@ def epoch_examples(
     counts = [len(v.truth) for v in volumes if len(v.truth)]
     typical = int(round(float(np.mean(counts)))) if counts else 0
     for v in volumes:
-        pos = jitter(v.truth, scale=v.scale, rng=rng) if augment_positions else v.truth
+        pos = jitter(v.truth, scale=v.scale, rng=rng)
         n_neg = len(pos) or typical
         n_random = int(round(RANDOM_NEGATIVE_FRACTION * n_neg))
         hard = v.hard_negatives

@@ -144,9 +144,9 @@ def train(
         log.warning(f"one {settings.validate_by} with cells: validation (early stopping, calibration, threshold) runs on the training data")
     val_x, val_y = evaluation_examples(val_set, patch=patch, seed=settings.seed)
     if len(np.unique(val_y)) < 2:  # no AUC to stop on: the untrained network would be kept
-        kind = "cells" if val_y.size and val_y[0] == 1 else "non-cells"
+        kind = "no examples" if not val_y.size else "only cells" if val_y[0] == 1 else "only non-cells"
         raise InputError(
-            f"the validation volumes ({', '.join(v.name for v in val_set)}) give only {kind}: annotate more volumes, or "
+            f"the validation volumes ({', '.join(v.name for v in val_set)}) give {kind}: annotate more volumes, or "
             "check that --voxel-size and --cell-diameter let the prefilter find candidates away from the cells"
         )
     scale = volumes[0].scale
