@@ -32,8 +32,9 @@ import json, sys
 from pathlib import Path
 from clarity_fast.run_detect import DetectRequest, run_detection
 from report import peak_rss_mb
-volume, out, batch, device = sys.argv[1], Path(sys.argv[2]), int(sys.argv[3]), sys.argv[4]
-report = run_detection(DetectRequest(volume=Path(volume), out=out, batch=batch, device=device, voxel_size=(4.0, 2.0, 2.0), cell_diameter=12.0, progress=False))
+volume, out, batch, device, voxel, diameter = sys.argv[1], Path(sys.argv[2]), int(sys.argv[3]), sys.argv[4], sys.argv[5], float(sys.argv[6])
+voxel_size = tuple(float(v) for v in voxel.split(","))
+report = run_detection(DetectRequest(volume=Path(volume), out=out, batch=batch, device=device, voxel_size=voxel_size, cell_diameter=diameter, progress=False))
 print(json.dumps(dict(summary=report.summary, peak_rss_mb=peak_rss_mb())))
 """
 
@@ -50,19 +51,26 @@ def deeper(path: Path, times: int) -> Path:
     return out
 
 
-def run_detect(volume: Path, *, batch: int, device: str) -> dict:
+SIMULATED = ((4.0, 2.0, 2.0), 12.0)  # report.simulated_volume's voxel size (µm) and cell diameter (µm)
+
+
+def run_detect(volume: Path, *, batch: int, device: str, scale: tuple[tuple[float, float, float], float] = SIMULATED) -> dict:
     out = OUT / f"{volume.stem}_cells.csv"
+    voxel, diameter = scale
     env = {**os.environ, "PYTHONPATH": os.pathsep.join(filter(None, [str(HERE), os.environ.get("PYTHONPATH")]))}  # for report
     done = subprocess.run(
-        [sys.executable, "-c", CHILD, str(volume), str(out), str(batch), device], capture_output=True, text=True, check=True, env=env
+        [sys.executable, "-c", CHILD, str(volume), str(out), str(batch), device, ",".join(map(str, voxel)), str(diameter)], capture_output=True, text=True, check=True, env=env
     )
     return json.loads(done.stdout.strip().splitlines()[-1])
 
 
-def run_cellfinder(python: Path, volume: Path, *, device: str) -> dict | None:
+def run_cellfinder(python: Path, volume: Path, *, device: str, scale: tuple[tuple[float, float, float], float] = SIMULATED) -> dict | None:
     if not python.exists():
         return None
-    done = subprocess.run([str(python), str(HERE / "cellfinder_detect.py"), str(volume), "4,2,2", "12", device], capture_output=True, text=True)
+    voxel, diameter = scale
+    done = subprocess.run(
+        [str(python), str(HERE / "cellfinder_detect.py"), str(volume), ",".join(map(str, voxel)), str(diameter), device], capture_output=True, text=True
+    )
     if done.returncode != 0:
         print(done.stderr[-2000:])
         return None

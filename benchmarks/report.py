@@ -6,7 +6,10 @@ import json
 import platform
 import time
 from collections.abc import Callable
+from dataclasses import replace
 from pathlib import Path
+
+import numpy as np
 
 from clarity_fast.export.providers import available_cores
 
@@ -14,26 +17,31 @@ RESULTS = Path(__file__).resolve().parent / "results"
 OUT = Path(__file__).resolve().parent / "out"  # inputs the benchmarks make and cache (git-ignored)
 
 
-def simulated_volume(shape: tuple[int, int, int], *, tile: tuple[int, int, int] | None = None) -> Path:
+def simulated_volume(shape: tuple[int, int, int], *, tile: tuple[int, int, int] | None = None, density: float | None = None) -> Path:
     """A simulated difficulty-1 volume of `shape` (seed 0, 4×2×2 µm, 12 µm cells), cached as .npy.
 
     With `tile`, a block of that shape is simulated and mirror-tiled out to `shape`: the same cell density and
-    image statistics in a fraction of the time, for a machine lent briefly (a GPU lease, say)."""
-    import numpy as np
-
+    image statistics in a fraction of the time, for a machine lent briefly (a GPU lease, say). `density` (labelled
+    cells per mm³) defaults to the simulator's own."""
     from clarity_fast.simulate import SimulatedBrain, SimulationSettings
 
-    name = "x".join(map(str, shape)) + (f"_tiled{'x'.join(map(str, tile))}" if tile else "")
+    name = "x".join(map(str, shape)) + (f"_tiled{'x'.join(map(str, tile))}" if tile else "") + (f"_d{density:g}" if density else "")
     path = OUT / f"sim_{name}.npy"
     if not path.exists():
         OUT.mkdir(exist_ok=True)
-        block = SimulatedBrain(SimulationSettings(shape=tile or shape, seed=0, difficulty=1.0)).volume()
-        if tile:
-            reps = [-(-s // t) for s, t in zip(shape, block.shape)]
-            block = np.pad(block, [(0, (r - 1) * t) for r, t in zip(reps, block.shape)], mode="symmetric")
-            block = np.ascontiguousarray(block[: shape[0], : shape[1], : shape[2]])
-        np.save(path, block)
+        settings = SimulationSettings(shape=tile or shape, seed=0, difficulty=1.0)
+        if density:
+            settings = replace(settings, density=density)
+        block = SimulatedBrain(settings).volume()
+        np.save(path, mirror_tiled(block, shape) if tile else block)
     return path
+
+
+def mirror_tiled(block: np.ndarray, shape: tuple[int, int, int]) -> np.ndarray:
+    """`block` mirror-tiled out to `shape` (cropped to it): no seams in the image, the block's statistics throughout."""
+    reps = [-(-s // t) for s, t in zip(shape, block.shape)]
+    tiled = np.pad(block, [(0, (r - 1) * t) for r, t in zip(reps, block.shape)], mode="symmetric")
+    return np.ascontiguousarray(tiled[: shape[0], : shape[1], : shape[2]])
 
 
 def calls_per_second(call: Callable[[], object], seconds: float) -> float:
