@@ -47,11 +47,17 @@ def main() -> None:
     parser.add_argument("--batch", type=int, default=4096)
     parser.add_argument("--cellfinder", type=Path, default=HERE.parents[1] / "cellfinder-venv" / "bin" / "python")
     args = parser.parse_args()
+    try:
+        densities = [float(d) for d in args.densities.split(",")]
+    except ValueError:
+        parser.error(f"--densities must be comma-separated numbers, got {args.densities!r}")
+    if args.rounds < 1 or not all(d > 0 for d in densities):
+        parser.error("--rounds must be >= 1 and every density > 0")
     if not args.cellfinder.exists():
         raise SystemExit(f"error: no cellfinder environment at {args.cellfinder} (see cellfinder_detect.py): nothing to compare with")
     device = "auto" if cuda_device_count() else "cpu"
     volumes = {}
-    for density in (float(d) for d in args.densities.split(",")):
+    for density in densities:
         # The simulator's default density keeps detect_speed.py's cached file name (the same volume).
         volumes[f"simulated, {density:g} cells/mm³"] = (report.simulated_volume(SHAPE, density=None if density == 14000 else density), SIMULATED)
     if crop := tiled_crop():

@@ -512,12 +512,16 @@ _CLICK_ERROR = next(c for c in typer.BadParameter.__mro__ if c.__name__ == "Clic
 
 def main() -> None:
     """Entry point: project errors become `error: <message>` and an exit code, never a traceback."""
-    args = [a for a in sys.argv[1:] if a != "--debug"]
-    debug = len(args) < len(sys.argv) - 1
+    argv = sys.argv[1:]
+    options = argv[: argv.index("--")] if "--" in argv else argv  # after `--` everything is an argument
+    debug = "--debug" in options
     _log_warnings()
     signal.signal(signal.SIGTERM, _terminated)
     try:
-        code = app(args=args, standalone_mode=False)
+        if debug:  # taken wherever it stands among the options, not only before the command
+            code = app(args=[a for a in options if a != "--debug"] + argv[len(options) :], standalone_mode=False)
+        else:
+            code = app(standalone_mode=False)
     except ClarityError as exc:
         if debug:
             traceback.print_exc()

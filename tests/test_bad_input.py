@@ -189,3 +189,34 @@ def test_a_full_disk_is_one_line_and_leaves_the_old_file(tmp_path, monkeypatch):
         write_points(out, Points(zyx=np.zeros((2, 3))))
     monkeypatch.undo()
     assert out.read_text() == OLD and [p.name for p in tmp_path.iterdir()] == ["cells.csv"]
+
+
+def test_outputs_reach_the_disk_before_the_rename_and_a_failed_sync_fails_the_write(tmp_path, monkeypatch):
+    """The data are synced before the rename (a power cut must not leave an empty output); a sync that fails (EIO)
+    fails the write with the old file in place; a folder that cannot be synced, after the rename, is no error."""
+    import os
+    import stat
+
+    out = tmp_path / "cells.csv"
+    out.write_text(OLD)
+    real_fsync, synced = os.fsync, []
+
+    def fsync(fd):
+        is_folder = stat.S_ISDIR(os.fstat(fd).st_mode)
+        synced.append("folder" if is_folder else "file")
+        if is_folder:
+            raise OSError(errno.ENOTSUP, "Operation not supported")
+        return real_fsync(fd)
+
+    monkeypatch.setattr(os, "fsync", fsync)
+    write_points(out, Points(zyx=np.zeros((2, 3))))
+    assert synced == ["file", "folder"] and out.read_text().startswith("z,y,x")
+
+    def broken(fd):
+        raise OSError(errno.EIO, "Input/output error")
+
+    out.write_text(OLD)
+    monkeypatch.setattr(os, "fsync", broken)
+    with pytest.raises(OutputError, match="cannot write .*Input/output error"):
+        write_points(out, Points(zyx=np.zeros((2, 3))))
+    assert out.read_text() == OLD and [p.name for p in tmp_path.iterdir()] == ["cells.csv"]

@@ -95,11 +95,19 @@ def test_xml_other_types_are_non_cells(tmp_path: Path) -> None:
     np.testing.assert_array_equal(points.label, [0, 1, 0])
 
 
-def test_xml_of_rejected_candidates_only_reads_back_as_non_cells(tmp_path: Path) -> None:
-    # cellfinder's two-type layout means what it says even when every candidate was rejected.
+def test_xml_of_rejected_candidates_only_reads_back_as_non_cells(tmp_path: Path, caplog: pytest.LogCaptureFixture) -> None:
+    # cellfinder's layout means what it says even when every candidate was rejected: clarity-fast writes both blocks,
+    # cellfinder only the Type 1 block that has markers. Either way the reader says so in one warning.
     rejected = Points(zyx=np.array([[1.0, 2.0, 3.0], [4.0, 5.0, 6.0]]), label=np.array([0, 0]))
     write_points(tmp_path / "p.xml", rejected)
-    assert read_points(tmp_path / "p.xml").label.tolist() == [0, 0]
+    marker = "<Marker><MarkerX>3</MarkerX><MarkerY>2</MarkerY><MarkerZ>1</MarkerZ></Marker>"
+    (tmp_path / "cellfinder.xml").write_text(
+        f"<CellCounter_Marker_File><Marker_Data><Marker_Type><Type>1</Type>{marker}</Marker_Type></Marker_Data></CellCounter_Marker_File>"
+    )
+    for name, n in (("p.xml", 2), ("cellfinder.xml", 1)):
+        caplog.clear()
+        assert read_points(tmp_path / name).label.tolist() == [0] * n
+        assert [r.getMessage() for r in caplog.records] == [f"{tmp_path / name}: all {n} markers are non-cells (Type 1 in cellfinder's convention); if they are cells, mark them Type 2 or give a CSV"]
 
 
 def test_format_argument_overrides_suffix(tmp_path: Path) -> None:

@@ -46,7 +46,7 @@ def atomic_path(path: str | os.PathLike[str]) -> Iterator[Path]:
         yield tmp
         _sync(tmp)
         os.replace(tmp, target)
-        _sync(target.parent)
+        _sync_folder(target.parent)
     except OSError as exc:
         tmp.unlink(missing_ok=True)
         if exc.errno == errno.ENOSPC:
@@ -58,19 +58,31 @@ def atomic_path(path: str | os.PathLike[str]) -> Iterator[Path]:
 
 
 def _sync(path: Path) -> None:
-    """Flush a file's data (or a folder's entries) to disk: a rename can reach the disk before the data it names,
-    and a power cut would then leave an empty output, or an empty checkpoint that --resume trusts."""
+    """Flush a file's data to disk before it is renamed into place: a rename can reach the disk before the data it
+    names, and a power cut would then leave an empty output, or an empty checkpoint that --resume trusts. A failure
+    (EIO, say) fails the write while the old output is still in place; file systems that cannot sync are let be."""
     try:
-        fd = os.open(path, os.O_RDONLY)
-    except OSError:  # a folder that cannot be opened (some platforms): nothing to flush through
+        fd = os.open(path, os.O_RDWR)  # Windows syncs only descriptors open for writing
+    except OSError:  # not a plain file we may open (a writer that made a folder, say): nothing to flush this way
         return
     try:
         os.fsync(fd)
     except OSError as exc:
-        if exc.errno not in (errno.EINVAL, errno.EBADF, errno.EISDIR):  # folders that cannot be synced
+        if exc.errno not in (errno.EINVAL, errno.ENOTSUP, errno.EOPNOTSUPP):
             raise
     finally:
         os.close(fd)
+
+
+def _sync_folder(path: Path) -> None:
+    """Best effort: flush the folder's entries, so the rename itself survives a power cut. The output is already
+    in place, so a folder that cannot be synced (Windows, some network mounts) is not an error."""
+    with contextlib.suppress(OSError):
+        fd = os.open(path, os.O_RDONLY)
+        try:
+            os.fsync(fd)
+        finally:
+            os.close(fd)
 
 
 def make_output_dir(path: Path) -> Path:

@@ -7,6 +7,7 @@ Coordinates are 0-based (z, y, x) voxel indices of the volume they annotate. XML
 from __future__ import annotations
 
 import csv
+import logging
 import math
 import os
 import xml.etree.ElementTree as ET
@@ -19,6 +20,8 @@ import numpy as np
 
 from clarity_fast.errors import InputError
 from clarity_fast.io.atomic import atomic_path
+
+log = logging.getLogger("clarity_fast")
 
 _FORMATS = ("csv", "xml")
 SCORE_ALIASES = ("probability", "response")  # detections: the CNN's probability; candidates: the prefilter's response
@@ -165,7 +168,7 @@ def _label(path: Path, where: str, value: float) -> int:
 def _read_xml(path: Path, shape: tuple[int, int, int] | None) -> Points:
     """CellCounter XML as written by cellfinder: Marker_Type blocks of Markers with MarkerX/Y/Z. Type 2 markers are
     cells and the others not (cellfinder's rejected candidates are Type 1), unless all markers share one type in a
-    file that is not cellfinder's two-type layout."""
+    file of Fiji's layout (types beyond 1 and 2)."""
     try:
         root = ET.parse(path).getroot()
     except ET.ParseError as exc:
@@ -186,10 +189,14 @@ def _read_xml(path: Path, shape: tuple[int, int, int] | None) -> Points:
             zyx.append(point)
             label.append(1 if marker_type == _CELL_TYPE else 0)
             types.add(marker_type)
-    # Fiji's Cell Counter marks cells with whichever type is selected, often Type 1, in a file of eight types; the
-    # two-type layout cellfinder (and write_points) uses means what it says, even when every candidate was rejected.
-    if len(types) == 1 and blocks != {_NON_CELL_TYPE, _CELL_TYPE}:
+    # Fiji's Cell Counter writes eight types (empty ones included) and marks cells with whichever is selected, often
+    # Type 1. cellfinder writes Types 1 and 2 only (a block only where it has markers) and means what they say, even
+    # when every candidate was rejected, as clarity-fast does.
+    if len(types) == 1 and not blocks <= {_NON_CELL_TYPE, _CELL_TYPE}:
         label = [1] * len(label)
+    elif label and not any(label):
+        log.warning(f"{path}: all {len(label)} markers are non-cells (Type {_NON_CELL_TYPE} in cellfinder's convention); "
+                    f"if they are cells, mark them Type {_CELL_TYPE} or give a CSV")
     return Points(zyx=np.array(zyx, dtype=np.float64).reshape(-1, 3), label=np.array(label, dtype=np.int64))
 
 

@@ -16,7 +16,7 @@ from clarity_fast.simulate.scene import CELLS_PER_MM3, SIZE_SPREAD, Scene, make_
 
 # Cells are spaced by the nominal diameter: far wider spreads would overlap neighbours and shrink some below a voxel.
 MAX_SIZE_SPREAD = 0.5
-MAX_DENSITY = 1e6  # somata per mm³: 12 µm cells packed solid; beyond it placement only fills up and wastes memory
+MAX_DENSITY = 1e6  # somata per mm³: about what 8 µm cells at their spacing can hold; beyond, placement only wastes memory
 RENDER_DEPTH = 8  # planes per rendered slab; fixed, so the noise (seeded per slab) never depends on memory
 
 
