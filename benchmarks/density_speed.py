@@ -58,8 +58,7 @@ def main() -> None:
     device = "auto" if cuda_device_count() else "cpu"
     volumes = {}
     for density in densities:
-        # The simulator's default density keeps detect_speed.py's cached file name (the same volume).
-        volumes[f"simulated, {density:g} cells/mm³"] = (report.simulated_volume(SHAPE, density=None if density == 14000 else density), SIMULATED)
+        volumes[f"simulated, {density:g} cells/mm³"] = (report.simulated_volume(SHAPE, density=density), SIMULATED)
     if crop := tiled_crop():
         volumes["cellfinder_crop (real), mirror-tiled"] = (crop, CROP_SCALE)
     run_detect(report.simulated_volume((8, 200, 200)), batch=args.batch, device=device)  # fills numba's on-disk cache

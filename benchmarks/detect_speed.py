@@ -54,12 +54,17 @@ def deeper(path: Path, times: int) -> Path:
 SIMULATED = ((4.0, 2.0, 2.0), 12.0)  # report.simulated_volume's voxel size (µm) and cell diameter (µm)
 
 
+def scale_args(scale: tuple[tuple[float, float, float], float]) -> list[str]:
+    """A (voxel size, cell diameter) pair as the two command-line arguments both child scripts take."""
+    voxel, diameter = scale
+    return [",".join(map(str, voxel)), str(diameter)]
+
+
 def run_detect(volume: Path, *, batch: int, device: str, scale: tuple[tuple[float, float, float], float] = SIMULATED) -> dict:
     out = OUT / f"{volume.stem}_cells.csv"
-    voxel, diameter = scale
     env = {**os.environ, "PYTHONPATH": os.pathsep.join(filter(None, [str(HERE), os.environ.get("PYTHONPATH")]))}  # for report
     done = subprocess.run(
-        [sys.executable, "-c", CHILD, str(volume), str(out), str(batch), device, ",".join(map(str, voxel)), str(diameter)], capture_output=True, text=True, check=True, env=env
+        [sys.executable, "-c", CHILD, str(volume), str(out), str(batch), device, *scale_args(scale)], capture_output=True, text=True, check=True, env=env
     )
     return json.loads(done.stdout.strip().splitlines()[-1])
 
@@ -67,10 +72,7 @@ def run_detect(volume: Path, *, batch: int, device: str, scale: tuple[tuple[floa
 def run_cellfinder(python: Path, volume: Path, *, device: str, scale: tuple[tuple[float, float, float], float] = SIMULATED) -> dict | None:
     if not python.exists():
         return None
-    voxel, diameter = scale
-    done = subprocess.run(
-        [str(python), str(HERE / "cellfinder_detect.py"), str(volume), ",".join(map(str, voxel)), str(diameter), device], capture_output=True, text=True
-    )
+    done = subprocess.run([str(python), str(HERE / "cellfinder_detect.py"), str(volume), *scale_args(scale), device], capture_output=True, text=True)
     if done.returncode != 0:
         print(done.stderr[-2000:])
         return None

@@ -6,33 +6,31 @@ import json
 import platform
 import time
 from collections.abc import Callable
-from dataclasses import replace
 from pathlib import Path
 
 import numpy as np
 
 from clarity_fast.export.providers import available_cores
+from clarity_fast.simulate.scene import CELLS_PER_MM3
 
 RESULTS = Path(__file__).resolve().parent / "results"
 OUT = Path(__file__).resolve().parent / "out"  # inputs the benchmarks make and cache (git-ignored)
 
 
-def simulated_volume(shape: tuple[int, int, int], *, tile: tuple[int, int, int] | None = None, density: float | None = None) -> Path:
+def simulated_volume(shape: tuple[int, int, int], *, tile: tuple[int, int, int] | None = None, density: float = CELLS_PER_MM3) -> Path:
     """A simulated difficulty-1 volume of `shape` (seed 0, 4×2×2 µm, 12 µm cells), cached as .npy.
 
     With `tile`, a block of that shape is simulated and mirror-tiled out to `shape`: the same cell density and
-    image statistics in a fraction of the time, for a machine lent briefly (a GPU lease, say). `density` (labelled
-    cells per mm³) defaults to the simulator's own."""
+    image statistics in a fraction of the time, for a machine lent briefly (a GPU lease, say). `density` is in
+    labelled cells per mm³ (the simulator's default keeps the file name it always had)."""
     from clarity_fast.simulate import SimulatedBrain, SimulationSettings
 
-    name = "x".join(map(str, shape)) + (f"_tiled{'x'.join(map(str, tile))}" if tile else "") + (f"_d{density:g}" if density else "")
+    name = "x".join(map(str, shape)) + (f"_tiled{'x'.join(map(str, tile))}" if tile else "")
+    name += f"_d{density:g}" if density != CELLS_PER_MM3 else ""
     path = OUT / f"sim_{name}.npy"
     if not path.exists():
         OUT.mkdir(exist_ok=True)
-        settings = SimulationSettings(shape=tile or shape, seed=0, difficulty=1.0)
-        if density:
-            settings = replace(settings, density=density)
-        block = SimulatedBrain(settings).volume()
+        block = SimulatedBrain(SimulationSettings(shape=tile or shape, seed=0, difficulty=1.0, density=density)).volume()
         np.save(path, mirror_tiled(block, shape) if tile else block)
     return path
 

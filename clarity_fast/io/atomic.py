@@ -44,9 +44,9 @@ def atomic_path(path: str | os.PathLike[str]) -> Iterator[Path]:
     os.chmod(tmp, 0o666 & ~_UMASK)  # mkstemp makes 0600; outputs get the usual permissions
     try:
         yield tmp
-        _sync(tmp)
+        _sync(tmp, folder=False)
         os.replace(tmp, target)
-        _sync_folder(target.parent)
+        _sync(target.parent, folder=True)
     except OSError as exc:
         tmp.unlink(missing_ok=True)
         if exc.errno == errno.ENOSPC:
@@ -57,32 +57,23 @@ def atomic_path(path: str | os.PathLike[str]) -> Iterator[Path]:
         raise
 
 
-def _sync(path: Path) -> None:
-    """Flush a file's data to disk before it is renamed into place: a rename can reach the disk before the data it
-    names, and a power cut would then leave an empty output, or an empty checkpoint that --resume trusts. A failure
-    (EIO, say) fails the write while the old output is still in place; file systems that cannot sync are let be."""
+def _sync(path: Path, *, folder: bool) -> None:
+    """Flush to disk a file's data (before it is renamed into place: a rename can reach the disk before the data it
+    names, and a power cut would then leave an empty output, or an empty checkpoint that --resume trusts) or a
+    folder's entries (after, so that the rename itself survives). A file that fails to sync (EIO, say) fails the
+    write while the old output is still in place; file systems that cannot sync, and any folder that will not (the
+    output is already in place), are let be. Files open for writing: Windows syncs no other descriptor."""
     try:
-        fd = os.open(path, os.O_RDWR)  # Windows syncs only descriptors open for writing
-    except OSError:  # not a plain file we may open (a writer that made a folder, say): nothing to flush this way
+        fd = os.open(path, os.O_RDONLY if folder else os.O_RDWR)
+    except OSError:  # nothing we may open this way (a writer that made a folder, say): nothing to flush
         return
     try:
         os.fsync(fd)
     except OSError as exc:
-        if exc.errno not in (errno.EINVAL, errno.ENOTSUP, errno.EOPNOTSUPP):
+        if not folder and exc.errno not in (errno.EINVAL, errno.ENOTSUP, errno.EOPNOTSUPP):
             raise
     finally:
         os.close(fd)
-
-
-def _sync_folder(path: Path) -> None:
-    """Best effort: flush the folder's entries, so the rename itself survives a power cut. The output is already
-    in place, so a folder that cannot be synced (Windows, some network mounts) is not an error."""
-    with contextlib.suppress(OSError):
-        fd = os.open(path, os.O_RDONLY)
-        try:
-            os.fsync(fd)
-        finally:
-            os.close(fd)
 
 
 def make_output_dir(path: Path) -> Path:
