@@ -8,7 +8,7 @@ from scipy.ndimage import gaussian_filter1d
 
 from clarity_fast.kernels import reference
 from clarity_fast.kernels.filters import blob_snr, gaussian_kernel, reflect, z_halo
-from clarity_fast.kernels.gather import gather_patches, working_grid
+from clarity_fast.kernels.gather import _gather, gather_patches, working_grid
 from clarity_fast.kernels.maxima import footprint_offsets, local_maxima
 
 DTYPES = [np.uint8, np.uint16, np.int16, np.float32, np.float64]
@@ -153,11 +153,33 @@ def test_resampling_gather_matches_scipy_interpolation(shape, factors, seed):
 def test_identity_grid_copies_exactly():
     volume = np.random.default_rng(2).integers(0, 60000, size=(9, 11, 13)).astype(np.uint16)
     grid = working_grid(volume.shape, factors=(1.0, 1.0, 1.0))
-    assert all(np.all(w == 0) for w in grid.weight)
+    assert grid.identity and not working_grid(volume.shape, factors=(1.0, 0.81, 1.0)).identity
     centres = np.array([[4, 5, 6], [0, 0, 0]])
     a = gather_patches(volume, centres=centres, grid=grid, out=np.empty((2, 1, 8, 8, 8), np.float32))
     np.testing.assert_array_equal(a, gather_patches(volume, centres=centres, out=np.empty((2, 1, 8, 8, 8), np.float32)))
     np.testing.assert_allclose(a, reference.gather_patches(volume, centres=centres, size=8), atol=1e-5)
+
+
+@settings(max_examples=40, deadline=None)
+@given(
+    shape=st.tuples(st.integers(1, 14), st.integers(1, 14), st.integers(1, 14)),
+    size=st.sampled_from([5, 6, 12]),
+    dtype=st.sampled_from(DTYPES),
+    seed=st.integers(0, 1000),
+)
+def test_native_copy_equals_the_interpolating_kernel_bit_for_bit(shape, size, dtype, seed):
+    """On an identity grid gather_patches takes a plain-copy kernel; it must give exactly what the general one
+    gives, from a sub-block and with patches reaching past every face."""
+    rng = np.random.default_rng(seed)
+    volume = (rng.random(shape) * 1000).astype(dtype)
+    grid = working_grid(shape)
+    centres = (rng.random((5, 3)) * (np.asarray(shape) + 6) - 3).astype(np.int64).clip(0, np.asarray(shape) - 1)
+    first, last = grid.native_rows(int(centres[:, 0].min()) - size // 2, int(centres[:, 0].max()) + size - size // 2)
+    fast = gather_patches(volume[first:last], centres=centres, grid=grid, src_z0=first, out=np.empty((5, 1, size, size, size), np.float32))
+    general = np.empty((5, 1, size, size, size), np.float32)
+    tables = [t for axis in range(3) for t in (grid.lo[axis], grid.hi[axis], grid.weight[axis])]
+    _gather(volume, 0, *tables, centres, general)
+    np.testing.assert_array_equal(fast, general)
 
 
 def test_flat_patch_is_zero_not_nan():
