@@ -96,8 +96,10 @@ class SlabPrefilter:
     def run(self, planes: np.ndarray, *, first: int, z0: int, z1: int) -> Candidates:
         """Candidates of planes z0..z1 from `planes`, which hold planes first.. and cover planes_needed(z0, z1)."""
         if not self.exact and not (np.isfinite(planes.min()) and np.isfinite(planes.max())):  # NaN wins min and max
+            bad = first + np.flatnonzero(~np.isfinite(planes).all(axis=(1, 2)))
+            named = ", ".join(map(str, bad[:5])) + (f" and {len(bad) - 5} more" if len(bad) > 5 else "")
             raise InputError(
-                f"{self.source}: NaN or infinite values in planes {first}..{first + len(planes) - 1}; replace them first "
+                f"{self.source}: NaN or infinite values in plane{'s' if len(bad) > 1 else ''} {named}; replace them first "
                 "(a NaN spreads along its rows through the noise map's running sums and silently removes cells)"
             )
         stack = self._stack(z0, z1)

@@ -48,8 +48,8 @@ def elongation(reader: VolumeReader, *, scale: Scale, noise: NoiseModel | None =
     """The median cell's z width over its in-plane width (1 for round cells; NaN where it cannot be measured: too
     few planes or cells, z sampled too coarsely, or a profile bent by the imaging; such volumes are taken as round)."""
     block = _middle_block(reader, scale=scale)
-    if block.shape[0] < 5:
-        return math.nan  # too few planes for a z profile (a single plane, say)
+    if block.shape[0] < 5 or not (np.isfinite(block.min()) and np.isfinite(block.max())):
+        return math.nan  # too few planes for a z profile (a single plane, say), or NaN the prefilter will report
     voxel = np.asarray(scale.voxel_size)
     lag_um = max(LAG_DIAMETERS * scale.cell_diameter, float(voxel.max()))  # the same along every axis
     if lag_um > MAX_LAG_DIAMETERS * scale.cell_diameter:

@@ -345,8 +345,10 @@ def train(
     save_model(out, net=trained.net, config=trained.config)  # last: a failure above leaves an earlier model in place
     t = trained.config.training
     det = t["val_detection"]
+    n_train, held_out = len(t["train_volumes"]), len(set(t["validation_volumes"]) - set(t["train_volumes"]))
     typer.echo(
-        f"trained on {t['train_cells']} cells in {len(t['train_volumes'])} volumes, {t['epochs_run']} epochs: "
+        f"trained on {t['train_cells']} cells in {n_train} volume{'s' * (n_train != 1)}"
+        f"{f' ({held_out} more held out for validation)' if held_out else ''}, {t['epochs_run']} epoch{'s' * (t['epochs_run'] != 1)}: "
         f"validation patch AUC {t['best_val_auc']:.4f}, detection F1 {det['f1']:.3f} "
         f"(P {det['precision']:.3f}, R {det['recall']:.3f}) at threshold {trained.config.threshold:.3f}\n"
         f"wrote {out}, {log_path}, {curve_path}"

@@ -106,7 +106,7 @@ CASES = {
     "empty volume": (2, "empty volume"),
     "constant volume": (2, "every voxel is 100"),
     "smaller than a patch": (2, "smaller than one 12-voxel patch"),
-    "NaN in float input": (2, "NaN or infinite"),
+    "NaN in float input": (2, "v.npy: NaN or infinite values in plane 5;"),
     "model is not ONNX": (3, "not a loadable ONNX model"),
     "model expects another patch size": (3, "(N, 1, 16, 16, 16)"),
     "model with NaN weights": (3, "NaN or infinite: its weights are broken"),

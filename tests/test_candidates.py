@@ -102,7 +102,7 @@ def test_nan_in_a_float_volume_is_refused_not_spread():
     """One NaN made the noise map NaN to the end of its row and silently removed a cell 100 voxels away."""
     volume = np.random.default_rng(0).normal(100, 5, (12, 40, 128)).astype(np.float32)
     volume[6, 20, 3] = np.nan
-    with pytest.raises(InputError, match=r"NaN or infinite values in planes"):
+    with pytest.raises(InputError, match=r"NaN or infinite values in plane 6;"):
         find_candidates(open_array(volume), settings=PrefilterSettings(scale=Scale((4, 2, 2), 12)))
 
 

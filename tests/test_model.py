@@ -141,6 +141,7 @@ def test_manifest_errors(tmp_path):
 def test_train_and_cv_commands(manifest, tmp_path):
     out = run_cli("train", "--manifest", str(manifest), "--out", str(tmp_path / "m.pt"), "--epochs", "1", "--width", "8")
     assert out.returncode == 0, out.stderr
+    assert " cells in 2 volumes (1 more held out for validation), 1 epoch: " in out.stdout, out.stdout
     for name in ("m.pt", "m.train.json", "m.curve.png"):
         assert (tmp_path / name).is_file()
     out = run_cli("cv", "--manifest", str(manifest), "--scheme", "random", "--splits", "1", "--epochs", "1", "--width", "8", "--out", str(tmp_path / "cv"))

@@ -92,13 +92,14 @@ def load_annotated(
                 from_file=reader.voxel_size, from_user=entry.voxel_size or voxel_size, source=entry.volume
             )
             data = reader.read_slab(0, reader.shape[0])
+        volume = open_array(data, name=str(entry.volume))  # errors name the file
         # z finer than stated where the cells look elongated along it, as detect will treat such a volume
-        noise = volume_noise(open_array(data))  # the whole volume's, as detect measures it
-        native, _ = corrected_scale(open_array(data), scale=Scale(voxel_size=size, cell_diameter=entry.cell_diameter or cell_diameter), noise=noise)
+        noise = volume_noise(volume)  # the whole volume's, as detect measures it
+        native, _ = corrected_scale(volume, scale=Scale(voxel_size=size, cell_diameter=entry.cell_diameter or cell_diameter), noise=noise)
         factors = native.to_working
         # The prefilter runs on the file's own voxels (interpolation would correlate the noise it measures);
         # the network sees the resampled volume.
-        found = find_candidates(open_array(data), settings=PrefilterSettings(scale=native, threshold=prefilter_threshold), noise=noise)
+        found = find_candidates(volume, settings=PrefilterSettings(scale=native, threshold=prefilter_threshold), noise=noise)
         scale = native.working if factors != (1.0, 1.0, 1.0) else native
         grid = working_grid(data.shape, factors=factors)
         found = Candidates(to_voxels(points_to(found.zyx, factors=factors), shape=grid.shape), found.response)
