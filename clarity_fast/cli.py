@@ -347,7 +347,7 @@ def train(
     det = t["val_detection"]
     n_train, held_out = len(t["train_volumes"]), len(set(t["validation_volumes"]) - set(t["train_volumes"]))
     typer.echo(
-        f"trained on {t['train_cells']} cells in {n_train} volume{'s' * (n_train != 1)}"
+        f"trained on {t['train_cells']} cell{'s' * (t['train_cells'] != 1)} in {n_train} volume{'s' * (n_train != 1)}"
         f"{f' ({held_out} more held out for validation)' if held_out else ''}, {t['epochs_run']} epoch{'s' * (t['epochs_run'] != 1)}: "
         f"validation patch AUC {t['best_val_auc']:.4f}, detection F1 {det['f1']:.3f} "
         f"(P {det['precision']:.3f}, R {det['recall']:.3f}) at threshold {trained.config.threshold:.3f}\n"

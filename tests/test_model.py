@@ -138,6 +138,16 @@ def test_manifest_errors(tmp_path):
 
 
 
+def test_a_nan_in_a_training_volume_names_the_file_and_plane(tmp_path):
+    volume = np.random.default_rng(0).normal(100, 5, (12, 48, 48)).astype(np.float32)
+    volume[7, 3, 3] = np.nan
+    np.save(tmp_path / "bad.npy", volume)
+    (tmp_path / "p.csv").write_text("z,y,x\n6,24,24\n")
+    (tmp_path / "m.csv").write_text("volume,points,voxel_size\nbad.npy,p.csv,4x2x2\n")
+    with pytest.raises(InputError, match=r"bad\.npy: NaN or infinite values in plane 7;"):
+        load_annotated(read_manifest(tmp_path / "m.csv"), cell_diameter=12.0, voxel_size=None, prefilter_threshold=3.0)
+
+
 def test_train_and_cv_commands(manifest, tmp_path):
     out = run_cli("train", "--manifest", str(manifest), "--out", str(tmp_path / "m.pt"), "--epochs", "1", "--width", "8")
     assert out.returncode == 0, out.stderr

@@ -11,6 +11,7 @@ normalised to zero mean and unit standard deviation, the input the network was t
 from __future__ import annotations
 
 from dataclasses import dataclass
+from functools import cached_property
 
 import numba
 import numpy as np
@@ -31,7 +32,7 @@ class Grid:
     hi: tuple[np.ndarray, np.ndarray, np.ndarray]
     weight: tuple[np.ndarray, np.ndarray, np.ndarray]
 
-    @property
+    @cached_property
     def identity(self) -> bool:
         """Whether working voxels are the native ones (patches are then plain copies)."""
         return all(np.array_equal(lo, np.arange(len(lo))) and not np.any(w) for lo, w in zip(self.lo, self.weight))
@@ -106,11 +107,14 @@ def _needed(lo, hi, weight, index, span_lo, span):
     used = np.empty(2 * index.shape[0], np.int64)
     n = 0
     for k in index:
-        for p, read in ((lo[k], True), (hi[k], weight[k] != 0.0)):
-            if read and slot[p - span_lo] < 0:
-                slot[p - span_lo] = n
-                used[n] = p
-                n += 1
+        if slot[lo[k] - span_lo] < 0:
+            slot[lo[k] - span_lo] = n
+            used[n] = lo[k]
+            n += 1
+        if weight[k] != 0.0 and slot[hi[k] - span_lo] < 0:  # a zero weight never reads its upper neighbour
+            slot[hi[k] - span_lo] = n
+            used[n] = hi[k]
+            n += 1
     return slot, used[:n]
 
 
@@ -121,7 +125,7 @@ def _gather(src, src_z0, lz, hz, wz, ly, hy, wy, lx, hx, wx, centres, out):
     size = out.shape[2]
     half = size // 2
     nz, ny, nx = lz.shape[0], ly.shape[0], lx.shape[0]
-    for i in numba.prange(centres.shape[0]):
+    for i in numba.prange(centres.shape[0]):  # each patch allocates its own small tables: threads share nothing
         planes = _reflected(centres[i, 0], half, size, nz)
         rows, cols = _reflected(centres[i, 1], half, size, ny), _reflected(centres[i, 2], half, size, nx)
         x0, x1, tx = lx[cols], hx[cols], wx[cols]
