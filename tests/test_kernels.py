@@ -28,6 +28,23 @@ def numba_snr(volume, sigma, half_width, floor=0.5, noise_gain=1.0):
     )
 
 
+@settings(max_examples=25, deadline=None)
+@given(depth=st.integers(2, 9), dtype=st.sampled_from([np.uint16, np.float32]), sigma_z=st.sampled_from([0.5, 0.75, 1.6]), seed=st.integers(0, 1000))
+def test_the_z_pass_gives_the_same_bits_however_many_planes_it_makes_at_once(depth, dtype, sigma_z, seed):
+    """The z pass reads each plane once for Z_PLANES neighbouring outputs; every sum keeps its own order."""
+    from unittest import mock
+
+    from clarity_fast.kernels import filters
+
+    volume = (np.random.default_rng(seed).random((depth, 17, 23)) * 1000).astype(dtype)
+    results = []
+    for planes in (1, 2, 3):
+        with mock.patch.object(filters, "Z_PLANES", planes):
+            results.append(numba_snr(volume, (sigma_z, 1.5, 1.5), (3, 4, 4)))
+    np.testing.assert_array_equal(results[0], results[1])
+    np.testing.assert_array_equal(results[0], results[2])
+
+
 def test_blob_snr_refuses_a_halo_shorter_than_its_z_passes():
     block = np.zeros((9, 20, 20), np.float32)
     with pytest.raises(ValueError, match="halo"):

@@ -19,6 +19,7 @@ import numba
 import numpy as np
 
 TRUNCATE = 4.0  # Gaussian kernels reach this many sigmas, as scipy's default
+Z_PLANES = 2  # planes the z pass makes at once (more hold more work arrays for little more gain)
 # A white-noise voxel of std s gives |I - (left + right) / 2| a mean of s * sqrt(1.5) * sqrt(2 / pi).
 MEAN_ABS_DIFF_PER_STD = math.sqrt(1.5) * math.sqrt(2.0 / math.pi)
 
@@ -137,32 +138,39 @@ def z_pass(
     boxz: np.ndarray,
     out: np.ndarray,
 ) -> None:
-    """Around plane `centre` of the stack whose plane i is block[stack[i]]: out[0] = Gz I, out[1] = Gz'' I,
-    out[2] = box-mean over z of the noise proxy, whose planes centre - r .. centre + r are ring[slots[0..2r]].
+    """Around each plane centre + k of the stack whose plane i is block[stack[i]], for k < len(out):
+    out[k, 0] = Gz I, out[k, 1] = Gz'' I, out[k, 2] = box-mean over z of the noise proxy, whose planes
+    centre - r .. centre + len(out) - 1 + r are ring[slots[...]].
 
-    `block` may hold any real dtype, taken as float32 (as abs_second_difference_x)."""
-    rows, n = block.shape[1], block.shape[2]
+    Neighbouring centres share all but one of their planes, so each plane row is read once for all of them
+    (the memory traffic, not the arithmetic, sets this pass's pace); each sum still runs over its own taps in
+    order, so the result does not depend on how many centres go together. `block` may hold any real dtype,
+    taken as float32 (as abs_second_difference_x)."""
+    planes, rows, n = out.shape[0], block.shape[1], block.shape[2]
     rg = gz0.shape[0] // 2
     for y in numba.prange(rows):
-        a = out[0, y]
-        c = out[1, y]
-        m = out[2, y]
-        a[:] = 0.0
-        c[:] = 0.0
-        m[:] = 0.0
-        for j in range(gz0.shape[0]):
-            row = block[stack[centre + j - rg], y]
-            w0 = gz0[j]
-            w2 = gz2[j]
-            for x in range(n):
-                v = np.float32(row[x])
-                a[x] += w0 * v
-                c[x] += w2 * v
-        for j in range(boxz.shape[0]):
-            noise = ring[slots[j], y]
-            w = boxz[j]
-            for x in range(n):
-                m[x] += w * noise[x]
+        for k in range(planes):
+            out[k, 0, y, :] = 0.0
+            out[k, 1, y, :] = 0.0
+            out[k, 2, y, :] = 0.0
+        for t in range(gz0.shape[0] + planes - 1):
+            row = block[stack[centre + t - rg], y]
+            for k in range(max(0, t - gz0.shape[0] + 1), min(planes, t + 1)):
+                a = out[k, 0, y]
+                c = out[k, 1, y]
+                w0 = gz0[t - k]
+                w2 = gz2[t - k]
+                for x in range(n):
+                    v = np.float32(row[x])
+                    a[x] += w0 * v
+                    c[x] += w2 * v
+        for t in range(boxz.shape[0] + planes - 1):
+            noise = ring[slots[t], y]
+            for k in range(max(0, t - boxz.shape[0] + 1), min(planes, t + 1)):
+                m = out[k, 2, y]
+                w = boxz[t - k]
+                for x in range(n):
+                    m[x] += w * noise[x]
 
 
 @numba.njit(parallel=True, cache=True, nogil=True)
@@ -263,8 +271,9 @@ def blob_snr(
     side: block itself (any real dtype), or, with `stack`, the planes block[stack[0]], block[stack[1]], ... (so
     reflections at a volume's ends need no padded copy).
 
-    Passes run z first, then x, then y fused with the response, plane by plane, and the noise proxy is kept
-    for the planes the z box spans only, so the working set beyond the input and the result is a few planes.
+    Passes run z first (Z_PLANES planes at a time), then x, then y fused with the response, plane by plane, and
+    the noise proxy is kept for the planes the z box spans only, so the working set beyond the input and the
+    result is a few planes.
     `planar` treats a single plane as 2D (y and x curvatures only); then `block` is that one plane and pad is 0.
     `noise_gain` scales the noise units for noise that is not white (noise_correlation.NoiseModel.gain).
     `out` (float32, one plane per core plane) receives the result; `scratch` keeps the work arrays between calls.
@@ -283,26 +292,30 @@ def blob_snr(
     gy = [gaussian_kernel(sigma[1], o).astype(np.float32) for o in (0, 2)]
     by = box_kernel(noise_half_width[1]).astype(np.float32)
     out = np.empty((planes - 2 * pad, rows, cols), dtype=np.float32) if out is None else out
-    zo = scratch.array("zo", (3, rows, cols))
+    step = 1 if planar else Z_PLANES
+    zo = scratch.array("zo", (step, 3, rows, cols))
     xo = scratch.array("xo", (4, rows, cols))
     rb = bz.shape[0] // 2
     if not planar and pad < (needed := z_halo(sigma_z=sigma[0], noise_half_width_z=noise_half_width[0])):
         raise ValueError(f"a halo of {pad} planes is less than the {needed} the z passes reach (z_halo)")
-    ring = scratch.array("ring", (0 if planar else bz.shape[0], rows, cols))  # proxy plane p in slot p % len
-    for q in range(planes - 2 * pad):
+    ring = scratch.array("ring", (0 if planar else bz.shape[0] + step - 1, rows, cols))  # proxy plane p in slot p % len
+    for q in range(0, planes - 2 * pad, step):
+        count = min(step, planes - 2 * pad - q)
         if planar:
-            zo[0] = block[stack[q]]
-            abs_second_difference_x(block[stack[q]], zo[2])
+            zo[0, 0] = block[stack[q]]
+            abs_second_difference_x(block[stack[q]], zo[0, 2])
         else:
             centre = q + pad
-            for p in range(centre - rb if q == 0 else centre + rb, centre + rb + 1):
+            for p in range(centre - rb if q == 0 else centre + rb, centre + rb + count):
                 abs_second_difference_x(block[stack[p]], ring[p % len(ring)])
-            slots = np.arange(centre - rb, centre + rb + 1) % len(ring)
-            z_pass(block, stack, ring, slots, centre, gz[0], gz[1], bz, zo)
-            correlate_x(zo[1], wx[:1], xo[2:3])
-        correlate_x(zo[0], wx, xo[:2])
-        box_mean_x(zo[2], noise_half_width[2], xo[3])
-        y_pass_response(xo, gy[0], gy[1], by, scales, noise_scale, floor, planar, out[q])
+            slots = np.arange(centre - rb, centre + rb + count) % len(ring)
+            z_pass(block, stack, ring, slots, centre, gz[0], gz[1], bz, zo[:count])
+        for k in range(count):
+            if not planar:
+                correlate_x(zo[k, 1], wx[:1], xo[2:3])
+            correlate_x(zo[k, 0], wx, xo[:2])
+            box_mean_x(zo[k, 2], noise_half_width[2], xo[3])
+            y_pass_response(xo, gy[0], gy[1], by, scales, noise_scale, floor, planar, out[q + k])
     return out
 
 
