@@ -20,24 +20,11 @@ from pathlib import Path
 
 import numpy as np
 import report
-import tifffile
-from detect_speed import HERE, SIMULATED, run_cellfinder, run_detect
+from detect_speed import HERE, run_cellfinder, run_detect
 
 from clarity_fast.export.providers import cuda_device_count
 
 SHAPE = (32, 2150, 2650)
-CROP = HERE.parents[1] / "shared" / "data" / "cellfinder_crop" / "signal.tif"
-CROP_SCALE = ((5.0, 2.0, 2.0), 16.0)  # the voxel size cellfinder's tests give this crop, and its default soma diameter
-
-
-def tiled_crop() -> Path | None:
-    """cellfinder's real crop mirror-tiled to SHAPE, cached as .npy; None without ../shared/data."""
-    path = report.OUT / f"cellfinder_crop_tiled_{'x'.join(map(str, SHAPE))}.npy"
-    if not path.exists():
-        if not CROP.exists():
-            return None
-        np.save(path, report.mirror_tiled(tifffile.imread(CROP), SHAPE))
-    return path
 
 
 def main() -> None:
@@ -58,9 +45,9 @@ def main() -> None:
     device = "auto" if cuda_device_count() else "cpu"
     volumes = {}
     for density in densities:
-        volumes[f"simulated, {density:g} cells/mm³"] = (report.simulated_volume(SHAPE, density=density), SIMULATED)
-    if crop := tiled_crop():
-        volumes["cellfinder_crop (real), mirror-tiled"] = (crop, CROP_SCALE)
+        volumes[f"simulated, {density:g} cells/mm³"] = (report.simulated_volume(SHAPE, density=density), report.SIMULATED)
+    if crop := report.tiled_crop(SHAPE):
+        volumes["cellfinder_crop (real), mirror-tiled"] = (crop, report.CROP_SCALE)
     run_detect(report.simulated_volume((8, 200, 200)), batch=args.batch, device=device)  # fills numba's on-disk cache
     rounds: list[dict[str, dict]] = []
     for _ in range(args.rounds):

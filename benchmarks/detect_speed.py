@@ -51,16 +51,13 @@ def deeper(path: Path, times: int) -> Path:
     return out
 
 
-SIMULATED = ((4.0, 2.0, 2.0), 12.0)  # report.simulated_volume's voxel size (µm) and cell diameter (µm)
-
-
 def scale_args(scale: tuple[tuple[float, float, float], float]) -> list[str]:
     """A (voxel size, cell diameter) pair as the two command-line arguments both child scripts take."""
     voxel, diameter = scale
     return [",".join(map(str, voxel)), str(diameter)]
 
 
-def run_detect(volume: Path, *, batch: int, device: str, scale: tuple[tuple[float, float, float], float] = SIMULATED) -> dict:
+def run_detect(volume: Path, *, batch: int, device: str, scale: tuple[tuple[float, float, float], float] = report.SIMULATED) -> dict:
     out = OUT / f"{volume.stem}_cells.csv"
     env = {**os.environ, "PYTHONPATH": os.pathsep.join(filter(None, [str(HERE), os.environ.get("PYTHONPATH")]))}  # for report
     done = subprocess.run(
@@ -69,7 +66,7 @@ def run_detect(volume: Path, *, batch: int, device: str, scale: tuple[tuple[floa
     return json.loads(done.stdout.strip().splitlines()[-1])
 
 
-def run_cellfinder(python: Path, volume: Path, *, device: str, scale: tuple[tuple[float, float, float], float] = SIMULATED) -> dict | None:
+def run_cellfinder(python: Path, volume: Path, *, device: str, scale: tuple[tuple[float, float, float], float] = report.SIMULATED) -> dict | None:
     if not python.exists():
         return None
     done = subprocess.run([str(python), str(HERE / "cellfinder_detect.py"), str(volume), *scale_args(scale), device], capture_output=True, text=True)

@@ -11,30 +11,26 @@ time (fancy indexing of the eight neighbours, weighted); it is checked against t
 from __future__ import annotations
 
 import argparse
-from pathlib import Path
 
 import numpy as np
 import report
-import tifffile
 
 from clarity_fast.candidates import find_candidates
 from clarity_fast.io.volumes import open_array
 from clarity_fast.kernels.gather import Grid, gather_patches, working_grid
+from clarity_fast.kernels.reference import reflected
 from clarity_fast.model.samples import to_voxels
 from clarity_fast.resample import points_to
-from clarity_fast.settings import WORKING_CELL_VOXELS, PrefilterSettings, Scale, snap_factors
+from clarity_fast.settings import PrefilterSettings, Scale
 
 PATCH, BATCH = 12, 4096
-CROP = Path(__file__).resolve().parents[2] / "shared" / "data" / "cellfinder_crop" / "signal.tif"
 
 
 def volumes(shape: tuple[int, int, int]) -> list[tuple[str, np.ndarray, Scale]]:
     """(name, volume, scale): the simulated volume, and the real crop tiled to the same shape where it exists."""
-    out = [("simulated, 4×2×2 µm, 12 µm cells", np.load(report.simulated_volume(shape)), Scale(voxel_size=(4.0, 2.0, 2.0), cell_diameter=12.0))]
-    if CROP.exists():
-        tiled = report.mirror_tiled(tifffile.imread(CROP), shape)
-        out.append(("cellfinder_crop (real), mirror-tiled, 5×2×2 µm, 16 µm cells", tiled, Scale(voxel_size=(5.0, 2.0, 2.0), cell_diameter=16.0)))
-    return out
+    sources = [("simulated, 4×2×2 µm, 12 µm cells", report.simulated_volume(shape), report.SIMULATED),
+               ("cellfinder_crop (real), mirror-tiled, 5×2×2 µm, 16 µm cells", report.tiled_crop(shape), report.CROP_SCALE)]
+    return [(name, np.load(path), Scale(voxel_size=voxel, cell_diameter=diameter)) for name, path, (voxel, diameter) in sources if path]
 
 
 def numpy_gather(volume: np.ndarray, *, centres: np.ndarray, grid: Grid, size: int) -> np.ndarray:
@@ -42,10 +38,7 @@ def numpy_gather(volume: np.ndarray, *, centres: np.ndarray, grid: Grid, size: i
     offsets = np.arange(size) - size // 2
     corners = []
     for axis in range(3):
-        w = centres[:, axis, None] + offsets
-        n = grid.shape[axis]
-        w = w % (2 * n)
-        w = np.where(w >= n, 2 * n - 1 - w, w)  # scipy 'reflect'
+        w = reflected(centres[:, axis, None] + offsets, grid.shape[axis])
         shape = [len(centres), 1, 1, 1]
         shape[axis + 1] = size
         t = grid.weight[axis][w].reshape(shape)
@@ -62,7 +55,7 @@ def numpy_gather(volume: np.ndarray, *, centres: np.ndarray, grid: Grid, size: i
 
 def measure(volume: np.ndarray, scale: Scale, *, seconds: float) -> dict:
     """Patches per second, the gatherer's and the reference's, on the volume's prefilter candidates."""
-    factors = snap_factors([n * v / scale.cell_diameter for n, v in zip(WORKING_CELL_VOXELS, scale.voxel_size)])
+    factors = scale.to_working
     grid = working_grid(volume.shape, factors=factors)
     found = find_candidates(open_array(volume), settings=PrefilterSettings(scale=scale))
     centres = to_voxels(points_to(found.zyx, factors=factors), shape=grid.shape)

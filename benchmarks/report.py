@@ -9,12 +9,16 @@ from collections.abc import Callable
 from pathlib import Path
 
 import numpy as np
+import tifffile
 
 from clarity_fast.export.providers import available_cores
 from clarity_fast.simulate.scene import CELLS_PER_MM3
 
 RESULTS = Path(__file__).resolve().parent / "results"
 OUT = Path(__file__).resolve().parent / "out"  # inputs the benchmarks make and cache (git-ignored)
+SIMULATED = ((4.0, 2.0, 2.0), 12.0)  # simulated_volume's voxel size (µm) and cell diameter (µm)
+CROP = Path(__file__).resolve().parents[2] / "shared" / "data" / "cellfinder_crop" / "signal.tif"  # real serial two-photon
+CROP_SCALE = ((5.0, 2.0, 2.0), 16.0)  # the voxel size cellfinder's tests give this crop, and its default soma diameter
 
 
 def simulated_volume(shape: tuple[int, int, int], *, tile: tuple[int, int, int] | None = None, density: float = CELLS_PER_MM3) -> Path:
@@ -32,6 +36,17 @@ def simulated_volume(shape: tuple[int, int, int], *, tile: tuple[int, int, int] 
         OUT.mkdir(exist_ok=True)
         block = SimulatedBrain(SimulationSettings(shape=tile or shape, seed=0, difficulty=1.0, density=density)).volume()
         np.save(path, mirror_tiled(block, shape) if tile else block)
+    return path
+
+
+def tiled_crop(shape: tuple[int, int, int]) -> Path | None:
+    """cellfinder's real crop (CROP) mirror-tiled to `shape`, cached as .npy; None without ../shared/data."""
+    path = OUT / f"cellfinder_crop_tiled_{'x'.join(map(str, shape))}.npy"
+    if not path.exists():
+        if not CROP.exists():
+            return None
+        OUT.mkdir(exist_ok=True)
+        np.save(path, mirror_tiled(tifffile.imread(CROP), shape))
     return path
 
 

@@ -56,6 +56,11 @@ def slab_ranges(depth: int, *, slab_depth: int) -> list[tuple[int, int]]:
     return [(z0, min(z0 + slab_depth, depth)) for z0 in range(0, depth, slab_depth)]
 
 
+def all_finite(values: np.ndarray) -> bool:
+    """Whether no value is NaN or infinite, in two reductions and no mask (NaN wins min and max)."""
+    return bool(np.isfinite(values.min()) and np.isfinite(values.max()))
+
+
 class SlabPrefilter:
     """The prefilter of one volume, slab by slab: which planes a slab needs, and its candidates from them. Its
     work arrays are kept from slab to slab, so one instance serves one thread."""
@@ -95,7 +100,7 @@ class SlabPrefilter:
 
     def run(self, planes: np.ndarray, *, first: int, z0: int, z1: int) -> Candidates:
         """Candidates of planes z0..z1 from `planes`, which hold planes first.. and cover planes_needed(z0, z1)."""
-        if not self.exact and not (np.isfinite(planes.min()) and np.isfinite(planes.max())):  # NaN wins min and max
+        if not self.exact and not all_finite(planes):
             bad = first + np.flatnonzero(~np.isfinite(planes).all(axis=(1, 2)))
             named = ", ".join(map(str, bad[:5])) + (f" and {len(bad) - 5} more" if len(bad) > 5 else "")
             raise InputError(

@@ -23,7 +23,7 @@ import numpy as np
 from scipy.ndimage import map_coordinates
 from scipy.spatial import cKDTree
 
-from clarity_fast.candidates import Candidates, find_candidates
+from clarity_fast.candidates import Candidates, all_finite, find_candidates
 from clarity_fast.io.volumes import VolumeReader, open_array
 from clarity_fast.noise_correlation import NoiseModel
 from clarity_fast.settings import PrefilterSettings, Scale
@@ -48,7 +48,7 @@ def elongation(reader: VolumeReader, *, scale: Scale, noise: NoiseModel | None =
     """The median cell's z width over its in-plane width (1 for round cells; NaN where it cannot be measured: too
     few planes or cells, z sampled too coarsely, or a profile bent by the imaging; such volumes are taken as round)."""
     block = _middle_block(reader, scale=scale)
-    if block.shape[0] < 5 or not (np.isfinite(block.min()) and np.isfinite(block.max())):
+    if block.shape[0] < 5 or not all_finite(block):
         return math.nan  # too few planes for a z profile (a single plane, say), or NaN the prefilter will report
     voxel = np.asarray(scale.voxel_size)
     lag_um = max(LAG_DIAMETERS * scale.cell_diameter, float(voxel.max()))  # the same along every axis

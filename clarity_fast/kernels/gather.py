@@ -199,6 +199,7 @@ def gather_patches(
     The patch of size P covers centre - P//2 .. centre + P - P//2 - 1 on each axis.
     """
     grid = working_grid(src.shape) if grid is None else grid
+    centres = np.ascontiguousarray(centres, dtype=np.int64).reshape(-1, 3)
     n = len(centres)
     if out.ndim != 5 or out.shape[0] < n or out.shape[1] != 1 or len(set(out.shape[2:])) != 1:
         raise ValueError(f"out must be (>= {n}, 1, P, P, P), got {out.shape}")
@@ -207,11 +208,10 @@ def gather_patches(
     if any(int(grid.hi[axis].max()) >= src.shape[axis] for axis in (1, 2)):
         raise ValueError(f"the grid reads past planes of shape {src.shape[1:]}")
     if n:
-        size, centres = out.shape[2], np.ascontiguousarray(centres, dtype=np.int64)
+        size = out.shape[2]
         first, last = grid.native_rows(int(centres[:, 0].min()) - size // 2, int(centres[:, 0].max()) + size - size // 2)
         if first < src_z0 or last > src_z0 + src.shape[0]:
             raise ValueError(f"patches read planes {first}..{last - 1}, src holds {src_z0}..{src_z0 + src.shape[0] - 1}")
-    centres = np.ascontiguousarray(centres, dtype=np.int64).reshape(-1, 3)
     if grid.identity and grid.shape[1:] == src.shape[1:]:
         _gather_native(src, src_z0, grid.shape[0], centres, out)
     else:

@@ -107,6 +107,12 @@ def gather_patches(volume: np.ndarray, *, centres: np.ndarray, size: int) -> np.
     return out
 
 
+def reflected(index: np.ndarray, n: int) -> np.ndarray:
+    """Indices folded into 0..n-1 as scipy 'reflect' does (d c b a | a b c d | d c b a), for any overhang."""
+    index = np.asarray(index) % (2 * n)
+    return np.where(index >= n, 2 * n - 1 - index, index)
+
+
 def resampled_patches(
     volume: np.ndarray, *, centres: np.ndarray, size: int, factors: tuple[float, float, float], working_shape: tuple[int, int, int]
 ) -> np.ndarray:
@@ -116,9 +122,7 @@ def resampled_patches(
     for i, centre in enumerate(np.asarray(centres, dtype=int)):
         axes = []
         for c, n, f in zip(centre, working_shape, factors):
-            w = np.arange(c - half, c - half + size)
-            w = w % (2 * n)
-            w = np.where(w >= n, 2 * n - 1 - w, w)  # scipy 'reflect', repeated for any overhang
+            w = reflected(np.arange(c - half, c - half + size), n)
             axes.append((w + 0.5) / f - 0.5)
         coords = np.stack(np.meshgrid(*axes, indexing="ij"))
         patch = map_coordinates(np.asarray(volume, dtype=np.float64), coords, order=1, mode="nearest")
