@@ -78,7 +78,19 @@ CONDITIONS = [
     Condition("cell sizes varied (log sd 0.35)", size_spread=0.35),
     Condition("diameter stated 25% small", stated=0.75),
     Condition("hollow balls (dark nucleus 0.6 of the diameter)", shape="ball", hollow=0.6),
+    # Added on 2026-12-04, after the first thirteen had shaped the defaults: geometries, sizes and noise levels none
+    # of them covers, to check those defaults on conditions they were not chosen on.
+    Condition("1x1x1 um voxels, 16 um cells", voxel=(1.0, 1.0, 1.0), diameter=16.0),
+    Condition("10x4x4 um voxels, 20 um cells", voxel=(10.0, 4.0, 4.0), diameter=20.0),
+    Condition("2x1x1 um voxels, 7 um cells", voxel=(2.0, 1.0, 1.0), diameter=7.0),
+    Condition("diameter stated 33% large", stated=1.33),
+    Condition("low SNR + gradient + distractors", snr=4.0, gradient=4.0, distractors=True),
+    Condition("dense, touching blurred balls", shape="ball", cells=700, min_distance=1.7, snr=5.0),
+    Condition("balls 2x longer along z, 3.5x2x2 um voxels, 10 um cells", voxel=(3.5, 2.0, 2.0), diameter=10.0, shape="ball", axial=2.0),
+    Condition("very low SNR (peak 2.5 noise sd)", snr=2.5),
+    Condition("dense, touching, low SNR", cells=700, min_distance=1.7, snr=4.0),
 ]
+FIRST = 13  # conditions before the additions above
 
 
 def place(rng: np.random.Generator, n: int, extent: np.ndarray, min_dist: float) -> np.ndarray:
@@ -180,17 +192,21 @@ def main() -> None:
         ))
         rows.append([condition.name, len(truth), *[f"{cnn[m].precision:.3f} / {cnn[m].recall:.3f} / {cnn[m].f1:.3f}; fitted {fitted[m].f1:.3f}" for m in models], f"{blob.f1:.3f}"])
         print(rows[-1], flush=True)
-    mean_cnn = {m: float(np.mean([r["cnn"][m]["f1"] for r in results])) for m in models}
-    mean_fitted = {m: float(np.mean([r["cnn_fitted_threshold"][m]["f1"] for r in results])) for m in models}
-    mean_blob = float(np.mean([r["blob_calibrated"]["f1"] for r in results]))
-    rows.append(["mean F1", "", *[f"{mean_cnn[m]:.3f}; fitted {mean_fitted[m]:.3f}" for m in models], f"{mean_blob:.3f}"])
+    means = {}
+    for label, part in (("mean F1", results), (f"mean F1, first {FIRST}", results[:FIRST]), (f"mean F1, the {len(results) - FIRST} added", results[FIRST:])):
+        cnn_mean = {m: float(np.mean([r["cnn"][m]["f1"] for r in part])) for m in models}
+        fitted_mean = {m: float(np.mean([r["cnn_fitted_threshold"][m]["f1"] for r in part])) for m in models}
+        blob_mean = float(np.mean([r["blob_calibrated"]["f1"] for r in part]))
+        means[label] = dict(cnn=cnn_mean, cnn_fitted_threshold=fitted_mean, blob=blob_mean)
+        rows.append([label, "", *[f"{cnn_mean[m]:.3f}; fitted {fitted_mean[m]:.3f}" for m in models], f"{blob_mean:.3f}"])
     md = report.write(
         "foreign_synthetic",
-        data=dict(extent_um=EXTENT_UM, background_photons=BACKGROUND, read_noise=READ_NOISE, conditions=results, mean_f1_cnn=mean_cnn, mean_f1_cnn_fitted_threshold=mean_fitted, mean_f1_blob=mean_blob),
+        data=dict(extent_um=EXTENT_UM, background_photons=BACKGROUND, read_noise=READ_NOISE, conditions=results, means=means),
         columns=["condition", "cells", *[f"CNN `{m}`: precision / recall / F1 at its threshold, with a fitted threshold F1" for m in models], "LoG F1 (threshold fitted on a calibration volume)"],
         rows=rows,
         notes=(
-            "Models through `clarity-fast detect` (each its own threshold, `--cell-diameter` given) on volumes of "
+            "Models through `clarity-fast detect` at its defaults (each model's own threshold, probabilities adapted to the "
+            "volume's share of cells; `--cell-diameter` given) on volumes of "
             f"{EXTENT_UM[0]:g}×{EXTENT_UM[1]:g}×{EXTENT_UM[2]:g} µm from a generator unrelated to the training one "
             "(Gaussian or ball cells, Poisson + read noise, no vessels or stripes); matched within 3.5 voxels, z counted double."
         ),

@@ -1,7 +1,7 @@
-"""`detect --adapt` against the default: probabilities adapted to each volume's share of cells (volume_share).
+"""`detect`, which adapts probabilities to each volume's share of cells (volume_share), against `detect --no-adapt`.
 
 The built-in model's probabilities are calibrated on validation candidates of which a fifth are cells. In a
-clean volume most candidates are cells; `--adapt` estimates that share by EM over the whole volume and raises
+clean volume most candidates are cells; `detect` (unless `--no-adapt`) estimates that share by EM over the whole volume and raises
 the probabilities' odds where it exceeds the largest share among the validation volumes. Measured through
 `detect` itself, with and without it, on: the foreign-generator volumes (benchmarks/foreign_synthetic.py), our own
 generator at difficulty 0, 0.5 and 1 at three voxel sizes, the held-out simulated brains and the held-out delivr
@@ -73,10 +73,10 @@ def main() -> None:
                                           prefilter_threshold=cfg.prefilter_threshold, adapt=adapt)
                 result = detect(open_array(volume), scorer=scorer, model=cfg, settings=settings)
                 m = match_points(pred=result.zyx, truth=truth, radius=RADIUS_VOXELS, axis_scale=AXIS_WEIGHTS)
-                row["adapt" if adapt else "default"] = dict(m.summary(), cell_share=result.cell_share, odds_factor=result.odds_factor)
+                row["adapt" if adapt else "no_adapt"] = dict(m.summary(), cell_share=result.cell_share, odds_factor=result.odds_factor)
                 pooled[adapt] += (m.tp, m.fp, m.fn)
             results.append(row)
-            d, a = row["default"], row["adapt"]
+            d, a = row["no_adapt"], row["adapt"]
             table.append([f"{key}: {name}", f"{d['precision']:.3f} / {d['recall']:.3f} / {d['f1']:.3f}",
                           f"{a['precision']:.3f} / {a['recall']:.3f} / {a['f1']:.3f}", f"{a['cell_share']:.2f}", f"{a['odds_factor']:.2f}"])
             print(table[-1], flush=True)
@@ -85,7 +85,7 @@ def main() -> None:
     md = report.write(
         "prior_shift",
         data=dict(calibration=dict(share=cfg.calibration.share, reference_share=cfg.calibration.reference_share), volumes=results),
-        columns=["volume", "default: precision / recall / F1", "--adapt: precision / recall / F1", "estimated share of cells", "odds factor"],
+        columns=["volume", "--no-adapt: precision / recall / F1", "default (adapted): precision / recall / F1", "estimated share of cells", "odds factor"],
         rows=table,
         notes=(
             f"Built-in model through `detect` (threshold {cfg.threshold:.3f}); validation share {cfg.calibration.share:.3f}, "

@@ -3,7 +3,8 @@
 The model's threshold was chosen on its validation volumes: simulated brains and real delivr_cfos patches,
 whose annotations are partial. On clean volumes from another generator its recall falls (foreign_synthetic.md),
 which asks whether a lower threshold would serve everyone better. Here each held-out set of default_model.py and
-the test volume of each foreign_synthetic.py condition are detected once at a low threshold; since duplicates are
+the test volume of each foreign_synthetic.py condition are detected once at a low threshold (otherwise at detect's
+defaults: probabilities adapted to each volume's share of cells, a factor that does not depend on the threshold); since duplicates are
 merged greedily by score, keeping the detections above T afterwards equals detecting at T, so one run per volume
 serves the whole sweep.
 

@@ -200,8 +200,13 @@ def detect(
     scheduler: Annotated[Optional[str], typer.Option("--scheduler", help="Run on this Dask cluster (tcp://HOST:PORT).")] = None,
     workers: Annotated[Optional[int], typer.Option("--workers", help="Run on a local Dask cluster of N processes.")] = None,
     adapt: Annotated[
-        bool, typer.Option("--adapt/--no-adapt", help="Raise probabilities where cells are a larger share of the candidates than in the model's validation data.")
-    ] = False,
+        bool,
+        typer.Option(
+            "--adapt/--no-adapt",
+            help="Raise probabilities where cells are a larger share of the candidates than in the model's validation data "
+            "(clean volumes, where faint cells would be lost); --no-adapt keeps them as calibrated.",
+        ),
+    ] = True,
 ) -> None:
     """Detect cells in a whole volume: prefilter, CNN scoring, duplicate merging, streamed in z-slabs."""
     from clarity_fast.run_detect import DetectRequest, run_detection

@@ -61,7 +61,7 @@ class DetectSettings:
     batch: int = 4096
     slab_depth: int = 32
     project: bool = False  # keep each slab's maximum projection along z (the --preview picture)
-    adapt: bool = False  # adapt probabilities to the volume's share of cells (volume_share), where the model allows it
+    adapt: bool = True  # adapt probabilities to the volume's share of cells (volume_share), where the model allows it
     noise: NoiseModel | None = None  # the volume's noise correlation (noise_correlation); None: measured from the volume
 
     def __post_init__(self) -> None:

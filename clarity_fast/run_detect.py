@@ -46,7 +46,7 @@ class DetectRequest:
     scheduler: str | None = None  # a Dask scheduler address ...
     workers: int | None = None  # ... or a LocalCluster of this many processes; neither: this process alone
     progress: bool | None = None  # None: a bar when stderr is a terminal
-    adapt: bool = False  # adapt probabilities to the volume's share of cells (volume_share)
+    adapt: bool = True  # adapt probabilities to the volume's share of cells (volume_share)
 
     def __post_init__(self) -> None:
         points_format(self.out, self.output_format)  # a format it cannot write is refused before any work
@@ -80,7 +80,8 @@ class DetectReport:
         return [
             f"{s['cells']} cells in {s['volume']} {tuple(s['shape'])} ({s['candidates']} candidates, "
             f"{s['above_threshold']} above probability {s['threshold']:.3f} before merging)",
-            *([f"--adapt: cells are {s['cell_share']:.0%} of the candidates, so the probabilities' odds were multiplied by {s['odds_factor']:.2f}"]
+            *([f"cells are {s['cell_share']:.0%} of the candidates, more than in the model's validation data: probabilities' odds "
+               f"multiplied by {s['odds_factor']:.2f} (--no-adapt keeps them as calibrated)"]
               if s.get("cell_share") is not None and s["odds_factor"] > 1 else []),
             *([smoothed_noise_line(s["noise_model"]["blur"], s["noise_gain"])] if s["noise_gain"] > 1 else []),
             *([elongation_line(s["cell_elongation"], s["axial_stretch"])] if s["axial_stretch"] > 1 else []),

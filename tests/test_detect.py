@@ -109,10 +109,11 @@ def test_a_volume_full_of_faint_cells_raises_their_probabilities(scorer):
     assert recall[True] > recall[False]
 
 
-def test_adapt_is_asked_for_and_recorded(brain, tmp_path):
+def test_adapt_is_the_default_and_recorded(brain, tmp_path):
+    """On by default (it only ever raises, and only where cells outnumber the validation mix); --no-adapt turns it off."""
     _, path = brain
-    for flag, adapted in (("--no-adapt", False), ("--adapt", True)):
-        out = run_cli("detect", path, "--out", tmp_path / "cells.csv", flag)
+    for flags, adapted in (((), True), (("--no-adapt",), False), (("--adapt",), True)):
+        out = run_cli("detect", path, "--out", tmp_path / "cells.csv", *flags)
         assert out.returncode == 0, out.stderr
         summary = json.loads((tmp_path / "cells.summary.json").read_text())
         assert (summary["cell_share"] is not None) == adapted and summary["odds_factor"] >= 1.0
