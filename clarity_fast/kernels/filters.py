@@ -178,35 +178,55 @@ def z_pass(
     out[k, 0] = Gz I, out[k, 1] = Gz'' I, out[k, 2] = box-mean over z of the noise proxy, whose planes
     centre - r .. centre + len(out) - 1 + r are ring[slots[...]].
 
-    Neighbouring centres share all but one of their planes, so each plane row is read once for all of them
-    (the memory traffic, not the arithmetic, sets this pass's pace); each sum still runs over its own taps in
-    order, so the result does not depend on how many centres go together. `block` may hold any real dtype,
-    taken as float32 (as abs_second_difference_x)."""
+    Neighbouring centres share all but one of their planes, so each plane row comes from memory once for all of
+    them (the memory traffic, not the arithmetic, sets this pass's pace; the next centre finds the rows in cache);
+    four taps per sweep, each sum over its own taps in order, so the result does not depend on how many centres go
+    together (nor on the four, as add_rows). `block` may hold any real dtype, taken as float32 (as
+    abs_second_difference_x)."""
     planes, rows, n = out.shape[0], block.shape[1], block.shape[2]
-    rg = gz0.shape[0] // 2
+    taps, box = gz0.shape[0], boxz.shape[0]
+    rg = taps // 2
     for y in numba.prange(rows):
         for k in range(planes):
-            out[k, 0, y, :] = 0.0
-            out[k, 1, y, :] = 0.0
-            out[k, 2, y, :] = 0.0
-        for t in range(gz0.shape[0] + planes - 1):
-            row = block[stack[centre + t - rg], y]
-            for k in range(max(0, t - gz0.shape[0] + 1), min(planes, t + 1)):
-                a = out[k, 0, y]
-                c = out[k, 1, y]
-                w0 = gz0[t - k]
-                w2 = gz2[t - k]
+            a = out[k, 0, y]
+            c = out[k, 1, y]
+            a[:] = 0.0
+            c[:] = 0.0
+            first = centre + k - rg
+            j = 0
+            while j + 4 <= taps:
+                r0, r1 = block[stack[first + j], y], block[stack[first + j + 1], y]
+                r2, r3 = block[stack[first + j + 2], y], block[stack[first + j + 3], y]
+                p0, p1, p2, p3 = gz0[j], gz0[j + 1], gz0[j + 2], gz0[j + 3]
+                q0, q1, q2, q3 = gz2[j], gz2[j + 1], gz2[j + 2], gz2[j + 3]
+                for x in range(n):
+                    v0, v1, v2, v3 = np.float32(r0[x]), np.float32(r1[x]), np.float32(r2[x]), np.float32(r3[x])
+                    a[x] = a[x] + p0 * v0 + p1 * v1 + p2 * v2 + p3 * v3
+                    c[x] = c[x] + q0 * v0 + q1 * v1 + q2 * v2 + q3 * v3
+                j += 4
+            while j < taps:
+                row = block[stack[first + j], y]
+                p, q = gz0[j], gz2[j]
                 for x in range(n):
                     v = np.float32(row[x])
-                    a[x] += w0 * v
-                    c[x] += w2 * v
-        for t in range(boxz.shape[0] + planes - 1):
-            noise = ring[slots[t], y]
-            for k in range(max(0, t - boxz.shape[0] + 1), min(planes, t + 1)):
-                m = out[k, 2, y]
-                w = boxz[t - k]
+                    a[x] += p * v
+                    c[x] += q * v
+                j += 1
+            m = out[k, 2, y]
+            m[:] = 0.0
+            j = 0
+            while j + 4 <= box:
+                s0, s1 = ring[slots[k + j], y], ring[slots[k + j + 1], y]
+                s2, s3 = ring[slots[k + j + 2], y], ring[slots[k + j + 3], y]
+                b0, b1, b2, b3 = boxz[j], boxz[j + 1], boxz[j + 2], boxz[j + 3]
                 for x in range(n):
-                    m[x] += w * noise[x]
+                    m[x] = m[x] + b0 * s0[x] + b1 * s1[x] + b2 * s2[x] + b3 * s3[x]
+                j += 4
+            while j < box:
+                s, b = ring[slots[k + j], y], boxz[j]
+                for x in range(n):
+                    m[x] += b * s[x]
+                j += 1
 
 
 @numba.njit(parallel=True, cache=True, nogil=True)
