@@ -4,8 +4,8 @@ The built-in model's probabilities are calibrated on validation candidates of wh
 clean volume most candidates are cells; `detect` (unless `--no-adapt`) estimates that share by EM over the whole volume and raises
 the probabilities' odds where it exceeds the largest share among the validation volumes. Measured through
 `detect` itself, with and without it, on: the foreign-generator volumes (benchmarks/foreign_synthetic.py), our own
-generator at difficulty 0, 0.5 and 1 at three voxel sizes, the held-out simulated brains and the held-out delivr
-patches. Matching: the study's rule (3.5 voxels, z counted double).
+generator at difficulty 0, 0.5 and 1 at three voxel sizes, the held-out simulated brains, the eight simulated
+geometries of default_model.py and the held-out delivr patches. Matching: the study's rule (3.5 voxels, z counted double).
 
 Run: python benchmarks/prior_shift.py   (needs ../shared/data for the delivr rows; writes results/prior_shift.{json,md})
 """
@@ -55,7 +55,7 @@ def main() -> None:
         "foreign generator": [(c.name, *make_volume(c, seed=2000 + i), c.voxel, c.stated_diameter) for i, c in enumerate(CONDITIONS)],
         "our generator": own_generator(),
     }
-    for key in ("simulated", "delivr_held_out"):
+    for key in ("simulated", "simulated_geometries", "delivr_held_out"):
         sets[key] = []
         for name, path, points, g in held[key]:
             with open_volume(path) as reader:
@@ -90,7 +90,7 @@ def main() -> None:
         notes=(
             f"Built-in model through `detect` (threshold {cfg.threshold:.3f}); validation share {cfg.calibration.share:.3f}, "
             f"largest validation-volume share {cfg.calibration.reference_share:.3f} (no adjustment up to it). Our generator: "
-            f"{OWN_EXTENT_UM[0]:g}×{OWN_EXTENT_UM[1]:g}×{OWN_EXTENT_UM[2]:g} µm, seed 5; simulated held-out: 3 brains at {SIM['voxel']} µm."
+            f"{OWN_EXTENT_UM[0]:g}×{OWN_EXTENT_UM[1]:g}×{OWN_EXTENT_UM[2]:g} µm, seed 5; simulated held-out: 3 brains at {SIM['voxel']} µm; simulated_geometries: one brain at each of default_model.py's eight geometries."
         ),
     )
     print(md.read_text())

@@ -9,7 +9,7 @@ from hypothesis import strategies as st
 from scipy.ndimage import gaussian_filter1d
 
 from clarity_fast.kernels import reference
-from clarity_fast.kernels.filters import blob_snr, gaussian_kernel, reflect, z_halo
+from clarity_fast.kernels.filters import add_rows, blob_snr, correlate_x, gaussian_kernel, reflect, y_pass_response, z_halo, z_pass
 from clarity_fast.kernels.gather import gather_patches, working_grid
 from clarity_fast.kernels.maxima import footprint_offsets, local_maxima
 
@@ -31,7 +31,7 @@ def numba_snr(volume, sigma, half_width, floor=0.5, noise_gain=1.0):
 @settings(max_examples=25, deadline=None)
 @given(depth=st.integers(2, 9), dtype=st.sampled_from([np.uint16, np.float32]), sigma_z=st.sampled_from([0.5, 0.75, 1.6]), seed=st.integers(0, 1000))
 def test_the_z_pass_gives_the_same_bits_however_many_planes_it_makes_at_once(depth, dtype, sigma_z, seed):
-    """The z pass reads each plane once for Z_PLANES neighbouring outputs; every sum keeps its own order."""
+    """The z pass makes Z_PLANES neighbouring outputs per sweep; their ring of noise planes and slots must line up."""
     from unittest import mock
 
     from clarity_fast.kernels import filters
@@ -45,12 +45,18 @@ def test_the_z_pass_gives_the_same_bits_however_many_planes_it_makes_at_once(dep
     np.testing.assert_array_equal(results[0], results[2])
 
 
+def tap_by_tap(rows_of_taps, weights, start=None):
+    """sum_j weights[j] * rows_of_taps[j], one tap at a time in float32: the order the filter passes must keep."""
+    acc = np.zeros(rows_of_taps[0].shape, np.float32) if start is None else start.astype(np.float32).copy()
+    for w, row in zip(np.asarray(weights, np.float32), rows_of_taps):
+        acc += w * row.astype(np.float32)
+    return acc
+
+
 @settings(max_examples=30, deadline=None)
 @given(taps=st.integers(1, 31), rows=st.integers(1, 9), cols=st.integers(1, 40), seed=st.integers(0, 1000))
-def test_x_and_y_passes_sum_tap_by_tap_bit_for_bit(taps, rows, cols, seed):
+def test_x_pass_and_row_sums_add_tap_by_tap_bit_for_bit(taps, rows, cols, seed):
     """Summing four taps per sweep keeps the one-tap-per-sweep order, so the float32 result is the same to the bit."""
-    from clarity_fast.kernels.filters import add_rows, correlate_x
-
     rng = np.random.default_rng(seed)
     src = (rng.standard_normal((rows, cols)) * 100).astype(np.float32)
     weights = rng.standard_normal((2, taps)).astype(np.float32)
@@ -59,18 +65,50 @@ def test_x_and_y_passes_sum_tap_by_tap_bit_for_bit(taps, rows, cols, seed):
     correlate_x(src, weights, got)
     padded = src[:, [reflect(i, cols) for i in range(-r, cols + r)]]
     for k in range(2):
-        want = np.zeros((rows, cols), np.float32)
-        for j in range(taps):
-            want += weights[k, j] * padded[:, j : j + cols]
-        np.testing.assert_array_equal(got[k], want)
+        np.testing.assert_array_equal(got[k], tap_by_tap([padded[:, j : j + cols] for j in range(taps)], weights[k]))
     index = rng.integers(0, rows, size=taps)
-    acc = np.empty(cols, np.float32)
-    acc[:] = want[0]
-    expected = want[0].copy()
-    for j in range(taps):
-        expected += weights[0, j] * src[index[j]]
+    start = (rng.standard_normal(cols) * 100).astype(np.float32)
+    acc = start.copy()
     add_rows(acc, src, index, weights[0])
-    np.testing.assert_array_equal(acc, expected)
+    np.testing.assert_array_equal(acc, tap_by_tap([src[i] for i in index], weights[0], start))
+
+
+@settings(max_examples=30, deadline=None)
+@given(taps=st.integers(1, 13), box=st.integers(1, 13), rows=st.integers(1, 8), planes=st.integers(1, 3),
+       dtype=st.sampled_from([np.uint16, np.float32, np.float64]), planar=st.booleans(), seed=st.integers(0, 1000))
+def test_z_and_y_passes_add_tap_by_tap_bit_for_bit(taps, box, rows, planes, dtype, planar, seed):
+    """The z pass (any input dtype, taken as float32) and the y pass (rows reflected at the ends, fewer rows than
+    taps included) sum in the one-tap-per-sweep order."""
+    rng = np.random.default_rng(seed)
+    cols = 11
+    depth = taps + planes - 1 + 3
+    block = (rng.random((depth, rows, cols)) * 1000).astype(dtype)
+    stack = rng.permutation(depth)
+    ring = (rng.random((box + planes - 1 + 2, rows, cols)) * 10).astype(np.float32)
+    slots = rng.permutation(len(ring))[: box + planes - 1]
+    gz0, gz2, boxz = (rng.standard_normal(taps).astype(np.float32), rng.standard_normal(taps).astype(np.float32),
+                      rng.random(box).astype(np.float32))
+    centre = taps // 2 + 1
+    out = np.empty((planes, 3, rows, cols), np.float32)
+    z_pass(block, stack, ring, slots, centre, gz0, gz2, boxz, out)
+    for k in range(planes):
+        window = [block[stack[centre + k - taps // 2 + j]] for j in range(taps)]
+        np.testing.assert_array_equal(out[k, 0], tap_by_tap(window, gz0))
+        np.testing.assert_array_equal(out[k, 1], tap_by_tap(window, gz2))
+        np.testing.assert_array_equal(out[k, 2], tap_by_tap([ring[slots[k + j]] for j in range(box)], boxz))
+    xo = (rng.standard_normal((4, rows, cols)) * 100).astype(np.float32)
+    xo[3] = np.abs(xo[3]) + 1
+    scale = np.asarray([0.5, 2.0, 2.0], np.float32)
+    got = np.empty((rows, cols), np.float32)
+    y_pass_response(xo, gz0, gz2, boxz, scale, np.float32(0.7), np.float32(0.1), planar, got)
+    rg, rb = taps // 2, box // 2
+    acc = {name: np.stack([tap_by_tap([xo[c, reflect(y - rg + j, rows)] for j in range(taps)], w) for y in range(rows)])
+           for name, c, w in (("x", 1, gz0), ("y", 0, gz2), ("z", 2, gz0))}
+    noise = np.stack([tap_by_tap([xo[3, reflect(y - rb + j, rows)] for j in range(box)], boxz) for y in range(rows)])
+    response = np.minimum(-scale[2] * acc["x"], -scale[1] * acc["y"])
+    if not planar:
+        response = np.minimum(response, -scale[0] * acc["z"])
+    np.testing.assert_array_equal(got, response / np.maximum(np.float32(0.7) * noise, np.float32(0.1)))
 
 
 def test_blob_snr_refuses_a_halo_shorter_than_its_z_passes():

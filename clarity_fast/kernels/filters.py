@@ -77,8 +77,9 @@ def fill_reflected(row: np.ndarray, r: int, buf: np.ndarray) -> None:
 def add_rows(acc: np.ndarray, src: np.ndarray, rows: np.ndarray, weights: np.ndarray) -> None:
     """acc[x] += weights[j] * src[rows[j], x] for j = 0, 1, ... in turn.
 
-    Four taps per sweep over acc, summed in the same order as one tap per sweep (so the same float32 result), for
-    a quarter of acc's loads and stores, which set the pace of a one-tap sweep."""
+    Four taps per sweep over acc, summed in the same order as one tap per sweep (so, with float32 operands
+    throughout, the same float32 result), for a quarter of acc's loads and stores, which set the pace of a
+    one-tap sweep. Rows of a strided view are not vectorised: callers pass rows of C-contiguous arrays."""
     n, taps = acc.shape[0], weights.shape[0]
     j = 0
     while j + 4 <= taps:
@@ -95,11 +96,12 @@ def add_rows(acc: np.ndarray, src: np.ndarray, rows: np.ndarray, weights: np.nda
 
 
 @numba.njit(cache=True, nogil=True)
-def reflected_rows(first: int, count: int, n: int, out: np.ndarray) -> np.ndarray:
-    """out[:count] = reflect(first + j, n) for j < count: the rows a window starting at `first` reads."""
+def reflected_rows(first: int, count: int, n: int) -> np.ndarray:
+    """reflect(first + j, n) for j < count: the rows a window starting at `first` reads."""
+    out = np.empty(count, dtype=np.int64)
     for j in range(count):
         out[j] = reflect(first + j, n)
-    return out[:count]
+    return out
 
 
 @numba.njit(parallel=True, cache=True, nogil=True)
@@ -194,7 +196,7 @@ def z_pass(
             c[:] = 0.0
             first = centre + k - rg
             j = 0
-            while j + 4 <= taps:
+            while j + 4 <= taps:  # as add_rows, written out: each row feeds two sums, cast from block's dtype
                 r0, r1 = block[stack[first + j], y], block[stack[first + j + 1], y]
                 r2, r3 = block[stack[first + j + 2], y], block[stack[first + j + 3], y]
                 p0, p1, p2, p3 = gz0[j], gz0[j + 1], gz0[j + 2], gz0[j + 3]
@@ -212,7 +214,7 @@ def z_pass(
                     a[x] += p * v
                     c[x] += q * v
                 j += 1
-            m = out[k, 2, y]
+            m = out[k, 2, y]  # add_rows(m, ring[:, y], ...) written out: rows of a strided view are not vectorised
             m[:] = 0.0
             j = 0
             while j + 4 <= box:
@@ -256,12 +258,12 @@ def y_pass_response(
         acc_y = np.zeros(n, dtype=np.float32)
         acc_z = np.zeros(n, dtype=np.float32)
         acc_n = np.zeros(n, dtype=np.float32)
-        index = np.empty(max(gy0.shape[0], boxy.shape[0]), dtype=np.int64)
-        window = reflected_rows(y - rg, gy0.shape[0], rows, index)
+        window = reflected_rows(y - rg, gy0.shape[0], rows)
         add_rows(acc_x, xo[1], window, gy0)
         add_rows(acc_y, xo[0], window, gy2)
-        add_rows(acc_z, xo[2], window, gy0)
-        add_rows(acc_n, xo[3], reflected_rows(y - rb, boxy.shape[0], rows, index), boxy)
+        if not planar:  # (planar: xo[2] holds nothing)
+            add_rows(acc_z, xo[2], window, gy0)
+        add_rows(acc_n, xo[3], reflected_rows(y - rb, boxy.shape[0], rows), boxy)
         o = out[y]
         for x in range(n):
             r = min(-sx * acc_x[x], -sy * acc_y[x])
