@@ -4,13 +4,15 @@ clarity_fast.simulate (the training generator) renders sigmoid-edged ellipsoids,
 a light-sheet model. The generator here shares no code or assumptions with it: cells are anisotropic Gaussian
 blobs or blurred hard-edged balls, the background is flat or a linear gradient, the noise is Poisson shot noise
 plus Gaussian read noise, and the distractors are large dim blobs and small bright puncta; two conditions blur the finished image, noise
-included, as resampling or a generator that blurs last would, and two stretch the cells along z, as the axial
+included, as resampling or a generator that blurs last would, and three stretch the cells along z, as the axial
 point-spread function of a light-sheet or two-photon microscope does (the diameter given is still the true one); one
-mixes cell sizes and one tells detect a diameter 25% below the true one, as a user who misjudges it would; one
-renders hollow balls, as a cytoplasmic label around a dark nucleus looks. Each condition makes a
-calibration volume and a test volume. Each model runs on the test volume through `clarity-fast detect`, once with
-its own threshold and once with the threshold that maximises F1 on the calibration volume (`--threshold`); the LoG
-blob baseline gets the same kind of fitted threshold. The first CNN figure is what a user gets; the second tells
+mixes cell sizes and two tell detect a diameter 25% below or 33% above the true one, as a user who misjudges it
+would; one renders hollow balls, as a cytoplasmic label around a dark nucleus looks; others vary the voxel and cell
+size, the density and the brightness. Each condition makes a
+calibration volume and a test volume. Each model runs on the test volume through `clarity-fast detect` at its
+defaults, once with its own threshold and once with the threshold that maximises F1 on the calibration volume
+(`--threshold`); the LoG blob baseline gets the same kind of fitted threshold, and the prefilter's recall (what
+detect's network is given) is recorded too. The first CNN figure is what a user gets; the second tells
 ranking from threshold. Matching: the study's rule (3.5 voxels, z counted double).
 
 Run: python benchmarks/foreign_synthetic.py [--models default,other.onnx]   (writes results/foreign_synthetic.{json,md};
