@@ -152,17 +152,19 @@ def make_volume(condition: Condition, *, seed: int) -> tuple[np.ndarray, np.ndar
 
 def detect_cnn(volume: Path, condition: Condition, model: str, *, threshold: float | None = None) -> Points:
     """Cells found by `clarity-fast detect` with `model` (voxels, with probabilities)."""
-    out = volume.with_name(f"cells_{Path(model).stem}_{threshold}.csv")
-    command = [sys.executable, "-m", "clarity_fast", "detect", volume, "--model", model, "--out", out, "--cell-diameter", str(condition.stated_diameter)]
-    subprocess.run(command + (["--threshold", str(threshold)] if threshold is not None else []), check=True, capture_output=True)
-    return read_points(out)
+    extra = ["--model", model] + (["--threshold", str(threshold)] if threshold is not None else [])
+    return _quietly("detect", volume, condition, volume.with_name(f"cells_{Path(model).stem}_{threshold}.csv"), *extra)
 
 
 def prefilter_candidates(volume: Path, condition: Condition) -> Points:
     """The candidates `clarity-fast candidates` proposes (what detect's network is given to score)."""
-    out = volume.with_name("candidates.csv")
-    command = [sys.executable, "-m", "clarity_fast", "candidates", volume, "--out", out, "--cell-diameter", str(condition.stated_diameter)]
-    subprocess.run(command, check=True, capture_output=True)
+    return _quietly("candidates", volume, condition, volume.with_name("candidates.csv"))
+
+
+def _quietly(command: str, volume: Path, condition: Condition, out: Path, *extra: str) -> Points:
+    """`clarity-fast COMMAND volume --out out` at the condition's stated diameter, output captured; what it wrote."""
+    args = [command, volume, "--out", out, "--cell-diameter", str(condition.stated_diameter), *extra]
+    subprocess.run([sys.executable, "-m", "clarity_fast", *map(str, args)], check=True, capture_output=True)
     return read_points(out)
 
 

@@ -16,7 +16,7 @@ from functools import cached_property
 import numba
 import numpy as np
 
-from clarity_fast.kernels.filters import reflect
+from clarity_fast.kernels.filters import reflect, reflected_rows
 from clarity_fast.resample import resampled_shape
 
 STD_FLOOR = 1e-6  # a flat patch stays flat (all zeros) instead of dividing by zero
@@ -91,14 +91,6 @@ def _normalise(patch, total):
                 patch[a, b, c] = np.float32((patch[a, b, c] - mean) * scale)
 
 
-@numba.njit(cache=True, nogil=True, inline="always")
-def _reflected(centre, half, size, n):
-    out = np.empty(size, np.int64)
-    for c in range(size):
-        out[c] = reflect(centre - half + c, n)
-    return out
-
-
 @numba.njit(cache=True, nogil=True)
 def _needed(lo, hi, weight, index, span_lo, span):
     """Native positions that working positions `index` read, as a map from position - span_lo to a compact slot
@@ -126,8 +118,8 @@ def _gather(src, src_z0, lz, hz, wz, ly, hy, wy, lx, hx, wx, centres, out):
     half = size // 2
     nz, ny, nx = lz.shape[0], ly.shape[0], lx.shape[0]
     for i in numba.prange(centres.shape[0]):  # each patch allocates its own small tables: threads share nothing
-        planes = _reflected(centres[i, 0], half, size, nz)
-        rows, cols = _reflected(centres[i, 1], half, size, ny), _reflected(centres[i, 2], half, size, nx)
+        planes = reflected_rows(centres[i, 0] - half, size, nz)
+        rows, cols = reflected_rows(centres[i, 1] - half, size, ny), reflected_rows(centres[i, 2] - half, size, nx)
         x0, x1, tx = lx[cols], hx[cols], wx[cols]
         z_lo, y_lo = lz[planes].min(), ly[rows].min()
         z_slot, z_used = _needed(lz, hz, wz, planes, z_lo, hz[planes].max() - z_lo + 1)
@@ -175,11 +167,12 @@ def _gather_native(src, src_z0, nz, centres, out):
     half = size // 2
     ny, nx = src.shape[1], src.shape[2]
     for i in numba.prange(centres.shape[0]):
-        rows, cols = _reflected(centres[i, 1], half, size, ny), _reflected(centres[i, 2], half, size, nx)
+        planes = reflected_rows(centres[i, 0] - half, size, nz)
+        rows, cols = reflected_rows(centres[i, 1] - half, size, ny), reflected_rows(centres[i, 2] - half, size, nx)
         patch = out[i, 0]
         total = 0.0
         for a in range(size):
-            plane = src[reflect(centres[i, 0] - half + a, nz) - src_z0]
+            plane = src[planes[a] - src_z0]
             for b in range(size):
                 row = plane[rows[b]]
                 for c in range(size):
