@@ -17,7 +17,7 @@ from clarity_fast.simulate.scene import CELLS_PER_MM3
 RESULTS = Path(__file__).resolve().parent / "results"
 OUT = Path(__file__).resolve().parent / "out"  # inputs the benchmarks make and cache (git-ignored)
 SIMULATED = ((4.0, 2.0, 2.0), 12.0)  # simulated_volume's voxel size (µm) and cell diameter (µm)
-CROP = Path(__file__).resolve().parents[2] / "shared" / "data" / "cellfinder_crop" / "signal.tif"  # real serial two-photon
+CROP = Path(__file__).resolve().parents[2] / "shared" / "data" / "cellfinder_crop"  # real serial two-photon: signal.tif, background.tif
 CROP_SCALE = ((5.0, 2.0, 2.0), 16.0)  # the voxel size cellfinder's tests give this crop, and its default soma diameter
 
 
@@ -39,14 +39,15 @@ def simulated_volume(shape: tuple[int, int, int], *, tile: tuple[int, int, int] 
     return path
 
 
-def tiled_crop(shape: tuple[int, int, int]) -> Path | None:
-    """cellfinder's real crop (CROP) mirror-tiled to `shape`, cached as .npy; None without ../shared/data."""
-    path = OUT / f"cellfinder_crop_tiled_{'x'.join(map(str, shape))}.npy"
+def tiled_crop(shape: tuple[int, int, int], *, channel: str = "signal") -> Path | None:
+    """A channel of cellfinder's real crop (CROP) mirror-tiled to `shape`, cached as .npy; None without ../shared/data."""
+    path = OUT / f"cellfinder_crop_tiled_{'x'.join(map(str, shape))}{'' if channel == 'signal' else '_' + channel}.npy"
     if not path.exists():
-        if not CROP.exists():
+        source = CROP / f"{channel}.tif"
+        if not source.exists():
             return None
         OUT.mkdir(exist_ok=True)
-        np.save(path, mirror_tiled(tifffile.imread(CROP), shape))
+        np.save(path, mirror_tiled(tifffile.imread(source), shape))
     return path
 
 
