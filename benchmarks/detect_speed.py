@@ -6,7 +6,8 @@ Run: python benchmarks/detect_speed.py [--shape 32,2150,2650] [--cellfinder ../c
 The volume is simulated (difficulty 1, 4×2×2 µm voxels, 12 µm cells) and cached as .npy in benchmarks/out. A
 small volume runs first, untimed, so that no timed run compiles kernels. Memory is measured at several depths
 (by default 2x and 3x, both several slabs deep) to show it does not grow with the depth. cellfinder runs, when
-its environment exists (see cellfinder_detect.py), on the same .npy volume with the same voxel and cell size.
+its environment exists (see cellfinder_detect.py), on the same .npy volumes with the same voxel and cell size: at every
+depth, as its throughput grows with the depth too (--cellfinder-base-only: on the base volume alone, for a short lease).
 With several --devices the volume runs once on each (the first one also does the depth and plane runs), so a
 GPU's end-to-end figure has a CPU reference from the same machine and run.
 """
@@ -66,10 +67,14 @@ def run_detect(volume: Path, *, batch: int, device: str, scale: tuple[tuple[floa
     return json.loads(done.stdout.strip().splitlines()[-1])
 
 
-def run_cellfinder(python: Path, volume: Path, *, device: str, scale: tuple[tuple[float, float, float], float] = report.SIMULATED) -> dict | None:
+def run_cellfinder(
+    python: Path, volume: Path, *, device: str, scale: tuple[tuple[float, float, float], float] = report.SIMULATED, background: Path | None = None
+) -> dict | None:
+    """cellfinder_detect.py's JSON (its detection stage; with `background`, its classification too); None without it."""
     if not python.exists():
         return None
-    done = subprocess.run([str(python), str(HERE / "cellfinder_detect.py"), str(volume), *scale_args(scale), device], capture_output=True, text=True)
+    classify = ["--background", str(background)] if background else []
+    done = subprocess.run([str(python), str(HERE / "cellfinder_detect.py"), str(volume), *scale_args(scale), device, *classify], capture_output=True, text=True)
     if done.returncode != 0:
         print(done.stderr[-2000:])
         return None
@@ -85,6 +90,7 @@ def main() -> None:
     parser.add_argument("--devices", help="comma-separated detect --device values (default: auto with a GPU, else cpu)")
     parser.add_argument("--tile", help="simulate a block of this shape and mirror-tile it out to --shape (faster to make)")
     parser.add_argument("--depths", default="2,3", help="comma-separated multiples of --shape's depth for the memory runs")
+    parser.add_argument("--cellfinder-base-only", action="store_true", help="run cellfinder on the base volume only, not on the deeper ones")
     args = parser.parse_args()
     shape = tuple(int(v) for v in args.shape.split(","))
     gpus = cuda_device_count()
@@ -95,13 +101,20 @@ def main() -> None:
     runs = {"volume": run_detect(base, batch=args.batch, device=device)}
     for other in devices[1:]:
         runs[f"volume, --device {other}"] = run_detect(base, batch=args.batch, device=other)
+    paths = {"volume": base}
     for times in (int(v) for v in args.depths.split(",")):  # from 2x on several slabs deep: the most the pipeline holds at once
-        runs[f"volume, {times}x deeper"] = run_detect(deeper(base, times), batch=args.batch, device=device)
+        paths[f"volume, {times}x deeper"] = deeper(base, times)
+        runs[f"volume, {times}x deeper"] = run_detect(paths[f"volume, {times}x deeper"], batch=args.batch, device=device)
     plane = OUT / f"plane_{shape[1]}x{shape[2]}.npy"
     if not plane.exists():
         np.save(plane, np.load(base, mmap_mode="r")[shape[0] // 2 : shape[0] // 2 + 1])
     runs["single plane"] = run_detect(plane, batch=args.batch, device=device)
-    cellfinder = {d: r for d in args.cellfinder_devices.split(",") if (r := run_cellfinder(args.cellfinder, base, device=d))}
+    compared = ["volume"] if args.cellfinder_base_only else list(paths)
+    cellfinder = {}  # torch device -> volume name -> cellfinder_detect.py's JSON
+    for where in args.cellfinder_devices.split(","):
+        by_volume = {name: r for name in compared if (r := run_cellfinder(args.cellfinder, paths[name], device=where))}
+        if by_volume:
+            cellfinder[where] = by_volume
     rows = []
     for name, r in runs.items():
         s = r["summary"]
@@ -116,15 +129,18 @@ def main() -> None:
         notes += f" The same volume with --device {other} on this machine: {ratio:.1f}× slower."
     data["speedup_vs_cellfinder"], data["speedup_vs_cellfinder_by_run"] = {}, {}
     volumes = [name for name in runs if name.startswith("volume") and "--device" not in name]
-    for where, result in cellfinder.items():
-        rate = np.prod(result["shape"]) / result["seconds"]
-        ratio = runs["volume"]["summary"]["voxels_per_s"] / rate
-        data["speedup_vs_cellfinder"][where] = ratio
-        data["speedup_vs_cellfinder_by_run"][where] = {name: runs[name]["summary"]["voxels_per_s"] / rate for name in volumes}
-        rows.append([f"cellfinder {result['cellfinder']} detection stage [torch {where}]", "×".join(map(str, result["shape"])), f"{result['seconds']:.1f}", f"{rate / 1e6:.2f}", "", result["candidates"], "candidates, no classification"])
-        by_depth = " / ".join(f"{runs[name]['summary']['voxels_per_s'] / rate:.1f}×" for name in volumes)
-        notes += (f" Same volume through cellfinder's detection stage (filters on torch {where}, all CPU cores): clarity-fast is "
-                  f"{by_depth} as fast ({'; '.join(volumes)}).")
+    for where, by_volume in cellfinder.items():
+        rates = {name: np.prod(r["shape"]) / r["seconds"] for name, r in by_volume.items()}
+        # a volume cellfinder did not run on is compared with its rate on the base volume (--cellfinder-base-only)
+        ratios = {name: runs[name]["summary"]["voxels_per_s"] / rates.get(name, rates["volume"]) for name in volumes if "volume" in rates}
+        data["speedup_vs_cellfinder"][where] = ratios.get("volume")
+        data["speedup_vs_cellfinder_by_run"][where] = ratios
+        for name, result in by_volume.items():
+            rows.append([f"cellfinder {result['cellfinder']} detection stage [torch {where}], {name}", "×".join(map(str, result["shape"])), f"{result['seconds']:.1f}", f"{rates[name] / 1e6:.2f}", "", result["candidates"], "candidates, no classification"])
+        by_depth = " / ".join(f"{ratios[name]:.1f}×" for name in ratios)
+        notes += (f" The same volumes through cellfinder's detection stage (filters on torch {where}, all CPU cores): clarity-fast is "
+                  f"{by_depth} as fast ({'; '.join(ratios)}; each against cellfinder on the same volume"
+                  f"{'' if len(by_volume) == len(ratios) else ' where it ran, else on the base volume'}).")
     md = report.write(
         "detect_speed_gpu" if gpus else "detect_speed",
         data=data,

@@ -38,7 +38,7 @@ step cuda_options
 python3 benchmarks/cuda_options.py 2>&1 | tee -a "$log"
 step detect_speed
 python3 benchmarks/detect_speed.py --devices cuda,cpu --tile 32,540,540 \
-  --cellfinder "${CELLFINDER_PYTHON:-none}" --cellfinder-devices cpu,cuda 2>&1 | tee -a "$log"
+  --cellfinder "${CELLFINDER_PYTHON:-none}" --cellfinder-devices cpu,cuda --cellfinder-base-only 2>&1 | tee -a "$log"
 step cpu_scaling
 python3 benchmarks/cpu_scaling.py --tile 32,540,540 --name cpu_scaling_gpu 2>&1 | tee -a "$log"
 step done
