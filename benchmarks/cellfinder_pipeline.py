@@ -11,17 +11,16 @@ candidates within 10 planes of either end of a thin volume cannot be classified 
 its classification time covers only the candidates it could classify (the table counts them), which flatters it
 more the thinner the volume.
 
-Run: python benchmarks/cellfinder_pipeline.py [--depths 32,64] [--rounds 2]
-(writes results/cellfinder_pipeline.{json,md}; about 10 minutes per round on 2 cores)
+Run: python benchmarks/cellfinder_pipeline.py [--depths 32,64,128] [--rounds 2]
+(writes results/cellfinder_pipeline.{json,md}; about 9 minutes per round on 2 cores)
 """
 
 from __future__ import annotations
 
 import argparse
-from pathlib import Path
 
 import report
-from detect_speed import HERE, run_cellfinder, run_detect
+from detect_speed import comparison_args, run_cellfinder, run_detect
 
 from clarity_fast.export.providers import cuda_device_count
 
@@ -30,19 +29,7 @@ PLANE = (2150, 2650)
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--depths", default="32,64", help="comma-separated plane counts")
-    parser.add_argument("--rounds", type=int, default=2)
-    parser.add_argument("--batch", type=int, default=4096)
-    parser.add_argument("--cellfinder", type=Path, default=HERE.parents[1] / "cellfinder-venv" / "bin" / "python")
-    args = parser.parse_args()
-    try:
-        depths = [int(d) for d in args.depths.split(",")]
-    except ValueError:
-        parser.error(f"--depths must be comma-separated whole numbers, got {args.depths!r}")
-    if args.rounds < 1 or not all(d > 0 for d in depths):
-        parser.error("--rounds and every depth must be >= 1")
-    if not args.cellfinder.exists():
-        raise SystemExit(f"error: no cellfinder environment at {args.cellfinder} (see cellfinder_detect.py): nothing to compare with")
+    args, depths = comparison_args(parser, option="--depths", default="32,64,128", help="comma-separated plane counts", kind=int)
     volumes = {}
     for depth in depths:
         shape = (depth, *PLANE)

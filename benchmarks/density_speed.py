@@ -16,11 +16,10 @@ Run: python benchmarks/density_speed.py [--densities 1400,4200,14000] [--rounds 
 from __future__ import annotations
 
 import argparse
-from pathlib import Path
 
 import numpy as np
 import report
-from detect_speed import HERE, run_cellfinder, run_detect
+from detect_speed import comparison_args, run_cellfinder, run_detect
 
 from clarity_fast.export.providers import cuda_device_count
 
@@ -29,19 +28,7 @@ SHAPE = (32, 2150, 2650)
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--densities", default="1400,4200,14000", help="comma-separated simulated cells per mm³")
-    parser.add_argument("--rounds", type=int, default=2)
-    parser.add_argument("--batch", type=int, default=4096)
-    parser.add_argument("--cellfinder", type=Path, default=HERE.parents[1] / "cellfinder-venv" / "bin" / "python")
-    args = parser.parse_args()
-    try:
-        densities = [float(d) for d in args.densities.split(",")]
-    except ValueError:
-        parser.error(f"--densities must be comma-separated numbers, got {args.densities!r}")
-    if args.rounds < 1 or not all(d > 0 for d in densities):
-        parser.error("--rounds must be >= 1 and every density > 0")
-    if not args.cellfinder.exists():
-        raise SystemExit(f"error: no cellfinder environment at {args.cellfinder} (see cellfinder_detect.py): nothing to compare with")
+    args, densities = comparison_args(parser, option="--densities", default="1400,4200,14000", help="comma-separated simulated cells per mm³", kind=float)
     device = "auto" if cuda_device_count() else "cpu"
     volumes = {}
     for density in densities:

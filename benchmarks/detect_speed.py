@@ -81,6 +81,26 @@ def run_cellfinder(
     return json.loads(done.stdout.strip().splitlines()[-1])
 
 
+def comparison_args(parser: argparse.ArgumentParser, *, option: str, default: str, help: str, kind: type) -> tuple[argparse.Namespace, list]:
+    """The options every round-based comparison with cellfinder takes (--rounds, --batch, --cellfinder), plus one
+    comma-separated list of positive `kind` values; parsed, checked, and with cellfinder's environment required."""
+    parser.add_argument(option, default=default, help=help)
+    parser.add_argument("--rounds", type=int, default=2)
+    parser.add_argument("--batch", type=int, default=4096)
+    parser.add_argument("--cellfinder", type=Path, default=HERE.parents[1] / "cellfinder-venv" / "bin" / "python")
+    args = parser.parse_args()
+    text = getattr(args, option.lstrip("-").replace("-", "_"))
+    try:
+        values = [kind(v) for v in text.split(",")]
+    except ValueError:
+        parser.error(f"{option} must be comma-separated {kind.__name__} values, got {text!r}")
+    if args.rounds < 1 or not all(v > 0 for v in values):
+        parser.error(f"--rounds must be >= 1 and every {option} value > 0")
+    if not args.cellfinder.exists():
+        raise SystemExit(f"error: no cellfinder environment at {args.cellfinder} (see cellfinder_detect.py): nothing to compare with")
+    return args, values
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--shape", default="32,2150,2650")
