@@ -45,7 +45,8 @@ if __name__ == "__main__":  # cellfinder spawns worker processes that re-import 
         build_model(network_depth="50-layer").save_weights(weights)  # untimed: cellfinder would load its trained file instead
         background = np.load(args.background)
         start = time.perf_counter()
-        # cellfinder.core.main's defaults: network voxels (5, 1, 1) µm, batch 64, cubes 50×50×20, depth "50", 3 loader workers
+        # cellfinder.core.main's defaults (network voxels (5, 1, 1) µm, batch 64, cubes 50×50×20, depth "50", at most 3
+        # loader workers: 2 on 2 cores), with every core free for it, as for its detection above (n_free_cpus=0)
         classified = classify.main(cells, volume, background, 0, voxel, (5, 1, 1), 64, 50, 50, 20, None, weights, "50")
         result.update(classify_seconds=time.perf_counter() - start, classified=len(classified))
     print(json.dumps(result))

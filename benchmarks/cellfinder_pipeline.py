@@ -4,7 +4,7 @@ detect_speed.py and density_speed.py compare with cellfinder's detection stage a
 clarity-fast's figure includes scoring every candidate with its CNN, and cellfinder's candidates still need its
 classifier (a ResNet-50 on 50×50×20 two-channel cubes) before they are cells. Here both tools go from the image to
 classified cells on cellfinder's own real serial two-photon crop (../shared/data/cellfinder_crop, signal and
-background channels, 5×2×2 µm, cellfinder's default 16 µm somata), mirror-tiled to 2150×2650 planes at two depths.
+background channels, 5×2×2 µm, cellfinder's default 16 µm somata), mirror-tiled to 2150×2650 planes at three depths.
 cellfinder's trained weights are a download (no network here), so its classifier runs with its own network randomly
 initialised: the time does not depend on the weights (see cellfinder_detect.py). Its cubes span 20 planes, so
 candidates within 10 planes of either end of a thin volume cannot be classified and cost nothing: on these volumes
@@ -12,7 +12,7 @@ its classification time covers only the candidates it could classify (the table 
 more the thinner the volume.
 
 Run: python benchmarks/cellfinder_pipeline.py [--depths 32,64,128] [--rounds 2]
-(writes results/cellfinder_pipeline.{json,md}; about 9 minutes per round on 2 cores)
+(writes results/cellfinder_pipeline.{json,md}; about 13 minutes per round on 2 cores)
 """
 
 from __future__ import annotations
@@ -80,7 +80,7 @@ def main() -> None:
         notes=(f"cellfinder_crop (real serial two-photon, signal + background) mirror-tiled, {report.CROP_SCALE[0]} µm voxels, "
                f"{report.CROP_SCALE[1]:g} µm somata for both tools. clarity-fast: detect with the built-in model (--batch {args.batch}, "
                f"scoring on {device}), image to cells. cellfinder 1.10.1: detection stage (torch cpu, all cores), then its "
-               "classification (ResNet-50, cubes 50×50×20 at 5×1×1 µm, batch 64, 3 loader workers; randomly initialised weights, "
+               "classification (ResNet-50, cubes 50×50×20 at 5×1×1 µm, batch 64, at most 3 loader workers; all cores; randomly initialised weights, "
                "timing only). Each round runs every volume through both tools, one after the other; ratios within a round."),
     )
     print((report.RESULTS / "cellfinder_pipeline.md").read_text())

@@ -151,16 +151,19 @@ def main() -> None:
     volumes = [name for name in runs if name.startswith("volume") and "--device" not in name]
     for where, by_volume in cellfinder.items():
         rates = {name: np.prod(r["shape"]) / r["seconds"] for name, r in by_volume.items()}
-        # a volume cellfinder did not run on is compared with its rate on the base volume (--cellfinder-base-only)
-        ratios = {name: runs[name]["summary"]["voxels_per_s"] / rates.get(name, rates["volume"]) for name in volumes if "volume" in rates}
+        # each volume against cellfinder on the same volume; one it did not run on (--cellfinder-base-only), against its
+        # rate on the base volume
+        compared_on = {name: name if name in rates else "volume" for name in volumes if name in rates or "volume" in rates}
+        ratios = {name: runs[name]["summary"]["voxels_per_s"] / rates[on] for name, on in compared_on.items()}
         data["speedup_vs_cellfinder"][where] = ratios.get("volume")
         data["speedup_vs_cellfinder_by_run"][where] = ratios
+        data.setdefault("cellfinder_compared_on", {})[where] = compared_on
         for name, result in by_volume.items():
             rows.append([f"cellfinder {result['cellfinder']} detection stage [torch {where}], {name}", "×".join(map(str, result["shape"])), f"{result['seconds']:.1f}", f"{rates[name] / 1e6:.2f}", "", result["candidates"], "candidates, no classification"])
         by_depth = " / ".join(f"{ratios[name]:.1f}×" for name in ratios)
         notes += (f" The same volumes through cellfinder's detection stage (filters on torch {where}, all CPU cores): clarity-fast is "
                   f"{by_depth} as fast ({'; '.join(ratios)}; each against cellfinder on the same volume"
-                  f"{'' if len(by_volume) == len(ratios) else ' where it ran, else on the base volume'}).")
+                  f"{'' if all(on == name for name, on in compared_on.items()) else ' where it ran, else on the base volume'}).")
     md = report.write(
         "detect_speed_gpu" if gpus else "detect_speed",
         data=data,

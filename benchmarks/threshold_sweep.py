@@ -30,13 +30,14 @@ from clarity_fast.io.volumes import write_tiff
 
 OUT = report.OUT / "threshold_sweep"
 FLOOR = 0.01  # every threshold swept is above it
+# the built-in model's own threshold joins these
 THRESHOLDS = [0.05, 0.08, 0.1, 0.12, 0.15, 0.18, 0.2, 0.23, 0.27, 0.3, 0.35, 0.4]
 
 
-def sweep(items: list[tuple[np.ndarray, np.ndarray, np.ndarray]]) -> np.ndarray:
+def sweep(items: list[tuple[np.ndarray, np.ndarray, np.ndarray]], thresholds: list[float]) -> np.ndarray:
     """F1 at each threshold of (detections, probabilities, truth) pooled over volumes."""
     pred, scores, truth = pool_volumes(items)
-    return np.array([match_points(pred=pred[scores >= t], truth=truth, radius=RADIUS_VOXELS, axis_scale=AXIS_WEIGHTS).f1 for t in THRESHOLDS])
+    return np.array([match_points(pred=pred[scores >= t], truth=truth, radius=RADIUS_VOXELS, axis_scale=AXIS_WEIGHTS).f1 for t in thresholds])
 
 
 def expected_f1_threshold(scores: np.ndarray) -> float:
@@ -44,22 +45,25 @@ def expected_f1_threshold(scores: np.ndarray) -> float:
     p = np.sort(np.asarray(scores, dtype=float))[::-1]
     if len(p) == 0:
         return 1.0
-    expected_tp = np.cumsum(p)
-    return float(p[np.argmax(2 * expected_tp / (expected_tp + np.arange(1, len(p) + 1) + p.sum()))])
+    expected_tp = np.cumsum(p)  # keeping the k most probable: expected F1 = 2 TP / (k + expected cells)
+    return float(p[np.argmax(2 * expected_tp / (np.arange(1, len(p) + 1) + p.sum()))])
 
 
-def own_thresholds_f1(items: list[tuple[np.ndarray, np.ndarray, np.ndarray]]) -> float:
-    """Pooled F1 when each volume keeps its detections above its own expected-F1 threshold."""
-    kept = [(pred[score >= t], score[score >= t], truth) for pred, score, truth in items for t in [expected_f1_threshold(score)]]
+def own_thresholds_f1(items: list[tuple[np.ndarray, np.ndarray, np.ndarray]]) -> tuple[float, list[float]]:
+    """Pooled F1 when each volume keeps its detections above its own expected-F1 threshold, and those thresholds."""
+    thresholds = [expected_f1_threshold(score) for _, score, _ in items]
+    kept = [(pred[score >= t], score[score >= t], truth) for (pred, score, truth), t in zip(items, thresholds)]
     pred, _, truth = pool_volumes(kept)
-    return match_points(pred=pred, truth=truth, radius=RADIUS_VOXELS, axis_scale=AXIS_WEIGHTS).f1
+    return match_points(pred=pred, truth=truth, radius=RADIUS_VOXELS, axis_scale=AXIS_WEIGHTS).f1, thresholds
 
 
 def main() -> None:
     OUT.mkdir(parents=True, exist_ok=True)
+    threshold = OnnxScorer(DEFAULT_MODEL).config.threshold
+    swept = sorted([*THRESHOLDS, threshold])
     with (dm.DELIVR / "index.csv").open() as f:
         rows = list(csv.DictReader(f))
-    pooled, own = {}, {}
+    pooled, own, own_thresholds = {}, {}, {}
     for name, volumes in dm.held_out_sets(rows, dm.held_out_patches(rows)).items():
         items = []
         for volume_name, volume, truth, geometry in volumes:
@@ -68,15 +72,18 @@ def main() -> None:
                    "--cell-diameter", geometry["diameter"])
             found = read_points(out)
             items.append((found.zyx, found.score, read_points(truth).zyx))
-        pooled[name], own[name] = sweep(items), own_thresholds_f1(items)
+        pooled[name] = sweep(items, swept)
+        own[name], own_thresholds[name] = own_thresholds_f1(items)
     foreign, foreign_own = [], []
     for i, condition in enumerate(fs.CONDITIONS):
         volume, truth = fs.make_volume(condition, seed=2000 + i)  # foreign_synthetic's test volume
         path = OUT / f"foreign_{i}.tif"
         write_tiff(path, volume, voxel_size=condition.voxel)
         found = fs.detect_cnn(path, condition, "default", threshold=FLOOR)
-        foreign.append(sweep([(found.zyx, found.score, truth)]))
-        foreign_own.append(own_thresholds_f1([(found.zyx, found.score, truth)]))
+        foreign.append(sweep([(found.zyx, found.score, truth)], swept))
+        f1, (t,) = own_thresholds_f1([(found.zyx, found.score, truth)])
+        foreign_own.append(f1)
+        own_thresholds.setdefault("foreign", []).append(t)
     foreign = np.asarray(foreign)
     sets = {**{k: v.tolist() for k, v in pooled.items()}, "foreign_mean": foreign.mean(axis=0).tolist(), "foreign_min": foreign.min(axis=0).tolist()}
     own |= {"foreign_mean": float(np.mean(foreign_own)), "foreign_min": float(np.min(foreign_own))}
@@ -87,13 +94,12 @@ def main() -> None:
         "foreign_mean": f"foreign generator, mean of {len(fs.CONDITIONS)} conditions",
         "foreign_min": "foreign generator, worst condition",
     }
-    threshold = OnnxScorer(DEFAULT_MODEL).config.threshold
     md = report.write(
         "threshold_sweep",
-        data=dict(model_threshold=threshold, thresholds=THRESHOLDS, f1=sets, f1_own_expected_f1_thresholds=own,
+        data=dict(model_threshold=threshold, thresholds=swept, f1=sets, f1_own_expected_f1_thresholds=own, own_thresholds=own_thresholds,
                   foreign_conditions=[c.name for c in fs.CONDITIONS], foreign_f1=foreign.tolist(), foreign_f1_own_thresholds=foreign_own),
         columns=["threshold", *labels.values()],
-        rows=[[f"{t:g}" + (" (model)" if abs(t - threshold) < 0.005 else ""), *[f"{sets[k][j]:.3f}" for k in labels]] for j, t in enumerate(THRESHOLDS)]
+        rows=[[f"{t:.3g}" + (" (model)" if t == threshold else ""), *[f"{sets[k][j]:.3f}" for k in labels]] for j, t in enumerate(swept)]
         + [["each volume's own expected-F1 threshold", *[f"{own[k]:.3f}" for k in labels]]],
         notes=(
             f"The built-in model (threshold {threshold:.3f}) through `clarity-fast detect` at threshold {FLOOR}, its "
