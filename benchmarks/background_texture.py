@@ -8,7 +8,10 @@ Mvoxel in a dark, sparsely labelled region and a dense one of cellfinder's real 
 (../shared/data/cellfinder_crop, 5×2×2 µm, 16 µm somata, the built-in model at `detect`'s defaults) against white
 Gaussian noise of the same shape, and writes a montage of 16 random detections of the dark region (each: its plane,
 then the mean of its three planes smoothed at a quarter of the cell diameter, each tile scaled to its own 1–99.5th
-percentiles; 80×80 µm) so that anyone can judge which hold a cell. The crop has no ground truth.
+percentiles; 80×80 µm) so that anyone can judge which hold a cell. The crop has no ground truth. A second table gives
+percentiles of the prefilter's response (noise units) there, in white noise, in a simulated brain like the model's
+test brains and in a real delivr_cfos patch: whether the response's own spread (its negative side, which cells do
+not reach) could tell texture from the noise the units assume.
 
 Run: python benchmarks/background_texture.py   (needs ../shared/data; writes results/background_texture.{json,md,png};
 under a minute)
@@ -27,14 +30,18 @@ from clarity_fast.export.runtime import OnnxScorer
 from clarity_fast.io.png import write_png
 from clarity_fast.io.volumes import open_array
 from clarity_fast.noise_correlation import volume_noise
+from clarity_fast.kernels.reference import blob_snr
 from clarity_fast.pipeline import DetectSettings, detect
 from clarity_fast.settings import PrefilterSettings, Scale
+from clarity_fast.simulate import SimulatedBrain, SimulationSettings
 
 # (y, x) slices of the crop's planes: the dark cortex-free right side with scattered cells, and the dense cortex
 REGIONS = {"dark, sparse (y 150-450, x 450-640)": (slice(150, 450), slice(450, 640)),
            "dense cortex (y 150-450, x 60-250)": (slice(150, 450), slice(60, 250))}
 HALF = 20  # montage tiles are 2 * HALF pixels square
 SAMPLE = 16
+PERCENTILES = (1, 5, 50, 95, 99)
+DELIVR_PATCH = report.CROP.parent / "delivr_cfos" / "patches" / "1147_1" / "volume.tif"
 
 
 def counts(volume: np.ndarray, *, scale: Scale, scorer: OnnxScorer) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
@@ -46,6 +53,13 @@ def counts(volume: np.ndarray, *, scale: Scale, scorer: OnnxScorer) -> tuple[np.
                     settings=DetectSettings(voxel_size=scale.voxel_size, cell_diameter=scale.cell_diameter, threshold=cfg.threshold,
                                             prefilter_threshold=cfg.prefilter_threshold))
     return np.asarray(found.zyx), np.asarray(result.zyx), np.asarray(result.probability)
+
+
+def response_percentiles(volume: np.ndarray, *, scale: Scale, region: tuple[slice, slice] = (slice(None), slice(None))) -> list[float]:
+    """PERCENTILES of the prefilter's response, in its noise units, over `region` of every plane (scipy reference)."""
+    settings = PrefilterSettings(scale=scale)
+    snr = blob_snr(np.asarray(volume, np.float32), sigma=settings.sigma, noise_half_width=settings.noise_half_width, noise_floor=1e-3)
+    return np.percentile(snr[(slice(None), *region)], PERCENTILES).round(2).tolist()
 
 
 def inside(zyx: np.ndarray, region: tuple[slice, slice]) -> np.ndarray:
@@ -103,6 +117,20 @@ def main() -> None:
         notes=(f"cellfinder_crop signal {volume.shape}, {voxel} µm, {diameter:g} µm somata; built-in model at detect's defaults. "
                f"Montage (background_texture.png): {len(chosen)} random detections of the dark region, left to right with probabilities "
                f"{', '.join(f'{p:.2f}' for p in prob[chosen])}; top row their plane, bottom row three planes' mean, smoothed."),
+    )
+    print(md.read_text())
+    spreads = {f"crop, {name}": response_percentiles(volume, scale=scale, region=region) for name, region in REGIONS.items()}
+    spreads["white Gaussian noise"] = response_percentiles(noise, scale=scale)
+    sim = SimulatedBrain(SimulationSettings(shape=(48, 192, 192), seed=300, difficulty=1.0)).volume()
+    spreads["simulated brain, 4×2×2 µm, 12 µm (difficulty 1, seed 300)"] = response_percentiles(sim, scale=Scale(voxel_size=(4.0, 2.0, 2.0), cell_diameter=12.0))
+    if DELIVR_PATCH.exists():
+        spreads["delivr_cfos patch 1147_1, 6×1.62×1.62 µm, 8 µm"] = response_percentiles(tifffile.imread(DELIVR_PATCH), scale=Scale(voxel_size=(6.0, 1.62, 1.62), cell_diameter=8.0))
+    md = report.write(
+        "background_texture_response",
+        data=dict(percentiles=PERCENTILES, response=spreads),
+        columns=["volume", *[f"response, percentile {q}" for q in PERCENTILES]],
+        rows=[[name, *values] for name, values in spreads.items()],
+        notes="The prefilter's response in its noise units (scipy reference of the compiled kernels), every voxel of each volume or region.",
     )
     print(md.read_text())
 
