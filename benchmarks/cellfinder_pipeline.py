@@ -20,9 +20,8 @@ from __future__ import annotations
 import argparse
 
 import report
-from detect_speed import comparison_args, run_cellfinder, run_detect
+from detect_speed import comparison_args, comparison_rounds
 
-from clarity_fast.export.providers import cuda_device_count
 
 PLANE = (2150, 2650)
 
@@ -30,28 +29,17 @@ PLANE = (2150, 2650)
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     args, depths = comparison_args(parser, option="--depths", default="32,64,128", help="comma-separated plane counts", kind=int)
-    volumes = {}
+    volumes, shapes = {}, {}
     for depth in depths:
         shape = (depth, *PLANE)
         signal, background = report.tiled_crop(shape), report.tiled_crop(shape, channel="background")
         if signal is None or background is None:
             raise SystemExit(f"error: no cellfinder crop under {report.CROP}: nothing to run on")
-        volumes[shape] = (signal, background)
-    device = "auto" if cuda_device_count() else "cpu"
-    run_detect(report.simulated_volume((8, 200, 200)), batch=args.batch, device=device)  # fills numba's on-disk cache
-    rounds = []
-    for _ in range(args.rounds):
-        runs = {}
-        for shape, (signal, background) in volumes.items():
-            clarity = run_detect(signal, batch=args.batch, device=device, scale=report.CROP_SCALE)
-            cellfinder = run_cellfinder(args.cellfinder, signal, device="cpu", scale=report.CROP_SCALE, background=background)
-            if cellfinder is None:
-                raise SystemExit(f"error: cellfinder failed on {signal.name} (its stderr is printed above)")
-            runs["x".join(map(str, shape))] = dict(clarity_fast=clarity, cellfinder=cellfinder)
-        rounds.append(runs)
-    rows, ratios = [], {}
-    for shape in volumes:
         name = "x".join(map(str, shape))
+        volumes[name], shapes[name] = (signal, report.CROP_SCALE, background), shape
+    rounds, device = comparison_rounds(volumes, args=args)
+    rows, ratios = [], {}
+    for name, shape in shapes.items():
         per_round = [r[name] for r in rounds]
         ours = [r["clarity_fast"]["summary"]["seconds"]["total"] for r in per_round]
         theirs = [(r["cellfinder"]["seconds"], r["cellfinder"].get("classify_seconds", 0.0)) for r in per_round]
@@ -69,7 +57,7 @@ def main() -> None:
             " / ".join(f"{x:.1f}×" for x in ratios[name]["detection"]),
             " / ".join(f"{x:.1f}×" for x in ratios[name]["pipeline"]),
         ])
-    report.write(
+    md = report.write(
         "cellfinder_pipeline",
         data=dict(plane=PLANE, depths=depths, batch=args.batch, device=device, voxel_size=report.CROP_SCALE[0], cell_diameter=report.CROP_SCALE[1],
                   rounds=rounds, speedup=ratios),
@@ -83,7 +71,7 @@ def main() -> None:
                "classification (ResNet-50, cubes 50×50×20 at 5×1×1 µm, batch 64, at most 3 loader workers; all cores; randomly initialised weights, "
                "timing only). Each round runs every volume through both tools, one after the other; ratios within a round."),
     )
-    print((report.RESULTS / "cellfinder_pipeline.md").read_text())
+    print(md.read_text())
 
 
 if __name__ == "__main__":

@@ -19,9 +19,8 @@ import argparse
 
 import numpy as np
 import report
-from detect_speed import comparison_args, run_cellfinder, run_detect
+from detect_speed import comparison_args, comparison_rounds
 
-from clarity_fast.export.providers import cuda_device_count
 
 SHAPE = (32, 2150, 2650)
 
@@ -29,26 +28,15 @@ SHAPE = (32, 2150, 2650)
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     args, densities = comparison_args(parser, option="--densities", default="1400,4200,14000", help="comma-separated simulated cells per mm³", kind=float)
-    device = "auto" if cuda_device_count() else "cpu"
     volumes = {}
     for density in densities:
-        volumes[f"simulated, {density:g} cells/mm³"] = (report.simulated_volume(SHAPE, density=density), report.SIMULATED)
+        volumes[f"simulated, {density:g} cells/mm³"] = (report.simulated_volume(SHAPE, density=density), report.SIMULATED, None)
     if crop := report.tiled_crop(SHAPE):
-        volumes["cellfinder_crop (real), mirror-tiled"] = (crop, report.CROP_SCALE)
-    run_detect(report.simulated_volume((8, 200, 200)), batch=args.batch, device=device)  # fills numba's on-disk cache
-    rounds: list[dict[str, dict]] = []
-    for _ in range(args.rounds):
-        runs = {}
-        for name, (path, scale) in volumes.items():
-            clarity = run_detect(path, batch=args.batch, device=device, scale=scale)
-            cellfinder = run_cellfinder(args.cellfinder, path, device="cpu", scale=scale)
-            if cellfinder is None:
-                raise SystemExit(f"error: cellfinder failed on {path.name} (its stderr is printed above)")
-            runs[name] = dict(clarity_fast=clarity, cellfinder=cellfinder)
-        rounds.append(runs)
+        volumes["cellfinder_crop (real), mirror-tiled"] = (crop, report.CROP_SCALE, None)
+    rounds, device = comparison_rounds(volumes, args=args)
     rows, ratios = [], {}
     voxels = float(np.prod(SHAPE))
-    for name, (path, scale) in volumes.items():
+    for name, (path, scale, _) in volumes.items():
         per_round = [r[name] for r in rounds]
         ratio = [r["cellfinder"]["seconds"] / r["clarity_fast"]["summary"]["seconds"]["total"] for r in per_round]
         ratios[name] = ratio
@@ -64,9 +52,9 @@ def main() -> None:
             " / ".join(f"{x:.1f}×" for x in ratio),
             ", ".join(f"{k} {v / max(sum(busy.values()), 1e-9):.0%}" for k, v in busy.items()),
         ])
-    report.write(
+    md = report.write(
         "density_speed",
-        data=dict(shape=SHAPE, batch=args.batch, device=device, volumes={n: dict(path=p.name, voxel_size=s[0], cell_diameter=s[1]) for n, (p, s) in volumes.items()},
+        data=dict(shape=SHAPE, batch=args.batch, device=device, volumes={n: dict(path=p.name, voxel_size=s[0], cell_diameter=s[1]) for n, (p, s, _) in volumes.items()},
                   rounds=rounds, speedup_vs_cellfinder=ratios),
         columns=["volume", "voxel, cell diameter", "candidates per Mvoxel", "cells found per Mvoxel", "clarity-fast Mvoxel/s (each round)",
                  "cellfinder detection stage Mvoxel/s", "clarity-fast / cellfinder", "clarity-fast busy time (last round)"],
@@ -76,7 +64,7 @@ def main() -> None:
                "volume, voxel size and diameter; each round runs every volume through both, one after the other, and the ratio "
                "is taken within a round. Cells found: clarity-fast's detections; cellfinder's candidates are in the JSON."),
     )
-    print((report.RESULTS / "density_speed.md").read_text())
+    print(md.read_text())
 
 
 if __name__ == "__main__":

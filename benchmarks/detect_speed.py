@@ -39,6 +39,8 @@ report = run_detection(DetectRequest(volume=Path(volume), out=out, batch=batch, 
 print(json.dumps(dict(summary=report.summary, peak_rss_mb=peak_rss_mb())))
 """
 
+Scale = tuple[tuple[float, float, float], float]  # (voxel size, cell diameter) in µm, as report.SIMULATED
+
 
 def deeper(path: Path, times: int) -> Path:
     """The volume stacked `times` deep (alternately mirrored, so planes stay continuous), for the memory test."""
@@ -52,13 +54,13 @@ def deeper(path: Path, times: int) -> Path:
     return out
 
 
-def scale_args(scale: tuple[tuple[float, float, float], float]) -> list[str]:
+def scale_args(scale: Scale) -> list[str]:
     """A (voxel size, cell diameter) pair as the two command-line arguments both child scripts take."""
     voxel, diameter = scale
     return [",".join(map(str, voxel)), str(diameter)]
 
 
-def run_detect(volume: Path, *, batch: int, device: str, scale: tuple[tuple[float, float, float], float] = report.SIMULATED) -> dict:
+def run_detect(volume: Path, *, batch: int, device: str, scale: Scale = report.SIMULATED) -> dict:
     out = OUT / f"{volume.stem}_cells.csv"
     env = {**os.environ, "PYTHONPATH": os.pathsep.join(filter(None, [str(HERE), os.environ.get("PYTHONPATH")]))}  # for report
     done = subprocess.run(
@@ -68,7 +70,7 @@ def run_detect(volume: Path, *, batch: int, device: str, scale: tuple[tuple[floa
 
 
 def run_cellfinder(
-    python: Path, volume: Path, *, device: str, scale: tuple[tuple[float, float, float], float] = report.SIMULATED, background: Path | None = None
+    python: Path, volume: Path, *, device: str, scale: Scale = report.SIMULATED, background: Path | None = None
 ) -> dict | None:
     """cellfinder_detect.py's JSON (its detection stage; with `background`, its classification too); None without it."""
     if not python.exists():
@@ -99,6 +101,25 @@ def comparison_args(parser: argparse.ArgumentParser, *, option: str, default: st
     if not args.cellfinder.exists():
         raise SystemExit(f"error: no cellfinder environment at {args.cellfinder} (see cellfinder_detect.py): nothing to compare with")
     return args, values
+
+
+def comparison_rounds(volumes: dict[str, tuple[Path, Scale, Path | None]], *, args: argparse.Namespace) -> tuple[list[dict[str, dict]], str]:
+    """args.rounds rounds, each running every (volume, scale, background) through `clarity-fast detect` and then through
+    cellfinder (classifying too where a background channel is given), after an untimed run that fills numba's cache;
+    the rounds' runs by volume name, and the detect device used."""
+    device = "auto" if cuda_device_count() else "cpu"
+    run_detect(report.simulated_volume((8, 200, 200)), batch=args.batch, device=device)
+    rounds = []
+    for _ in range(args.rounds):
+        runs = {}
+        for name, (path, scale, background) in volumes.items():
+            clarity = run_detect(path, batch=args.batch, device=device, scale=scale)
+            cellfinder = run_cellfinder(args.cellfinder, path, device="cpu", scale=scale, background=background)
+            if cellfinder is None:
+                raise SystemExit(f"error: cellfinder failed on {path.name} (its stderr is printed above)")
+            runs[name] = dict(clarity_fast=clarity, cellfinder=cellfinder)
+        rounds.append(runs)
+    return rounds, device
 
 
 def main() -> None:
