@@ -453,7 +453,15 @@ def cv(
     import dataclasses
 
     from clarity_fast.io.atomic import atomic_path, make_output_dir, write_json
-    from clarity_fast.model.crossval import METHODS, BlobMethod, CnnMethod, TemplateMethod, cross_validate, make_folds
+    from clarity_fast.model.crossval import (
+        METHODS,
+        BlobMethod,
+        CnnMethod,
+        TemplateMethod,
+        check_fold_options,
+        cross_validate,
+        make_folds,
+    )
     from clarity_fast.plots import roc_curves
 
     names = [m.strip() for m in method.split(",") if m.strip()]
@@ -462,14 +470,13 @@ def cv(
         raise InputError(f"--method takes a comma list of {', '.join(METHODS)}; got {method!r}")
     if by not in ("group", "volume"):
         raise InputError(f"--by must be group or volume, got {by!r}")
-    if splits < 1:
-        raise InputError(f"--splits must be >= 1, got {splits}")
+    check_fold_options(scheme=scheme, splits=splits, test_frac=test_frac)
     settings = _train_settings(epochs=epochs, patch=patch, width=width, seed=seed, validate_by=validate_by)
-    make_output_dir(out)
     volumes = _annotated(manifest, cell_diameter=cell_diameter, voxel_size=voxel_size)
     if by == "volume":
         volumes = [dataclasses.replace(v, group=v.name) for v in volumes]
     folds = make_folds([v.group for v in volumes], scheme=scheme, splits=splits, test_frac=test_frac, seed=seed)
+    make_output_dir(out)
     build = dict(
         cnn=lambda: CnnMethod(settings=settings, prefilter_threshold=PrefilterSettings.threshold),
         blob=BlobMethod,
@@ -517,6 +524,11 @@ def _terminated(signum, frame) -> None:
 _CLICK_ERROR = next(c for c in typer.BadParameter.__mro__ if c.__name__ == "ClickException")
 
 
+def _one_line(exc: BaseException) -> str:
+    """An error as one line: messages that quote a library's own text can carry its line breaks."""
+    return " ".join(str(exc).split())
+
+
 def main() -> None:
     """Entry point: project errors become `error: <message>` and an exit code, never a traceback."""
     argv = sys.argv[1:]
@@ -532,7 +544,7 @@ def main() -> None:
     except ClarityError as exc:
         if debug:
             traceback.print_exc()
-        typer.echo(f"error: {exc}", err=True)
+        typer.echo(f"error: {_one_line(exc)}", err=True)
         sys.exit(exc.exit_code)
     except typer.Exit as exc:
         sys.exit(exc.exit_code)
@@ -551,7 +563,7 @@ def main() -> None:
     except Exception as exc:  # a bug, not a user error: still one line unless --debug
         if debug:
             traceback.print_exc()
-        typer.echo(f"error: internal error ({type(exc).__name__}: {exc}); rerun with --debug for details", err=True)
+        typer.echo(f"error: internal error ({type(exc).__name__}: {_one_line(exc)}); rerun with --debug for details", err=True)
         sys.exit(70)
     if code == INTERRUPTED:  # typer turns Ctrl-C into this exit code, silently
         typer.echo("error: interrupted (outputs left as they were; detect --resume continues)", err=True)

@@ -13,6 +13,7 @@ keep every candidate that could pass after that, and a histogram of all their pr
 from __future__ import annotations
 
 import logging
+import os
 import queue
 import threading
 import time
@@ -29,7 +30,7 @@ from clarity_fast.errors import InputError, ModelError
 from clarity_fast.io.volumes import VolumeReader
 from clarity_fast.kernels.gather import Grid, gather_patches, working_grid
 from clarity_fast.kernels.turns import kernel_turns
-from clarity_fast.model.config import ModelConfig
+from clarity_fast.model.config import ModelConfig, NetworkConfig
 from clarity_fast.model.samples import to_voxels
 from clarity_fast.noise_correlation import NoiseModel, volume_noise
 from clarity_fast.resample import points_to
@@ -50,6 +51,28 @@ STAGES = ("read", "prefilter", "gather", "score", "merge")
 HANDOFF = 2  # batches of patches waiting to be scored
 SLABS_IN_FLIGHT = 2  # slabs whose planes are held at once: one being gathered, the next being read and prefiltered
 log = logging.getLogger("clarity_fast")
+
+
+# Host memory onnxruntime's CPU provider holds per patch of a batch for the network's intermediates: 119 KB for a
+# 12³ patch and width 32 (VmHWM at batch 1024-16384, planar graph), taken as proportional to voxels and width.
+CPU_SCORING_BYTES_PER_VOXEL_AND_CHANNEL = 119 * 1024 / (12**3 * 32)
+
+
+def check_batch_memory(*, batch: int, network: NetworkConfig, on_cpu: bool) -> None:
+    """Refuse a --batch whose buffers cannot fit in this machine's memory, before any work (rather than fail
+    to allocate, or be killed, partway through)."""
+    try:
+        physical = os.sysconf("SC_PAGE_SIZE") * os.sysconf("SC_PHYS_PAGES")
+    except (AttributeError, ValueError, OSError):  # no sysconf (Windows): nothing to check against
+        return
+    voxels = network.patch**3
+    per_patch = (HANDOFF + 2) * voxels * 4 + (CPU_SCORING_BYTES_PER_VOXEL_AND_CHANNEL * voxels * network.width if on_cpu else 0)
+    if batch * per_patch > physical / 2:
+        raise InputError(
+            f"--batch {batch} needs about {batch * per_patch / 2**30:.0f} GB for its patches"
+            f"{' and the network on the CPU' if on_cpu else ''}, more than half this machine's {physical / 2**30:.0f} GB; "
+            f"use a smaller --batch (at most {int(physical / 2 / per_patch)}; 4096 scores at full speed)"
+        )
 
 
 @dataclass(frozen=True)

@@ -17,12 +17,12 @@ from clarity_fast.cell_shape import axial_stretch, corrected_scale, elongation_l
 from clarity_fast.checkpoint import CHECKPOINT_FORMAT, Checkpoint
 from clarity_fast.errors import InputError, ModelError
 from clarity_fast.export.model_file import model_digest, resolve_model
-from clarity_fast.export.runtime import OnnxScorer, RuntimeSettings
+from clarity_fast.export.runtime import CPU, OnnxScorer, RuntimeSettings
 from clarity_fast.io.atomic import check_output_path, write_json
 from clarity_fast.io.points import Points, points_format, write_points
 from clarity_fast.io.volumes import open_volume
 from clarity_fast.noise_correlation import volume_noise
-from clarity_fast.pipeline import STAGES, DetectSettings, detect
+from clarity_fast.pipeline import STAGES, DetectSettings, check_batch_memory, detect
 from clarity_fast.progress import progress_bar, step
 from clarity_fast.settings import PrefilterSettings, Scale, VoxelSize, resolve_voxel_size
 
@@ -50,6 +50,8 @@ class DetectRequest:
 
     def __post_init__(self) -> None:
         points_format(self.out, self.output_format)  # a format it cannot write is refused before any work
+        if self.preview is not None and self.preview.suffix.lower() != ".png":
+            raise InputError(f"{self.preview}: --preview writes a PNG image; give it a .png name")
 
     @property
     def summary_path(self) -> Path:
@@ -104,14 +106,16 @@ def run_detection(request: DetectRequest) -> DetectReport:
     runtime = RuntimeSettings(device=request.device)
     scorer = OnnxScorer(model_path, settings=runtime)
     model = scorer.config
+    check_batch_memory(batch=request.batch, network=model.network, on_cpu=scorer.provider == CPU)
     with open_volume(request.volume, channel=request.channel) as reader:
         t = time.perf_counter()
         noise = volume_noise(reader)  # once, here, so that cluster tasks need not measure it again
         noise_seconds = time.perf_counter() - t
         voxel_size = resolve_voxel_size(from_file=reader.voxel_size, from_user=request.voxel_size, source=request.volume)
+        diameter = model.cell_diameter if request.cell_diameter is None else request.cell_diameter
         t = time.perf_counter()
         scale, elongation = corrected_scale(
-            reader, scale=Scale(voxel_size=voxel_size, cell_diameter=request.cell_diameter or model.cell_diameter), noise=noise
+            reader, scale=Scale(voxel_size=voxel_size, cell_diameter=diameter), noise=noise
         )
         shape_seconds = time.perf_counter() - t
         settings = DetectSettings(

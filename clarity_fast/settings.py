@@ -61,6 +61,12 @@ class Scale:
             raise InputError(f"voxel size must be three positive numbers (µm), got {self.voxel_size}")
         if not self.cell_diameter > 0:
             raise InputError(f"cell diameter must be positive (µm), got {self.cell_diameter}")
+        finest = min(self.voxel_size[1:])
+        if self.cell_diameter < finest:  # a cell inside one pixel has no shape to find; usually a unit slip
+            raise InputError(
+                f"a cell diameter of {self.cell_diameter:g} µm is less than one voxel across (voxel {finest:g} µm in y and x), "
+                "too small to find; check --voxel-size and --cell-diameter (both in µm)"
+            )
 
     @property
     def cell_diameter_voxels(self) -> tuple[float, float, float]:

@@ -94,6 +94,14 @@ def make(case: str, tmp):
         return npy(tmp, np.zeros((8, 64, 64), np.uint16), voxel_size=False)
     if case == "--batch 0":
         return good_volume(volume), ["--batch", "0"]
+    if case == "a --batch larger than memory":
+        return good_volume(volume), ["--batch", "1000000000"]
+    if case == "--cell-diameter 0":
+        return good_volume(volume), ["--cell-diameter", "0"]
+    if case == "a cell smaller than a voxel":
+        return good_volume(volume), ["--cell-diameter", "1.5"]
+    if case == "a --preview that is not .png":
+        return good_volume(volume), ["--preview", tmp / "qc.txt"]
     raise AssertionError(case)
 
 
@@ -112,6 +120,10 @@ CASES = {
     "model with NaN weights": (3, "NaN or infinite: its weights are broken"),
     "unknown voxel size": (2, "--voxel-size"),
     "--batch 0": (2, "--batch"),
+    "a --batch larger than memory": (2, "use a smaller --batch"),
+    "--cell-diameter 0": (2, "cell diameter must be positive"),
+    "a cell smaller than a voxel": (2, "less than one voxel across (voxel 2 µm in y and x)"),
+    "a --preview that is not .png": (2, "give it a .png name"),
 }
 
 
@@ -128,7 +140,7 @@ def test_detect_bad_input(tmp_path, case):
     assert len(lines) == 1 and lines[0].startswith("error:") and message in lines[0], done.stderr
     assert out.read_text() == OLD
     assert not (tmp_path / "cells.summary.json").exists()
-    assert not [p for p in tmp_path.iterdir() if p.name.endswith((".part", ".partial"))]
+    assert not [p for p in tmp_path.iterdir() if p.name.endswith((".part", ".partial", ".txt"))]
 
 
 @pytest.mark.skipif(not DEFAULT_MODEL.is_file(), reason="the built-in model is not in this checkout")
@@ -220,3 +232,23 @@ def test_outputs_reach_the_disk_before_the_rename_and_a_failed_sync_fails_the_wr
     with pytest.raises(OutputError, match="cannot write .*Input/output error"):
         write_points(out, Points(zyx=np.zeros((2, 3))))
     assert out.read_text() == OLD and [p.name for p in tmp_path.iterdir()] == ["cells.csv"]
+
+
+@pytest.mark.parametrize(
+    "extra, message",
+    [(["--scheme", "lol"], "--scheme must be loo or random"), (["--scheme", "random", "--test-frac", "1.5"], "--test-frac")],
+)
+def test_cv_refuses_bad_options_before_loading_or_writing(tmp_path, extra, message):
+    """The manifest's volumes need not even exist: options are checked first, and no results folder is made."""
+    (tmp_path / "m.csv").write_text("volume,points,group\nabsent.tif,absent.csv,a\n")
+    done = run_cli("cv", "--manifest", tmp_path / "m.csv", "--out", tmp_path / "results", *extra)
+    assert done.returncode == 2 and message in done.stderr and len(done.stderr.strip().splitlines()) == 1, done.stderr
+    assert not (tmp_path / "results").exists()
+
+
+def test_export_of_a_file_that_is_not_a_model_is_one_short_line(tmp_path):
+    """torch's refusal to unpickle comes with a paragraph of advice about weights_only; the user gets one line."""
+    (tmp_path / "m.pt").write_bytes(b"z,y,x\n1,2,3\n")
+    done = run_cli("export", "--onnx", tmp_path / "m.pt")
+    assert done.returncode == 3, done.stderr
+    assert done.stderr.strip() == f"error: {tmp_path / 'm.pt'}: not a clarity-fast model file (not PyTorch weights and config)"

@@ -33,20 +33,27 @@ class Fold:
     test_groups: tuple[str, ...]
 
 
+def check_fold_options(*, scheme: str, splits: int, test_frac: float) -> None:
+    """Fail on a bad scheme before any volume is loaded (loading a manifest can take minutes)."""
+    if scheme not in ("loo", "random"):
+        raise InputError(f"--scheme must be loo or random, got {scheme!r}")
+    if scheme == "random" and splits < 1:
+        raise InputError(f"--splits must be >= 1, got {splits}")
+    if scheme == "random" and not 0 < test_frac < 1:
+        raise InputError(f"--test-frac must be between 0 and 1, got {test_frac}")
+
+
 def make_folds(groups: list[str], *, scheme: str, splits: int, test_frac: float, seed: int) -> list[Fold]:
     """loo: each group once as the test set; random: `splits` draws of round(test_frac x groups) test groups."""
+    check_fold_options(scheme=scheme, splits=splits, test_frac=test_frac)
     unique = sorted(set(groups))
     if len(unique) < 2:
         raise InputError(f"cross-validation needs at least 2 groups, got {len(unique)}")
     if scheme == "loo":
         return [Fold(i, (g,)) for i, g in enumerate(unique)]
-    if scheme == "random":
-        if not 0 < test_frac < 1:
-            raise InputError(f"--test-frac must be between 0 and 1, got {test_frac}")
-        n_test = min(max(1, int(round(test_frac * len(unique)))), len(unique) - 1)
-        rng = np.random.default_rng(seed)
-        return [Fold(i, tuple(sorted(rng.choice(unique, n_test, replace=False)))) for i in range(splits)]
-    raise InputError(f"--scheme must be loo or random, got {scheme!r}")
+    n_test = min(max(1, int(round(test_frac * len(unique)))), len(unique) - 1)
+    rng = np.random.default_rng(seed)
+    return [Fold(i, tuple(sorted(rng.choice(unique, n_test, replace=False)))) for i in range(splits)]
 
 
 def _test_positions(volume: AnnotatedVolume, rng: np.random.Generator) -> tuple[np.ndarray, np.ndarray]:

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import pickle
 from pathlib import Path
 
 import torch
@@ -27,6 +28,8 @@ def load_model(path: Path) -> tuple[CellNet, ModelConfig]:
         config = ModelConfig.from_dict(data["config"])
         net = CellNet(config.network)
         net.load_state_dict(data["state_dict"])
+    except pickle.UnpicklingError as exc:  # its message is torch's advice on weights_only, not about the file
+        raise ModelError(f"{path}: not a clarity-fast model file (not PyTorch weights and config)") from exc
     except Exception as exc:  # torch and pickle raise many types for a bad file
         raise ModelError(f"{path}: not a clarity-fast model file ({type(exc).__name__}: {exc})") from exc
     return net.eval(), config
