@@ -59,6 +59,9 @@ class Condition:
     size_spread: float = 0.0  # sd of the log of each cell's size: a volume of mixed cell sizes
     stated: float = 1.0  # `--cell-diameter` given as this fraction of the true median diameter: a misjudged size
     hollow: float = 0.0  # balls dark inside this fraction of their radius: a cytoplasmic label around an unlabelled nucleus
+    background: float = BACKGROUND  # photons per voxel
+    read_noise: float = READ_NOISE  # sd of the camera's Gaussian read noise (counts); 0 with the offset: photon counting
+    offset: float = OFFSET  # counts added to every voxel
 
     @property
     def stated_diameter(self) -> float:
@@ -91,8 +94,14 @@ CONDITIONS = [
     Condition("balls 2x longer along z, 3.5x2x2 um voxels, 10 um cells", voxel=(3.5, 2.0, 2.0), diameter=10.0, shape="ball", axial=2.0),
     Condition("very low SNR (peak 2.5 noise sd)", snr=2.5),
     Condition("dense, touching, low SNR", cells=700, min_distance=1.7, snr=4.0),
+    # Added later on 2026-12-05: photon counting (a detector that counts photons: no offset, no read noise) with
+    # under a few photons per voxel, where shot noise is speckle; every default was chosen before these.
+    Condition("photon counting, 0.5 photons background, peak 8 noise sd", background=0.5, read_noise=0.0, offset=0.0),
+    Condition("photon counting, 0.1 photons background, peak 12 noise sd", background=0.1, snr=12.0, read_noise=0.0, offset=0.0),
+    Condition("photon counting, 2 photons background, peak 5 noise sd", background=2.0, snr=5.0, read_noise=0.0, offset=0.0),
 ]
-FIRST = 13  # conditions before the additions above
+FIRST = 13  # conditions before the first additions
+PHOTON_COUNTING = 22  # conditions before the photon-counting ones
 
 
 def place(rng: np.random.Generator, n: int, extent: np.ndarray, min_dist: float) -> np.ndarray:
@@ -129,7 +138,7 @@ def make_volume(condition: Condition, *, seed: int) -> tuple[np.ndarray, np.ndar
     radius = condition.diameter / 2
     centres = place(rng, condition.cells, extent, condition.min_distance * radius)
     signal = np.zeros(shape, np.float32)
-    noise_sd = np.sqrt(BACKGROUND)
+    noise_sd = np.sqrt(condition.background)
     for c in centres:
         sigma = radius * 0.7 * rng.uniform(0.8, 1.2, size=3) if condition.shape == "gaussian" else np.full(3, radius / 2)
         sigma *= rng.lognormal(0.0, condition.size_spread) if condition.size_spread else 1.0
@@ -142,9 +151,9 @@ def make_volume(condition: Condition, *, seed: int) -> tuple[np.ndarray, np.ndar
             add_blob(signal, c, np.full(3, 3.0 * radius), 2.0 * noise_sd, voxel, ball=False)
         for c in rng.uniform(0, 1, size=(150, 3)) * extent:  # bright puncta far smaller than a cell
             add_blob(signal, c, np.full(3, radius / 6), 6.0 * noise_sd, voxel, ball=False)
-    background = BACKGROUND * np.linspace(1.0, condition.gradient, shape[2], dtype=np.float32)[None, None, :]
+    background = condition.background * np.linspace(1.0, condition.gradient, shape[2], dtype=np.float32)[None, None, :]
     photons = rng.poisson(np.maximum(signal + background, 0.0)).astype(np.float32)
-    counts = photons + OFFSET + rng.normal(0.0, READ_NOISE, size=shape).astype(np.float32)
+    counts = photons + condition.offset + rng.normal(0.0, condition.read_noise, size=shape).astype(np.float32)
     if condition.noise_blur:
         counts = gaussian_filter(counts, sigma=condition.noise_blur)
     return np.clip(np.rint(counts), 0, 65535).astype(np.uint16), centres / voxel
@@ -208,7 +217,14 @@ def main() -> None:
                      *[f"{cnn[m].precision:.3f} / {cnn[m].recall:.3f} / {cnn[m].f1:.3f}; fitted {fitted[m].f1:.3f}" for m in models], f"{blob.f1:.3f}"])
         print(rows[-1], flush=True)
     means = {}
-    for label, part in (("mean F1", results), (f"mean F1, first {FIRST}", results[:FIRST]), (f"mean F1, the {len(results) - FIRST} added", results[FIRST:])):
+    groups = (
+        (f"mean F1, the {PHOTON_COUNTING} before photon counting", results[:PHOTON_COUNTING]),
+        (f"mean F1, first {FIRST}", results[:FIRST]),
+        (f"mean F1, the {PHOTON_COUNTING - FIRST} added", results[FIRST:PHOTON_COUNTING]),
+        (f"mean F1, the {len(results) - PHOTON_COUNTING} photon counting", results[PHOTON_COUNTING:]),
+        ("mean F1, all", results),
+    )
+    for label, part in groups:
         cnn_mean = {m: float(np.mean([r["cnn"][m]["f1"] for r in part])) for m in models}
         fitted_mean = {m: float(np.mean([r["cnn_fitted_threshold"][m]["f1"] for r in part])) for m in models}
         blob_mean = float(np.mean([r["blob_calibrated"]["f1"] for r in part]))
