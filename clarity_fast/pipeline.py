@@ -6,7 +6,8 @@ caller's number of numba threads. At most two slabs' planes are held (one gather
 batches wait to be scored, and patch buffers are reused, so memory depends on the slab depth and the batch size,
 never on the volume's depth. Candidates, patches and scores do not depend on how the volume is cut into slabs or
 batches, and merging runs once over the whole volume, so neither does the result. With settings.adapt (and a model that records its validation shares),
-probabilities are adapted to the whole volume's share of cells before the threshold (volume_share); slabs then
+probabilities are adapted to the whole volume's share of cells before the threshold (volume_share, or where most
+candidates form a group apart, score_mixture); slabs then
 keep every candidate that could pass after that, and a histogram of all their probabilities.
 """
 
@@ -34,6 +35,7 @@ from clarity_fast.model.config import ModelConfig, NetworkConfig
 from clarity_fast.model.samples import to_voxels
 from clarity_fast.noise_correlation import NoiseModel, volume_noise
 from clarity_fast.resample import points_to
+from clarity_fast.score_mixture import Mixture, fit_mixture, mixture_factor
 from clarity_fast.settings import PrefilterSettings, Scale, VoxelSize, snap_factors
 from clarity_fast.volume_share import (
     BINS,
@@ -115,6 +117,7 @@ class Result:
     seconds: dict[str, float] = field(default_factory=dict)  # busy time per stage, and "total" wall time
     projection: np.ndarray | None = None  # the volume's maximum along z, where settings.project asked for it
     cell_share: float | None = None  # the estimated share of cells among the candidates, where adapted
+    mixture_cell_share: float | None = None  # the share of cells in a two-group mixture of the candidates' logits, where adapted
     odds_factor: float = 1.0  # what adapting multiplied the probabilities' odds by
 
 
@@ -283,10 +286,9 @@ def merged(
     parts = sorted(parts, key=lambda r: r.z0)
     zyx = np.concatenate([r.zyx for r in parts]) if parts else np.empty((0, 3), np.int64)
     prob = np.concatenate([r.probability for r in parts]) if parts else np.empty(0, np.float32)
-    share, factor = None, 1.0
+    share, mixture, factor = None, None, 1.0
     if _adapting(settings, model):
-        share = estimate_share(np.sum([r.histogram for r in parts], axis=0), prior=model.calibration.share)
-        factor = odds_factor(share, reference=model.calibration.reference_share)
+        share, mixture, factor = adapting(np.sum([r.histogram for r in parts], axis=0), model=model)
         prob = adjusted(prob, factor=factor)
     above = prob >= settings.threshold
     zyx, prob = zyx[above], prob[above]
@@ -294,7 +296,8 @@ def merged(
     seconds["merge"] = seconds.get("merge", 0.0) + time.perf_counter() - t
     return Result(
         zyx=zyx[keep], probability=prob[keep], candidates=sum(r.candidates for r in parts),
-        above_threshold=len(prob), seconds=seconds, projection=projection, cell_share=share, odds_factor=factor,
+        above_threshold=len(prob), seconds=seconds, projection=projection, cell_share=share,
+        mixture_cell_share=None if mixture is None else mixture.cell_share, odds_factor=factor,
     )
 
 
@@ -359,6 +362,16 @@ def detect(
     result = merged(parts, settings=settings, model=model, seconds=seconds, projection=projection if settings.project else None)
     seconds["total"] = time.perf_counter() - start
     return result
+
+
+def adapting(counts: np.ndarray, *, model: ModelConfig) -> tuple[float, Mixture | None, float]:
+    """From the histogram of every candidate's probability: the volume's share of cells (EM), the two-group mixture
+    of their logits, and the odds factor adapting applies, the larger of the two estimates'."""
+    reference = model.calibration.reference_share
+    share = estimate_share(counts, prior=model.calibration.share)
+    mixture = fit_mixture(counts)
+    factor = max(odds_factor(share, reference=reference), mixture_factor(mixture, threshold=model.threshold, reference=reference))
+    return share, mixture, factor
 
 
 def _adapting(settings: DetectSettings, model: ModelConfig) -> bool:

@@ -48,6 +48,11 @@ def odds_factor(share: float, *, reference: float) -> float:
     return max(1.0, odds(min(share, SHARE_CAP)) / odds(reference))
 
 
+def strongest_factor(reference: float) -> float:
+    """The largest odds factor adapting applies: that of a volume whose candidates are SHARE_CAP cells."""
+    return odds_factor(SHARE_CAP, reference=reference)
+
+
 def adjusted(probability: np.ndarray, *, factor: float) -> np.ndarray:
     """Probabilities with their odds multiplied by `factor` (float32)."""
     p = np.asarray(probability, dtype=np.float64)
@@ -58,5 +63,5 @@ def lowest_kept(threshold: float, *, reference: float) -> float:
     """The smallest probability that can still reach `threshold` once adjusted: what slabs must keep."""
     if threshold >= 1.0:
         return threshold  # only certainty reaches certainty
-    scaled = odds(threshold) / odds_factor(SHARE_CAP, reference=reference)
+    scaled = odds(threshold) / strongest_factor(reference)
     return scaled / (1.0 + scaled)

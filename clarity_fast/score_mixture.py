@@ -1,0 +1,150 @@
+"""A volume's candidates split into cells and the rest by a two-Gaussian mixture of their logits, without labels.
+
+Adapting by share (volume_share) assumes the network's probabilities mean in a new volume what they meant in
+validation. Where cells are unlike the training cells (photon-limited speckle, faint or mixed-size cells), the
+network still ranks them far above the clutter but calls them unlikely, so EM finds no more cells than
+validation had and they are lost at the threshold. The logits of such a volume form two groups, the cells' and
+the clutter's, which a mixture finds; where it puts most candidates among the cells (a clean volume, unlike the
+cluttered validation volumes), the cut that maximises the mixture's own expected F1 replaces the threshold if it
+is lower. Elsewhere (clutter the majority, as in every validation and real volume measured) nothing changes.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import numpy as np
+
+from clarity_fast.volume_share import BINS, odds, strongest_factor
+
+MAJORITY = 0.5  # the mixture is trusted only where it puts more than this share of the candidates among the cells
+MIN_SEPARATION = 2.0  # ... and only where its groups are cleanly apart (Ashman's D; 2 is the usual bound)
+MIN_GAIN = 0.01  # ... and only where two groups explain the logits clearly better than one (nats per candidate;
+# a tiny group on the far tail of one broad Gaussian, which EM also finds, gains 0.000-0.002)
+MIN_CANDIDATES = 50  # fewer cannot shape two groups
+MIN_SD = 0.5  # logits; keeps a group from shrinking onto one bin
+STARTS = (-6.0, -4.0, -2.0, 0.0, 2.0)  # logits: EM starts with the candidates above each as the cells
+CUTS = np.linspace(-10.0, 10.0, 801)  # logits searched for the best cut
+LOGIT_SPAN = 12.0  # where an open end bin's logits are taken to stop, for the initial split only
+with np.errstate(divide="ignore"):
+    _EDGES = np.log(np.arange(BINS + 1) / (BINS - np.arange(BINS + 1)))  # logits bounding each probability bin: -inf ... inf
+
+
+@dataclass(frozen=True)
+class Mixture:
+    """Two Gaussian groups of logits: the cells' (the higher) and the rest."""
+
+    cell_share: float
+    cell_mean: float
+    cell_sd: float
+    other_mean: float
+    other_sd: float
+    gain: float  # log-likelihood per candidate over one Gaussian group: how much a second group explains
+
+    @property
+    def separation(self) -> float:
+        """Ashman's D: the gap between the groups' means over their pooled sd; above 2 they are cleanly apart."""
+        return float(np.sqrt(2.0) * (self.cell_mean - self.other_mean) / np.hypot(self.cell_sd, self.other_sd))
+
+    def expected_f1(self, cuts: np.ndarray) -> np.ndarray:
+        """F1 the mixture expects from keeping the candidates whose logit is at or above each cut."""
+        from scipy.stats import norm
+
+        kept_cells = self.cell_share * norm.sf(cuts, self.cell_mean, self.cell_sd)
+        kept_other = (1.0 - self.cell_share) * norm.sf(cuts, self.other_mean, self.other_sd)
+        return 2.0 * kept_cells / np.maximum(kept_cells + kept_other + self.cell_share, 1e-300)
+
+    def best_cut(self) -> float:
+        """The logit cut with the highest expected F1."""
+        return float(CUTS[np.argmax(self.expected_f1(CUTS))])
+
+
+def fit_mixture(counts: np.ndarray) -> Mixture | None:
+    """The most likely of the two-Gaussian fits to the logits that `counts` (volume_share.histogram) bins, started
+    from each split in STARTS (EM finds local optima); None where there are too few candidates."""
+    counts = np.asarray(counts, dtype=np.float64)
+    if counts.sum() < MIN_CANDIDATES:
+        return None
+    filled = np.flatnonzero(counts)  # empty bins add nothing to any sum
+    bins = _Bins(counts=counts[filled], low=_EDGES[filled], high=_EDGES[filled + 1])
+    middle = np.clip(bins.low, -LOGIT_SPAN, None) / 2 + np.clip(bins.high, None, LOGIT_SPAN) / 2
+    fits = [f for f in (_em(bins, start=[above, 1.0 - above]) for above in ((middle >= s).astype(np.float64) for s in STARTS)) if f]
+    if not fits:
+        return None
+    groups, loglik = max(fits, key=lambda f: f[1])
+    _, one_group_loglik = _em(bins, start=[np.ones_like(middle)])
+    (share, m1, s1), (_, m0, s0) = sorted(groups, key=lambda g: -g[1])  # the cells' group is the higher
+    gain = (loglik - one_group_loglik) / counts.sum()
+    return Mixture(cell_share=share, cell_mean=m1, cell_sd=s1, other_mean=m0, other_sd=s0, gain=float(gain))
+
+
+@dataclass(frozen=True)
+class _Bins:
+    """The filled bins of a histogram: candidates in each, and the logits bounding it (the ends are infinite)."""
+
+    counts: np.ndarray
+    low: np.ndarray
+    high: np.ndarray
+
+
+def _em(bins: _Bins, *, start: list[np.ndarray], iterations: int = 200) -> tuple[list[tuple[float, float, float]], float] | None:
+    """EM over binned logits for as many Gaussian groups as `start` holds, each bin's initial weight in each group:
+    the groups' (share, mean, sd) and the log-likelihood; None where a group empties.
+
+    Each bin is an interval of logits (its probability bin's), not a point: the lowest bins span whole units of
+    logit, and a group fitted to their centres as points could lock onto the tail of one broad group."""
+    w, params = bins.counts, None
+    total = w.sum()
+    mid = np.clip(bins.low, -LOGIT_SPAN, None) / 2 + np.clip(bins.high, None, LOGIT_SPAN) / 2
+    groups = [(r, mid, mid**2) for r in start]  # to begin, each bin's logits at its middle
+    for _ in range(iterations):
+        new = []
+        for r, ex, ex2 in groups:
+            weight = np.sum(w * r)
+            if weight < 1.0:
+                return None
+            mean = np.sum(w * r * ex) / weight
+            var = np.sum(w * r * (ex2 - 2.0 * mean * ex + mean**2)) / weight
+            new.append((float(weight / total), float(mean), max(float(np.sqrt(max(var, 0.0))), MIN_SD)))
+        converged = params is not None and np.max(np.abs(np.subtract(new, params))) < 1e-7
+        params = new
+        moments = [_bin_moments(bins, mean=mean, sd=sd) for _, mean, sd in params]
+        mass = [share * m[0] for (share, _, _), m in zip(params, moments)]
+        every = np.maximum(np.sum(mass, axis=0), 1e-300)
+        if converged:
+            break
+        groups = [(m / every, ex, ex2) for m, (_, ex, ex2) in zip(mass, moments)]
+    return params, float(np.sum(w * np.log(every)))
+
+
+def _bin_moments(bins: _Bins, *, mean: float, sd: float) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """For a Gaussian: the mass in each bin, and the mean and mean square of its logits within each bin."""
+    from scipy.special import ndtr
+
+    a, b = (bins.low - mean) / sd, (bins.high - mean) / sd
+    mass = ndtr(b) - ndtr(a)
+    pa, pb = _pdf(a), _pdf(b)
+    with np.errstate(invalid="ignore", divide="ignore"):
+        shift = (pa - pb) / mass
+        spread = (np.where(np.isfinite(a), a * pa, 0.0) - np.where(np.isfinite(b), b * pb, 0.0)) / mass
+    ok = mass > 1e-12
+    fallback = np.clip(mean, np.maximum(bins.low, -LOGIT_SPAN), np.minimum(bins.high, LOGIT_SPAN))  # a bin far out in a tail: its nearest end
+    ex = np.where(ok, mean + sd * np.where(ok, shift, 0.0), fallback)
+    ex2 = np.where(ok, mean**2 + 2.0 * mean * sd * np.where(ok, shift, 0.0) + sd**2 * (1.0 + np.where(ok, spread, 0.0)), fallback**2)
+    return mass, ex, ex2
+
+
+def _pdf(z: np.ndarray) -> np.ndarray:
+    return np.exp(-0.5 * np.square(np.where(np.isfinite(z), z, 0.0))) * np.isfinite(z) / np.sqrt(2.0 * np.pi)
+
+
+def mixture_factor(mixture: Mixture | None, *, threshold: float, reference: float) -> float:
+    """How much the odds rise so that `threshold` (the model's, chosen on validation data) falls at the mixture's best
+    cut: 1 where the mixture is not trusted or its cut is higher, at most volume_share's strongest factor."""
+    trusted = (
+        mixture is not None and mixture.cell_share > MAJORITY and mixture.separation > MIN_SEPARATION and mixture.gain >= MIN_GAIN
+    )
+    if not trusted or not 0.0 < threshold < 1.0:
+        return 1.0
+    factor = odds(threshold) / float(np.exp(mixture.best_cut()))
+    return float(min(max(factor, 1.0), strongest_factor(reference)))

@@ -1,0 +1,57 @@
+"""The two-group mixture of a volume's candidate logits (score_mixture), on histograms of known mixtures."""
+
+import numpy as np
+import pytest
+
+from clarity_fast.score_mixture import MIN_CANDIDATES, fit_mixture, mixture_factor
+from clarity_fast.volume_share import histogram, strongest_factor
+
+THRESHOLD, REFERENCE = 0.33, 0.32
+
+
+def counts(*groups: tuple[int, float, float], seed: int = 0) -> np.ndarray:
+    """Histogram of the probabilities of (n, mean, sd) groups of Gaussian logits."""
+    rng = np.random.default_rng(seed)
+    logits = np.concatenate([rng.normal(mean, sd, n) for n, mean, sd in groups])
+    return histogram(1.0 / (1.0 + np.exp(-logits)))
+
+
+def test_two_groups_apart_are_recovered():
+    mixture = fit_mixture(counts((1600, -1.0, 1.5), (400, -7.0, 1.0)))
+    assert mixture.cell_share == pytest.approx(0.8, abs=0.03)
+    assert mixture.cell_mean == pytest.approx(-1.0, abs=0.2) and mixture.other_mean == pytest.approx(-7.0, abs=0.3)
+    assert mixture.separation > 3 and -7.0 < mixture.best_cut() < -1.0
+
+
+def test_a_clean_volume_of_faint_cells_lowers_the_cut():
+    """Cells the majority, apart from the rest but below the threshold: their odds rise, within adapting's bound."""
+    mixture = fit_mixture(counts((1600, -1.5, 1.5), (400, -7.0, 1.0)))
+    factor = mixture_factor(mixture, threshold=THRESHOLD, reference=REFERENCE)
+    assert 1.0 < factor <= strongest_factor(REFERENCE)
+    cut_probability = 1.0 / (1.0 + np.exp(-mixture.best_cut()))
+    assert factor == pytest.approx(min((THRESHOLD / (1 - THRESHOLD)) / (cut_probability / (1 - cut_probability)), strongest_factor(REFERENCE)))
+
+
+@pytest.mark.parametrize(
+    "groups",
+    [
+        ((600, 3.0, 2.0), (1400, -5.0, 1.5)),  # clutter the majority, as in validation and real volumes
+        ((2000, -2.0, 2.0),),  # one broad group: nothing to split
+        ((1200, -1.0, 2.0), (800, -3.0, 2.0)),  # two groups, overlapping (Ashman's D about 1)
+        ((1600, 4.0, 1.0), (400, -5.0, 1.0)),  # cells the majority but already above the threshold
+    ],
+)
+def test_nothing_changes_unless_the_cells_are_a_separate_majority_below_the_threshold(groups):
+    assert mixture_factor(fit_mixture(counts(*groups)), threshold=THRESHOLD, reference=REFERENCE) == 1.0
+
+
+def test_too_few_candidates_give_no_mixture():
+    assert fit_mixture(counts((MIN_CANDIDATES - 1, 0.0, 1.0))) is None
+    assert mixture_factor(None, threshold=THRESHOLD, reference=REFERENCE) == 1.0
+
+
+def test_expected_f1_keeping_everything():
+    """Keeping every candidate: recall 1, precision the cells' share."""
+    mixture = fit_mixture(counts((1500, 0.0, 1.0), (500, -6.0, 1.0)))
+    share = mixture.cell_share
+    assert mixture.expected_f1(np.array([-1e3]))[0] == pytest.approx(2 * share / (1 + share))
