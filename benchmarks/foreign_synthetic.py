@@ -99,9 +99,22 @@ CONDITIONS = [
     Condition("photon counting, 0.5 photons background, peak 8 noise sd", background=0.5, read_noise=0.0, offset=0.0),
     Condition("photon counting, 0.1 photons background, peak 12 noise sd", background=0.1, snr=12.0, read_noise=0.0, offset=0.0),
     Condition("photon counting, 2 photons background, peak 5 noise sd", background=2.0, snr=5.0, read_noise=0.0, offset=0.0),
+    # Added last on 2026-12-05 to test adapting by score mixture (score_mixture) on combinations none of the above
+    # covers; its rule was set with the volumes above and other-seed volumes of these in view, not with these.
+    Condition("photon counting balls, 1 photon background, peak 6 noise sd", shape="ball", background=1.0, snr=6.0, read_noise=0.0, offset=0.0),
+    Condition("photon counting, 0.3 photons background, 5x1x1 um voxels, 10 um cells", voxel=(5.0, 1.0, 1.0), diameter=10.0, background=0.3, snr=10.0, read_noise=0.0, offset=0.0),
+    Condition("blurred balls, low SNR (peak 3 noise sd)", shape="ball", snr=3.0),
+    Condition("3x1.5x1.5 um voxels, 9 um cells, peak 5 noise sd", voxel=(3.0, 1.5, 1.5), diameter=9.0, snr=5.0),
+    Condition("photon counting, dense, touching, 1 photon background", cells=700, min_distance=1.7, background=1.0, read_noise=0.0, offset=0.0),
+    Condition("threefold gradient + distractors, blurred balls", shape="ball", gradient=3.0, distractors=True, snr=6.0),
+    Condition("cells 2x longer along z, peak 4 noise sd", axial=2.0, snr=4.0),
+    Condition("photon counting, sizes varied (log sd 0.25), 0.5 photons background", size_spread=0.25, background=0.5, snr=10.0, read_noise=0.0, offset=0.0),
+    Condition("bright background (2000 photons), peak 4 noise sd", background=2000.0, snr=4.0),
+    Condition("8x3x3 um voxels, 16 um cells, peak 6 noise sd", voxel=(8.0, 3.0, 3.0), diameter=16.0, snr=6.0),
 ]
 FIRST = 13  # conditions before the first additions
 PHOTON_COUNTING = 22  # conditions before the photon-counting ones
+MIXTURE_TEST = 25  # conditions before those added to test the score mixture
 
 
 def place(rng: np.random.Generator, n: int, extent: np.ndarray, min_dist: float) -> np.ndarray:
@@ -221,7 +234,9 @@ def main() -> None:
         (f"mean F1, the {PHOTON_COUNTING} before photon counting", results[:PHOTON_COUNTING]),
         (f"mean F1, first {FIRST}", results[:FIRST]),
         (f"mean F1, the {PHOTON_COUNTING - FIRST} added", results[FIRST:PHOTON_COUNTING]),
-        (f"mean F1, the {len(results) - PHOTON_COUNTING} photon counting", results[PHOTON_COUNTING:]),
+        (f"mean F1, the {MIXTURE_TEST - PHOTON_COUNTING} photon counting", results[PHOTON_COUNTING:MIXTURE_TEST]),
+        (f"mean F1, the first {MIXTURE_TEST}", results[:MIXTURE_TEST]),
+        (f"mean F1, the {len(results) - MIXTURE_TEST} added to test the score mixture", results[MIXTURE_TEST:]),
         ("mean F1, all", results),
     )
     for label, part in groups:
