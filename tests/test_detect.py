@@ -7,6 +7,7 @@ import subprocess
 import sys
 import threading
 import time
+from collections.abc import Callable
 
 import numba
 import numpy as np
@@ -75,20 +76,25 @@ def test_streaming_equals_the_whole_volume_computation(scorer, brain):
     assert streamed.candidates == len(found) and streamed.above_threshold == int(above.sum())
 
 
-def faint_clean_volume(seed: int) -> tuple[np.ndarray, np.ndarray]:
-    """Gaussian cells peaking about 3.5 noise sd over a flat Poisson background, nothing else (4×2×2 µm, 12 µm)."""
-    rng = np.random.default_rng(seed)
-    shape = (24, 128, 128)
-    centres = np.stack([rng.uniform(3, 21, 40), rng.uniform(8, 120, 40), rng.uniform(8, 120, 40)], axis=1)
+def clean_cells(rng: np.random.Generator, *, shape: tuple[int, int, int], tries: int, peak: Callable[[], float]) -> tuple[np.ndarray, np.ndarray]:
+    """(signal, centres): Gaussian cells at least two diameters apart at 4×2×2 µm, 12 µm, each peaking at peak()."""
+    centres = np.stack([rng.uniform(3, shape[0] - 3, tries), rng.uniform(8, shape[1] - 8, tries), rng.uniform(8, shape[2] - 8, tries)], axis=1)
     keep = [0]
-    for i in range(1, len(centres)):  # at least two diameters apart
+    for i in range(1, len(centres)):
         if np.min(np.sum(((centres[keep] - centres[i]) * (4, 2, 2)) ** 2, axis=1)) > 24.0**2:
             keep.append(i)
     centres = centres[keep]
     z, y, x = np.indices(shape, dtype=np.float32)
     signal = np.zeros(shape, np.float32)
     for c in centres:
-        signal += 3.5 * np.sqrt(200.0) * np.exp(-0.5 * (((z - c[0]) * 4) ** 2 + ((y - c[1]) * 2) ** 2 + ((x - c[2]) * 2) ** 2) / 4.2**2)
+        signal += peak() * np.exp(-0.5 * (((z - c[0]) * 4) ** 2 + ((y - c[1]) * 2) ** 2 + ((x - c[2]) * 2) ** 2) / 4.2**2)
+    return signal, centres
+
+
+def faint_clean_volume(seed: int) -> tuple[np.ndarray, np.ndarray]:
+    """Cells peaking about 3.5 noise sd over a flat Poisson background, nothing else."""
+    rng = np.random.default_rng(seed)
+    signal, centres = clean_cells(rng, shape=(24, 128, 128), tries=40, peak=lambda: 3.5 * np.sqrt(200.0))
     return rng.poisson(200.0 + signal).astype(np.uint16) + 100, centres
 
 
@@ -109,19 +115,9 @@ def test_a_volume_full_of_faint_cells_raises_their_probabilities(scorer):
 
 
 def photon_counting_volume(seed: int) -> tuple[np.ndarray, np.ndarray]:
-    """Gaussian cells peaking 3-6 photons over half a photon of background, no offset or read noise: speckle."""
+    """Cells peaking 3-6 photons over half a photon of background, no offset or read noise: speckle."""
     rng = np.random.default_rng(seed)
-    shape = (32, 160, 160)
-    centres = np.stack([rng.uniform(3, 29, 200), rng.uniform(8, 152, 200), rng.uniform(8, 152, 200)], axis=1)
-    keep = [0]
-    for i in range(1, len(centres)):  # at least two diameters apart
-        if np.min(np.sum(((centres[keep] - centres[i]) * (4, 2, 2)) ** 2, axis=1)) > 24.0**2:
-            keep.append(i)
-    centres = centres[keep]
-    z, y, x = np.indices(shape, dtype=np.float32)
-    signal = np.zeros(shape, np.float32)
-    for c in centres:
-        signal += rng.uniform(3.0, 6.0) * np.exp(-0.5 * (((z - c[0]) * 4) ** 2 + ((y - c[1]) * 2) ** 2 + ((x - c[2]) * 2) ** 2) / 4.2**2)
+    signal, centres = clean_cells(rng, shape=(32, 160, 160), tries=200, peak=lambda: rng.uniform(3.0, 6.0))
     return rng.poisson(0.5 + signal).astype(np.uint16), centres
 
 
