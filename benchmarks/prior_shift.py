@@ -14,6 +14,7 @@ Run: python benchmarks/prior_shift.py   (needs ../shared/data for the delivr row
 from __future__ import annotations
 
 import csv
+from dataclasses import asdict
 
 import numpy as np
 import report
@@ -46,9 +47,9 @@ def own_generator() -> list[tuple]:
     return out
 
 
-def mixture_text(share: float | None) -> str:
-    """The score mixture's share of cells ("" where none was fitted: too few candidates)."""
-    return "" if share is None else f"{share:.2f}"
+def mixture_text(mixture: dict | None) -> str:
+    """The score mixture's share of cells, separation (Ashman's D) and gain (nats per candidate); "" where none was fitted."""
+    return "" if mixture is None else f"{mixture['cell_share']:.2f}, D {mixture['separation']:.1f}, {mixture['gain']:.3f}"
 
 
 def main() -> None:
@@ -80,21 +81,22 @@ def main() -> None:
                 result = detect(open_array(volume), scorer=scorer, model=cfg, settings=settings)
                 m = match_points(pred=result.zyx, truth=truth, radius=RADIUS_VOXELS, axis_scale=AXIS_WEIGHTS)
                 row["adapt" if adapt else "no_adapt"] = dict(
-                    m.summary(), cell_share=result.cell_share, mixture_cell_share=result.mixture_cell_share, odds_factor=result.odds_factor
+                    m.summary(), cell_share=result.cell_share, odds_factor=result.odds_factor, mixture_odds_factor=result.mixture_factor,
+                    mixture=None if result.mixture is None else dict(asdict(result.mixture), separation=result.mixture.separation),
                 )
                 pooled[adapt] += (m.tp, m.fp, m.fn)
             results.append(row)
             d, a = row["no_adapt"], row["adapt"]
             table.append([f"{key}: {name}", f"{d['precision']:.3f} / {d['recall']:.3f} / {d['f1']:.3f}",
                           f"{a['precision']:.3f} / {a['recall']:.3f} / {a['f1']:.3f}", f"{a['cell_share']:.2f}",
-                          mixture_text(a['mixture_cell_share']), f"{a['odds_factor']:.2f}"])
+                          mixture_text(a['mixture']), f"{a['odds_factor']:.2f}"])
             print(table[-1], flush=True)
         f1 = {k: 2 * tp / max(2 * tp + fp + fn, 1) for k, (tp, fp, fn) in pooled.items()}
         table.append([f"**{key}, pooled F1**", f"**{f1[False]:.3f}**", f"**{f1[True]:.3f}**", "", "", ""])
     md = report.write(
         "prior_shift",
         data=dict(calibration=dict(share=cfg.calibration.share, reference_share=cfg.calibration.reference_share), volumes=results),
-        columns=["volume", "--no-adapt: precision / recall / F1", "default (adapted): precision / recall / F1", "estimated share of cells (EM)", "cells' share in the score mixture", "odds factor"],
+        columns=["volume", "--no-adapt: precision / recall / F1", "default (adapted): precision / recall / F1", "estimated share of cells (EM)", "score mixture: cells' share, D, gain", "odds factor"],
         rows=table,
         notes=(
             f"Built-in model through `detect` (threshold {cfg.threshold:.3f}); validation share {cfg.calibration.share:.3f}, "

@@ -117,7 +117,8 @@ class Result:
     seconds: dict[str, float] = field(default_factory=dict)  # busy time per stage, and "total" wall time
     projection: np.ndarray | None = None  # the volume's maximum along z, where settings.project asked for it
     cell_share: float | None = None  # the estimated share of cells among the candidates, where adapted
-    mixture_cell_share: float | None = None  # the share of cells in a two-group mixture of the candidates' logits, where adapted
+    mixture: Mixture | None = None  # the two groups the candidates' logits form, where adapted (score_mixture)
+    mixture_factor: float = 1.0  # the odds factor the mixture asked for (1 where it is not trusted)
     odds_factor: float = 1.0  # what adapting multiplied the probabilities' odds by
 
 
@@ -286,18 +287,17 @@ def merged(
     parts = sorted(parts, key=lambda r: r.z0)
     zyx = np.concatenate([r.zyx for r in parts]) if parts else np.empty((0, 3), np.int64)
     prob = np.concatenate([r.probability for r in parts]) if parts else np.empty(0, np.float32)
-    share, mixture, factor = None, None, 1.0
-    if _adapting(settings, model):
-        share, mixture, factor = adapting(np.sum([r.histogram for r in parts], axis=0), model=model)
-        prob = adjusted(prob, factor=factor)
-    above = prob >= settings.threshold
-    zyx, prob = zyx[above], prob[above]
+    adaptation = adapting(np.sum([r.histogram for r in parts], axis=0), model=model) if _adapting(settings, model) else None
+    exact = prob.astype(np.float64) if adaptation is None else adjusted(prob, factor=adaptation.factor)
+    above = exact >= settings.threshold  # in float64, as slabs chose what to keep: float32 rounding could pass one they dropped
+    zyx, prob = zyx[above], exact[above].astype(np.float32)
     keep = merge_duplicates(zyx, prob, radius=settings.scale.merge_radius_voxels)
     seconds["merge"] = seconds.get("merge", 0.0) + time.perf_counter() - t
     return Result(
         zyx=zyx[keep], probability=prob[keep], candidates=sum(r.candidates for r in parts),
-        above_threshold=len(prob), seconds=seconds, projection=projection, cell_share=share,
-        mixture_cell_share=None if mixture is None else mixture.cell_share, odds_factor=factor,
+        above_threshold=len(prob), seconds=seconds, projection=projection,
+        **(dict(cell_share=adaptation.share, odds_factor=adaptation.factor, mixture=adaptation.mixture, mixture_factor=adaptation.mixture_factor)
+           if adaptation is not None else {}),
     )
 
 
@@ -364,14 +364,29 @@ def detect(
     return result
 
 
-def adapting(counts: np.ndarray, *, model: ModelConfig) -> tuple[float, Mixture | None, float]:
-    """From the histogram of every candidate's probability: the volume's share of cells (EM), the two-group mixture
-    of their logits, and the odds factor adapting applies, the larger of the two estimates'."""
+@dataclass(frozen=True)
+class Adaptation:
+    """A volume's two estimates of how far its probabilities understate cells; the larger applies."""
+
+    share: float  # of cells among the candidates (EM, volume_share)
+    share_factor: float
+    mixture: Mixture | None  # the two groups of the candidates' logits (score_mixture)
+    mixture_factor: float
+
+    @property
+    def factor(self) -> float:
+        return max(self.share_factor, self.mixture_factor)
+
+
+def adapting(counts: np.ndarray, *, model: ModelConfig) -> Adaptation:
+    """Both estimates from the histogram of every candidate's probability."""
     reference = model.calibration.reference_share
     share = estimate_share(counts, prior=model.calibration.share)
     mixture = fit_mixture(counts)
-    factor = max(odds_factor(share, reference=reference), mixture_factor(mixture, threshold=model.threshold, reference=reference))
-    return share, mixture, factor
+    return Adaptation(
+        share=share, share_factor=odds_factor(share, reference=reference),
+        mixture=mixture, mixture_factor=mixture_factor(mixture, threshold=model.threshold, reference=reference),
+    )
 
 
 def _adapting(settings: DetectSettings, model: ModelConfig) -> bool:

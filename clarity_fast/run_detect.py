@@ -24,7 +24,6 @@ from clarity_fast.io.volumes import open_volume
 from clarity_fast.noise_correlation import volume_noise
 from clarity_fast.pipeline import STAGES, DetectSettings, check_batch_memory, detect
 from clarity_fast.progress import progress_bar, step
-from clarity_fast.score_mixture import MAJORITY
 from clarity_fast.settings import PrefilterSettings, Scale, VoxelSize, resolve_voxel_size
 
 
@@ -83,7 +82,7 @@ class DetectReport:
         return [
             f"{s['cells']} cells in {s['volume']} {tuple(s['shape'])} ({s['candidates']} candidates, "
             f"{s['above_threshold']} above probability {s['threshold']:.3f} before merging)",
-            *([adapt_line(s["cell_share"], s["mixture_cell_share"], s["odds_factor"])] if s.get("cell_share") is not None and s["odds_factor"] > 1 else []),
+            *([adapt_line(s)] if s.get("cell_share") is not None and s["odds_factor"] > 1 else []),
             *([smoothed_noise_line(s["noise_model"]["blur"], s["noise_gain"])] if s["noise_gain"] > 1 else []),
             *([elongation_line(s["cell_elongation"], s["axial_stretch"])] if s["axial_stretch"] > 1 else []),
             *([f"resumed: {s['slabs_resumed']} of {s['slabs']} slabs were done by the interrupted run"] if s["slabs_resumed"] else []),
@@ -182,7 +181,8 @@ def run_detection(request: DetectRequest) -> DetectReport:
         cell_elongation=elongation if math.isfinite(elongation) else None, axial_stretch=axial_stretch(elongation),
         slabs=len(slabs), slabs_resumed=resumed,
         candidates=result.candidates, above_threshold=result.above_threshold, cells=len(result.zyx),
-        cell_share=result.cell_share, mixture_cell_share=result.mixture_cell_share, odds_factor=result.odds_factor,
+        cell_share=result.cell_share, odds_factor=result.odds_factor, mixture_odds_factor=result.mixture_factor,
+        mixture=None if result.mixture is None else dict(asdict(result.mixture), separation=result.mixture.separation),
         workers=request.workers, scheduler=request.scheduler,
         seconds=result.seconds, voxels_per_s=float((shape[0] - planes_before) * shape[1] * shape[2]) / max(result.seconds["total"], 1e-9),
         out=str(request.out), summary=str(request.summary_path), preview=str(request.preview) if request.preview else None,
@@ -193,13 +193,13 @@ def run_detection(request: DetectRequest) -> DetectReport:
     return DetectReport(summary)
 
 
-def adapt_line(share: float, mixture_share: float | None, factor: float) -> str:
+def adapt_line(summary: dict) -> str:
     """What adapting the probabilities to the volume did, and how to undo it."""
-    mixture = f" ({mixture_share:.0%} in a two-group mixture of their scores)" if mixture_share is not None and mixture_share > MAJORITY else ""
-    return (
-        f"cells are {share:.0%} of the candidates{mixture}, more than in the model's validation data: probabilities' odds "
-        f"multiplied by {factor:.2f} (--no-adapt keeps them as calibrated)"
-    )
+    share, factor = summary["cell_share"], summary["odds_factor"]
+    by_mixture = summary["mixture_odds_factor"] >= factor  # the mixture, which is trusted only where cells are the majority, set it
+    why = (f"{summary['mixture']['cell_share']:.0%} of the candidates score as a group of their own" if by_mixture
+           else f"cells are {share:.0%} of the candidates")
+    return f"{why}, more than in the model's validation data: probabilities' odds multiplied by {factor:.2f} (--no-adapt keeps them as calibrated)"
 
 
 def smoothed_noise_line(blur: tuple[float, float], gain: float) -> str:

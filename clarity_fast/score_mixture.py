@@ -24,6 +24,7 @@ MIN_GAIN = 0.01  # ... and only where two groups explain the logits clearly bett
 MIN_CANDIDATES = 50  # fewer cannot shape two groups
 MIN_SD = 0.5  # logits; keeps a group from shrinking onto one bin
 STARTS = (-6.0, -4.0, -2.0, 0.0, 2.0)  # logits: EM starts with the candidates above each as the cells
+F1_TOLERANCE = 1e-3
 CUTS = np.linspace(-10.0, 10.0, 801)  # logits searched for the best cut
 LOGIT_SPAN = 12.0  # where an open end bin's logits are taken to stop, for the initial split only
 with np.errstate(divide="ignore"):
@@ -55,8 +56,10 @@ class Mixture:
         return 2.0 * kept_cells / np.maximum(kept_cells + kept_other + self.cell_share, 1e-300)
 
     def best_cut(self) -> float:
-        """The logit cut with the highest expected F1."""
-        return float(CUTS[np.argmax(self.expected_f1(CUTS))])
+        """The highest logit cut whose expected F1 is within F1_TOLERANCE of the best: where groups lie far apart the
+        best is a plateau, and the threshold should move no further down it than it must."""
+        f1 = self.expected_f1(CUTS)
+        return float(CUTS[np.flatnonzero(f1 >= f1.max() - F1_TOLERANCE)[-1]])
 
 
 def fit_mixture(counts: np.ndarray) -> Mixture | None:
@@ -122,7 +125,7 @@ def _bin_moments(bins: _Bins, *, mean: float, sd: float) -> tuple[np.ndarray, np
     from scipy.special import ndtr
 
     a, b = (bins.low - mean) / sd, (bins.high - mean) / sd
-    mass = ndtr(b) - ndtr(a)
+    mass = np.where(a > 0.0, ndtr(-a) - ndtr(-b), ndtr(b) - ndtr(a))  # from the nearer tail: no cancellation far above the mean
     pa, pb = _pdf(a), _pdf(b)
     with np.errstate(invalid="ignore", divide="ignore"):
         shift = (pa - pb) / mass

@@ -54,9 +54,9 @@ def strongest_factor(reference: float) -> float:
 
 
 def adjusted(probability: np.ndarray, *, factor: float) -> np.ndarray:
-    """Probabilities with their odds multiplied by `factor` (float32)."""
+    """Probabilities with their odds multiplied by `factor` (float64: compare these, not a float32 rounding)."""
     p = np.asarray(probability, dtype=np.float64)
-    return (factor * p / (factor * p + 1.0 - p)).astype(np.float32)
+    return factor * p / (factor * p + 1.0 - p)
 
 
 def lowest_kept(threshold: float, *, reference: float) -> float:

@@ -67,12 +67,14 @@ def test_streaming_equals_the_whole_volume_computation(scorer, brain):
     logits = logits_at(volume, centres=centres, scorer=scorer, patch=scorer.config.network.patch, grid=grid)
     calibration = scorer.config.calibration
     probs = calibration.probability(logits, found.response)
-    if settings.adapt and calibration.adapts:  # the whole volume's share of cells, from every candidate
-        probs = adjusted(probs, factor=adapting(histogram(probs), model=scorer.config)[2])
-    above = probs >= settings.threshold
-    keep = merge_duplicates(found.zyx[above], probs[above], radius=settings.scale.merge_radius_voxels)
+    exact = probs.astype(np.float64)
+    if settings.adapt and calibration.adapts:  # the whole volume's share of cells and score mixture, from every candidate
+        exact = adjusted(probs, factor=adapting(histogram(probs), model=scorer.config).factor)
+    above = exact >= settings.threshold
+    kept = exact[above].astype(np.float32)
+    keep = merge_duplicates(found.zyx[above], kept, radius=settings.scale.merge_radius_voxels)
     np.testing.assert_array_equal(streamed.zyx, found.zyx[above][keep])
-    np.testing.assert_array_equal(streamed.probability, probs[above][keep])
+    np.testing.assert_array_equal(streamed.probability, kept[keep])
     assert streamed.candidates == len(found) and streamed.above_threshold == int(above.sum())
 
 
@@ -131,7 +133,7 @@ def test_a_clean_volume_of_unfamiliar_cells_is_adapted_by_its_score_mixture(scor
                               prefilter_threshold=scorer.config.prefilter_threshold)
     result = detect(open_array(volume), scorer=scorer, model=scorer.config, settings=settings)
     by_share = odds_factor(result.cell_share, reference=scorer.config.calibration.reference_share)
-    assert result.mixture_cell_share > 0.5 and result.odds_factor > by_share
+    assert result.mixture.cell_share > 0.5 and result.odds_factor == result.mixture_factor > by_share
     recall = match_points(pred=result.zyx, truth=truth, radius=3.5, axis_scale=(2.0, 1.0, 1.0)).recall
     kept = adjusted(result.probability, factor=by_share / result.odds_factor) >= settings.threshold
     assert recall > match_points(pred=result.zyx[kept], truth=truth, radius=3.5, axis_scale=(2.0, 1.0, 1.0)).recall
@@ -146,7 +148,7 @@ def test_adapt_is_the_default_and_recorded(brain, tmp_path):
         summary = json.loads((tmp_path / "cells.summary.json").read_text())
         assert (summary["cell_share"] is not None) == adapted
         assert summary["odds_factor"] >= 1.0 if adapted else summary["odds_factor"] == 1.0
-        assert (summary["mixture_cell_share"] is not None) == adapted
+        assert (summary["mixture"] is not None) == adapted
     assert DetectRequest(volume=path, out=tmp_path / "c.csv").adapt  # the API's defaults (demo uses them) agree
     assert DetectSettings(voxel_size=(1.0, 1.0, 1.0), cell_diameter=12.0, threshold=0.5, prefilter_threshold=3.0).adapt
 
