@@ -14,7 +14,6 @@ Run: python benchmarks/prior_shift.py   (needs ../shared/data for the delivr row
 from __future__ import annotations
 
 import csv
-from dataclasses import asdict
 
 import numpy as np
 import report
@@ -82,7 +81,7 @@ def main() -> None:
                 m = match_points(pred=result.zyx, truth=truth, radius=RADIUS_VOXELS, axis_scale=AXIS_WEIGHTS)
                 row["adapt" if adapt else "no_adapt"] = dict(
                     m.summary(), cell_share=result.cell_share, odds_factor=result.odds_factor, mixture_odds_factor=result.mixture_factor,
-                    mixture=None if result.mixture is None else dict(asdict(result.mixture), separation=result.mixture.separation),
+                    mixture=None if result.mixture is None else result.mixture.summary(),
                 )
                 pooled[adapt] += (m.tp, m.fp, m.fn)
             results.append(row)

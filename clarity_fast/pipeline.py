@@ -109,6 +109,31 @@ class DetectSettings:
 
 
 @dataclass(frozen=True)
+class Adaptation:
+    """A volume's two estimates of how far its probabilities understate cells; the larger applies."""
+
+    share: float  # of cells among the candidates (EM, volume_share)
+    share_factor: float
+    mixture: Mixture | None  # the two groups of the candidates' logits (score_mixture)
+    mixture_factor: float
+
+    @property
+    def factor(self) -> float:
+        return max(self.share_factor, self.mixture_factor)
+
+
+def adapting(counts: np.ndarray, *, model: ModelConfig) -> Adaptation:
+    """Both estimates from the histogram of every candidate's probability."""
+    reference = model.calibration.reference_share
+    share = estimate_share(counts, prior=model.calibration.share)
+    mixture = fit_mixture(counts)
+    return Adaptation(
+        share=share, share_factor=odds_factor(share, reference=reference),
+        mixture=mixture, mixture_factor=mixture_factor(mixture, threshold=model.threshold, reference=reference),
+    )
+
+
+@dataclass(frozen=True)
 class Result:
     zyx: np.ndarray  # (N, 3) int, the input's voxels
     probability: np.ndarray
@@ -116,10 +141,27 @@ class Result:
     above_threshold: int = 0
     seconds: dict[str, float] = field(default_factory=dict)  # busy time per stage, and "total" wall time
     projection: np.ndarray | None = None  # the volume's maximum along z, where settings.project asked for it
-    cell_share: float | None = None  # the estimated share of cells among the candidates, where adapted
-    mixture: Mixture | None = None  # the two groups the candidates' logits form, where adapted (score_mixture)
-    mixture_factor: float = 1.0  # the odds factor the mixture asked for (1 where it is not trusted)
-    odds_factor: float = 1.0  # what adapting multiplied the probabilities' odds by
+    adaptation: Adaptation | None = None  # how the probabilities were adapted to the volume, where they were
+
+    @property
+    def cell_share(self) -> float | None:
+        """The estimated share of cells among the candidates, where adapted."""
+        return None if self.adaptation is None else self.adaptation.share
+
+    @property
+    def mixture(self) -> Mixture | None:
+        """The two groups the candidates' logits form, where adapted (score_mixture)."""
+        return None if self.adaptation is None else self.adaptation.mixture
+
+    @property
+    def mixture_factor(self) -> float:
+        """The odds factor the mixture asked for (1 where it is not trusted or not fitted)."""
+        return 1.0 if self.adaptation is None else self.adaptation.mixture_factor
+
+    @property
+    def odds_factor(self) -> float:
+        """What adapting multiplied the probabilities' odds by."""
+        return 1.0 if self.adaptation is None else self.adaptation.factor
 
 
 @dataclass(frozen=True)
@@ -295,9 +337,7 @@ def merged(
     seconds["merge"] = seconds.get("merge", 0.0) + time.perf_counter() - t
     return Result(
         zyx=zyx[keep], probability=prob[keep], candidates=sum(r.candidates for r in parts),
-        above_threshold=len(prob), seconds=seconds, projection=projection,
-        **(dict(cell_share=adaptation.share, odds_factor=adaptation.factor, mixture=adaptation.mixture, mixture_factor=adaptation.mixture_factor)
-           if adaptation is not None else {}),
+        above_threshold=len(prob), seconds=seconds, projection=projection, adaptation=adaptation,
     )
 
 
@@ -362,31 +402,6 @@ def detect(
     result = merged(parts, settings=settings, model=model, seconds=seconds, projection=projection if settings.project else None)
     seconds["total"] = time.perf_counter() - start
     return result
-
-
-@dataclass(frozen=True)
-class Adaptation:
-    """A volume's two estimates of how far its probabilities understate cells; the larger applies."""
-
-    share: float  # of cells among the candidates (EM, volume_share)
-    share_factor: float
-    mixture: Mixture | None  # the two groups of the candidates' logits (score_mixture)
-    mixture_factor: float
-
-    @property
-    def factor(self) -> float:
-        return max(self.share_factor, self.mixture_factor)
-
-
-def adapting(counts: np.ndarray, *, model: ModelConfig) -> Adaptation:
-    """Both estimates from the histogram of every candidate's probability."""
-    reference = model.calibration.reference_share
-    share = estimate_share(counts, prior=model.calibration.share)
-    mixture = fit_mixture(counts)
-    return Adaptation(
-        share=share, share_factor=odds_factor(share, reference=reference),
-        mixture=mixture, mixture_factor=mixture_factor(mixture, threshold=model.threshold, reference=reference),
-    )
 
 
 def _adapting(settings: DetectSettings, model: ModelConfig) -> bool:

@@ -182,7 +182,7 @@ def run_detection(request: DetectRequest) -> DetectReport:
         slabs=len(slabs), slabs_resumed=resumed,
         candidates=result.candidates, above_threshold=result.above_threshold, cells=len(result.zyx),
         cell_share=result.cell_share, odds_factor=result.odds_factor, mixture_odds_factor=result.mixture_factor,
-        mixture=None if result.mixture is None else dict(asdict(result.mixture), separation=result.mixture.separation),
+        mixture=None if result.mixture is None else result.mixture.summary(),
         workers=request.workers, scheduler=request.scheduler,
         seconds=result.seconds, voxels_per_s=float((shape[0] - planes_before) * shape[1] * shape[2]) / max(result.seconds["total"], 1e-9),
         out=str(request.out), summary=str(request.summary_path), preview=str(request.preview) if request.preview else None,

@@ -11,7 +11,7 @@ is lower. Elsewhere (clutter the majority, as in every validation and real volum
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import asdict, dataclass
 
 import numpy as np
 
@@ -26,7 +26,7 @@ MIN_SD = 0.5  # logits; keeps a group from shrinking onto one bin
 STARTS = (-6.0, -4.0, -2.0, 0.0, 2.0)  # logits: EM starts with the candidates above each as the cells
 F1_TOLERANCE = 1e-3
 CUTS = np.linspace(-10.0, 10.0, 801)  # logits searched for the best cut
-LOGIT_SPAN = 12.0  # where an open end bin's logits are taken to stop, for the initial split only
+LOGIT_SPAN = 12.0  # where an open end bin's logits are taken to stop, for EM's start and a far-tail bin's moments
 with np.errstate(divide="ignore"):
     _EDGES = np.log(np.arange(BINS + 1) / (BINS - np.arange(BINS + 1)))  # logits bounding each probability bin: -inf ... inf
 
@@ -55,6 +55,10 @@ class Mixture:
         kept_other = (1.0 - self.cell_share) * norm.sf(cuts, self.other_mean, self.other_sd)
         return 2.0 * kept_cells / np.maximum(kept_cells + kept_other + self.cell_share, 1e-300)
 
+    def summary(self) -> dict:
+        """Its fields and separation, for a summary JSON."""
+        return dict(asdict(self), separation=self.separation)
+
     def best_cut(self) -> float:
         """The highest logit cut whose expected F1 is within F1_TOLERANCE of the best: where groups lie far apart the
         best is a plateau, and the threshold should move no further down it than it must."""
@@ -70,12 +74,11 @@ def fit_mixture(counts: np.ndarray) -> Mixture | None:
         return None
     filled = np.flatnonzero(counts)  # empty bins add nothing to any sum
     bins = _Bins(counts=counts[filled], low=_EDGES[filled], high=_EDGES[filled + 1])
-    middle = np.clip(bins.low, -LOGIT_SPAN, None) / 2 + np.clip(bins.high, None, LOGIT_SPAN) / 2
-    fits = [f for f in (_em(bins, start=[above, 1.0 - above]) for above in ((middle >= s).astype(np.float64) for s in STARTS)) if f]
+    fits = [f for f in (_em(bins, start=[above, 1.0 - above]) for above in ((bins.middle >= s).astype(np.float64) for s in STARTS)) if f]
     if not fits:
         return None
     groups, loglik = max(fits, key=lambda f: f[1])
-    _, one_group_loglik = _em(bins, start=[np.ones_like(middle)])
+    _, one_group_loglik = _em(bins, start=[np.ones_like(bins.counts)])
     (share, m1, s1), (_, m0, s0) = sorted(groups, key=lambda g: -g[1])  # the cells' group is the higher
     gain = (loglik - one_group_loglik) / counts.sum()
     return Mixture(cell_share=share, cell_mean=m1, cell_sd=s1, other_mean=m0, other_sd=s0, gain=float(gain))
@@ -89,6 +92,11 @@ class _Bins:
     low: np.ndarray
     high: np.ndarray
 
+    @property
+    def middle(self) -> np.ndarray:
+        """Each bin's middle logit, the open end bins taken to stop at ±LOGIT_SPAN: where EM starts."""
+        return np.clip(self.low, -LOGIT_SPAN, None) / 2 + np.clip(self.high, None, LOGIT_SPAN) / 2
+
 
 def _em(bins: _Bins, *, start: list[np.ndarray], iterations: int = 200) -> tuple[list[tuple[float, float, float]], float] | None:
     """EM over binned logits for as many Gaussian groups as `start` holds, each bin's initial weight in each group:
@@ -96,9 +104,8 @@ def _em(bins: _Bins, *, start: list[np.ndarray], iterations: int = 200) -> tuple
 
     Each bin is an interval of logits (its probability bin's), not a point: the lowest bins span whole units of
     logit, and a group fitted to their centres as points could lock onto the tail of one broad group."""
-    w, params = bins.counts, None
+    w, params, mid = bins.counts, None, bins.middle
     total = w.sum()
-    mid = np.clip(bins.low, -LOGIT_SPAN, None) / 2 + np.clip(bins.high, None, LOGIT_SPAN) / 2
     groups = [(r, mid, mid**2) for r in start]  # to begin, each bin's logits at its middle
     for _ in range(iterations):
         new = []
