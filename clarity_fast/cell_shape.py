@@ -105,6 +105,7 @@ def axial_stretch(value: float) -> float:
 def corrected_scale(reader: VolumeReader, *, scale: Scale, noise: NoiseModel | None = None) -> tuple[Scale, float]:
     """The scale detection and training use for this volume (z finer where its cells look elongated), and the
     elongation measured."""
+    scale.check_fits(reader.shape, source=reader.path)
     value = elongation(reader, scale=scale, noise=noise)
     return stretched(scale, stretch=axial_stretch(value)), value
 

@@ -49,6 +49,11 @@ def snap_factors(factors) -> tuple[float, float, float]:
     return tuple(1.0 if abs(f - 1.0) < 0.01 else float(f) for f in factors)
 
 
+# A stack whose cells span more than this many times its planes is refused (Scale.check_fits): a slip of units in
+# --voxel-size's z, mostly; cells that long show no curvature along z in it, so nothing would be found.
+Z_SPAN_LIMIT = 4
+
+
 @dataclass(frozen=True)
 class Scale:
     """A voxel size and a cell diameter, both in µm: everything size-dependent derives from these."""
@@ -66,6 +71,24 @@ class Scale:
             raise InputError(
                 f"a cell diameter of {self.cell_diameter:g} µm is less than one voxel across (voxel {finest:g} µm in y and x), "
                 "too small to find; check --voxel-size and --cell-diameter (both in µm)"
+            )
+
+    def check_fits(self, shape: tuple[int, int, int], *, source: object) -> None:
+        """Refuse a volume whose planes are narrower than one cell, or a stack of planes a small part of one cell's
+        length: nothing can be found there (the prefilter asks a cell to curve down along every axis of a stack), and
+        the prefilter's neighbourhoods, sized by the cell, might not fit in memory (a voxel size given in mm, say)."""
+        dz, dy, dx = self.cell_diameter_voxels
+        if dy > shape[1] or dx > shape[2]:
+            raise InputError(
+                f"{source}: a cell of {self.cell_diameter:g} µm is {dy:.0f}×{dx:.0f} voxels across at voxel size "
+                f"{self.voxel_size[1]:g}×{self.voxel_size[2]:g} µm, wider than the planes ({shape[1]}×{shape[2]} voxels); "
+                "check --voxel-size and --cell-diameter (both in µm)"
+            )
+        if shape[0] > 1 and dz > Z_SPAN_LIMIT * shape[0]:
+            raise InputError(
+                f"{source}: a cell of {self.cell_diameter:g} µm spans {dz:.0f} planes at {self.voxel_size[0]:g} µm per plane, "
+                f"over {Z_SPAN_LIMIT}× the volume's {shape[0]}; check --voxel-size (Z first, in µm), or give one plane, which is "
+                "searched in y and x only"
             )
 
     @property

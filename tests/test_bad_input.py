@@ -100,6 +100,12 @@ def make(case: str, tmp):
         return good_volume(volume), ["--cell-diameter", "0"]
     if case == "a cell smaller than a voxel":
         return good_volume(volume), ["--cell-diameter", "1.5"]
+    if case == "a voxel size in mm":
+        volume, _ = npy(tmp, SimulatedBrain(SimulationSettings(shape=(8, 64, 64), seed=1)).volume())
+        return volume, ["--voxel-size", "0.004,0.002,0.002"]
+    if case == "a plane spacing in mm":
+        volume, _ = npy(tmp, SimulatedBrain(SimulationSettings(shape=(8, 64, 64), seed=1)).volume())
+        return volume, ["--voxel-size", "0.004,2,2"]
     if case == "a --preview that is not .png":
         return good_volume(volume), ["--preview", tmp / "qc.txt"]
     raise AssertionError(case)
@@ -123,6 +129,8 @@ CASES = {
     "a --batch larger than memory": (2, "use a smaller --batch"),
     "--cell-diameter 0": (2, "cell diameter must be positive"),
     "a cell smaller than a voxel": (2, "less than one voxel across (voxel 2 µm in y and x)"),
+    "a voxel size in mm": (2, "6000×6000 voxels across at voxel size 0.002×0.002 µm, wider than the planes (64×64 voxels)"),
+    "a plane spacing in mm": (2, "spans 3000 planes at 0.004 µm per plane, over 4× the volume's 8"),
     "a --preview that is not .png": (2, "give it a .png name"),
 }
 
