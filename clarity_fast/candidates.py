@@ -46,6 +46,20 @@ class Slab:
     candidates: Candidates
 
 
+# The least noise the prefilter's noise map may read (it divides by it): half a count for integer data, where
+# rounding hides anything smaller; for float data, which come in any units (0-1, photons, a deconvolution's), a
+# millionth of the volume's own pixel noise, so that scaling a float volume changes nothing (a fixed 1e-6 turned
+# every response of a volume in units of 1e-6 into noise).
+INTEGER_NOISE_FLOOR = 0.5
+FLOAT_NOISE_FLOOR = 1e-6
+
+
+def float_noise_floor(noise: NoiseModel) -> float:
+    """The noise map's floor for a float volume with this noise (the smallest positive float32 where none was
+    measured: a flat window is linear along x, so its response is at most 0 and never a candidate)."""
+    return max(FLOAT_NOISE_FLOOR * noise.level, float(np.finfo(np.float32).tiny))
+
+
 def noise_gain(settings: PrefilterSettings, *, noise: NoiseModel, planar: bool) -> float:
     """What the prefilter scales its noise units by for a volume with this noise (a single plane: y and x only)."""
     return noise.gain(sigma=settings.sigma[1:] if planar else settings.sigma)
@@ -78,7 +92,7 @@ class SlabPrefilter:
         self.planar = self.depth == 1  # a single plane: a 2D response, no halo
         pad = z_halo(sigma_z=settings.sigma[0], noise_half_width_z=settings.noise_half_width[0])
         self.halo = 0 if self.planar else pad
-        self.floor = 0.5 if self.exact else 1e-6
+        self.floor = INTEGER_NOISE_FLOOR if self.exact else float_noise_floor(noise)
         self.noise_gain = noise_gain(settings, noise=noise, planar=self.planar)
         self.scratch = Scratch()
         self.most_planes = min(settings.slab_depth + 2 * self.reach, self.depth)  # response planes a slab can need

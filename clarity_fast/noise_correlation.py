@@ -35,9 +35,12 @@ TOLERATED = 2.5  # inflations up to this get no correction: the built-in model's
 
 @dataclass(frozen=True)
 class NoiseModel:
-    """In-plane noise as white noise smoothed by a Gaussian of `blur` voxels along y and x (0: white noise)."""
+    """In-plane noise as white noise smoothed by a Gaussian of `blur` voxels along y and x (0: white noise), and its
+    typical size in the volume's own units (`level`: the trimmed mean |I - (left + right) / 2| along x, the proxy the
+    prefilter's noise map averages; 0 where not measured), which sets the floor of float volumes' noise map."""
 
     blur: tuple[float, float] = (0.0, 0.0)
+    level: float = 0.0
 
     def raw_inflation(self, *, sigma: tuple[float, ...]) -> float:
         """How many times the prefilter's white-noise units understate the noise of its response (1 for white
@@ -94,11 +97,13 @@ def blur_for_ratio(ratio: float) -> float:
 
 
 def fit(lag_sds: np.ndarray) -> NoiseModel:
-    """The noise model whose second differences have these spreads: rows y and x, columns lags 1 and 2."""
+    """The noise model whose second differences have these spreads: rows y and x, columns lags 1 and 2 (NaN where
+    unmeasured)."""
     lag_sds = np.asarray(lag_sds, dtype=float)
     with np.errstate(divide="ignore", invalid="ignore"):
         ratios = lag_sds[:, 1] / lag_sds[:, 0]
-    return NoiseModel(blur=(blur_for_ratio(float(ratios[0])), blur_for_ratio(float(ratios[1]))))
+    level = float(lag_sds[1, 0]) if np.isfinite(lag_sds[1, 0]) else 0.0
+    return NoiseModel(blur=(blur_for_ratio(float(ratios[0])), blur_for_ratio(float(ratios[1]))), level=level)
 
 
 def lag_spreads(planes: np.ndarray) -> np.ndarray:

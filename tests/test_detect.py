@@ -215,6 +215,20 @@ def test_a_fingerprint_with_tuples_is_reused(tmp_path):
     assert Checkpoint(tmp_path / "p", fingerprint=fingerprint, resume=True).finished(0)
 
 
+@pytest.mark.parametrize("unit", [1e-6, 1e4])
+def test_a_float_volumes_units_do_not_matter(scorer, brain, unit):
+    """The same image in any float units (0-1, photons, 1e-6) gives the same cells: the noise map's and the patch
+    normalisation's floors are relative, not fixed numbers that swamp small values."""
+    brain, _ = brain
+    volume = brain.volume().astype(np.float32)
+    settings = settings_for(scorer, brain)
+    expected = detect(open_array(volume), scorer=scorer, model=scorer.config, settings=settings)
+    found = detect(open_array((volume * np.float32(unit)).astype(np.float32)), scorer=scorer, model=scorer.config, settings=settings)
+    assert len(expected.zyx) > 20
+    np.testing.assert_array_equal(found.zyx, expected.zyx)
+    np.testing.assert_allclose(found.probability, expected.probability, atol=1e-4)
+
+
 def test_a_single_plane_works(scorer):
     brain = SimulatedBrain(SimulationSettings(shape=(1, 128, 128), difficulty=0.0, seed=2))
     result = detect(open_array(brain.volume()), scorer=scorer, model=scorer.config, settings=settings_for(scorer, brain))

@@ -10,7 +10,7 @@ from scipy.ndimage import gaussian_filter1d
 
 from clarity_fast.kernels import reference
 from clarity_fast.kernels.filters import add_rows, blob_snr, correlate_x, gaussian_kernel, reflect, y_pass_response, z_halo, z_pass
-from clarity_fast.kernels.gather import gather_patches, working_grid
+from clarity_fast.kernels.gather import STD_FLOOR, TINY, gather_patches, working_grid
 from clarity_fast.kernels.maxima import footprint_offsets, local_maxima
 
 DTYPES = [np.uint8, np.uint16, np.int16, np.float32, np.float64]
@@ -269,7 +269,7 @@ def _patch_by_voxel(volume, grid, centre, size):
     var = 0.0
     for v in values:
         var += (v - mean) * (v - mean)
-    scale = 1.0 / max(math.sqrt(var / len(values)), 1e-6)
+    scale = 1.0 / max(math.sqrt(var / len(values)), STD_FLOOR * abs(mean), TINY)
     return np.array([np.float32((v - mean) * scale) for v in values], np.float32).reshape(size, size, size)
 
 

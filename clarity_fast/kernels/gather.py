@@ -19,7 +19,11 @@ import numpy as np
 from clarity_fast.kernels.filters import reflect, reflected_rows
 from clarity_fast.resample import resampled_shape
 
-STD_FLOOR = 1e-6  # a flat patch stays flat (all zeros) instead of dividing by zero
+# A patch whose spread is within float32 rounding of its level is flat and stays all zeros, instead of its rounding
+# being blown up to unit variance; relative, so that a float volume's units do not matter (a fixed 1e-6 flattened
+# every patch of a volume in units of 1e-6). Integer data never come near it: their patches vary by a count or not at all.
+STD_FLOOR = 1e-7  # of the patch's mean magnitude
+TINY = 1e-30  # ... and at least this, so that a patch of zeros is not divided by zero
 
 
 @dataclass(frozen=True)
@@ -84,7 +88,7 @@ def _normalise(patch, total):
     for v in patch.ravel():
         dv = v - mean
         var += dv * dv
-    scale = 1.0 / max(np.sqrt(var / n_vox), STD_FLOOR)
+    scale = 1.0 / max(np.sqrt(var / n_vox), STD_FLOOR * abs(mean), TINY)
     for a in range(patch.shape[0]):
         for b in range(patch.shape[1]):
             for c in range(patch.shape[2]):

@@ -102,9 +102,15 @@ def gather_patches(volume: np.ndarray, *, centres: np.ndarray, size: int) -> np.
     padded = np.pad(np.asarray(volume, dtype=np.float32), [(half, size)] * 3, mode="symmetric")
     out = np.empty((len(centres), 1, size, size, size), dtype=np.float32)
     for i, (z, y, x) in enumerate(np.asarray(centres, dtype=int)):
-        patch = padded[z : z + size, y : y + size, x : x + size].astype(np.float64)
-        out[i, 0] = (patch - patch.mean()) / max(patch.std(), 1e-6)
+        out[i, 0] = zscored(padded[z : z + size, y : y + size, x : x + size].astype(np.float64))
     return out
+
+
+def zscored(patch: np.ndarray) -> np.ndarray:
+    """Zero mean, unit sd; flat (zeros) where the spread is within float32 rounding of the level (kernels.gather)."""
+    from clarity_fast.kernels.gather import STD_FLOOR, TINY
+
+    return (patch - patch.mean()) / max(patch.std(), STD_FLOOR * abs(patch.mean()), TINY)
 
 
 def reflected(index: np.ndarray, n: int) -> np.ndarray:
@@ -125,8 +131,7 @@ def resampled_patches(
             w = reflected(np.arange(c - half, c - half + size), n)
             axes.append((w + 0.5) / f - 0.5)
         coords = np.stack(np.meshgrid(*axes, indexing="ij"))
-        patch = map_coordinates(np.asarray(volume, dtype=np.float64), coords, order=1, mode="nearest")
-        out[i, 0] = (patch - patch.mean()) / max(patch.std(), 1e-6)
+        out[i, 0] = zscored(map_coordinates(np.asarray(volume, dtype=np.float64), coords, order=1, mode="nearest"))
     return out
 
 
