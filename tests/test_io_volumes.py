@@ -327,6 +327,29 @@ def test_npy_round_trip_and_channels(tmp_path: Path) -> None:
         open_volume(tmp_path / "czyx.npy", channel=3)
 
 
+@pytest.mark.parametrize("shape, axis", [((8, 2, 16, 16), 1), ((8, 16, 16, 3), 3)])
+def test_an_unnamed_array_whose_channels_look_elsewhere_is_read_with_a_warning(tmp_path, caplog, shape, axis) -> None:
+    np.save(tmp_path / "v.npy", volume(shape))
+    with caplog.at_level("WARNING", logger="clarity_fast"), open_volume(tmp_path / "v.npy", channel=0):
+        pass
+    assert f"axis {axis} has {shape[axis]} entries against the channel axis's 8 and looks like the channels" in caplog.text
+    caplog.clear()
+    np.save(tmp_path / "c.npy", volume((2, 8, 16, 16)))  # channels first, as assumed: no warning
+    with caplog.at_level("WARNING", logger="clarity_fast"), open_volume(tmp_path / "c.npy", channel=0):
+        pass
+    assert not caplog.text
+
+
+def test_a_tiff_of_several_series_reads_the_largest_with_a_warning(tmp_path, caplog) -> None:
+    data = volume((6, 20, 24))
+    with tifffile.TiffWriter(tmp_path / "v.tif") as tif:
+        tif.write(volume((8, 8), seed=1))  # an overview before the volume
+        tif.write(data)
+    with caplog.at_level("WARNING", logger="clarity_fast"):
+        np.testing.assert_array_equal(read_all(tmp_path / "v.tif"), data)
+    assert "holds 2 image series ((8, 8), (6, 20, 24)); reading series 1, the largest" in caplog.text
+
+
 def test_czyx_tiff_needs_a_channel(tmp_path: Path) -> None:
     data = volume((4, 3, 5, 6), np.uint16)  # ImageJ order: z, c, y, x
     tifffile.imwrite(tmp_path / "v.tif", data, imagej=True, metadata={"axes": "ZCYX"})

@@ -31,12 +31,15 @@ from clarity_fast.io.atomic import atomic_path
 VoxelSize = tuple[float, float, float]
 """(z, y, x) micrometres."""
 
+log = logging.getLogger("clarity_fast")
+
 _TIFF_SUFFIXES = (".tif", ".tiff")
 _ZARR_MARKERS = (".zarray", ".zgroup", "zarr.json")
 _FORMATS = "a .tif/.tiff file, a folder of .tif/.tiff planes, a .zarr store or a .npy file"
 _CHANNEL_AXES = "CS"
 # Default axis names of Zarr and .npy arrays without axis metadata (OME-NGFF order).
 _DEFAULT_AXES = {2: "YX", 3: "ZYX", 4: "CZYX", 5: "TCZYX"}
+_FEW_CHANNELS = 4  # an axis this short beside a longer assumed channel axis is more likely the channels
 _MICROMETRES_PER_UNIT = {
     "micrometer": 1.0,
     "micrometre": 1.0,
@@ -256,8 +259,8 @@ class _TiffPageVolume(VolumeReader):
         shape: tuple[int, int, int],
         *,
         voxel_size: VoxelSize | None,
+        series: tifffile.TiffPageSeries,
     ) -> None:
-        series = tif.series[0]
         super().__init__(path, shape, _native_dtype(path, series.dtype), voxel_size)
         self._tif = tif
         self._series = series
@@ -357,10 +360,10 @@ def _open_tiff(path: Path, channel: int | None) -> VolumeReader:
             tif = resources.enter_context(tifffile.TiffFile(path))
             if not tif.series:
                 raise InputError(f"{path}: {error} (no image data)")
-            series = tif.series[0]
+            series = _largest_series(tif, path)
             axes, array_shape, offset = series.axes, tuple(series.shape), series.dataoffset
             page_axes, page_shape = series.keyframe.axes, tuple(series.keyframe.shape)
-            voxel_size = _tiff_voxel_size(tif)
+            voxel_size = _tiff_voxel_size(tif, series)
         _native_dtype(path, series.dtype)
         layout, shape = _layout(path, array_shape, axes, channel)
         if offset is not None:
@@ -376,7 +379,7 @@ def _open_tiff(path: Path, channel: int | None) -> VolumeReader:
             and array_shape[-n_page:] == page_shape
             and math.prod(array_shape[:-n_page]) == len(series)
         ):
-            return _TiffPageVolume(path, tif, layout, shape, voxel_size=voxel_size)
+            return _TiffPageVolume(path, tif, layout, shape, voxel_size=voxel_size, series=series)
         zarr = _import_zarr()
         with _tiff_errors(f"{path}: {error}"):
             store = series.aszarr(level=0)
@@ -388,7 +391,18 @@ def _open_tiff(path: Path, channel: int | None) -> VolumeReader:
         raise
 
 
-def _tiff_voxel_size(tif: tifffile.TiffFile) -> VoxelSize | None:
+def _largest_series(tif: tifffile.TiffFile, path: Path) -> tifffile.TiffPageSeries:
+    """The image series with the most voxels (the first of equals): a file may put an overview or a thumbnail
+    before the volume. Where there are several, one warning says which was read."""
+    sizes = [math.prod(series.shape) for series in tif.series]
+    chosen = sizes.index(max(sizes))
+    if len(sizes) > 1:
+        shapes = ", ".join(str(tuple(series.shape)) for series in tif.series)
+        log.warning("%s: holds %d image series (%s); reading series %d, the largest", path, len(sizes), shapes, chosen)
+    return tif.series[chosen]
+
+
+def _tiff_voxel_size(tif: tifffile.TiffFile, series: tifffile.TiffPageSeries) -> VoxelSize | None:
     """Voxel size from OME-TIFF PhysicalSize or ImageJ spacing + resolution; None unless fully known."""
     if tif.is_ome:
         return _ome_voxel_size(tif.ome_metadata or "")
@@ -396,7 +410,7 @@ def _tiff_voxel_size(tif: tifffile.TiffFile) -> VoxelSize | None:
     if not meta:
         return None
     factor = _MICROMETRES_PER_UNIT.get(str(meta.get("unit", "")).strip().lower())
-    tags = tif.series[0].keyframe.tags
+    tags = series.keyframe.tags
     x_res, y_res = tags.get("XResolution"), tags.get("YResolution")
     if factor is None or "spacing" not in meta or x_res is None or y_res is None:
         return None
@@ -451,7 +465,7 @@ def _open_folder(path: Path, channel: int | None) -> VolumeReader:
         series = tif.series[0]
         plane = (tuple(series.shape), series.dtype)
         axes = series.axes
-        voxel_size = _tiff_voxel_size(tif)
+        voxel_size = _tiff_voxel_size(tif, series)
     _native_dtype(first, plane[1])
     layout, (depth, height, width) = _layout(first, plane[0], axes, channel)
     if depth != 1:
@@ -488,7 +502,7 @@ def _open_zarr(path: Path, channel: int | None) -> VolumeReader:
             axes, voxel_size = _ngff_axes_and_voxel_size(multiscale, dataset, array.ndim)
     else:
         array = node
-        axes = _DEFAULT_AXES.get(array.ndim, "")
+        axes = _assumed_axes(path, array.shape)
         voxel_size = _attrs_voxel_size(attrs)
     if len(axes) != array.ndim:
         raise InputError(f"{path}: {array.ndim}D Zarr array; expected 2D (y, x), 3D (z, y, x), 4D (c, z, y, x) or 5D (t, c, z, y, x)")
@@ -532,6 +546,23 @@ def _attrs_voxel_size(attrs: dict[str, Any]) -> VoxelSize | None:
         return None
 
 
+def _assumed_axes(name: object, shape: Sequence[int]) -> str:
+    """Axis names for an array that carries none (.npy, a plain Zarr array): OME-NGFF's order, (t, c,) z, y, x,
+    with one warning where another axis looks more like the channels (a z, c, y, x or z, y, x, c array would
+    otherwise be read silently as planes of the wrong axes)."""
+    axes = _DEFAULT_AXES.get(len(shape), "")
+    if "C" in axes:
+        c = axes.index("C")
+        likely = [i for i, n in enumerate(shape) if i != c and n <= _FEW_CHANNELS < shape[c]]
+        if likely:
+            log.warning(
+                "%s: an array without axis names is read as %s (shape %s), but axis %d has %d entries against the "
+                "channel axis's %d and looks like the channels; if so, save it as %s (numpy.moveaxis)",
+                name, ", ".join(axes.lower()), tuple(shape), likely[0], shape[likely[0]], shape[c], ", ".join(axes.lower()),
+            )
+    return axes
+
+
 def _open_npy(path: Path, channel: int | None) -> VolumeReader:
     error = "not a readable .npy file"
     with _library_errors(f"{path}: {error}"):
@@ -539,7 +570,7 @@ def _open_npy(path: Path, channel: int | None) -> VolumeReader:
     if not isinstance(array, np.ndarray):
         raise InputError(f"{path}: {error} (holds an archive, not one array)")
     _native_dtype(path, array.dtype)
-    axes = _DEFAULT_AXES.get(array.ndim, "")
+    axes = _assumed_axes(path, array.shape)
     if len(axes) != array.ndim:
         raise InputError(f"{path}: {array.ndim}D array; expected 2D (y, x), 3D (z, y, x), 4D (c, z, y, x) or 5D (t, c, z, y, x)")
     layout, shape = _layout(path, array.shape, axes, channel)
