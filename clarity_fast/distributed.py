@@ -8,11 +8,12 @@ per model file content for the life of the process. A task lost with its worker 
 
 from __future__ import annotations
 
+import logging
 import threading
 from dataclasses import dataclass, replace
 from pathlib import Path
 
-from clarity_fast.errors import InputError
+from clarity_fast.errors import ClarityError, InputError
 from clarity_fast.export.model_file import model_digest
 from clarity_fast.export.providers import available_cores
 from clarity_fast.export.runtime import OnnxScorer, RuntimeSettings
@@ -51,8 +52,19 @@ def _scorer(model: Path, runtime: RuntimeSettings) -> OnnxScorer:
 
 def detect_slabs(
     *, volume: str, channel: int | None, model: str, runtime: RuntimeSettings, settings: DetectSettings, slabs: list[tuple[int, int]]
+) -> tuple[list[SlabResult], dict[str, float]] | ClarityError:
+    """One task: open the volume, score the given slabs with this worker's session. An error of the user's making
+    (NaN in a plane, say) is returned, not raised: raised, Dask would retry the task and log each failure with its
+    traceback on the worker; returned, the client raises it as one line."""
+    try:
+        return _detect_slabs(volume=volume, channel=channel, model=model, runtime=runtime, settings=settings, slabs=slabs)
+    except ClarityError as error:
+        return error
+
+
+def _detect_slabs(
+    *, volume: str, channel: int | None, model: str, runtime: RuntimeSettings, settings: DetectSettings, slabs: list[tuple[int, int]]
 ) -> tuple[list[SlabResult], dict[str, float]]:
-    """One task: open the volume, score the given slabs with this worker's session."""
     if runtime.threads is not None:  # share the machine with the other workers of a LocalCluster
         import numba
 
@@ -83,7 +95,10 @@ def run_on_cluster(
     runs = [slabs[i : i + cluster.slabs_per_task] for i in range(0, len(slabs), cluster.slabs_per_task)]
     local = None
     if cluster.scheduler is None:
-        local = LocalCluster(n_workers=cluster.workers, threads_per_worker=1, processes=True, dashboard_address=None)
+        # Our own cluster's warnings (a task cancelled when another failed, say) are no news to the user: errors only.
+        local = LocalCluster(
+            n_workers=cluster.workers, threads_per_worker=1, processes=True, dashboard_address=None, silence_logs=logging.ERROR
+        )
         if runtime.threads is None:
             runtime = replace(runtime, threads=max(1, available_cores() // cluster.workers))
     try:
@@ -96,7 +111,10 @@ def run_on_cluster(
                 for run in runs
             ]
             for future in as_completed(futures):
-                results, busy = future.result()
+                outcome = future.result()
+                if isinstance(outcome, ClarityError):
+                    raise outcome
+                results, busy = outcome
                 for stage, value in busy.items():
                     seconds[stage] = seconds.get(stage, 0.0) + value
                 for result in results:

@@ -73,6 +73,18 @@ def test_a_killed_worker_changes_nothing(store):
     assert result.candidates == expected.candidates
 
 
+def test_a_users_error_in_a_task_is_one_line_not_retried_tasks_and_worker_tracebacks(tmp_path):
+    from cli_runner import run_cli
+
+    data = SimulatedBrain(SimulationSettings(shape=(12, 64, 64), seed=1)).volume().astype(np.float32)
+    data[11, 5, 5] = np.nan  # found by the task whose slab holds plane 11, on a worker
+    np.save(tmp_path / "v.npy", data)
+    done = run_cli("detect", tmp_path / "v.npy", "--voxel-size", "4,2,2", "--out", tmp_path / "c.csv", "--workers", "2", "--slab-depth", "4")
+    assert done.returncode == 2
+    assert done.stderr.strip().splitlines() == [done.stderr.strip()] and "NaN or infinite values in plane 11" in done.stderr
+    assert not (tmp_path / "c.csv").exists()
+
+
 def test_cluster_settings_are_checked():
     with pytest.raises(InputError, match="--workers"):
         ClusterSettings(workers=0)
