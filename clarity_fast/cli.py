@@ -530,6 +530,12 @@ def _one_line(exc: BaseException) -> str:
     return " ".join(str(exc).split())
 
 
+def _stopped(how: str, options: list[str]) -> str:
+    """The line for a run stopped by a signal; only detect can continue where it stopped."""
+    command = next((a for a in options if not a.startswith("-")), "")
+    return f"error: {how} (outputs left as they were{'; detect --resume continues' if command == 'detect' else ''})"
+
+
 def main() -> None:
     """Entry point: project errors become `error: <message>` and an exit code, never a traceback."""
     argv = sys.argv[1:]
@@ -559,7 +565,7 @@ def main() -> None:
     except (typer.Abort, KeyboardInterrupt):
         code = INTERRUPTED
     except Terminated:
-        typer.echo("error: terminated (outputs left as they were; detect --resume continues)", err=True)
+        typer.echo(_stopped("terminated", options), err=True)
         sys.exit(143)
     except Exception as exc:  # a bug, not a user error: still one line unless --debug
         if debug:
@@ -567,5 +573,5 @@ def main() -> None:
         typer.echo(f"error: internal error ({type(exc).__name__}: {_one_line(exc)}); rerun with --debug for details", err=True)
         sys.exit(70)
     if code == INTERRUPTED:  # typer turns Ctrl-C into this exit code, silently
-        typer.echo("error: interrupted (outputs left as they were; detect --resume continues)", err=True)
+        typer.echo(_stopped("interrupted", options), err=True)
     sys.exit(code if isinstance(code, int) else 0)

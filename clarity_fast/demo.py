@@ -10,7 +10,8 @@ from clarity_fast.baselines import log_blobs
 from clarity_fast.evaluate import AXIS_WEIGHTS, RADIUS_VOXELS, Match, best_threshold, match_points
 from clarity_fast.io.points import read_points
 from clarity_fast.run_detect import DetectReport, DetectRequest, run_detection
-from clarity_fast.simulate import SimulationSettings, write_brain
+from clarity_fast.io.atomic import undone_on_failure
+from clarity_fast.simulate import VOLUME_NAME, SimulationSettings, brain_files, write_brain
 
 
 @dataclass(frozen=True)
@@ -34,12 +35,15 @@ class DemoReport:
 
 
 def run_demo(*, out_dir: Path, settings: SimulationSettings) -> DemoReport:
-    """Simulate a brain into out_dir, detect its cells with the built-in model and score them."""
-    start = time.perf_counter()
-    brain = write_brain(out_dir, settings=settings)
-    simulate_s = time.perf_counter() - start
-    request = DetectRequest(volume=out_dir / "volume.tif", out=out_dir / "detections.csv", preview=out_dir / "detections.png")
-    detection = run_detection(request)
+    """Simulate a brain into out_dir, detect its cells with the built-in model and score them; a failed demo leaves
+    none of the files it made."""
+    request = DetectRequest(volume=out_dir / VOLUME_NAME, out=out_dir / "detections.csv", preview=out_dir / "detections.png")
+    volume, cells, folder = brain_files(out_dir)
+    with undone_on_failure(volume, cells, request.out, request.summary_path, request.preview, folder):
+        start = time.perf_counter()
+        brain = write_brain(out_dir, settings=settings)
+        simulate_s = time.perf_counter() - start
+        detection = run_detection(request)
     truth = brain.cells.zyx
     match = match_points(pred=read_points(request.out).zyx, truth=truth, radius=RADIUS_VOXELS, axis_scale=AXIS_WEIGHTS)
     peaks, response = log_blobs(brain.volume(), scale=settings.scale)

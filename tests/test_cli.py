@@ -103,6 +103,41 @@ def test_demo_runs_and_scores(tmp_path):
         assert (tmp_path / "demo" / name).is_file()
 
 
+def test_a_failed_demo_leaves_none_of_its_files(tmp_path):
+    out = run_cli("demo", "--out", str(tmp_path / "demo"), "--shape", "4,8,8")  # planes smaller than a patch
+    assert out.returncode == 2 and "smaller than one 12-voxel patch" in out.stderr
+    assert not (tmp_path / "demo").exists()
+
+
+def test_an_interrupted_simulation_leaves_no_brains(tmp_path, monkeypatch):
+    """Ctrl-C while the second brain is written: the first, complete, goes too (all or none, with the manifest)."""
+    from clarity_fast import simulate
+    from clarity_fast.simulate import SimulationSettings, write_brains
+
+    written = []
+
+    def interrupted(path, points, **kw):
+        if written:
+            raise KeyboardInterrupt
+        written.append(path)
+        return real(path, points, **kw)
+
+    real = simulate.write_points
+    monkeypatch.setattr(simulate, "write_points", interrupted)
+    (tmp_path / "keep.txt").write_text("mine")  # an existing folder and what it held stay
+    with pytest.raises(KeyboardInterrupt):
+        write_brains(tmp_path, settings=SimulationSettings(shape=(4, 24, 24)), n=3, progress=False)
+    assert written and sorted(p.name for p in tmp_path.iterdir()) == ["keep.txt"]
+
+
+@pytest.mark.parametrize("command, hint", [("simulate", False), ("detect", True)])
+def test_only_detect_is_told_it_can_resume(command, hint):
+    from clarity_fast.cli import _stopped
+
+    line = _stopped("interrupted", [command, "x"])
+    assert line.startswith("error: interrupted (outputs left as they were") and ("--resume" in line) == hint
+
+
 @pytest.mark.parametrize("args", [("--debug", "info"), ("info", "--debug")])
 def test_debug_is_taken_before_or_after_the_command(args):
     out = run_cli(*args)

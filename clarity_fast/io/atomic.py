@@ -76,6 +76,21 @@ def _sync(path: Path, *, folder: bool) -> None:
         os.close(fd)
 
 
+@contextlib.contextmanager
+def undone_on_failure(*paths: Path) -> Iterator[None]:
+    """If the block fails (an error, Ctrl-C), remove each of `paths` that did not exist before it: files, and
+    folders once empty (list a folder after its files). An output of several files (a simulated brain, the demo's
+    folder) left half made is a partial output too; what was there before is left alone."""
+    new = [Path(p) for p in paths if not Path(p).exists()]
+    try:
+        yield
+    except BaseException:
+        for path in new:
+            with contextlib.suppress(OSError):
+                path.rmdir() if path.is_dir() else path.unlink(missing_ok=True)
+        raise
+
+
 def make_output_dir(path: Path) -> Path:
     """Create an output folder (and its parents), or fail with one line."""
     try:

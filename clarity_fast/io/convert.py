@@ -10,6 +10,7 @@ from __future__ import annotations
 import os
 import shutil
 import tempfile
+import time
 from collections.abc import Callable
 from pathlib import Path
 
@@ -78,5 +79,15 @@ def convert_to_zarr(
     except OSError as exc:
         raise OutputError(f"cannot write {target}: {exc.strerror or exc}") from exc
     finally:
-        shutil.rmtree(building, ignore_errors=True)
+        _remove(building)
     return target
+
+
+def _remove(folder: Path, *, attempts: int = 40, pause: float = 0.05) -> None:
+    """Remove a folder that zarr may still be writing into: an interrupt stops our call, not the chunk writes zarr's
+    event-loop thread has in flight, which would recreate what one rmtree removed and leave a hidden partial store."""
+    for _ in range(attempts):
+        if not folder.exists():
+            return
+        shutil.rmtree(folder, ignore_errors=True)
+        time.sleep(pause)  # a write in flight may yet recreate it
