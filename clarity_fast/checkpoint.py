@@ -33,6 +33,8 @@ class Checkpoint:
         if not resume or stored != json.loads(text):
             if resume and stored is not None:
                 log.warning("%s was made by a different run; starting afresh", self.folder)
+            elif resume:  # finished runs remove theirs: --resume of one computes it again, and says so
+                log.warning("--resume: no interrupted run to continue (%s does not exist); starting from the first slab", self.folder)
             self.clear()
             make_output_dir(self.folder)
             with atomic_path(self.folder / FINGERPRINT) as tmp:

@@ -116,7 +116,7 @@ def simulate(
         raise InputError(f"--brains must be >= 0, got {brains}")
     if brains:
         manifest = write_brains(out_dir, settings=settings, n=brains)
-        typer.echo(f"wrote {brains} brains of shape {settings.shape} and {manifest}")
+        typer.echo(f"wrote {brains} brain{'s' if brains > 1 else ''} of shape {settings.shape} and {manifest}")
     else:
         brain = write_brain(out_dir, settings=settings)
         typer.echo(

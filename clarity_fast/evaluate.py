@@ -6,6 +6,7 @@ whole-brain point lists while giving the same result as one global assignment.
 
 from __future__ import annotations
 
+import math
 from dataclasses import asdict, dataclass
 
 import numpy as np
@@ -65,8 +66,8 @@ def match_points(
     Coordinates are (z, y, x) voxels, multiplied by `axis_scale` before measuring distance: pass the voxel
     size to work in µm, or weights such as (2, 1, 1) to count z distances double.
     """
-    if not radius > 0:
-        raise InputError(f"match radius must be positive, got {radius}")
+    if not (radius > 0 and math.isfinite(radius)):
+        raise InputError(f"match radius must be a positive number, got {radius}")
     scale = np.asarray(axis_scale, dtype=float)
     p = np.asarray(pred, dtype=float).reshape(-1, 3) * scale
     t = np.asarray(truth, dtype=float).reshape(-1, 3) * scale

@@ -81,7 +81,7 @@ class DetectReport:
         busy = ", ".join(f"{k} {seconds[k]:.2f}" for k in STAGES)
         return [
             f"{s['cells']} cells in {s['volume']} {tuple(s['shape'])} ({s['candidates']} candidates, "
-            f"{s['above_threshold']} above probability {s['threshold']:.3f} before merging)",
+            f"{s['above_threshold']} above probability {shown_probability(s['threshold'])} before merging)",
             *([adapt_line(s)] if s.get("cell_share") is not None and s["odds_factor"] > 1 else []),
             *([smoothed_noise_line(s["noise_model"]["blur"], s["noise_gain"])] if s["noise_gain"] > 1 else []),
             *([elongation_line(s["cell_elongation"], s["axial_stretch"])] if s["axial_stretch"] > 1 else []),
@@ -89,6 +89,12 @@ class DetectReport:
             f"{seconds['total']:.2f} s, {s['voxels_per_s'] / 1e6:.1f} Mvoxel/s on {s['device']}; busy seconds: {busy}",
             f"wrote {s['out']} and {s['summary']}" + (f" and {s['preview']}" if s.get("preview") else ""),
         ]
+
+
+def shown_probability(p: float) -> str:
+    """Three decimals, or as many as it takes not to print a threshold of 0.999999 as 1.000 (or 1e-6 as 0.000)."""
+    text = f"{p:.3f}"
+    return f"{p:.6g}" if float(text) != p and text in ("0.000", "1.000") else text
 
 
 def run_detection(request: DetectRequest) -> DetectReport:

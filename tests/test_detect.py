@@ -259,6 +259,7 @@ def test_detect_command_writes_cells_summary_and_preview(scorer, brain, tmp_path
         (["--model", "missing.onnx"], 3, "no such model file"),
         (["--model", "model.pt"], 3, "export it first"),
         (["--format", "json"], 2, "--format"),
+        (["--format", "xml"], 2, "--format xml but the name ends .csv; name it cells.xml"),
         (["--batch", "0"], 2, "--batch"),
         (["--threshold", "1.5"], 2, "--threshold"),
         (["--device", "gpu"], 2, "--device"),
@@ -545,3 +546,16 @@ def test_the_stages_take_turns_on_numbas_workqueue_layer():
     env = dict(os.environ, NUMBA_THREADING_LAYER="workqueue")
     done = subprocess.run([sys.executable, "-c", WORKQUEUE_RUN], capture_output=True, text=True, env=env, timeout=300)
     assert done.returncode == 0 and done.stdout.startswith("workqueue "), done.stderr[-500:]
+
+
+@pytest.mark.parametrize("p, shown", [(0.330417, "0.330"), (0.999999, "0.999999"), (1e-6, "1e-06"), (1.0, "1.000"), (0.0, "0.000")])
+def test_a_threshold_is_never_shown_as_a_round_number_it_is_not(p, shown):
+    from clarity_fast.run_detect import shown_probability
+
+    assert shown_probability(p) == shown
+
+
+def test_resume_with_nothing_to_resume_says_so(brain, tmp_path):
+    _, path = brain
+    done = run_cli("detect", path, "--out", tmp_path / "cells.csv", "--resume")
+    assert done.returncode == 0 and "--resume: no interrupted run to continue" in done.stderr

@@ -105,6 +105,15 @@ def test_convert_round_trips_data_and_voxel_size(store, tmp_path, zarr_format):
     assert not [p for p in tmp_path.iterdir() if p.name.endswith(".part")]
 
 
+def test_convert_refuses_a_target_no_reader_would_take_for_a_store(store, tmp_path):
+    with open_volume(store / "v.tif") as reader:
+        with pytest.raises(OutputError, match="give it a .zarr name"):
+            convert_to_zarr(reader, tmp_path / "out.tif")
+        with pytest.raises(OutputError, match="inside the Zarr store"):
+            convert_to_zarr(reader, store / "v.zarr" / "inner.zarr")
+    assert not (tmp_path / "out.tif").exists() and not (store / "v.zarr" / "inner.zarr").exists()
+
+
 def test_a_partial_store_is_removed_even_while_a_write_in_flight_recreates_it(tmp_path):
     """An interrupt stops convert's call, not the chunk writes zarr's own thread has in flight."""
     import threading

@@ -11,6 +11,7 @@ from scipy.optimize import linear_sum_assignment
 from scipy.spatial.distance import cdist
 
 from clarity_fast.detection import merge_duplicates
+from clarity_fast.errors import InputError
 from clarity_fast.settings import Scale
 from clarity_fast.evaluate import (
     balanced_threshold,
@@ -144,3 +145,9 @@ def test_empty_sides_give_consistent_scores(pred, truth, expected):
     """No detections in a block without cells is perfect agreement (it read precision 0, recall 0, F1 1)."""
     m = match_points(pred=np.arange(3 * pred).reshape(-1, 3) * 10.0, truth=np.arange(3 * truth).reshape(-1, 3) * 10.0 + 500, radius=3)
     assert (m.precision, m.recall, m.f1) == expected
+
+
+@pytest.mark.parametrize("radius", [0.0, -1.0, float("inf"), float("nan")])
+def test_a_radius_must_be_a_positive_number(radius):
+    with pytest.raises(InputError, match="match radius must be a positive number"):
+        match_points(pred=np.zeros((1, 3)), truth=np.zeros((1, 3)), radius=radius)

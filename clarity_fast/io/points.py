@@ -75,11 +75,14 @@ def _frozen(value: Any, dtype: type) -> np.ndarray:
 def points_format(path: str | os.PathLike[str], format: str | None = None) -> str:
     """csv or xml: `format` where given, else the file's suffix. Commands call it before any work, so a name that
     cannot be written or read back fails at once, not after hours of detection."""
+    suffix = Path(path).suffix.lower().lstrip(".")
     if format is not None:
         if format not in _FORMATS:
             raise InputError(f"--format must be csv or xml, got {format!r}")
+        if suffix in _FORMATS and suffix != format:  # read back by its suffix, it would not parse
+            raise InputError(f"{path}: --format {format} but the name ends .{suffix}; name it {Path(path).stem}.{format}")
         return format
-    chosen = Path(path).suffix.lower().lstrip(".")
+    chosen = suffix
     if chosen not in _FORMATS:
         raise InputError(f"{path}: unsupported points format {chosen!r}; use a .csv or .xml file")
     return chosen

@@ -129,7 +129,10 @@ def _layout(
     fixed.update({i: 0 for i, n in enumerate(shape) if n == 1 and axes[i] not in "YX"})
     rest = [i for i, a in enumerate(axes) if i not in fixed and a not in "YX"]
     if len(rest) > 1:
-        raise InputError(f"{name}: has axes {axes} with shape {shape}; after choosing a channel it must be 2D or 3D")
+        chose = "after choosing a channel " if channel_axes else ""
+        raise InputError(
+            f"{name}: has axes {axes} with shape {shape}; {chose}it must be 2D or 3D (one axis besides y and x longer than 1)"
+        )
     z_axis = rest[0] if rest else None
     kept = [i for i in range(len(axes)) if i not in fixed]
     if [axes[i] for i in kept][-2:] != ["Y", "X"]:
@@ -322,6 +325,11 @@ def _squeezed(shape: tuple[int, ...]) -> tuple[int, ...]:
     return tuple(n for n in shape if n != 1)
 
 
+def is_zarr_store(path: Path) -> bool:
+    """Whether a folder is a Zarr array or group (v2 or v3), whatever its name."""
+    return any((path / marker).exists() for marker in _ZARR_MARKERS)
+
+
 def open_volume(path: str | os.PathLike[str], *, channel: int | None = None) -> VolumeReader:
     """Open a TIFF, folder of TIFF planes, Zarr/OME-Zarr store or .npy file as a lazy (z, y, x) volume."""
     path = Path(path)
@@ -333,7 +341,7 @@ def open_volume(path: str | os.PathLike[str], *, channel: int | None = None) -> 
     if not path.exists():
         raise InputError(f"{path}: no such file or folder")
     if path.is_dir():
-        if path.suffix.lower() == ".zarr" or any((path / marker).exists() for marker in _ZARR_MARKERS):
+        if path.suffix.lower() == ".zarr" or is_zarr_store(path):
             return _open_zarr(path, channel)
         return _open_folder(path, channel)
     suffix = path.suffix.lower()
