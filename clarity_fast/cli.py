@@ -146,6 +146,7 @@ def candidates(
     from clarity_fast.io.points import Points, points_format, write_points
     from clarity_fast.io.volumes import open_volume
     from clarity_fast.noise_correlation import volume_noise
+    from clarity_fast.plane_levels import LevelledReader
     from clarity_fast.progress import progress_bar, step
     from clarity_fast.run_detect import smoothed_noise_line
     from clarity_fast.settings import resolve_voxel_size
@@ -153,7 +154,7 @@ def candidates(
     check_output_path(out)
     points_format(out)
     start = time.perf_counter()
-    with open_volume(volume, channel=channel) as reader:
+    with LevelledReader(open_volume(volume, channel=channel)) as reader:
         user = parse_triple(voxel_size, name="--voxel-size") if voxel_size else None
         scale = Scale(voxel_size=resolve_voxel_size(from_file=reader.voxel_size, from_user=user, source=volume), cell_diameter=cell_diameter)
         parts, noise = [], volume_noise(reader)

@@ -19,6 +19,7 @@ from clarity_fast.export.providers import available_cores
 from clarity_fast.export.runtime import OnnxScorer, RuntimeSettings
 from clarity_fast.io.volumes import open_volume
 from clarity_fast.pipeline import DetectSettings, SlabResult, process_slabs
+from clarity_fast.plane_levels import LevelledReader
 
 TASK_RETRIES = 3  # a task whose worker dies is resubmitted; this many failures of its own fail the run
 _SESSIONS: dict[tuple, OnnxScorer] = {}  # per worker process: one session per model and runtime
@@ -72,7 +73,7 @@ def _detect_slabs(
     scorer = _scorer(Path(model), runtime)
     results: list[SlabResult] = []
     seconds: dict[str, float] = {}
-    with open_volume(Path(volume), channel=channel) as reader:
+    with LevelledReader(open_volume(Path(volume), channel=channel)) as reader:
         process_slabs(reader, scorer=scorer, model=scorer.config, settings=settings, slabs=slabs, on_result=results.append, seconds=seconds)
     return results, seconds
 

@@ -23,6 +23,7 @@ from clarity_fast.io.points import Points, points_format, write_points
 from clarity_fast.io.volumes import open_volume
 from clarity_fast.noise_correlation import volume_noise
 from clarity_fast.pipeline import STAGES, DetectSettings, check_batch_memory, detect
+from clarity_fast.plane_levels import LevelledReader
 from clarity_fast.progress import progress_bar, step
 from clarity_fast.settings import PrefilterSettings, Scale, VoxelSize, resolve_voxel_size
 
@@ -111,7 +112,7 @@ def run_detection(request: DetectRequest) -> DetectReport:
     scorer = OnnxScorer(model_path, settings=runtime)
     model = scorer.config
     check_batch_memory(batch=request.batch, network=model.network, on_cpu=scorer.provider == CPU)
-    with open_volume(request.volume, channel=request.channel) as reader:
+    with LevelledReader(open_volume(request.volume, channel=request.channel)) as reader:
         t = time.perf_counter()
         noise = volume_noise(reader)  # once, here, so that cluster tasks need not measure it again
         noise_seconds = time.perf_counter() - t

@@ -17,7 +17,7 @@ from cli_runner import run_cli
 from clarity_fast.candidates import find_candidates
 from clarity_fast.checkpoint import Checkpoint
 from clarity_fast.detection import logits_at, merge_duplicates
-from clarity_fast.evaluate import match_points
+from clarity_fast.evaluate import AXIS_WEIGHTS, RADIUS_VOXELS, match_points
 from clarity_fast.export.model_file import DEFAULT_MODEL, resolve_model
 from clarity_fast.export.runtime import OnnxScorer
 from clarity_fast.io.points import read_points
@@ -162,6 +162,24 @@ def test_csv_does_not_depend_on_slab_depth_or_batch(brain, tmp_path):
         run_detection(DetectRequest(volume=path, out=out, slab_depth=slab_depth, batch=batch, progress=False))
         texts.add(out.read_bytes())
     assert len(texts) == 1
+
+
+def test_a_saturated_plane_is_levelled_alike_in_every_slab_and_costs_few_cells(brain, tmp_path):
+    """Plane 10 saturated, slabs cut right beside it: the same CSV at every depth, and nearly the clean run's cells."""
+    brain, clean_path = brain
+    data = brain.volume().copy()
+    data[10] = 65535
+    path = tmp_path / "saturated.tif"
+    write_tiff(path, data, voxel_size=brain.settings.scale.voxel_size)
+    texts = set()
+    for slab_depth in (32, 10, 11, 3):
+        out = tmp_path / f"cells-{slab_depth}.csv"
+        run_detection(DetectRequest(volume=path, out=out, slab_depth=slab_depth, progress=False))
+        texts.add(out.read_bytes())
+    assert len(texts) == 1
+    run_detection(DetectRequest(volume=clean_path, out=tmp_path / "clean.csv", progress=False))
+    clean, found = read_points(tmp_path / "clean.csv").zyx, read_points(tmp_path / "cells-32.csv").zyx
+    assert match_points(pred=found, truth=clean, radius=RADIUS_VOXELS, axis_scale=AXIS_WEIGHTS).f1 > 0.9
 
 
 @pytest.mark.parametrize("adapt", [False, True])  # with --adapt, the slabs' histograms must survive the checkpoint

@@ -18,6 +18,7 @@ from clarity_fast.io.volumes import open_array, open_volume
 from clarity_fast.kernels.gather import Grid, gather_patches, resample_volume, working_grid
 from clarity_fast.manifest import Entry
 from clarity_fast.noise_correlation import volume_noise
+from clarity_fast.plane_levels import LevelledReader
 from clarity_fast.resample import points_from, points_to
 from clarity_fast.settings import (
     PrefilterSettings,
@@ -87,7 +88,7 @@ def load_annotated(
     and find its candidates there; volumes of different voxel sizes mix freely."""
     volumes = []
     for entry in entries:
-        with open_volume(entry.volume) as reader:
+        with LevelledReader(open_volume(entry.volume)) as reader:
             size = resolve_voxel_size(
                 from_file=reader.voxel_size, from_user=entry.voxel_size or voxel_size, source=entry.volume
             )
