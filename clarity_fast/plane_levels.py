@@ -18,6 +18,7 @@ of the slabs; corrected planes keep the volume's dtype (rounded for integers).
 
 from __future__ import annotations
 
+import logging
 from collections.abc import Callable
 
 import numpy as np
@@ -30,6 +31,8 @@ TOLERATED = 2.0  # departures up to this many times the neighbours' spread are l
 QUANTILES = (20.0, 80.0)
 SAMPLES = 65_536  # about this many voxels per plane for its percentiles
 FLAT = 1e-3  # a plane whose spread is under this share of its neighbours' has no image left: dead or saturated
+REPORTED = 5  # planes named in a warning each; beyond, one line says the rest are levelled without a word
+log = logging.getLogger("clarity_fast")
 
 
 class LevelledReader(VolumeReader):
@@ -38,6 +41,7 @@ class LevelledReader(VolumeReader):
     def __init__(self, inner: VolumeReader) -> None:
         super().__init__(inner.path, inner.shape, inner.dtype, inner.voxel_size)
         self.inner = inner
+        self.levelled: set[int] = set()  # planes levelled so far (a slab's halo reads some twice)
 
     def _read(self, z0: int, z1: int) -> np.ndarray:
         depth = self.shape[0]
@@ -50,16 +54,29 @@ class LevelledReader(VolumeReader):
         for k in range(z0, z1):
             window = [reflect(j, depth) - a for j in range(k - WINDOW, k + WINDOW + 1)]
             beside = sorted({reflect(k - 1, depth), reflect(k + 1, depth)} - {k})  # one at either end of the volume
-            mapped = levelled(
+            done = levelled(
                 out[k - z0], lo=lo[k - a], hi=hi[k - a], ref_lo=float(np.median(lo[window])), ref_hi=float(np.median(hi[window])),
                 fill=lambda: np.mean([planes[j - a] for j in beside], axis=0, dtype=np.float64),
             )
-            if mapped is None:
+            if done is None:
                 continue
             if not copied:  # never write into the reader's own data (a memory map, say)
                 out, copied = out.copy(), True
+            mapped, flat = done
             out[k - z0] = _as(mapped, out.dtype)
+            self._report(k, flat=flat)
         return out
+
+    def _report(self, plane: int, *, flat: bool) -> None:
+        """One warning line per plane levelled, for the first REPORTED of them."""
+        if plane in self.levelled:
+            return
+        self.levelled.add(plane)
+        if len(self.levelled) <= REPORTED:
+            what = "flat (dead or saturated): replaced by the mean of the planes beside it" if flat else "far off its neighbours' brightness: levelled with them"
+            log.warning("%s: plane %d is %s", self.path, plane, what)
+        if len(self.levelled) == REPORTED:
+            log.warning("%s: further odd planes are levelled without a warning", self.path)
 
     def close(self) -> None:
         self.inner.close()
@@ -75,18 +92,18 @@ def plane_percentiles(planes: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
 
 def levelled(
     plane: np.ndarray, *, lo: float, hi: float, ref_lo: float, ref_hi: float, fill: Callable[[], np.ndarray]
-) -> np.ndarray | None:
-    """The plane mapped onto its neighbours' percentiles (float64); `fill()` where it is flat (dead or saturated:
-    the mean of the planes either side, as a missing plane is best guessed); None where it is within TOLERATED of
-    them (or they have no spread to compare with, or its percentiles are not finite)."""
+) -> tuple[np.ndarray, bool] | None:
+    """The plane mapped onto its neighbours' percentiles (float64), and False; `fill()` and True where it is flat
+    (dead or saturated: the mean of the planes either side, as a missing plane is best guessed); None where it is
+    within TOLERATED of them (or they have no spread to compare with, or its percentiles are not finite)."""
     spread = ref_hi - ref_lo
     if not (np.isfinite(lo) and np.isfinite(hi) and spread > 0):
         return None
     if max(abs(lo - ref_lo), abs(hi - ref_hi)) <= TOLERATED * spread:
         return None
     if hi - lo <= FLAT * spread:
-        return fill()
-    return ref_lo + (plane.astype(np.float64) - lo) * (spread / (hi - lo))
+        return fill(), True
+    return ref_lo + (plane.astype(np.float64) - lo) * (spread / (hi - lo)), False
 
 
 def _as(values: np.ndarray, dtype: np.dtype) -> np.ndarray:

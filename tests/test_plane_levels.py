@@ -82,3 +82,15 @@ def test_the_stored_data_are_never_written(volume):
     before = data.copy()
     LevelledReader(open_array(data)).read_slab(0, len(data))
     assert np.array_equal(data, before)
+
+
+def test_each_levelled_plane_is_named_once_in_a_warning(volume, caplog):
+    data = odd(volume, 6, 4.0)
+    data[11] = 0
+    reader = LevelledReader(open_array(data, name="v.tif"))
+    with caplog.at_level("WARNING", logger="clarity_fast"):
+        for z0 in range(0, len(data), 4):  # slabs read planes beside them too: each plane is still named once
+            reader.read_slab(z0, min(z0 + 4, len(data)))
+    assert caplog.text.count("plane 6 is far off its neighbours' brightness") == 1
+    assert caplog.text.count("plane 11 is flat (dead or saturated)") == 1
+    assert reader.levelled == {6, 11}
