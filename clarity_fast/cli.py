@@ -14,7 +14,7 @@ import numpy as np
 import typer
 
 from clarity_fast import __version__
-from clarity_fast.errors import ClarityError, InputError, ModelError
+from clarity_fast.errors import ClarityError, InputError, ModelError, OutputError
 from clarity_fast.model.config import DEFAULT_EPOCHS
 from clarity_fast.settings import PrefilterSettings, Scale, parse_triple
 
@@ -334,11 +334,13 @@ def train(
     voxel_size: VoxelSizeOption = None,
 ) -> None:
     """Train the patch classifier on annotated volumes."""
-    from clarity_fast.io.atomic import check_output_path, write_json
+    from clarity_fast.io.atomic import atomic_paths, check_output_path, write_json
     from clarity_fast.model.store import save_model
     from clarity_fast.model.train import train as train_model
     from clarity_fast.plots import learning_curve
 
+    if out.suffix.lower() == ".onnx":  # detect would refuse it: a .pt model is exported to ONNX after training
+        raise InputError(f"{out}: train writes a PyTorch model; name it .pt, then clarity-fast export --onnx makes the .onnx")
     # model.pt -> model.train.json and model.curve.png; any other name keeps its suffix (cfos.v1 -> cfos.v1.train.json)
     stem = out.with_suffix("") if out.suffix == ".pt" else out
     log_path, curve_path = stem.with_name(stem.name + ".train.json"), stem.with_name(stem.name + ".curve.png")
@@ -347,9 +349,10 @@ def train(
     settings = _train_settings(epochs=epochs, patch=patch, width=width, seed=seed, validate_by=validate_by)
     volumes = _annotated(manifest, cell_diameter=cell_diameter, voxel_size=voxel_size)
     trained = train_model(volumes, settings=settings, prefilter_threshold=PrefilterSettings.threshold)
-    write_json(log_path, dict(config=trained.config.to_dict(), history=trained.history))
-    learning_curve(trained.history, curve_path)
-    save_model(out, net=trained.net, config=trained.config)  # last: a failure above leaves an earlier model in place
+    with atomic_paths(out, log_path, curve_path) as (model_tmp, log_tmp, curve_tmp):  # all three in place, or none
+        write_json(log_tmp, dict(config=trained.config.to_dict(), history=trained.history))
+        learning_curve(trained.history, curve_tmp)
+        save_model(model_tmp, net=trained.net, config=trained.config)
     t = trained.config.training
     det = t["val_detection"]
     n_train, held_out = len(t["train_volumes"]), len(set(t["validation_volumes"]) - set(t["train_volumes"]))
@@ -381,8 +384,11 @@ def export(
     if graph not in ("planar", "3d"):
         raise InputError(f"--graph must be planar or 3d, got {graph!r}")
     check_opset(opset)
-    out = out or onnx_from.with_suffix(".onnx")
+    # model.pt -> model.onnx; any other name keeps its suffix (cfos.v1 -> cfos.v1.onnx), as train names its log
+    out = out or (onnx_from.with_suffix(".onnx") if onnx_from.suffix == ".pt" else onnx_from.with_name(onnx_from.name + ".onnx"))
     check_output_path(out)
+    if out.resolve() == onnx_from.resolve():
+        raise OutputError(f"{out}: --out is the model being exported; write the ONNX model to another file")
     net, config = load_model(onnx_from)
     tolerance = PARITY_FP16 if fp16 else PARITY_FP32
     with atomic_path(out) as tmp:  # in place only once it scores as PyTorch does
@@ -454,7 +460,7 @@ def cv(
     """Cross-validate the CNN and the baselines (patch AUC, detection precision/recall/F1)."""
     import dataclasses
 
-    from clarity_fast.io.atomic import atomic_path, make_output_dir, write_json
+    from clarity_fast.io.atomic import atomic_paths, make_output_dir, undone_on_failure, write_json
     from clarity_fast.model.crossval import (
         METHODS,
         BlobMethod,
@@ -478,7 +484,6 @@ def cv(
     if by == "volume":
         volumes = [dataclasses.replace(v, group=v.name) for v in volumes]
     folds = make_folds([v.group for v in volumes], scheme=scheme, splits=splits, test_frac=test_frac, seed=seed)
-    make_output_dir(out)
     build = dict(
         cnn=lambda: CnnMethod(settings=settings, prefilter_threshold=PrefilterSettings.threshold),
         blob=BlobMethod,
@@ -491,11 +496,13 @@ def cv(
             f"P {row['precision']:.3f} R {row['recall']:.3f} F1 {row['f1']:.3f}"
         )
 
-    report = cross_validate(volumes, folds=folds, methods=[build[n]() for n in names], scheme=scheme, seed=seed, on_fold=show)
-    with atomic_path(out / "cv.md") as tmp:
-        tmp.write_text(report.markdown())
-    write_json(out / "cv.json", report.to_dict(by=by))
-    roc_curves(report.roc, out / "roc.png", title=f"{manifest.name}: {scheme}")
+    with undone_on_failure(out):  # a folder made for this run goes if the run fails (once empty)
+        make_output_dir(out)
+        report = cross_validate(volumes, folds=folds, methods=[build[n]() for n in names], scheme=scheme, seed=seed, on_fold=show)
+        with atomic_paths(out / "cv.md", out / "cv.json", out / "roc.png") as (md_tmp, json_tmp, roc_tmp):  # together, or none
+            md_tmp.write_text(report.markdown())
+            write_json(json_tmp, report.to_dict(by=by))
+            roc_curves(report.roc, roc_tmp, title=f"{manifest.name}: {scheme}")
     typer.echo(report.markdown().split("\n\n")[0] + "\n" + report.markdown().split("\n\n")[1])
     typer.echo(f"wrote {out / 'cv.md'}, {out / 'cv.json'}, {out / 'roc.png'}")
 

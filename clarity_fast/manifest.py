@@ -29,13 +29,20 @@ def read_manifest(path: Path) -> list[Entry]:
     path = Path(path)
     if not path.is_file():
         raise InputError(f"{path}: no such manifest file")
+    try:
+        return _read(path)
+    except UnicodeDecodeError as exc:  # a spreadsheet's own encoding (Latin-1, say)
+        raise InputError(f"{path}: not UTF-8 text ({exc.reason} at byte {exc.start}); save the manifest as UTF-8 CSV") from None
+
+
+def _read(path: Path) -> list[Entry]:
     with path.open(newline="", encoding="utf-8-sig") as f:
         reader = csv.DictReader(f)
         columns = [c.strip().lower() for c in reader.fieldnames or []]
         for needed in ("volume", "points"):
             if needed not in columns:
                 raise InputError(f"{path}: no '{needed}' column; a manifest needs volume,points[,group][,voxel_size][,cell_diameter]")
-        entries = []
+        entries, lines = [], {}
         for row in reader:
             line = f"{path} line {reader.line_num}"
             if row.get(None):  # csv's key for values beyond the header's columns
@@ -51,6 +58,9 @@ def read_manifest(path: Path) -> list[Entry]:
             for file in (volume, points):
                 if not file.exists():
                     raise InputError(f"{line}: {file} does not exist")
+            seen = lines.setdefault(volume.resolve(), reader.line_num)
+            if seen != reader.line_num:  # it would count twice, and could land on both sides of a split
+                raise InputError(f"{line}: {row['volume']} is listed on line {seen} too; list each volume once (all its cells in one points file)")
             voxel, diameter = row.get("voxel_size"), row.get("cell_diameter")
             entries.append(
                 Entry(

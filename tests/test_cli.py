@@ -142,3 +142,17 @@ def test_only_detect_is_told_it_can_resume(command, hint):
 def test_debug_is_taken_before_or_after_the_command(args):
     out = run_cli(*args)
     assert out.returncode == 0 and "numba" in out.stdout and not out.stderr.strip()
+
+
+def test_outputs_written_together_go_into_place_together_or_not_at_all(tmp_path):
+    from clarity_fast.io.atomic import atomic_paths
+
+    (tmp_path / "m.pt").write_text("old model")
+    with pytest.raises(KeyboardInterrupt), atomic_paths(tmp_path / "m.pt", tmp_path / "m.train.json") as (model, log):
+        log.write_text("new log")
+        raise KeyboardInterrupt  # between the two writes
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["m.pt"] and (tmp_path / "m.pt").read_text() == "old model"
+    with atomic_paths(tmp_path / "m.pt", tmp_path / "m.train.json") as (model, log):
+        model.write_text("new model")
+        log.write_text("new log")
+    assert (tmp_path / "m.pt").read_text() == "new model" and (tmp_path / "m.train.json").read_text() == "new log"

@@ -135,6 +135,13 @@ def test_manifest_errors(tmp_path):
         read_manifest(tmp_path / "diameter.csv")  # was read as 12
     (tmp_path / "diameter.csv").write_text("volume,points,cell_diameter\nv.tif,p.csv,12\n")
     assert read_manifest(tmp_path / "diameter.csv")[0].cell_diameter == 12.0
+    (tmp_path / "q.csv").write_text("z,y,x\n")
+    (tmp_path / "twice.csv").write_text("volume,points\nv.tif,p.csv\n./v.tif,q.csv\n")  # could land on both sides of a split
+    with pytest.raises(InputError, match="line 3: ./v.tif is listed on line 2 too"):
+        read_manifest(tmp_path / "twice.csv")
+    (tmp_path / "latin1.csv").write_bytes("volume,points\nv\u00e9.tif,p.csv\n".encode("latin-1"))  # a spreadsheet's export
+    with pytest.raises(InputError, match="not UTF-8 text .* save the manifest as UTF-8 CSV"):
+        read_manifest(tmp_path / "latin1.csv")
 
 
 
@@ -188,8 +195,9 @@ def test_volumes_with_one_file_name_in_different_folders_keep_apart(tmp_path):
 
 def test_manifest_annotations_column(tmp_path):
     (tmp_path / "v.tif").write_bytes(b"")
+    (tmp_path / "w.tif").write_bytes(b"")
     (tmp_path / "p.csv").write_text("z,y,x\n")
-    (tmp_path / "m.csv").write_text("volume,points,annotations\nv.tif,p.csv,partial\nv.tif,p.csv,\n")
+    (tmp_path / "m.csv").write_text("volume,points,annotations\nv.tif,p.csv,partial\nw.tif,p.csv,\n")
     assert [e.partial for e in read_manifest(tmp_path / "m.csv")] == [True, False]
     (tmp_path / "m.csv").write_text("volume,points,annotations\nv.tif,p.csv,some\n")
     with pytest.raises(InputError, match="complete or partial"):
@@ -301,6 +309,12 @@ def test_train_checks_every_output_first_and_names_them_beside_the_model(manifes
     assert done.returncode == 0, done.stderr
     assert {p.name for p in tmp_path.iterdir()} >= {"cfos.v1", "cfos.v1.train.json", "cfos.v1.curve.png"}
     json.loads((tmp_path / "cfos.v1.train.json").read_text(), parse_constant=lambda name: pytest.fail(f"bare {name}"))
+    done = run_cli("train", "--manifest", manifest, "--out", tmp_path / "x.onnx", "--epochs", "1")
+    assert done.returncode == 2 and "name it .pt" in done.stderr and not (tmp_path / "x.onnx").exists()
+    for target in (None, tmp_path / "cfos.v1"):  # by default cfos.v1 -> cfos.v1.onnx; never onto the model itself
+        done = run_cli("export", "--onnx", tmp_path / "cfos.v1", *(["--out", target] if target else []))
+        assert (done.returncode == 0) == (target is None), done.stderr
+    assert (tmp_path / "cfos.v1.onnx").is_file() and "--out is the model being exported" in done.stderr
     done = run_cli("train", "--manifest", manifest, "--out", tmp_path / "x.pt", "--seed", "-1")
     assert done.returncode == 2 and "--seed must be >= 0" in done.stderr
     done = run_cli("train", "--manifest", manifest, "--out", tmp_path / "x.pt", "--validate-by", "brain")
@@ -326,3 +340,18 @@ def test_no_validation_volume_would_be_adapted(volumes):
     assert calibration.adapts
     assert max(shares) == pytest.approx(calibration.reference_share)
     assert all(odds_factor(s, reference=calibration.reference_share) == 1.0 for s in shares)
+
+
+def test_a_fold_that_cannot_train_names_itself_and_leaves_no_output_folder(tmp_path):
+    from clarity_fast.simulate import SimulationSettings, write_brain
+
+    rows = ["volume,points,group"]
+    for k, group in enumerate("ABC"):
+        write_brain(tmp_path / group, settings=SimulationSettings(shape=(8, 48, 48), seed=k), progress=False)
+        if group != "A":  # only A's cells are annotated: the fold that tests A has nothing to learn from
+            (tmp_path / group / "cells.csv").write_text("z,y,x\n")
+        rows.append(f"{group}/volume.tif,{group}/cells.csv,{group}")
+    (tmp_path / "m.csv").write_text("\n".join(rows) + "\n")
+    done = run_cli("cv", "--manifest", tmp_path / "m.csv", "--epochs", "1", "--width", "8", "--out", tmp_path / "cv")
+    assert done.returncode == 2 and "fold 0 (cnn, trained on B, C): no annotated cells" in done.stderr, done.stderr
+    assert not (tmp_path / "cv").exists()

@@ -57,6 +57,15 @@ def atomic_path(path: str | os.PathLike[str]) -> Iterator[Path]:
         raise
 
 
+@contextlib.contextmanager
+def atomic_paths(*paths: str | os.PathLike[str]) -> Iterator[list[Path]]:
+    """atomic_path for several outputs that belong together (a model, its log and curve): temporary paths, all
+    renamed into place once the block succeeds, none if it fails, so an interrupt between two writes cannot
+    leave a new log beside an old model."""
+    with contextlib.ExitStack() as stack:
+        yield [stack.enter_context(atomic_path(path)) for path in paths]
+
+
 def _sync(path: Path, *, folder: bool) -> None:
     """Flush to disk a file's data (before it is renamed into place: a rename can reach the disk before the data it
     names, and a power cut would then leave an empty output, or an empty checkpoint that --resume trusts) or a

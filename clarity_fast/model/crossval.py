@@ -144,7 +144,7 @@ class CVReport:
 
     def summary(self) -> dict[str, dict[str, tuple[float, float]]]:
         """Mean and standard deviation over the folds where a metric is defined (a fold whose test volumes hold no
-        cells has no patch AUC), per method and metric; NaN where no fold defines it."""
+        cells has no patch AUC, recall or F1), per method and metric; NaN where no fold defines it."""
         out: dict[str, dict[str, tuple[float, float]]] = {}
         for method in dict.fromkeys(r["method"] for r in self.rows):
             rows = [r for r in self.rows if r["method"] == method]
@@ -189,7 +189,11 @@ def cross_validate(
         rng = np.random.default_rng(seed + fold.index)
         examples = [_test_positions(v, rng) for v in test]
         for method in methods:
-            method.fit(train)
+            try:
+                method.fit(train)
+            except InputError as exc:  # the manifest may be fine; this fold's training groups are not
+                training = ", ".join(sorted({v.group for v in train}))
+                raise InputError(f"fold {fold.index} ({method.name}, trained on {training}): {exc}") from exc
             assessed = [method.assess(v, pos) for v, (pos, _) in zip(test, examples)]
             scores = np.concatenate([a[0] for a in assessed])
             labels = np.concatenate([lab for _, lab in examples])
@@ -202,15 +206,16 @@ def cross_validate(
             _, oracle = best_threshold(
                 pred=pooled[0], scores=pooled[1], truth=pooled[2], radius=RADIUS_VOXELS, axis_scale=AXIS_WEIGHTS
             )
+            cells = m.tp + m.fn > 0  # without any, recall and F1 are undefined, not 0: left out of the means, as the AUC
             row = dict(
                 fold=fold.index,
                 test_groups=list(fold.test_groups),
                 method=method.name,
                 patch_auc=roc_auc(scores, labels),
                 precision=m.precision,
-                recall=m.recall,
-                f1=m.f1,
-                f1_test_tuned=oracle.f1,
+                recall=m.recall if cells else math.nan,
+                f1=m.f1 if cells else math.nan,
+                f1_test_tuned=oracle.f1 if cells else math.nan,
                 tp=m.tp,
                 fp=m.fp,
                 fn=m.fn,
