@@ -305,7 +305,7 @@ def _train_settings(*, epochs: int, patch: int, width: int, seed: int, validate_
 
 
 ManifestOption = Annotated[
-    Path, typer.Option("--manifest", help="CSV of annotated volumes: volume,points[,group][,voxel_size], paths relative to it.")
+    Path, typer.Option("--manifest", help="CSV of annotated volumes: volume,points[,group][,voxel_size][,cell_diameter][,annotations], paths relative to it.")
 ]
 EpochsOption = Annotated[int, typer.Option("--epochs", help="Most epochs (training stops early when validation AUC stalls).")]
 PatchOption = Annotated[int, typer.Option("--patch", help="Patch edge in voxels.")]
@@ -472,7 +472,7 @@ def cv(
     )
     from clarity_fast.plots import roc_curves
 
-    names = [m.strip() for m in method.split(",") if m.strip()]
+    names = list(dict.fromkeys(m.strip() for m in method.split(",") if m.strip()))  # each method once
     unknown = [m for m in names if m not in METHODS]
     if unknown or not names:
         raise InputError(f"--method takes a comma list of {', '.join(METHODS)}; got {method!r}")

@@ -31,11 +31,12 @@ def learning_curve(history: list[dict], path: Path) -> None:
     plt = _pyplot()
     epochs = [h["epoch"] for h in history]
     fig, (loss_ax, auc_ax) = plt.subplots(1, 2, figsize=(9, 3.5))
-    loss_ax.plot(epochs, [h["train_loss"] for h in history], label="train")
-    loss_ax.plot(epochs, [h["val_loss"] for h in history], label="validation")
+    marker = "o" if len(epochs) < 2 else None  # a single epoch is a point, which a line alone would not show
+    loss_ax.plot(epochs, [h["train_loss"] for h in history], label="train", marker=marker)
+    loss_ax.plot(epochs, [h["val_loss"] for h in history], label="validation", marker=marker)
     loss_ax.set(xlabel="epoch", ylabel="loss (BCE)")
     loss_ax.legend()
-    auc_ax.plot(epochs, [h["val_auc"] for h in history], color="C2")
+    auc_ax.plot(epochs, [h["val_auc"] for h in history], color="C2", marker=marker)
     auc_ax.set(xlabel="epoch", ylabel="validation patch AUC")
     _save(plt, fig, path)
 

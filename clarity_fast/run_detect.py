@@ -83,7 +83,7 @@ class DetectReport:
         return [
             f"{s['cells']} cells in {s['volume']} {tuple(s['shape'])} ({s['candidates']} candidates, "
             f"{s['above_threshold']} above probability {shown_probability(s['threshold'])} before merging)",
-            *([adapt_line(s)] if s.get("cell_share") is not None and s["odds_factor"] > 1 else []),
+            *([adapt_line(s)] if s.get("cell_share") is not None and round(s["odds_factor"], 2) > 1 else []),  # not "x1.00"
             *([smoothed_noise_line(s["noise_model"]["blur"], s["noise_gain"])] if s["noise_gain"] > 1 else []),
             *([elongation_line(s["cell_elongation"], s["axial_stretch"])] if s["axial_stretch"] > 1 else []),
             *([f"resumed: {s['slabs_resumed']} of {s['slabs']} slabs were done by the interrupted run"] if s["slabs_resumed"] else []),

@@ -107,7 +107,7 @@ def test_xml_of_rejected_candidates_only_reads_back_as_non_cells(tmp_path: Path,
     for name, n in (("p.xml", 2), ("cellfinder.xml", 1)):
         caplog.clear()
         assert read_points(tmp_path / name).label.tolist() == [0] * n
-        assert [r.getMessage() for r in caplog.records] == [f"{tmp_path / name}: all {n} markers are non-cells (Type 1 in cellfinder's convention); if they are cells, mark them Type 2 or give a CSV"]
+        assert [r.getMessage() for r in caplog.records] == [f"{tmp_path / name}: none of the {n} markers is Type 2 (a cell in cellfinder's convention; types used: 1), so all are read as non-cells; if they are cells, mark them Type 2 or give a CSV"]
 
 
 def test_format_argument_overrides_suffix(tmp_path: Path) -> None:

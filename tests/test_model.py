@@ -100,8 +100,11 @@ def test_a_bad_model_file_is_a_model_error(tmp_path):
 def test_folds():
     groups = ["a", "b", "c", "d"]
     assert [f.test_groups for f in make_folds(groups, scheme="loo", splits=0, test_frac=0, seed=0)] == [("a",), ("b",), ("c",), ("d",)]
-    folds = make_folds(groups, scheme="random", splits=3, test_frac=0.5, seed=1)
-    assert len(folds) == 3 and all(len(f.test_groups) == 2 for f in folds)
+    folds = make_folds(groups, scheme="random", splits=6, test_frac=0.5, seed=1)
+    assert len(folds) == 6 and all(len(f.test_groups) == 2 for f in folds)
+    assert len({f.test_groups for f in folds}) == 6  # no test set twice: each split counts once in the mean
+    with pytest.raises(InputError, match="--splits 7: 4 groups give only 6 distinct test sets of 2"):
+        make_folds(groups, scheme="random", splits=7, test_frac=0.5, seed=1)
     with pytest.raises(InputError):
         make_folds(["a"], scheme="loo", splits=1, test_frac=0.3, seed=0)
 

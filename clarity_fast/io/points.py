@@ -198,8 +198,9 @@ def _read_xml(path: Path, shape: tuple[int, int, int] | None) -> Points:
     if len(types) == 1 and not blocks <= {_NON_CELL_TYPE, _CELL_TYPE}:
         label = [1] * len(label)
     elif label and not any(label):
-        log.warning(f"{path}: all {len(label)} markers are non-cells (Type {_NON_CELL_TYPE} in cellfinder's convention); "
-                    f"if they are cells, mark them Type {_CELL_TYPE} or give a CSV")
+        used = ", ".join(f"{t:g}" for t in sorted(types))
+        log.warning(f"{path}: none of the {len(label)} markers is Type {_CELL_TYPE} (a cell in cellfinder's convention; types used: "
+                    f"{used}), so all are read as non-cells; if they are cells, mark them Type {_CELL_TYPE} or give a CSV")
     return Points(zyx=np.array(zyx, dtype=np.float64).reshape(-1, 3), label=np.array(label, dtype=np.int64))
 
 

@@ -52,8 +52,15 @@ def make_folds(groups: list[str], *, scheme: str, splits: int, test_frac: float,
     if scheme == "loo":
         return [Fold(i, (g,)) for i, g in enumerate(unique)]
     n_test = min(max(1, int(round(test_frac * len(unique)))), len(unique) - 1)
-    rng = np.random.default_rng(seed)
-    return [Fold(i, tuple(sorted(rng.choice(unique, n_test, replace=False)))) for i in range(splits)]
+    distinct = math.comb(len(unique), n_test)
+    if splits > distinct:  # a test set drawn twice would count one split twice in the mean and sd
+        raise InputError(f"--splits {splits}: {len(unique)} groups give only {distinct} distinct test sets of {n_test}; use --splits {distinct} or fewer")
+    rng, drawn = np.random.default_rng(seed), []
+    while len(drawn) < splits:
+        test = tuple(sorted(rng.choice(unique, n_test, replace=False)))
+        if test not in drawn:
+            drawn.append(test)
+    return [Fold(i, test) for i, test in enumerate(drawn)]
 
 
 def _test_positions(volume: AnnotatedVolume, rng: np.random.Generator) -> tuple[np.ndarray, np.ndarray]:
