@@ -80,6 +80,8 @@ def test_training_is_deterministic_and_saves_a_safe_file(volumes, tmp_path):
     assert 0.0 <= a.config.threshold <= 1.0 and len(a.history) == 2
     assert a.config.calibration == b.config.calibration != Calibration()
     save_model(tmp_path / "m.pt", net=a.net, config=a.config)
+    save_model(tmp_path / "n.pt", net=b.net, config=b.config)
+    assert (tmp_path / "m.pt").read_bytes() == (tmp_path / "n.pt").read_bytes()  # one seed, one file, byte for byte
     data = torch.load(tmp_path / "m.pt", weights_only=True)
     assert set(data) == {"state_dict", "config"}
     net, config = load_model(tmp_path / "m.pt")

@@ -14,8 +14,10 @@ from clarity_fast.model.network import CellNet
 
 
 def save_model(path: Path, *, net: CellNet, config: ModelConfig) -> None:
-    with atomic_path(path) as tmp:
-        torch.save({"state_dict": net.state_dict(), "config": config.to_dict()}, tmp)
+    """Atomically; through a file object, so the archive is not named after the random temporary file and one
+    seed's training gives the same bytes every time."""
+    with atomic_path(path) as tmp, open(tmp, "wb") as f:
+        torch.save({"state_dict": net.state_dict(), "config": config.to_dict()}, f)
 
 
 def load_model(path: Path) -> tuple[CellNet, ModelConfig]:
