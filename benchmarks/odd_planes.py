@@ -4,7 +4,8 @@
 built-in model at `detect`'s defaults through the same steps as `detect` (noise, elongation, pipeline) on the planes
 as stored, levelled as `detect` levels them, and levelled from a departure of 0.3 spreads instead of TOLERATED (the
 setting first tried), on: a simulated brain (difficulty 1, 32×128×128 at 4×2×2 µm, 12 µm cells) as
-it is and with one plane scaled by 0.8, 1.2 or 2, set to 0 (dead) or saturated (65535, also the first plane); the
+it is and with one plane scaled by 0.8, 1.2 or 2, dead (0, or the background's 20th percentile) or saturated (65535;
+also the first plane, two planes side by side, and the last two planes dead); the
 four real delivr_cfos patches held out from the built-in model's training (light-sheet, whose planes do flicker:
 6×1.62×1.62 µm, 8 µm nuclei); and cellfinder's real serial two-photon crop, whose 10-plane physical sections step
 in brightness (5×2×2 µm, 16 µm; its 56 points are cellfinder's own calls, so only how many are kept is reported).
@@ -71,10 +72,13 @@ def levelled_planes(reader: VolumeReader) -> int:
 def simulated_cases() -> list[tuple[str, np.ndarray]]:
     volume = SimulatedBrain(SimulationSettings(shape=(32, 128, 128), difficulty=1.0, seed=1)).volume()
     cases = [("as simulated", volume)]
-    for name, plane, value in (("plane 16 x0.8", ODD, 0.8), ("plane 16 x1.2", ODD, 1.2), ("plane 16 x2", ODD, 2.0),
-                               ("plane 16 dead (0)", ODD, 0.0), ("plane 16 saturated", ODD, None), ("plane 0 saturated", 0, None)):
+    background = float(np.percentile(volume[ODD], 20))  # a dead frame that reads the camera's level, near the background's
+    for name, planes, value in (("plane 16 x0.8", [ODD], 0.8), ("plane 16 x1.2", [ODD], 1.2), ("plane 16 x2", [ODD], 2.0),
+                                ("plane 16 dead (0)", [ODD], 0.0), ("plane 16 dead at the background level", [ODD], "level"),
+                                ("plane 16 saturated", [ODD], None), ("plane 0 saturated", [0], None),
+                                ("planes 16 and 17 saturated", [ODD, ODD + 1], None), ("last two planes dead (0)", [30, 31], 0.0)):
         odd = volume.astype(np.float64)
-        odd[plane] = 65535 if value is None else odd[plane] * value
+        odd[planes] = 65535 if value is None else background if value == "level" else odd[planes] * value
         cases.append((name, np.clip(np.rint(odd), 0, 65535).astype(np.uint16)))
     return cases
 

@@ -5,10 +5,11 @@ neighbours makes every texture bump on it curve down along z, so the prefilter p
 there, and a dead or saturated plane hides the cells of the planes beside it (a simulated brain of 32×128×128: F1
 0.920 as simulated, 0.824 with one plane doubled, 0.714 with one saturated; benchmarks/odd_planes.py). So each
 plane's level and spread are read as its 20th and 80th percentiles (on a subsample); where they depart from the
-median of the plane's and its WINDOW neighbours' on each side by more than TOLERATED times that median spread, the
-plane is mapped linearly onto the neighbours' percentiles, and a flat plane (dead or saturated) is replaced by the
-mean of the planes either side. A running median follows steady trends and steps along z as they are, so only
-departures of one or two planes are touched. Milder flicker is left alone: the real light-sheet patches the
+median of the plane's and its WINDOW neighbours' on each side (shifted inwards at the volume's ends) by more than
+TOLERATED times that median spread, the plane is mapped linearly onto the neighbours' percentiles, and a flat plane
+(dead or saturated, even at the background's level) is replaced by the mean of the nearest planes with an image on
+either side. A running median follows steady trends and steps along z as they are, so only departures of one or
+two planes are touched. Milder flicker is left alone: the real light-sheet patches the
 built-in model learned from depart by up to 1.84 (flicker, and the content of planes only 100×100 voxels), and
 levelling them from 0.3 cost its held-out patches F1 (0.565 -> 0.552), so TOLERATED sits above every volume we
 have (simulated at most 0.07, the foreign generator's 0.25, cellfinder's crop 0.41) and none of them changes. Each
@@ -24,9 +25,8 @@ from collections.abc import Callable
 import numpy as np
 
 from clarity_fast.io.volumes import VolumeReader
-from clarity_fast.kernels.filters import reflect
 
-WINDOW = 2  # neighbours each side: up to two adjacent odd planes are outvoted
+WINDOW = 2  # neighbours each side: up to two adjacent odd planes are outvoted (shifted inwards at the ends)
 TOLERATED = 2.0  # departures up to this many times the neighbours' spread are left as they are
 QUANTILES = (20.0, 80.0)
 SAMPLES = 65_536  # about this many voxels per plane for its percentiles
@@ -44,19 +44,28 @@ class LevelledReader(VolumeReader):
         self.levelled: set[int] = set()  # planes levelled so far (a slab's halo reads some twice)
 
     def _read(self, z0: int, z1: int) -> np.ndarray:
-        depth = self.shape[0]
-        if depth < 2 * WINDOW + 1:  # too few planes to tell an odd one
+        depth, span = self.shape[0], 2 * WINDOW + 1
+        if depth < span:  # too few planes to tell an odd one
             return self.inner.read_slab(z0, z1)
-        a, b = max(z0 - WINDOW, 0), min(z1 + WINDOW, depth)
+
+        def first(k: int) -> int:
+            """The first of the `span` distinct planes plane k is compared with: centred on it, shifted inwards at
+            the volume's ends (reflected, two odd end planes would count twice and outvote the rest)."""
+            return min(max(k - WINDOW, 0), depth - span)
+
+        a, b = first(z0), first(z1 - 1) + span
         planes = self.inner.read_slab(a, b)
         lo, hi = plane_percentiles(planes)
         out, copied = planes[z0 - a : z1 - a], False
         for k in range(z0, z1):
-            window = [reflect(j, depth) - a for j in range(k - WINDOW, k + WINDOW + 1)]
-            beside = sorted({reflect(k - 1, depth), reflect(k + 1, depth)} - {k})  # one at either end of the volume
+            window = slice(first(k) - a, first(k) - a + span)
+            ref_lo, ref_hi = float(np.median(lo[window])), float(np.median(hi[window]))
+            # A flat plane is filled from the nearest plane on each side within WINDOW that is not flat itself.
+            image = [j for j in range(first(k), first(k) + span) if hi[j - a] - lo[j - a] > FLAT * (ref_hi - ref_lo)]
+            beside = [p for p in (max((j for j in image if j < k), default=None), min((j for j in image if j > k), default=None)) if p is not None]
             done = levelled(
-                out[k - z0], lo=lo[k - a], hi=hi[k - a], ref_lo=float(np.median(lo[window])), ref_hi=float(np.median(hi[window])),
-                fill=lambda: np.mean([planes[j - a] for j in beside], axis=0, dtype=np.float64),
+                out[k - z0], lo=lo[k - a], hi=hi[k - a], ref_lo=ref_lo, ref_hi=ref_hi,
+                fill=(lambda: np.mean([planes[j - a] for j in beside], axis=0, dtype=np.float64)) if beside else None,
             )
             if done is None:
                 continue
@@ -91,18 +100,21 @@ def plane_percentiles(planes: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
 
 
 def levelled(
-    plane: np.ndarray, *, lo: float, hi: float, ref_lo: float, ref_hi: float, fill: Callable[[], np.ndarray]
+    plane: np.ndarray, *, lo: float, hi: float, ref_lo: float, ref_hi: float, fill: Callable[[], np.ndarray] | None
 ) -> tuple[np.ndarray, bool] | None:
     """The plane mapped onto its neighbours' percentiles (float64), and False; `fill()` and True where it is flat
-    (dead or saturated: the mean of the planes either side, as a missing plane is best guessed); None where it is
-    within TOLERATED of them (or they have no spread to compare with, or its percentiles are not finite)."""
+    and departs from them or holds one value throughout (dead or saturated, even at the background's level: the
+    mean of the nearest planes with an image on either side, as a missing plane is best guessed; a plane flat only
+    in its percentiles, mostly masked say, is left); None where it is within TOLERATED of them, or they have no
+    spread to compare with, or its percentiles are not finite."""
     spread = ref_hi - ref_lo
     if not (np.isfinite(lo) and np.isfinite(hi) and spread > 0):
         return None
-    if max(abs(lo - ref_lo), abs(hi - ref_hi)) <= TOLERATED * spread:
-        return None
+    departs = max(abs(lo - ref_lo), abs(hi - ref_hi)) > TOLERATED * spread
     if hi - lo <= FLAT * spread:
-        return fill(), True
+        return (fill(), True) if fill is not None and (departs or plane.min() == plane.max()) else None
+    if not departs:
+        return None
     return ref_lo + (plane.astype(np.float64) - lo) * (spread / (hi - lo)), False
 
 

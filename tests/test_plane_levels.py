@@ -50,6 +50,20 @@ def test_a_dead_or_saturated_plane_becomes_the_mean_of_the_planes_beside_it(volu
     assert np.array_equal(levelled[plane], expected)
 
 
+@pytest.mark.parametrize("planes, value", [((9, 10), 65535), ((9, 10), 0), ((14, 15), 0), ((0, 1), 65535), ((9,), "background")])
+def test_adjacent_odd_planes_and_dead_frames_at_the_background_level_are_filled_too(volume, planes, value):
+    """Two odd planes side by side (at an end too) are outvoted by the three others, and filled from the nearest
+    planes with an image; a dead frame reading the camera's level, close to the background's, is flat all the same."""
+    data = volume.copy()
+    level = int(np.percentile(volume[8], 20)) if value == "background" else value
+    data[list(planes)] = level
+    levelled = LevelledReader(open_array(data)).read_slab(0, len(volume))
+    near = [k for k in (min(planes) - 1, max(planes) + 1) if 0 <= k < len(volume)]
+    expected = np.rint(np.mean(volume[near].astype(np.float64), axis=0)).astype(volume.dtype)
+    for k in planes:
+        assert np.array_equal(levelled[k], expected)
+
+
 def test_mild_flicker_is_left_as_it_is(volume):
     data = odd(volume, 8, 1.2)
     assert np.array_equal(LevelledReader(open_array(data)).read_slab(0, len(volume)), data)
