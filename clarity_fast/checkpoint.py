@@ -34,7 +34,7 @@ class Checkpoint:
             if resume and stored is not None:
                 log.warning("%s was made by a different run; starting afresh", self.folder)
             elif resume:  # finished runs remove theirs: --resume of one computes it again, and says so
-                log.warning("--resume: no interrupted run to continue (%s does not exist); starting from the first slab", self.folder)
+                log.warning("--resume: no interrupted run to continue (no readable %s); starting from the first slab", self.folder / FINGERPRINT)
             self.clear()
             make_output_dir(self.folder)
             with atomic_path(self.folder / FINGERPRINT) as tmp:

@@ -39,7 +39,7 @@ def run_demo(*, out_dir: Path, settings: SimulationSettings) -> DemoReport:
     none of the files it made."""
     request = DetectRequest(volume=out_dir / VOLUME_NAME, out=out_dir / "detections.csv", preview=out_dir / "detections.png")
     volume, cells, folder = brain_files(out_dir)
-    with undone_on_failure(volume, cells, request.out, request.summary_path, request.preview, folder):
+    with undone_on_failure(volume, cells, request.out, request.summary_path, request.preview, request.checkpoint_path, folder):
         start = time.perf_counter()
         brain = write_brain(out_dir, settings=settings)
         simulate_s = time.perf_counter() - start

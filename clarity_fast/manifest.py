@@ -32,7 +32,7 @@ def read_manifest(path: Path) -> list[Entry]:
     try:
         return _read(path)
     except UnicodeDecodeError as exc:  # a spreadsheet's own encoding (Latin-1, say)
-        raise InputError(f"{path}: not UTF-8 text ({exc.reason} at byte {exc.start}); save the manifest as UTF-8 CSV") from None
+        raise InputError(f"{path}: not UTF-8 text ({exc.reason}); save the manifest as UTF-8 CSV") from None
 
 
 def _read(path: Path) -> list[Entry]:

@@ -95,7 +95,7 @@ class DetectReport:
 def shown_probability(p: float) -> str:
     """Three decimals, or as many as it takes not to print a threshold of 0.999999 as 1.000 (or 1e-6 as 0.000)."""
     text = f"{p:.3f}"
-    return f"{p:.6g}" if float(text) != p and text in ("0.000", "1.000") else text
+    return f"{p:.10g}" if float(text) != p and text in ("0.000", "1.000") else text
 
 
 def run_detection(request: DetectRequest) -> DetectReport:

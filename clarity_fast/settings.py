@@ -52,6 +52,7 @@ def snap_factors(factors) -> tuple[float, float, float]:
 # A stack whose cells span more than this many times its planes is refused (Scale.check_fits): a slip of units in
 # --voxel-size's z, mostly; cells that long show no curvature along z in it, so nothing would be found.
 Z_SPAN_LIMIT = 4
+Z_SPAN_MAX = 500  # ... or this many planes, however deep the stack: a 30 µm cell at 0.06 µm planes, far finer than any microscope's
 
 
 @dataclass(frozen=True)
@@ -84,10 +85,10 @@ class Scale:
                 f"{self.voxel_size[1]:g}×{self.voxel_size[2]:g} µm, wider than the planes ({shape[1]}×{shape[2]} voxels); "
                 "check --voxel-size and --cell-diameter (both in µm)"
             )
-        if shape[0] > 1 and dz > Z_SPAN_LIMIT * shape[0]:
+        if shape[0] > 1 and dz > min(Z_SPAN_LIMIT * shape[0], Z_SPAN_MAX):
             raise InputError(
                 f"{source}: a cell of {self.cell_diameter:g} µm spans {dz:.0f} planes at {self.voxel_size[0]:g} µm per plane, "
-                f"over {Z_SPAN_LIMIT}× the volume's {shape[0]}; check --voxel-size (Z first, in µm), or give one plane, which is "
+                f"over {Z_SPAN_LIMIT}× the volume's {shape[0]} or {Z_SPAN_MAX}; check --voxel-size (Z first, in µm), or give one plane, which is "
                 "searched in y and x only"
             )
 

@@ -130,7 +130,7 @@ CASES = {
     "--cell-diameter 0": (2, "cell diameter must be positive"),
     "a cell smaller than a voxel": (2, "less than one voxel across (voxel 2 µm in y and x)"),
     "a voxel size in mm": (2, "6000×6000 voxels across at voxel size 0.002×0.002 µm, wider than the planes (64×64 voxels)"),
-    "a plane spacing in mm": (2, "spans 3000 planes at 0.004 µm per plane, over 4× the volume's 8"),
+    "a plane spacing in mm": (2, "spans 3000 planes at 0.004 µm per plane, over 4× the volume's 8 or 500"),
     "a --preview that is not .png": (2, "give it a .png name"),
 }
 

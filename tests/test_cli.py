@@ -109,6 +109,21 @@ def test_a_failed_demo_leaves_none_of_its_files(tmp_path):
     assert not (tmp_path / "demo").exists()
 
 
+def test_a_demo_interrupted_while_detecting_leaves_nothing_not_even_its_checkpoint(tmp_path, monkeypatch):
+    from clarity_fast import demo
+    from clarity_fast.simulate import SimulationSettings
+
+    def interrupted(request):
+        request.checkpoint_path.mkdir()
+        (request.checkpoint_path / "run.json").write_text("{}")
+        raise KeyboardInterrupt
+
+    monkeypatch.setattr(demo, "run_detection", interrupted)
+    with pytest.raises(KeyboardInterrupt):
+        demo.run_demo(out_dir=tmp_path / "demo", settings=SimulationSettings(shape=(4, 24, 24)))
+    assert not (tmp_path / "demo").exists()
+
+
 def test_an_interrupted_simulation_leaves_no_brains(tmp_path, monkeypatch):
     """Ctrl-C while the second brain is written: the first, complete, goes too (all or none, with the manifest)."""
     from clarity_fast import simulate

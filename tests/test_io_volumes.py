@@ -348,6 +348,11 @@ def test_a_tiff_of_several_series_reads_the_largest_with_a_warning(tmp_path, cap
     with caplog.at_level("WARNING", logger="clarity_fast"):
         np.testing.assert_array_equal(read_all(tmp_path / "v.tif"), data)
     assert "holds 2 image series ((8, 8), (6, 20, 24)); reading series 1, the largest" in caplog.text
+    with tifffile.TiffWriter(tmp_path / "v.ome.tif", ome=True) as tif:  # the voxel size is the volume's own, too
+        tif.write(volume((2, 8, 8)), metadata=dict(axes="ZYX", PhysicalSizeZ=40.0, PhysicalSizeY=50.0, PhysicalSizeX=50.0))
+        tif.write(data, metadata=dict(axes="ZYX", PhysicalSizeZ=4.0, PhysicalSizeY=2.0, PhysicalSizeX=2.0))
+    with open_volume(tmp_path / "v.ome.tif") as reader:
+        assert reader.shape == data.shape and reader.voxel_size == (4.0, 2.0, 2.0)
 
 
 def test_czyx_tiff_needs_a_channel(tmp_path: Path) -> None:

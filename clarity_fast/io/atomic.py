@@ -11,6 +11,7 @@ import errno
 import json
 import math
 import os
+import shutil
 import tempfile
 from collections.abc import Iterator
 from pathlib import Path
@@ -87,16 +88,19 @@ def _sync(path: Path, *, folder: bool) -> None:
 
 @contextlib.contextmanager
 def undone_on_failure(*paths: Path) -> Iterator[None]:
-    """If the block fails (an error, Ctrl-C), remove each of `paths` that did not exist before it: files, and
-    folders once empty (list a folder after its files). An output of several files (a simulated brain, the demo's
-    folder) left half made is a partial output too; what was there before is left alone."""
+    """If the block fails (an error, Ctrl-C), remove each of `paths` that did not exist before it: a file, or a
+    folder with all it holds (the block made all of it). An output of several files (a simulated brain, the demo's
+    folder, a checkpoint) left half made is a partial output too; what was there before is left alone."""
     new = [Path(p) for p in paths if not Path(p).exists()]
     try:
         yield
     except BaseException:
         for path in new:
-            with contextlib.suppress(OSError):
-                path.rmdir() if path.is_dir() else path.unlink(missing_ok=True)
+            if path.is_dir():
+                shutil.rmtree(path, ignore_errors=True)
+            else:
+                with contextlib.suppress(OSError):
+                    path.unlink(missing_ok=True)
         raise
 
 

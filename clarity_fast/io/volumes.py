@@ -411,9 +411,11 @@ def _largest_series(tif: tifffile.TiffFile, path: Path) -> tifffile.TiffPageSeri
 
 
 def _tiff_voxel_size(tif: tifffile.TiffFile, series: tifffile.TiffPageSeries) -> VoxelSize | None:
-    """Voxel size from OME-TIFF PhysicalSize or ImageJ spacing + resolution; None unless fully known."""
+    """Voxel size from OME-TIFF PhysicalSize (of the series' own image) or ImageJ spacing + resolution; None unless
+    fully known."""
     if tif.is_ome:
-        return _ome_voxel_size(tif.ome_metadata or "")
+        image = next(i for i, s in enumerate(tif.series) if s is series)  # tifffile lists OME images in order
+        return _ome_voxel_size(tif.ome_metadata or "", image=image)
     meta = tif.imagej_metadata
     if not meta:
         return None
@@ -429,12 +431,13 @@ def _tiff_voxel_size(tif: tifffile.TiffFile, series: tifffile.TiffPageSeries) ->
     return _positive_voxel_size(tuple(size * factor for size in sizes))
 
 
-def _ome_voxel_size(xml: str) -> VoxelSize | None:
+def _ome_voxel_size(xml: str, *, image: int = 0) -> VoxelSize | None:
     try:
         root = ET.fromstring(xml)
     except ET.ParseError:
         return None
-    pixels = next((element for element in root.iter() if element.tag.rsplit("}", 1)[-1] == "Pixels"), None)
+    every = [element for element in root.iter() if element.tag.rsplit("}", 1)[-1] == "Pixels"]
+    pixels = every[image] if image < len(every) else None
     if pixels is None:
         return None
     sizes = []
@@ -561,12 +564,12 @@ def _assumed_axes(name: object, shape: Sequence[int]) -> str:
     axes = _DEFAULT_AXES.get(len(shape), "")
     if "C" in axes:
         c = axes.index("C")
-        likely = [i for i, n in enumerate(shape) if i != c and n <= _FEW_CHANNELS < shape[c]]
+        likely = [i for i, n in enumerate(shape) if i != c and 1 < n <= _FEW_CHANNELS < shape[c]]  # a length-1 axis is none
         if likely:
             log.warning(
                 "%s: an array without axis names is read as %s (shape %s), but axis %d has %d entries against the "
-                "channel axis's %d and looks like the channels; if so, save it as %s (numpy.moveaxis)",
-                name, ", ".join(axes.lower()), tuple(shape), likely[0], shape[likely[0]], shape[c], ", ".join(axes.lower()),
+                "channel axis's %d and looks like the channels; if so, move that axis first (numpy.moveaxis) and save it again",
+                name, ", ".join(axes.lower()), tuple(shape), likely[0], shape[likely[0]], shape[c],
             )
     return axes
 
