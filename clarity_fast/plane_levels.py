@@ -12,7 +12,8 @@ either side. A running median follows steady trends and steps along z as they ar
 two planes are touched. Milder flicker is left alone: the real light-sheet patches the
 built-in model learned from depart by up to 1.84 (flicker, and the content of planes only 100×100 voxels), and
 levelling them from 0.3 cost its held-out patches F1 (0.565 -> 0.552), so TOLERATED sits above every volume we
-have (simulated at most 0.07, the foreign generator's 0.25, cellfinder's crop 0.41) and none of them changes. Each
+have (simulated brains, the delivr patches, the foreign generator's volumes, cellfinder's crop): not one of their
+planes changes. Each
 plane's correction depends on the planes around it only, read with the slab, so streamed results stay independent
 of the slabs; corrected planes keep the volume's dtype (rounded for integers).
 """
