@@ -496,7 +496,7 @@ def cv(
             f"P {row['precision']:.3f} R {row['recall']:.3f} F1 {row['f1']:.3f}"
         )
 
-    with undone_on_failure(out):  # a folder made for this run goes if the run fails (once empty)
+    with undone_on_failure(out):  # a folder made for this run goes, with what it holds, if the run fails
         make_output_dir(out)
         report = cross_validate(volumes, folds=folds, methods=[build[n]() for n in names], scheme=scheme, seed=seed, on_fold=show)
         with atomic_paths(out / "cv.md", out / "cv.json", out / "roc.png") as (md_tmp, json_tmp, roc_tmp):  # together, or none

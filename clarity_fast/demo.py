@@ -8,9 +8,9 @@ from pathlib import Path
 
 from clarity_fast.baselines import log_blobs
 from clarity_fast.evaluate import AXIS_WEIGHTS, RADIUS_VOXELS, Match, best_threshold, match_points
+from clarity_fast.io.atomic import undone_on_failure
 from clarity_fast.io.points import read_points
 from clarity_fast.run_detect import DetectReport, DetectRequest, run_detection
-from clarity_fast.io.atomic import undone_on_failure
 from clarity_fast.simulate import VOLUME_NAME, SimulationSettings, brain_files, write_brain
 
 

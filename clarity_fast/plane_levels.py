@@ -63,7 +63,7 @@ class LevelledReader(VolumeReader):
             ref_lo, ref_hi = float(np.median(lo[window])), float(np.median(hi[window]))
             # A flat plane is filled from the nearest plane on each side within WINDOW that is not flat itself.
             image = [j for j in range(first(k), first(k) + span) if hi[j - a] - lo[j - a] > FLAT * (ref_hi - ref_lo)]
-            beside = [p for p in (max((j for j in image if j < k), default=None), min((j for j in image if j > k), default=None)) if p is not None]
+            beside = [j for j in image if j < k][-1:] + [j for j in image if j > k][:1]
             done = levelled(
                 out[k - z0], lo=lo[k - a], hi=hi[k - a], ref_lo=ref_lo, ref_hi=ref_hi,
                 fill=(lambda: np.mean([planes[j - a] for j in beside], axis=0, dtype=np.float64)) if beside else None,
