@@ -142,6 +142,7 @@ class Result:
     seconds: dict[str, float] = field(default_factory=dict)  # busy time per stage, and "total" wall time
     projection: np.ndarray | None = None  # the volume's maximum along z, where settings.project asked for it
     adaptation: Adaptation | None = None  # how the probabilities were adapted to the volume, where they were
+    odd_planes: dict[int, bool] = field(default_factory=dict)  # planes the reader levelled (True: replaced as flat)
 
     @property
     def cell_share(self) -> float | None:
@@ -177,6 +178,7 @@ class SlabResult:
     high: float
     projection: np.ndarray | None = None  # their maximum along z (settings.project)
     histogram: np.ndarray = field(default_factory=lambda: np.zeros(BINS, np.int64))  # of every candidate's probability
+    odd_planes: dict[int, bool] = field(default_factory=dict)  # planes of z0..z1 the reader levelled (True: replaced as flat)
 
 
 class _BufferPool:
@@ -217,6 +219,7 @@ class _Slab:
     low: float
     high: float
     projection: np.ndarray | None
+    odd_planes: dict[int, bool]
 
 
 @dataclass(frozen=True)
@@ -231,6 +234,7 @@ class _Batch:
     low: float
     high: float
     projection: np.ndarray | None
+    odd_planes: dict[int, bool]
 
     @property
     def patches(self) -> np.ndarray:
@@ -311,7 +315,7 @@ def process_slabs(
             if item.last:
                 zyx = np.concatenate(kept_zyx) if kept_zyx else np.empty((0, 3), np.int64)
                 prob = np.concatenate(kept_prob) if kept_prob else np.empty(0, np.float32)
-                on_result(SlabResult(item.z0, item.z1, zyx, prob, item.candidates, item.low, item.high, item.projection, counts))
+                on_result(SlabResult(item.z0, item.z1, zyx, prob, item.candidates, item.low, item.high, item.projection, counts, item.odd_planes))
                 kept_zyx, kept_prob, counts = [], [], np.zeros(BINS, np.int64)
                 done += 1
     finally:
@@ -338,6 +342,7 @@ def merged(
     return Result(
         zyx=zyx[keep], probability=prob[keep], candidates=sum(r.candidates for r in parts),
         above_threshold=len(prob), seconds=seconds, projection=projection, adaptation=adaptation,
+        odd_planes={k: flat for r in parts for k, flat in r.odd_planes.items()},
     )
 
 
@@ -457,7 +462,7 @@ def _prefilter_slabs(
             centres = to_voxels(points_to(found.zyx, factors=factors), shape=grid.shape)
             if (z0, z1) == slabs[-1]:
                 prefilter.release()
-            if not _put(out, _Slab(z0, z1, first, planes, found, centres, low, high, projection), stop):
+            if not _put(out, _Slab(z0, z1, first, planes, found, centres, low, high, projection, reader.odd_planes(z0, z1)), stop):
                 return
     except BaseException as exc:  # handed on to the consumer, which raises it in the caller's thread
         _put(out, exc, stop)
@@ -490,7 +495,7 @@ def _gather_batches(
                 seconds["gather"] += time.perf_counter() - t
                 item = _Batch(
                     slab.z0, slab.z1, found.zyx[s : s + batch], found.response[s : s + batch], buffer,
-                    s + batch >= len(found), len(found), slab.low, slab.high, slab.projection,
+                    s + batch >= len(found), len(found), slab.low, slab.high, slab.projection, slab.odd_planes,
                 )
                 if not _put(out, item, stop):
                     return

@@ -42,7 +42,7 @@ class LevelledReader(VolumeReader):
     def __init__(self, inner: VolumeReader) -> None:
         super().__init__(inner.path, inner.shape, inner.dtype, inner.voxel_size)
         self.inner = inner
-        self.levelled: set[int] = set()  # planes levelled so far (a slab's halo reads some twice)
+        self.levelled: dict[int, bool] = {}  # planes levelled so far, True where replaced as flat (a slab's halo reads some twice)
 
     def _read(self, z0: int, z1: int) -> np.ndarray:
         depth, span = self.shape[0], 2 * WINDOW + 1
@@ -81,12 +81,15 @@ class LevelledReader(VolumeReader):
         """One warning line per plane levelled, for the first REPORTED of them."""
         if plane in self.levelled:
             return
-        self.levelled.add(plane)
+        self.levelled[plane] = flat
         if len(self.levelled) <= REPORTED:
             what = "flat (dead or saturated): replaced by the mean of the planes beside it" if flat else "far off its neighbours' brightness: levelled with them"
             log.warning("%s: plane %d is %s", self.path, plane, what)
         if len(self.levelled) == REPORTED:
             log.warning("%s: further odd planes are levelled without a warning", self.path)
+
+    def odd_planes(self, z0: int, z1: int) -> dict[int, bool]:
+        return {k: flat for k, flat in self.levelled.items() if z0 <= k < z1}
 
     def close(self) -> None:
         self.inner.close()

@@ -87,6 +87,7 @@ class DetectReport:
             *([smoothed_noise_line(s["noise_model"]["blur"], s["noise_gain"])] if s["noise_gain"] > 1 else []),
             *([elongation_line(s["cell_elongation"], s["axial_stretch"])] if s["axial_stretch"] > 1 else []),
             *([f"resumed: {s['slabs_resumed']} of {s['slabs']} slabs were done by the interrupted run"] if s["slabs_resumed"] else []),
+            *([odd_planes_line(s["levelled_planes"], s["replaced_planes"])] if s["levelled_planes"] else []),
             f"{seconds['total']:.2f} s, {s['voxels_per_s'] / 1e6:.1f} Mvoxel/s on {s['device']}; busy seconds: {busy}",
             f"wrote {s['out']} and {s['summary']}" + (f" and {s['preview']}" if s.get("preview") else ""),
         ]
@@ -187,6 +188,7 @@ def run_detection(request: DetectRequest) -> DetectReport:
         noise_gain=noise_gain(PrefilterSettings(scale=settings.scale), noise=noise, planar=shape[0] == 1),
         cell_elongation=elongation if math.isfinite(elongation) else None, axial_stretch=axial_stretch(elongation),
         slabs=len(slabs), slabs_resumed=resumed,
+        levelled_planes=sorted(result.odd_planes), replaced_planes=sorted(k for k, flat in result.odd_planes.items() if flat),
         candidates=result.candidates, above_threshold=result.above_threshold, cells=len(result.zyx),
         cell_share=result.cell_share, odds_factor=result.odds_factor, mixture_odds_factor=result.mixture_factor,
         mixture=None if result.mixture is None else result.mixture.summary(),
@@ -207,6 +209,15 @@ def adapt_line(summary: dict) -> str:
     why = (f"{summary['mixture']['cell_share']:.0%} of the candidates score as a group of their own" if by_mixture
            else f"cells are {share:.0%} of the candidates")
     return f"{why}, more than in the model's validation data: probabilities' odds multiplied by {factor:.2f} (--no-adapt keeps them as calibrated)"
+
+
+def odd_planes_line(levelled: list[int], replaced: list[int], *, shown: int = 10) -> str:
+    """The planes levelled as odd, in one line (a cluster's workers warn only in their own logs)."""
+    def listed(planes: list[int]) -> str:
+        return ", ".join(map(str, planes[:shown])) + (f" and {len(planes) - shown} more" if len(planes) > shown else "")
+
+    flat = f" ({len(replaced)} flat, replaced: {listed(replaced)})" if replaced else ""
+    return f"odd planes levelled with their neighbours: {listed(levelled)}{flat}"
 
 
 def smoothed_noise_line(blur: tuple[float, float], gain: float) -> str:

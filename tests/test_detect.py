@@ -174,8 +174,10 @@ def test_a_saturated_plane_is_levelled_alike_in_every_slab_and_costs_few_cells(b
     texts = set()
     for slab_depth in (32, 10, 11, 3):
         out = tmp_path / f"cells-{slab_depth}.csv"
-        run_detection(DetectRequest(volume=path, out=out, slab_depth=slab_depth, progress=False))
+        report = run_detection(DetectRequest(volume=path, out=out, slab_depth=slab_depth, progress=False))
         texts.add(out.read_bytes())
+        assert report.summary["levelled_planes"] == report.summary["replaced_planes"] == [10]  # recorded in the summary
+        assert "odd planes levelled with their neighbours: 10 (1 flat, replaced: 10)" in report.lines()
     assert len(texts) == 1
     run_detection(DetectRequest(volume=clean_path, out=tmp_path / "clean.csv", progress=False))
     clean, found = read_points(tmp_path / "clean.csv").zyx, read_points(tmp_path / "cells-32.csv").zyx
@@ -223,6 +225,14 @@ def test_a_slab_file_cut_short_is_computed_again(tmp_path, keep):
     path = next((tmp_path / "p").glob("slab-*.npz"))
     path.write_bytes(path.read_bytes()[:keep])
     assert not Checkpoint(tmp_path / "p", fingerprint=dict(run=1), resume=True).finished(0)
+
+
+def test_a_checkpoint_keeps_the_slabs_odd_planes(tmp_path):
+    """A resumed run's summary still names the planes levelled before the interruption."""
+    checkpoint = Checkpoint(tmp_path / "p", fingerprint=dict(run=1), resume=False)
+    checkpoint.save(SlabResult(0, 4, np.zeros((1, 3), np.int64), np.ones(1, np.float32), 3, 0.0, 9.0, odd_planes={1: False, 3: True}))
+    checkpoint.save(SlabResult(4, 8, np.zeros((0, 3), np.int64), np.ones(0, np.float32), 0, 0.0, 9.0))
+    assert checkpoint.load(0, 4).odd_planes == {1: False, 3: True} and checkpoint.load(4, 8).odd_planes == {}
 
 
 def test_a_fingerprint_with_tuples_is_reused(tmp_path):

@@ -45,6 +45,19 @@ def test_local_cluster_gives_the_single_process_result(store):
     assert clustered.read_bytes() == single.read_bytes()
 
 
+def test_planes_levelled_by_workers_are_reported_by_the_client(tmp_path):
+    """Workers' warnings go to their own (silenced) logs: the client's summary and report name the planes."""
+    brain = SimulatedBrain(SimulationSettings(shape=(16, 64, 64), difficulty=0.0, seed=4))
+    data = brain.volume().copy()
+    data[5] = data[5] * 3
+    write_tiff(tmp_path / "v.tif", data, voxel_size=brain.settings.scale.voxel_size)
+    with open_volume(tmp_path / "v.tif") as reader:
+        convert_to_zarr(reader, tmp_path / "v.zarr", chunks=(4, 64, 64), zarr_format=3)
+    report = run_detection(DetectRequest(volume=tmp_path / "v.zarr", out=tmp_path / "c.csv", slab_depth=4, workers=2, progress=False))
+    assert report.summary["levelled_planes"] == [5] and report.summary["replaced_planes"] == []
+    assert "odd planes levelled with their neighbours: 5" in report.lines()
+
+
 def test_a_killed_worker_changes_nothing(store):
     scorer = OnnxScorer(DEFAULT_MODEL)
     with open_volume(store / "v.zarr") as reader:

@@ -107,4 +107,4 @@ def test_each_levelled_plane_is_named_once_in_a_warning(volume, caplog):
             reader.read_slab(z0, min(z0 + 4, len(data)))
     assert caplog.text.count("plane 6 is far off its neighbours' brightness") == 1
     assert caplog.text.count("plane 11 is flat (dead or saturated)") == 1
-    assert reader.levelled == {6, 11}
+    assert reader.levelled == {6: False, 11: True} and reader.odd_planes(0, 8) == {6: False}

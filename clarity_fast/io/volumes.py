@@ -82,6 +82,11 @@ class VolumeReader(ABC):
     def _read(self, z0: int, z1: int) -> np.ndarray:
         """Read a slab whose bounds are already checked."""
 
+    def odd_planes(self, z0: int, z1: int) -> dict[int, bool]:
+        """Planes of z0..z1-1 read so far that the reader changed from what is stored (True: replaced whole), for
+        the record; a plain reader changes none."""
+        return {}
+
     def close(self) -> None:
         """Release file handles; readers that hold none need not override this."""
 
