@@ -6,6 +6,7 @@ volume, model or setting starts afresh instead of mixing results. It is removed 
 
 from __future__ import annotations
 
+import io
 import json
 import logging
 import shutil
@@ -55,14 +56,19 @@ class Checkpoint:
         path = self._slab(z0)
         return path.is_file() and zipfile.is_zipfile(path)
 
+    def holds_slabs(self) -> bool:
+        """Whether any slab was saved: a checkpoint without one has nothing to resume from."""
+        return any(self.folder.glob("slab-*.npz"))
+
     def save(self, result: SlabResult, *, projection: np.ndarray | None = None) -> None:
         """Save a finished slab, and `projection`, the running maximum that already holds its projection, first:
         should the run stop between the two, the slab is computed again and folded in again, which the maximum
         forgives."""
         if projection is not None:
             with atomic_path(self.folder / PROJECTION) as tmp:
-                with open(tmp, "wb") as f:
-                    np.save(f, projection)
+                buffer = io.BytesIO()  # np.save to a file reports a full disk as a short write, without its errno
+                np.save(buffer, projection)
+                tmp.write_bytes(buffer.getbuffer())
         with atomic_path(self._slab(result.z0)) as tmp:
             with open(tmp, "wb") as f:
                 np.savez(

@@ -33,6 +33,8 @@ class ClusterSettings:
     slabs_per_task: int = 1
 
     def __post_init__(self) -> None:
+        if self.scheduler is not None and not self.scheduler.strip():  # Dask would quietly start a cluster of its own
+            raise InputError("--scheduler is empty; give a running scheduler's address, e.g. tcp://host:8786")
         if self.scheduler is None and (self.workers is None or self.workers < 1):
             raise InputError("--workers must be >= 1 (or give --scheduler)")
         if self.scheduler is not None and self.workers is not None:
@@ -91,7 +93,7 @@ def run_on_cluster(
     cluster: ClusterSettings,
 ) -> None:
     """pipeline.detect's slab runner on a cluster: submit runs of slabs, hand over results as they finish."""
-    from dask.distributed import Client, LocalCluster, as_completed
+    from dask.distributed import LocalCluster, as_completed
 
     runs = [slabs[i : i + cluster.slabs_per_task] for i in range(0, len(slabs), cluster.slabs_per_task)]
     local = None
@@ -103,7 +105,7 @@ def run_on_cluster(
         if runtime.threads is None:
             runtime = replace(runtime, threads=max(1, available_cores() // cluster.workers))
     try:
-        with Client(cluster.scheduler or local) as client:
+        with _client(cluster.scheduler or local) as client:
             futures = [
                 client.submit(
                     detect_slabs, volume=str(Path(volume).resolve()), channel=channel, model=str(Path(model).resolve()),
@@ -123,3 +125,14 @@ def run_on_cluster(
     finally:
         if local is not None:
             local.close()
+
+
+def _client(address):
+    """A client of the scheduler (or LocalCluster); an address Dask cannot parse or reach is the user's error, in one
+    line (a missing port, an unknown scheme, nothing listening: Dask raises ValueError, TypeError or OSError)."""
+    from dask.distributed import Client
+
+    try:
+        return Client(address)
+    except (OSError, ValueError, TypeError) as exc:  # TimeoutError is an OSError
+        raise InputError(f"cannot connect to the Dask scheduler at {address}: {' '.join(str(exc).split())}") from exc

@@ -170,6 +170,10 @@ def run_detection(request: DetectRequest) -> DetectReport:
             except (InputError, ModelError):
                 checkpoint.clear()  # resuming cannot mend the input or the model: leave nothing behind
                 raise
+            except BaseException:
+                if not checkpoint.holds_slabs():  # stopped before a slab was done: nothing to resume from
+                    checkpoint.clear()
+                raise
         shape = reader.shape
     result.seconds["noise"], result.seconds["cell_shape"] = noise_seconds, shape_seconds
     result.seconds["total"] += noise_seconds + shape_seconds

@@ -583,6 +583,20 @@ def test_a_threshold_is_never_shown_as_a_round_number_it_is_not(p, shown):
     assert shown_probability(p) == shown
 
 
+@pytest.mark.parametrize("stop", [KeyboardInterrupt, OSError])
+def test_a_run_stopped_before_any_slab_finished_leaves_no_checkpoint(brain, tmp_path, monkeypatch, stop):
+    """Nothing to resume from (a scheduler out of reach, a full disk at the first slab): nothing left behind."""
+    import clarity_fast.run_detect
+
+    def stopped(*args, **kwargs):
+        raise stop
+
+    monkeypatch.setattr(clarity_fast.run_detect, "detect", stopped)
+    with pytest.raises(stop):
+        run_detection(DetectRequest(volume=brain[1], out=tmp_path / "cells.csv", progress=False))
+    assert list(tmp_path.iterdir()) == []
+
+
 def test_resume_with_nothing_to_resume_says_so(brain, tmp_path):
     _, path = brain
     done = run_cli("detect", path, "--out", tmp_path / "cells.csv", "--resume")

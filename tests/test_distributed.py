@@ -98,9 +98,21 @@ def test_a_users_error_in_a_task_is_one_line_not_retried_tasks_and_worker_traceb
     assert not (tmp_path / "c.csv").exists()
 
 
+@pytest.mark.parametrize("address", ["garbage", "http://127.0.0.1:8786"])
+def test_a_scheduler_dask_cannot_reach_is_one_line_and_leaves_nothing(store, tmp_path, address):
+    from cli_runner import run_cli
+
+    done = run_cli("detect", store / "v.zarr", "--out", tmp_path / "c.csv", "--scheduler", address)
+    assert done.returncode == 2, done.stderr
+    assert done.stderr.strip().splitlines() == [done.stderr.strip()] and f"cannot connect to the Dask scheduler at {address}" in done.stderr
+    assert list(tmp_path.iterdir()) == []  # no output, and no checkpoint without a finished slab
+
+
 def test_cluster_settings_are_checked():
     with pytest.raises(InputError, match="--workers"):
         ClusterSettings(workers=0)
+    with pytest.raises(InputError, match="--scheduler is empty"):
+        ClusterSettings(scheduler=" ")
     with pytest.raises(InputError, match="not both"):
         ClusterSettings(scheduler="tcp://localhost:8786", workers=2)
 
