@@ -248,6 +248,29 @@ def test_folder_planes_with_and_without_a_singleton_axis_mix(tmp_path: Path, fir
     assert np.all(slab[0] == 7) and np.array_equal(slab[1], np.arange(20).reshape(4, 5))
 
 
+def test_a_folder_of_two_channels_planes_is_refused_not_stacked(tmp_path: Path) -> None:
+    """UltraMicroscope names: two channels' planes in one folder would read as one volume twice as deep."""
+    for c in range(2):
+        for z in range(3):
+            tifffile.imwrite(tmp_path / f"12-34-56_UltraII_C{c:02d}_xyz-Table Z{z:04d}.ome.tif", np.zeros((4, 5), np.uint16))
+    with pytest.raises(InputError, match="repeat the same numbers for each of C00, C01"):
+        open_volume(tmp_path)
+
+
+@pytest.mark.parametrize(
+    "names",
+    [
+        [f"plane_{z:04d}_t{z // 4}m{z % 4:02d}s.tif" for z in range(12)],  # a time stamp that changes with the plane
+        [f"s{z // 2}_{z}.tif" for z in range(8)],  # two numbers that both follow the plane
+    ],
+)
+def test_names_with_numbers_that_follow_the_plane_are_one_series(tmp_path: Path, names) -> None:
+    for k, name in enumerate(names):
+        tifffile.imwrite(tmp_path / name, np.full((4, 5), k, np.uint16))
+    with open_volume(tmp_path) as reader:
+        assert reader.shape == (len(names), 4, 5)
+
+
 def test_empty_folder(tmp_path: Path) -> None:
     with pytest.raises(InputError, match="no .tif/.tiff planes"):
         open_volume(tmp_path)

@@ -470,12 +470,44 @@ def _natural_key(name: str) -> tuple[list[str | int], str]:
     return [int(part) if i % 2 else part for i, part in enumerate(parts)], name
 
 
+def _several_series(names: list[str]) -> str | None:
+    """Where the names' numbers form a product, one numbered part (a channel's C00, C01) repeating the same others
+    (the planes' Z0000..Z0031) for each of its values, that part's values; None for one series of planes (whose
+    other numbers, a time stamp say, change with the plane). Stacked, two channels would read as one deep volume."""
+    parts = [re.split(r"(\d+)", name.casefold()) for name in names]
+    if len(parts) < 4 or len({tuple(p[0::2]) for p in parts}) != 1:
+        return None
+    numbers = [tuple(int(n) for n in p[1::2]) for p in parts]
+    varying = [i for i in range(len(numbers[0])) if len({n[i] for n in numbers}) > 1]
+    if len(varying) < 2:
+        return None
+    splits = []
+    for i in varying:
+        groups: dict[int, set[tuple[int, ...]]] = {}
+        for n in numbers:
+            groups.setdefault(n[i], set()).add(tuple(n[j] for j in varying if j != i))
+        rest = next(iter(groups.values()))
+        if len(rest) > 1 and all(g == rest for g in groups.values()):
+            splits.append(i)
+    if not splits:
+        return None
+    field = min(splits, key=lambda i: len({n[i] for n in numbers}))
+    shown = sorted({p[2 * field + 1] for p in parts}, key=int)
+    prefix = re.search(r"[^\W\d_]*$", re.split(r"(\d+)", names[0])[2 * field]).group()  # the letters naming it: C, ch, x
+    return ", ".join(prefix + v for v in shown[:4]) + (f" and {len(shown) - 4} more" if len(shown) > 4 else "")
+
+
 def _open_folder(path: Path, channel: int | None) -> VolumeReader:
     # Names starting with "." are hidden files, such as macOS's ._plane.tif resource forks.
     planes = (f for f in path.iterdir() if f.suffix.lower() in _TIFF_SUFFIXES and not f.name.startswith("."))
     files = sorted((f for f in planes if f.is_file()), key=lambda f: _natural_key(f.name))
     if not files:
         raise InputError(f"{path}: folder holds no .tif/.tiff planes; expected {_FORMATS}")
+    if (series := _several_series([f.name for f in files])) is not None:
+        raise InputError(
+            f"{path}: the plane names repeat the same numbers for each of {series}, as a folder of several channels, "
+            "tiles or time points does; put one series' planes in a folder of its own"
+        )
     first = files[0]
     with _tiff_errors(f"{first}: not a readable TIFF"), tifffile.TiffFile(first) as tif:
         series = tif.series[0]
