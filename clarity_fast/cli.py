@@ -387,6 +387,8 @@ def export(
     # model.pt -> model.onnx; any other name keeps its suffix (cfos.v1 -> cfos.v1.onnx), as train names its log
     out = out or (onnx_from.with_suffix(".onnx") if onnx_from.suffix == ".pt" else onnx_from.with_name(onnx_from.name + ".onnx"))
     check_output_path(out)
+    if out.suffix.lower() != ".onnx":  # a stray name would overwrite a volume or a table with a model
+        raise OutputError(f"{out}: --out must name an .onnx file")
     if out.resolve() == onnx_from.resolve():
         raise OutputError(f"{out}: --out is the model being exported; write the ONNX model to another file")
     net, config = load_model(onnx_from)

@@ -7,6 +7,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from clarity_fast.baselines import log_blobs
+from clarity_fast.errors import OutputError
 from clarity_fast.evaluate import AXIS_WEIGHTS, RADIUS_VOXELS, Match, best_threshold, match_points
 from clarity_fast.io.atomic import undone_on_failure
 from clarity_fast.io.points import read_points
@@ -39,6 +40,9 @@ def run_demo(*, out_dir: Path, settings: SimulationSettings) -> DemoReport:
     none of the files it made."""
     request = DetectRequest(volume=out_dir / VOLUME_NAME, out=out_dir / "detections.csv", preview=out_dir / "detections.png")
     volume, cells, folder = brain_files(out_dir)
+    theirs = [p.name for p in (volume, cells) if p.exists()]
+    if theirs and not request.summary_path.is_file():  # an earlier demo's are ours to replace; a simulated brain is not
+        raise OutputError(f"{out_dir} already holds {' and '.join(theirs)}, not made by a demo; give the demo another --out folder")
     with undone_on_failure(volume, cells, request.out, request.summary_path, request.preview, request.checkpoint_path, folder):
         start = time.perf_counter()
         brain = write_brain(out_dir, settings=settings)

@@ -14,7 +14,6 @@ keep every candidate that could pass after that, and a histogram of all their pr
 from __future__ import annotations
 
 import logging
-import os
 import queue
 import threading
 import time
@@ -28,6 +27,7 @@ import numpy as np
 from clarity_fast.candidates import Candidates, SlabPrefilter, slab_ranges
 from clarity_fast.detection import Scorer, merge_duplicates
 from clarity_fast.errors import InputError, ModelError
+from clarity_fast.export.providers import physical_memory
 from clarity_fast.io.volumes import VolumeReader
 from clarity_fast.kernels.gather import Grid, gather_patches, working_grid
 from clarity_fast.kernels.turns import kernel_turns
@@ -63,9 +63,7 @@ CPU_SCORING_BYTES_PER_VOXEL_AND_CHANNEL = 119 * 1024 / (12**3 * 32)
 def check_batch_memory(*, batch: int, network: NetworkConfig, on_cpu: bool) -> None:
     """Refuse a --batch whose buffers cannot fit in this machine's memory, before any work (rather than fail
     to allocate, or be killed, partway through)."""
-    try:
-        physical = os.sysconf("SC_PAGE_SIZE") * os.sysconf("SC_PHYS_PAGES")
-    except (AttributeError, ValueError, OSError):  # no sysconf (Windows): nothing to check against
+    if (physical := physical_memory()) is None:  # nothing to check against
         return
     voxels = network.patch**3
     per_patch = (HANDOFF + 2) * voxels * 4 + (CPU_SCORING_BYTES_PER_VOXEL_AND_CHANNEL * voxels * network.width if on_cpu else 0)

@@ -101,6 +101,13 @@ def test_demo_runs_and_scores(tmp_path):
     assert "against the simulated truth: precision" in out.stdout and "LoG" in out.stdout
     for name in ("volume.tif", "cells.csv", "detections.csv", "detections.summary.json", "detections.png"):
         assert (tmp_path / "demo" / name).is_file()
+    again = run_cli("demo", "--out", str(tmp_path / "demo"), "--shape", "16,96,96")  # its own files: replaced
+    assert again.returncode == 0, again.stderr
+    assert run_cli("simulate", tmp_path / "sim", "--shape", "8,64,64").returncode == 0
+    before = (tmp_path / "sim" / "volume.tif").read_bytes()
+    refused = run_cli("demo", "--out", str(tmp_path / "sim"), "--shape", "16,96,96")  # a brain the user simulated: kept
+    assert refused.returncode == 4 and "not made by a demo" in refused.stderr
+    assert (tmp_path / "sim" / "volume.tif").read_bytes() == before
 
 
 def test_a_failed_demo_leaves_none_of_its_files(tmp_path):

@@ -349,3 +349,16 @@ def test_export_writes_2d_convolutions_with_the_3d_graphs_logits(tmp_path):
     patches = random_patches(64, patch=12, seed=3)
     logits = [OnnxScorer(tmp_path / f"{name}.onnx", settings=RuntimeSettings(device="cpu"))(patches) for name in ("3d", "2d")]
     np.testing.assert_allclose(logits[1], logits[0], atol=1e-4)
+
+
+def test_onnxruntimes_reason_is_kept_without_its_cpp_source_place():
+    from clarity_fast.export.runtime import _first_line
+
+    raised = RuntimeError(
+        "[ONNXRuntimeError] : 1 : FAIL : Load model from m.onnx failed:/onnxruntime_src/onnxruntime/core/graph/model.cc:256 "
+        "onnxruntime::Model::Model(onnx::ModelProto&&, const onnxruntime::PathString&, const onnxruntime::ModelOptions&) "
+        "Unsupported model IR version: 14, max supported IR version: 13"
+    )
+    assert _first_line(raised) == (
+        "[ONNXRuntimeError] : 1 : FAIL : Load model from m.onnx failed:Unsupported model IR version: 14, max supported IR version: 13"
+    )

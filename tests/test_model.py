@@ -319,7 +319,13 @@ def test_train_checks_every_output_first_and_names_them_beside_the_model(manifes
     for target in (None, tmp_path / "cfos.v1"):  # by default cfos.v1 -> cfos.v1.onnx; never onto the model itself
         done = run_cli("export", "--onnx", tmp_path / "cfos.v1", *(["--out", target] if target else []))
         assert (done.returncode == 0) == (target is None), done.stderr
-    assert (tmp_path / "cfos.v1.onnx").is_file() and "--out is the model being exported" in done.stderr
+    assert (tmp_path / "cfos.v1.onnx").is_file() and "--out must name an .onnx file" in done.stderr
+    (tmp_path / "volume.tif").write_text("data")  # any other name would be overwritten by a model
+    done = run_cli("export", "--onnx", tmp_path / "cfos.v1", "--out", tmp_path / "volume.tif")
+    assert done.returncode == 4 and (tmp_path / "volume.tif").read_text() == "data"
+    (tmp_path / "cfos.v1.onnx").rename(tmp_path / "renamed.onnx")
+    done = run_cli("export", "--onnx", tmp_path / "renamed.onnx", "--out", tmp_path / "renamed.onnx")
+    assert done.returncode == 4 and "--out is the model being exported" in done.stderr
     done = run_cli("train", "--manifest", manifest, "--out", tmp_path / "x.pt", "--seed", "-1")
     assert done.returncode == 2 and "--seed must be >= 0" in done.stderr
     done = run_cli("train", "--manifest", manifest, "--out", tmp_path / "x.pt", "--validate-by", "brain")

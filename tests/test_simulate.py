@@ -137,3 +137,10 @@ def test_density_must_be_positive():
     for bad in (0.0, -5.0, float("nan"), float("inf"), 2e6):
         with pytest.raises(InputError, match="density"):
             SimulationSettings(shape=SMALL, density=bad)
+
+
+def test_planes_too_large_for_the_machine_are_refused_before_any_work():
+    from clarity_fast.errors import InputError
+
+    with pytest.raises(InputError, match="planes of 100000×100000 voxels need about 4657 GB"):
+        SimulationSettings(shape=(1, 100_000, 100_000))

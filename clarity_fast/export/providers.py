@@ -1,4 +1,4 @@
-"""What this machine can run: the cores this process may use, onnxruntime's providers, and whether a GPU is
+"""What this machine can run: the cores this process may use, its memory, onnxruntime's providers, and whether a GPU is
 really there."""
 
 from __future__ import annotations
@@ -24,6 +24,14 @@ def built_providers() -> list[str]:
     import onnxruntime
 
     return list(onnxruntime.get_available_providers())
+
+
+def physical_memory() -> int | None:
+    """This machine's memory in bytes (None where the OS does not say: Windows)."""
+    try:
+        return os.sysconf("SC_PAGE_SIZE") * os.sysconf("SC_PHYS_PAGES")
+    except (AttributeError, ValueError, OSError):
+        return None
 
 
 def available_cores() -> int:

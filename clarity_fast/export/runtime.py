@@ -15,6 +15,7 @@ import contextlib
 import io
 import logging
 import os
+import re
 import threading
 from dataclasses import dataclass
 from pathlib import Path
@@ -149,7 +150,11 @@ def _gpu_session(ort, path: Path, options, specs: list, *, chain: list[str], cpu
 
 
 def _first_line(exc: BaseException) -> str:
-    return str(exc).strip().splitlines()[0][:200] if str(exc).strip() else type(exc).__name__
+    """onnxruntime's message, first line, without the C++ source place and signature it quotes before the reason."""
+    if not str(exc).strip():
+        return type(exc).__name__
+    line = re.sub(r"[\w./-]+\.(?:cc|cpp|h):\d+\s+[\w:~<>]+\([^)]*\)\s*", "", str(exc).strip().splitlines()[0])
+    return line[:300]
 
 
 def _session(ort, path: Path, options, providers: list):
