@@ -33,7 +33,9 @@ class Checkpoint:
         # Compared as stored: JSON has no tuples, so a fingerprint holding one would never equal its own reading.
         if not resume or stored != json.loads(text):
             if resume and stored is not None:
-                log.warning("%s was made by a different run; starting afresh", self.folder)
+                fresh = json.loads(text)
+                changed = sorted(k for k in stored.keys() | fresh.keys() if stored.get(k) != fresh.get(k))
+                log.warning("%s was made by a different run (changed: %s); starting afresh", self.folder, ", ".join(changed))
             elif resume:  # finished runs remove theirs: --resume of one computes it again, and says so
                 log.warning("--resume: no interrupted run to continue (no readable %s); starting from the first slab", self.folder / FINGERPRINT)
             self.clear()
@@ -43,9 +45,10 @@ class Checkpoint:
 
     def _stored(self) -> dict | None:
         try:
-            return json.loads((self.folder / FINGERPRINT).read_text())
+            stored = json.loads((self.folder / FINGERPRINT).read_text())
         except (OSError, ValueError):
             return None
+        return stored if isinstance(stored, dict) else None
 
     def _slab(self, z0: int) -> Path:
         return self.folder / f"slab-{z0:08d}.npz"

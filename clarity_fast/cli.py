@@ -423,6 +423,9 @@ def evaluate(
     from clarity_fast.io.points import read_points
 
     p, t = read_points(pred).cells, read_points(truth).cells  # non-cell markers (cellfinder XML Type 1) are left out
+    for path, points in ((pred, p), (truth, t)):
+        if not len(points):  # the scores are then conventions (both empty: all 1), not measurements
+            logging.getLogger("clarity_fast").warning("%s holds no cells: check it is the file you meant", path)
     if voxel_size:
         size = parse_triple(voxel_size, name="--voxel-size")
         if radius is None:

@@ -211,11 +211,13 @@ def test_resume_finishes_an_interrupted_run_with_the_same_result(scorer, brain, 
     assert resumed.candidates == whole.candidates
 
 
-def test_a_changed_run_does_not_reuse_a_checkpoint(tmp_path):
-    first = Checkpoint(tmp_path / "p", fingerprint=dict(model="a"), resume=False)
+def test_a_changed_run_does_not_reuse_a_checkpoint(tmp_path, caplog):
+    first = Checkpoint(tmp_path / "p", fingerprint=dict(model="a", threshold=0.5), resume=False)
     first.save(SlabResult(0, 4, np.zeros((1, 3), np.int64), np.ones(1, np.float32), 3, 0.0, 9.0))
-    assert Checkpoint(tmp_path / "p", fingerprint=dict(model="a"), resume=True).finished(0)
-    assert not Checkpoint(tmp_path / "p", fingerprint=dict(model="b"), resume=True).finished(0)
+    assert Checkpoint(tmp_path / "p", fingerprint=dict(model="a", threshold=0.5), resume=True).finished(0)
+    with caplog.at_level("WARNING", logger="clarity_fast"):
+        assert not Checkpoint(tmp_path / "p", fingerprint=dict(model="b", threshold=0.5), resume=True).finished(0)
+    assert "made by a different run (changed: model); starting afresh" in caplog.text
 
 
 @pytest.mark.parametrize("keep", [0, 100])

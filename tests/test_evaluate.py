@@ -151,3 +151,11 @@ def test_empty_sides_give_consistent_scores(pred, truth, expected):
 def test_a_radius_must_be_a_positive_number(radius):
     with pytest.raises(InputError, match="match radius must be a positive number"):
         match_points(pred=np.zeros((1, 3)), truth=np.zeros((1, 3)), radius=radius)
+
+
+def test_an_empty_points_file_is_scored_with_a_warning(tmp_path):
+    (tmp_path / "empty.csv").write_text("z,y,x\n")
+    (tmp_path / "one.csv").write_text("z,y,x\n1,2,3\n")
+    done = run_cli("evaluate", "--pred", tmp_path / "empty.csv", "--truth", tmp_path / "one.csv")
+    assert done.returncode == 0 and "recall 0.0000" in done.stdout
+    assert done.stderr.strip() == f"warning: {tmp_path / 'empty.csv'} holds no cells: check it is the file you meant"

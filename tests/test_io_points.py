@@ -247,3 +247,13 @@ def test_a_napari_points_layer_reads_as_z_y_x(tmp_path):
     (tmp_path / "4d.csv").write_text("index,axis-0,axis-1,axis-2,axis-3\n0,0,4,10,20\n")
     with pytest.raises(InputError, match="more than three axes"):
         read_points(tmp_path / "4d.csv")
+
+
+def test_the_format_is_named_in_any_case_and_a_folder_or_bare_name_is_refused(tmp_path):
+    from clarity_fast.io.points import points_format
+
+    assert points_format(tmp_path / "c.xml", "XML") == "xml"
+    with pytest.raises(InputError, match="is a folder, not a .csv or .xml points file"):
+        points_format(tmp_path)
+    with pytest.raises(InputError, match="no suffix to tell the points format by"):
+        points_format(tmp_path / ".csv")

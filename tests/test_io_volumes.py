@@ -479,3 +479,10 @@ def test_open_array_wraps_memory():
         assert np.array_equal(vol.read_slab(0, 1)[0], plane)
     with pytest.raises(InputError):
         open_array(np.zeros((2, 2, 3, 4)))
+
+
+def test_an_imagej_stack_saved_without_axes_is_told_how_to_fix_it(tmp_path: Path) -> None:
+    """tifffile records an ImageJ stack written without axes as 32 channels: the message says what to do."""
+    tifffile.imwrite(tmp_path / "v.tif", np.zeros((32, 8, 8), np.uint16), imagej=True, metadata={"spacing": 4, "unit": "um"})
+    with pytest.raises(InputError, match="has 32 channels .*save it again with axes ZYX"):
+        open_volume(tmp_path / "v.tif")

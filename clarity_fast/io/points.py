@@ -76,6 +76,7 @@ def points_format(path: str | os.PathLike[str], format: str | None = None) -> st
     """csv or xml: `format` where given, else the file's suffix. Commands call it before any work, so a name that
     cannot be written or read back fails at once, not after hours of detection."""
     suffix = Path(path).suffix.lower().lstrip(".")
+    format = None if format is None else format.lower()  # --format XML, as a .XML name is taken
     if format is not None:
         if format not in _FORMATS:
             raise InputError(f"--format must be csv or xml, got {format!r}")
@@ -83,6 +84,10 @@ def points_format(path: str | os.PathLike[str], format: str | None = None) -> st
             raise InputError(f"{path}: --format {format} but the name ends .{suffix}; name it {Path(path).stem}.{format}")
         return format
     chosen = suffix
+    if Path(path).is_dir():
+        raise InputError(f"{path} is a folder, not a .csv or .xml points file")
+    if not chosen:
+        raise InputError(f"{path}: no suffix to tell the points format by; name it .csv or .xml")
     if chosen not in _FORMATS:
         raise InputError(f"{path}: unsupported points format {chosen!r}; use a .csv or .xml file")
     return chosen

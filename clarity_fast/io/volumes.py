@@ -112,6 +112,9 @@ class _Layout:
         return tuple(z if axis == self.z_axis else fixed.get(axis, slice(None)) for axis in range(self.ndim))
 
 
+MANY_CHANNELS = 8  # more channels than this, and no z axis: an ImageJ stack saved without its axes, more likely
+
+
 def _layout(
     name: object, shape: Sequence[int], axes: str, channel: int | None
 ) -> tuple[_Layout, tuple[int, int, int]]:
@@ -126,7 +129,10 @@ def _layout(
         raise InputError(f"{name}: more than one channel axis (axes {axes}, shape {shape}); not supported")
     n_channels = shape[channel_axes[0]] if channel_axes else 1
     if channel is None and n_channels > 1:
-        raise InputError(f"{name}: has {n_channels} channels (axes {axes}); choose one with --channel")
+        planes = "" if n_channels <= MANY_CHANNELS or any(a in "ZQ" for a in axes) else (
+            "; if they are z planes, the file was written without naming its axes: save it again with axes ZYX"
+        )
+        raise InputError(f"{name}: has {n_channels} channels (axes {axes}); choose one with --channel{planes}")
     chosen = 0 if channel is None else channel
     if not 0 <= chosen < n_channels:
         raise InputError(f"{name}: channel {channel} is out of range; it has {n_channels} channel(s)")
