@@ -262,7 +262,7 @@ def convert(
 def demo(
     out_dir: Annotated[Path, typer.Option("--out", help="Folder for the simulated brain and its results.")] = Path("clarity-fast-demo"),
     shape: Annotated[str, typer.Option("--shape", help="Volume shape Z,Y,X in voxels.")] = "32,256,256",
-    seed: Annotated[int, typer.Option("--seed")] = 1,
+    seed: Annotated[int, typer.Option("--seed", help="Random seed of the simulated brain.")] = 1,
     difficulty: Annotated[float, typer.Option("--difficulty", help="0 (easy) .. 1 (hard).")] = 1.0,
 ) -> None:
     """Run the pipeline on a built-in simulated brain and score it against the ground truth."""

@@ -24,7 +24,7 @@ def parse_triple(text: str, *, name: str, integer: bool = False) -> tuple:
     except ValueError:
         raise InputError(f"{name} must be Z,Y,X numbers, got {text!r}") from None
     if not all(math.isfinite(v) and v > 0 for v in values):
-        raise InputError(f"{name} must be positive, got {text!r}")
+        raise InputError(f"{name} must be positive, finite numbers, got {text!r}")
     return values
 
 
@@ -35,7 +35,7 @@ def parse_positive(text: str, *, name: str) -> float:
     except ValueError:
         raise InputError(f"{name} must be a number, got {text!r}") from None
     if not (math.isfinite(value) and value > 0):
-        raise InputError(f"{name} must be positive, got {text!r}")
+        raise InputError(f"{name} must be a positive, finite number, got {text!r}")
     return value
 
 
@@ -63,10 +63,10 @@ class Scale:
     cell_diameter: float
 
     def __post_init__(self) -> None:
-        if len(self.voxel_size) != 3 or not all(v > 0 for v in self.voxel_size):
-            raise InputError(f"voxel size must be three positive numbers (µm), got {self.voxel_size}")
-        if not self.cell_diameter > 0:
-            raise InputError(f"cell diameter must be positive (µm), got {self.cell_diameter}")
+        if len(self.voxel_size) != 3 or not all(0 < v < math.inf for v in self.voxel_size):
+            raise InputError(f"voxel size must be three positive, finite numbers (µm), got {self.voxel_size}")
+        if not 0 < self.cell_diameter < math.inf:
+            raise InputError(f"cell diameter must be a positive, finite number (µm), got {self.cell_diameter}")
         finest = min(self.voxel_size[1:])
         if self.cell_diameter < finest:  # a cell inside one pixel has no shape to find; usually a unit slip
             raise InputError(
@@ -88,8 +88,8 @@ class Scale:
         if shape[0] > 1 and dz > min(Z_SPAN_LIMIT * shape[0], Z_SPAN_MAX):
             raise InputError(
                 f"{source}: a cell of {self.cell_diameter:g} µm spans {dz:.0f} planes at {self.voxel_size[0]:g} µm per plane, "
-                f"over {Z_SPAN_LIMIT}× the volume's {shape[0]} or {Z_SPAN_MAX}; check --voxel-size (Z first, in µm), or give one plane, which is "
-                "searched in y and x only"
+                f"more than {min(Z_SPAN_LIMIT * shape[0], Z_SPAN_MAX)} (the lesser of {Z_SPAN_LIMIT}× the volume's {shape[0]} planes and "
+                f"{Z_SPAN_MAX}); check --voxel-size (Z first, in µm), or give one plane, which is searched in y and x only"
             )
 
     @property
@@ -126,7 +126,7 @@ def resolve_voxel_size(*, from_file: VoxelSize | None, from_user: VoxelSize | No
         return tuple(from_user)
     if from_file is not None:
         return tuple(from_file)
-    raise InputError(f"{source}: the file does not record its voxel size; pass --voxel-size Z,Y,X (µm)")
+    raise InputError(f"{source}: no voxel size is recorded in it; pass --voxel-size Z,Y,X (µm)")
 
 
 # Two detections closer than this many cell diameters are one cell. Touching cells of the stated size sit a
@@ -156,9 +156,9 @@ class PrefilterSettings:
 
     def __post_init__(self) -> None:
         if not math.isfinite(self.threshold):
-            raise InputError(f"threshold must be a finite number, got {self.threshold}")
+            raise InputError(f"--threshold (noise units) must be a finite number, got {self.threshold}")
         if self.slab_depth < 1:
-            raise InputError(f"slab depth must be >= 1, got {self.slab_depth}")
+            raise InputError(f"--slab-depth must be >= 1, got {self.slab_depth}")
 
     @property
     def sigma(self) -> tuple[float, float, float]:

@@ -96,8 +96,8 @@ def make(case: str, tmp):
         return good_volume(volume), ["--batch", "0"]
     if case == "a --batch larger than memory":
         return good_volume(volume), ["--batch", "1000000000"]
-    if case == "--cell-diameter 0":
-        return good_volume(volume), ["--cell-diameter", "0"]
+    if case in ("--cell-diameter 0", "--cell-diameter inf"):
+        return good_volume(volume), case.split()
     if case == "a cell smaller than a voxel":
         return good_volume(volume), ["--cell-diameter", "1.5"]
     if case == "a voxel size in mm":
@@ -127,10 +127,11 @@ CASES = {
     "unknown voxel size": (2, "--voxel-size"),
     "--batch 0": (2, "--batch"),
     "a --batch larger than memory": (2, "use a smaller --batch"),
-    "--cell-diameter 0": (2, "cell diameter must be positive"),
+    "--cell-diameter 0": (2, "cell diameter must be a positive, finite number"),
+    "--cell-diameter inf": (2, "cell diameter must be a positive, finite number"),
     "a cell smaller than a voxel": (2, "less than one voxel across (voxel 2 µm in y and x)"),
     "a voxel size in mm": (2, "6000×6000 voxels across at voxel size 0.002×0.002 µm, wider than the planes (64×64 voxels)"),
-    "a plane spacing in mm": (2, "spans 3000 planes at 0.004 µm per plane, over 4× the volume's 8 or 500"),
+    "a plane spacing in mm": (2, "spans 3000 planes at 0.004 µm per plane, more than 32 (the lesser of 4× the volume's 8 planes and 500)"),
     "a --preview that is not .png": (2, "give it a .png name"),
 }
 
