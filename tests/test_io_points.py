@@ -145,6 +145,8 @@ def test_shared_cellfinder_points(shared_data: Path, test_data: Path) -> None:
         ("z,y,x,label\n1,2,3,2\n", r"line 2: label must be 0 .* or 1"),
         ("z,y,x\n1,2\n", r"line 2: 2 values, the header has 3 columns"),
         ("", r"empty file"),
+        ("z;y;x\n1;2;3\n", r"separated by ';'\? write it with commas"),
+        ("z,y,x,x\n1,2,3,4\n", r"2 'x' columns in the header"),
     ],
 )
 def test_bad_csv(tmp_path: Path, content: str, message: str) -> None:

@@ -145,7 +145,11 @@ def _read_csv(path: Path, shape: tuple[int, int, int] | None) -> Points:
                 columns["score"] = names.index(alias)
         for name in ("z", "y", "x"):
             if name not in columns:
-                raise InputError(f"{path}: no '{name}' column in the header {header}; need z, y and x")
+                separator = next((c for c in ";\t " if c in header[0]), None) if len(header) == 1 else None
+                hint = f" (separated by {separator!r}? write it with commas)" if separator else ""
+                raise InputError(f"{path}: no '{name}' column in the header {header}{hint}; need z, y and x")
+            if names.count(name) > 1:
+                raise InputError(f"{path}: {names.count(name)} '{name}' columns in the header {header}; which one is meant?")
         zyx, score, label = [], [], []
         for row in rows:
             if not any(cell.strip() for cell in row):
