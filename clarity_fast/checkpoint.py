@@ -6,7 +6,6 @@ volume, model or setting starts afresh instead of mixing results. It is removed 
 
 from __future__ import annotations
 
-import io
 import json
 import logging
 import shutil
@@ -68,10 +67,11 @@ class Checkpoint:
         should the run stop between the two, the slab is computed again and folded in again, which the maximum
         forgives."""
         if projection is not None:
-            with atomic_path(self.folder / PROJECTION) as tmp:
-                buffer = io.BytesIO()  # np.save to a file reports a full disk as a short write, without its errno
-                np.save(buffer, projection)
-                tmp.write_bytes(buffer.getbuffer())
+            with atomic_path(self.folder / PROJECTION) as tmp, open(tmp, "wb") as f:
+                # np.save's own write reports a full disk as a short write, without its errno: the file's write keeps it
+                projection = np.ascontiguousarray(projection)
+                np.lib.format.write_array_header_1_0(f, np.lib.format.header_data_from_array_1_0(projection))
+                f.write(memoryview(projection).cast("B"))
         with atomic_path(self._slab(result.z0)) as tmp:
             with open(tmp, "wb") as f:
                 np.savez(

@@ -15,6 +15,9 @@ from clarity_fast.run_detect import DetectReport, DetectRequest, run_detection
 from clarity_fast.simulate import VOLUME_NAME, SimulationSettings, brain_files, write_brain
 
 
+DEMO_MARKER = ".clarity-fast-demo"  # in a folder the demo made: its next run may replace what lies there
+
+
 @dataclass(frozen=True)
 class DemoReport:
     volume: Path
@@ -40,14 +43,16 @@ def run_demo(*, out_dir: Path, settings: SimulationSettings) -> DemoReport:
     none of the files it made."""
     request = DetectRequest(volume=out_dir / VOLUME_NAME, out=out_dir / "detections.csv", preview=out_dir / "detections.png")
     volume, cells, folder = brain_files(out_dir)
+    marker = out_dir / DEMO_MARKER
     theirs = [p.name for p in (volume, cells) if p.exists()]
-    if theirs and not request.summary_path.is_file():  # an earlier demo's are ours to replace; a simulated brain is not
+    if theirs and not marker.is_file():  # an earlier demo's files are ours to replace; a brain the user simulated is not
         raise OutputError(f"{out_dir} already holds {' and '.join(theirs)}, not made by a demo; give the demo another --out folder")
-    with undone_on_failure(volume, cells, request.out, request.summary_path, request.preview, request.checkpoint_path, folder):
+    with undone_on_failure(volume, cells, request.out, request.summary_path, request.preview, request.checkpoint_path, marker, folder):
         start = time.perf_counter()
         brain = write_brain(out_dir, settings=settings)
         simulate_s = time.perf_counter() - start
         detection = run_detection(request)
+        marker.write_text("made by clarity-fast demo, which may replace the files beside it\n")
     truth = brain.cells.zyx
     match = match_points(pred=read_points(request.out).zyx, truth=truth, radius=RADIUS_VOXELS, axis_scale=AXIS_WEIGHTS)
     peaks, response = log_blobs(brain.volume(), scale=settings.scale)

@@ -13,7 +13,7 @@ import threading
 from dataclasses import dataclass, replace
 from pathlib import Path
 
-from clarity_fast.errors import ClarityError, InputError
+from clarity_fast.errors import ClarityError, ClusterError, InputError
 from clarity_fast.export.model_file import model_digest
 from clarity_fast.export.providers import available_cores
 from clarity_fast.export.runtime import OnnxScorer, RuntimeSettings
@@ -93,7 +93,7 @@ def run_on_cluster(
     cluster: ClusterSettings,
 ) -> None:
     """pipeline.detect's slab runner on a cluster: submit runs of slabs, hand over results as they finish."""
-    from dask.distributed import LocalCluster, as_completed
+    from dask.distributed import Client, LocalCluster, as_completed
 
     runs = [slabs[i : i + cluster.slabs_per_task] for i in range(0, len(slabs), cluster.slabs_per_task)]
     local = None
@@ -105,7 +105,7 @@ def run_on_cluster(
         if runtime.threads is None:
             runtime = replace(runtime, threads=max(1, available_cores() // cluster.workers))
     try:
-        with _client(cluster.scheduler or local) as client:
+        with (_client(cluster.scheduler) if local is None else Client(local)) as client:
             futures = [
                 client.submit(
                     detect_slabs, volume=str(Path(volume).resolve()), channel=channel, model=str(Path(model).resolve()),
@@ -127,12 +127,13 @@ def run_on_cluster(
             local.close()
 
 
-def _client(address):
-    """A client of the scheduler (or LocalCluster); an address Dask cannot parse or reach is the user's error, in one
-    line (a missing port, an unknown scheme, nothing listening: Dask raises ValueError, TypeError or OSError)."""
+def _client(address: str):
+    """A client of the scheduler at `address`; one Dask cannot parse or reach is one line (a missing port, an
+    unknown scheme, a tls:// address without certificates, nothing listening: Dask raises ValueError, TypeError or
+    OSError), and a ClusterError, which leaves a checkpoint's finished slabs for --resume."""
     from dask.distributed import Client
 
     try:
         return Client(address)
     except (OSError, ValueError, TypeError) as exc:  # TimeoutError is an OSError
-        raise InputError(f"cannot connect to the Dask scheduler at {address}: {' '.join(str(exc).split())}") from exc
+        raise ClusterError(f"cannot connect to the Dask scheduler at {address}: {' '.join(str(exc).split())}") from exc

@@ -23,3 +23,10 @@ class OutputError(ClarityError):
     """An output that cannot be written (missing folder, read-only, disk full)."""
 
     exit_code = 4
+
+
+class ClusterError(ClarityError):
+    """A Dask scheduler that cannot be parsed or reached: unlike an InputError, a later --resume can mend it, so a
+    run's finished slabs are kept."""
+
+    exit_code = 2

@@ -107,7 +107,9 @@ def test_demo_runs_and_scores(tmp_path):
     before = (tmp_path / "sim" / "volume.tif").read_bytes()
     refused = run_cli("demo", "--out", str(tmp_path / "sim"), "--shape", "16,96,96")  # a brain the user simulated: kept
     assert refused.returncode == 4 and "not made by a demo" in refused.stderr
-    assert (tmp_path / "sim" / "volume.tif").read_bytes() == before
+    assert run_cli("detect", tmp_path / "sim" / "volume.tif", "--out", tmp_path / "sim" / "detections.csv").returncode == 0
+    refused = run_cli("demo", "--out", str(tmp_path / "sim"), "--shape", "16,96,96")  # detect's outputs there do not make it a demo's
+    assert refused.returncode == 4 and (tmp_path / "sim" / "volume.tif").read_bytes() == before
 
 
 def test_a_failed_demo_leaves_none_of_its_files(tmp_path):

@@ -599,6 +599,22 @@ def test_a_run_stopped_before_any_slab_finished_leaves_no_checkpoint(brain, tmp_
     assert list(tmp_path.iterdir()) == []
 
 
+@pytest.mark.parametrize(("error", "kept"), [("ClusterError", True), ("InputError", False)])
+def test_a_scheduler_out_of_reach_keeps_finished_slabs_for_resume(brain, tmp_path, monkeypatch, error, kept):
+    """A scheduler not up yet, or mistyped on --resume, can be mended: the finished slabs stay. A bad input cannot."""
+    import clarity_fast.errors
+    import clarity_fast.run_detect
+
+    def one_slab_then_fail(reader, *, checkpoint, **kwargs):
+        checkpoint.save(SlabResult(0, 4, np.zeros((0, 3), np.int64), np.zeros(0, np.float32), 0, 0.0, 9.0))
+        raise getattr(clarity_fast.errors, error)("stopped")
+
+    monkeypatch.setattr(clarity_fast.run_detect, "detect", one_slab_then_fail)
+    with pytest.raises(getattr(clarity_fast.errors, error)):
+        run_detection(DetectRequest(volume=brain[1], out=tmp_path / "cells.csv", progress=False))
+    assert (tmp_path / "cells.csv.partial" / "slab-00000000.npz").is_file() == kept
+
+
 def test_resume_with_nothing_to_resume_says_so(brain, tmp_path):
     _, path = brain
     done = run_cli("detect", path, "--out", tmp_path / "cells.csv", "--resume")

@@ -262,6 +262,9 @@ def test_a_folder_of_two_channels_planes_is_refused_not_stacked(tmp_path: Path) 
     [
         [f"plane_{z:04d}_t{z // 4}m{z % 4:02d}s.tif" for z in range(12)],  # a time stamp that changes with the plane
         [f"s{z // 2}_{z}.tif" for z in range(8)],  # two numbers that both follow the plane
+        [f"section_{s:03d}_{k:02d}.tif" for s in range(1, 4) for k in range(1, 4)],  # serial two-photon: section x optical layer
+        [f"StitchedImage_Z{s:03d}_L{k:03d}.tif" for s in range(1, 4) for k in range(1, 3)],  # TissueCyte, likewise
+        [f"z_{d // 2}.{5 * (d % 2)}um.tif" for d in range(8)],  # depths in µm: integer and fraction
     ],
 )
 def test_names_with_numbers_that_follow_the_plane_are_one_series(tmp_path: Path, names) -> None:

@@ -77,6 +77,8 @@ def points_format(path: str | os.PathLike[str], format: str | None = None) -> st
     cannot be written or read back fails at once, not after hours of detection."""
     suffix = Path(path).suffix.lower().lstrip(".")
     format = None if format is None else format.lower()  # --format XML, as a .XML name is taken
+    if Path(path).is_dir():
+        raise InputError(f"{path} is a folder, not a .csv or .xml points file")
     if format is not None:
         if format not in _FORMATS:
             raise InputError(f"--format must be csv or xml, got {format!r}")
@@ -84,8 +86,6 @@ def points_format(path: str | os.PathLike[str], format: str | None = None) -> st
             raise InputError(f"{path}: --format {format} but the name ends .{suffix}; name it {Path(path).stem}.{format}")
         return format
     chosen = suffix
-    if Path(path).is_dir():
-        raise InputError(f"{path} is a folder, not a .csv or .xml points file")
     if not chosen:
         raise InputError(f"{path}: no suffix to tell the points format by; name it .csv or .xml")
     if chosen not in _FORMATS:
@@ -148,8 +148,9 @@ def _read_csv(path: Path, shape: tuple[int, int, int] | None) -> Points:
                 separator = next((c for c in ";\t " if c in header[0]), None) if len(header) == 1 else None
                 hint = f" (separated by {separator!r}? write it with commas)" if separator else ""
                 raise InputError(f"{path}: no '{name}' column in the header {header}{hint}; need z, y and x")
-            if names.count(name) > 1:
-                raise InputError(f"{path}: {names.count(name)} '{name}' columns in the header {header}; which one is meant?")
+        for index in columns.values():
+            if names.count(names[index]) > 1:
+                raise InputError(f"{path}: {names.count(names[index])} '{names[index]}' columns in the header {header}; which one is meant?")
         zyx, score, label = [], [], []
         for row in rows:
             if not any(cell.strip() for cell in row):

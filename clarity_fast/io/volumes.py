@@ -476,31 +476,34 @@ def _natural_key(name: str) -> tuple[list[str | int], str]:
     return [int(part) if i % 2 else part for i, part in enumerate(parts)], name
 
 
+# Labels of a numbered part of a plane file's name that tell series apart (channels, tiles, views, time points,
+# light-sheet sides); others (a serial two-photon section and its optical layer) number the planes of one series.
+_SERIES_LABEL = re.compile(r"(?:c|ch|chan|channel|t|tp|time|timepoint|tile|pos|position|view|sh|side|illumination|cam|camera)", re.I)
+
+
 def _several_series(names: list[str]) -> str | None:
-    """Where the names' numbers form a product, one numbered part (a channel's C00, C01) repeating the same others
-    (the planes' Z0000..Z0031) for each of its values, that part's values; None for one series of planes (whose
-    other numbers, a time stamp say, change with the plane). Stacked, two channels would read as one deep volume."""
-    parts = [re.split(r"(\d+)", name.casefold()) for name in names]
+    """Where the names' numbers form a product, a numbered part labelled as a channel, tile, view or time point (C00,
+    C01) repeating the same others (Z0000..Z0031) for each of its values, that part's values; None for one series of
+    planes. Stacked, two channels would read as one deep volume."""
+    parts = [re.split(r"(\d+)", name) for name in names]
     if len(parts) < 4 or len({tuple(p[0::2]) for p in parts}) != 1:
         return None
     numbers = [tuple(int(n) for n in p[1::2]) for p in parts]
     varying = [i for i in range(len(numbers[0])) if len({n[i] for n in numbers}) > 1]
     if len(varying) < 2:
         return None
-    splits = []
-    for i in varying:
+    labels = {i: re.search(r"[^\W\d_]*$", parts[0][2 * i]).group() for i in varying}  # the letters naming it: C, ch, Z
+    for i in sorted(varying, key=lambda i: len({n[i] for n in numbers})):
+        if not _SERIES_LABEL.fullmatch(labels[i]):
+            continue
         groups: dict[int, set[tuple[int, ...]]] = {}
         for n in numbers:
             groups.setdefault(n[i], set()).add(tuple(n[j] for j in varying if j != i))
         rest = next(iter(groups.values()))
         if len(rest) > 1 and all(g == rest for g in groups.values()):
-            splits.append(i)
-    if not splits:
-        return None
-    field = min(splits, key=lambda i: len({n[i] for n in numbers}))
-    shown = sorted({p[2 * field + 1] for p in parts}, key=int)
-    prefix = re.search(r"[^\W\d_]*$", re.split(r"(\d+)", names[0])[2 * field]).group()  # the letters naming it: C, ch, x
-    return ", ".join(prefix + v for v in shown[:4]) + (f" and {len(shown) - 4} more" if len(shown) > 4 else "")
+            shown = sorted({p[2 * i + 1] for p in parts}, key=int)
+            return ", ".join(labels[i] + v for v in shown[:4]) + (f" and {len(shown) - 4} more" if len(shown) > 4 else "")
+    return None
 
 
 def _open_folder(path: Path, channel: int | None) -> VolumeReader:
