@@ -248,12 +248,16 @@ def test_folder_planes_with_and_without_a_singleton_axis_mix(tmp_path: Path, fir
     assert np.all(slab[0] == 7) and np.array_equal(slab[1], np.arange(20).reshape(4, 5))
 
 
-def test_a_folder_of_two_channels_planes_is_refused_not_stacked(tmp_path: Path) -> None:
-    """UltraMicroscope names: two channels' planes in one folder would read as one volume twice as deep."""
-    for c in range(2):
+@pytest.mark.parametrize(
+    ("name", "series"),
+    [("12-34-56_UltraII_C{k:02d}_xyz-Table Z{z:04d}.ome.tif", "C00, C01"), ("12-34-56_Ultra II[00 x {k:02d}]_C00_xyz-Table Z{z:04d}.ome.tif", "tile 00, tile 01")],
+)
+def test_a_folder_of_two_channels_or_tiles_planes_is_refused_not_stacked(tmp_path: Path, name: str, series: str) -> None:
+    """UltraMicroscope names: two channels' (or tiles') planes in one folder would read as one volume twice as deep."""
+    for k in range(2):
         for z in range(3):
-            tifffile.imwrite(tmp_path / f"12-34-56_UltraII_C{c:02d}_xyz-Table Z{z:04d}.ome.tif", np.zeros((4, 5), np.uint16))
-    with pytest.raises(InputError, match="repeat the same numbers for each of C00, C01"):
+            tifffile.imwrite(tmp_path / name.format(k=k, z=z), np.zeros((4, 5), np.uint16))
+    with pytest.raises(InputError, match=f"repeat the same numbers for each of {series}"):
         open_volume(tmp_path)
 
 

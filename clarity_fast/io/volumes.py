@@ -481,6 +481,14 @@ def _natural_key(name: str) -> tuple[list[str | int], str]:
 _SERIES_LABEL = re.compile(r"(?:c|ch|chan|channel|t|tp|time|timepoint|tile|pos|position|view|sh|side|illumination|cam|camera)", re.I)
 
 
+def _label(parts: list[str], i: int) -> str:
+    """The letters naming a name's i-th number (C of C00, ch, Z), or "tile" for an UltraMicroscope's [00 x 01]."""
+    before = parts[2 * i]
+    if re.search(r"\[\s*$", before) or (i > 0 and re.fullmatch(r"\s*x\s*", before) and re.search(r"\[\s*$", parts[2 * i - 2])):
+        return "tile"
+    return re.search(r"[^\W\d_]*$", before).group()
+
+
 def _several_series(names: list[str]) -> str | None:
     """Where the names' numbers form a product, a numbered part labelled as a channel, tile, view or time point (C00,
     C01) repeating the same others (Z0000..Z0031) for each of its values, that part's values; None for one series of
@@ -492,7 +500,7 @@ def _several_series(names: list[str]) -> str | None:
     varying = [i for i in range(len(numbers[0])) if len({n[i] for n in numbers}) > 1]
     if len(varying) < 2:
         return None
-    labels = {i: re.search(r"[^\W\d_]*$", parts[0][2 * i]).group() for i in varying}  # the letters naming it: C, ch, Z
+    labels = {i: _label(parts[0], i) for i in varying}
     for i in sorted(varying, key=lambda i: len({n[i] for n in numbers})):
         if not _SERIES_LABEL.fullmatch(labels[i]):
             continue
@@ -502,7 +510,8 @@ def _several_series(names: list[str]) -> str | None:
         rest = next(iter(groups.values()))
         if len(rest) > 1 and all(g == rest for g in groups.values()):
             shown = sorted({p[2 * i + 1] for p in parts}, key=int)
-            return ", ".join(labels[i] + v for v in shown[:4]) + (f" and {len(shown) - 4} more" if len(shown) > 4 else "")
+            named = [f"{labels[i]} {v}" if labels[i] == "tile" else labels[i] + v for v in shown]
+            return ", ".join(named[:4]) + (f" and {len(named) - 4} more" if len(named) > 4 else "")
     return None
 
 
