@@ -493,3 +493,84 @@ def test_an_imagej_stack_saved_without_axes_is_told_how_to_fix_it(tmp_path: Path
     tifffile.imwrite(tmp_path / "v.tif", np.zeros((32, 8, 8), np.uint16), imagej=True, metadata={"spacing": 4, "unit": "um"})
     with pytest.raises(InputError, match="has 32 channels .*save it again with axes ZYX"):
         open_volume(tmp_path / "v.tif")
+
+
+def test_imagej_per_axis_units_and_defaults(tmp_path: Path, caplog: pytest.LogCaptureFixture) -> None:
+    """Fiji writes zunit / yunit where they differ from x's unit, and leaves the spacing out where it is 1."""
+    data = volume()
+    tifffile.imwrite(tmp_path / "zunit.tif", data, imagej=True, resolution=(0.5, 0.5),
+                     metadata={"axes": "ZYX", "unit": "micron", "zunit": "nm", "spacing": 4000})
+    tifffile.imwrite(tmp_path / "nospacing.tif", data, imagej=True, resolution=(0.5, 0.5), metadata={"axes": "ZYX", "unit": "micron"})
+    tifffile.imwrite(tmp_path / "cm.tif", data, imagej=True, resolution=(5000.0, 5000.0), metadata={"axes": "ZYX", "unit": "cm", "spacing": 0.0004})
+    with open_volume(tmp_path / "zunit.tif") as reader:
+        assert reader.voxel_size == pytest.approx((4.0, 2.0, 2.0))
+    with open_volume(tmp_path / "cm.tif") as reader:
+        assert reader.voxel_size == pytest.approx((4.0, 2.0, 2.0))
+    assert not caplog.text
+    with caplog.at_level("WARNING", logger="clarity_fast"):
+        with open_volume(tmp_path / "nospacing.tif") as reader:
+            assert reader.voxel_size == pytest.approx((1.0, 2.0, 2.0))
+    assert "records no z spacing, so ImageJ's default of 1 is taken (voxel size 1, 2, 2 µm)" in caplog.text
+
+
+def _ome_image(i: int, *, size_um: float, spacing_um: float, tiff_data: str) -> str:
+    return (f'<Image ID="Image:{i}" Name="pos{i}"><Pixels ID="Pixels:{i}" DimensionOrder="XYZCT" Type="uint16" SizeX="8" SizeY="7" '
+            f'SizeZ="6" SizeC="1" SizeT="1" PhysicalSizeX="{size_um}" PhysicalSizeY="{size_um}" PhysicalSizeZ="{spacing_um}">'
+            f'<Channel ID="Channel:{i}:0" SamplesPerPixel="1"/>{tiff_data}</Pixels></Image>')
+
+
+def test_a_multi_file_ome_tiff_reads_its_own_image_and_voxel_size(tmp_path: Path) -> None:
+    """Two positions in two files, each file's OME-XML listing both: each file reads its own pixels and sizes, also
+    when the other file is missing (tifffile then leaves that image out of its series)."""
+    uuids = ["urn:uuid:00000000-0000-0000-0000-000000000000", "urn:uuid:11111111-1111-1111-1111-111111111111"]
+    data = [volume((6, 7, 8), seed=1), volume((6, 7, 8), seed=2)]
+    for k in (0, 1):
+        images = [_ome_image(i, size_um=(0.5, 2.0)[i], spacing_um=(10.0, 4.0)[i],
+                             tiff_data=f'<TiffData IFD="0" PlaneCount="6"><UUID FileName="pos{i}.ome.tif">{uuids[i]}</UUID></TiffData>')
+                  for i in (0, 1)]
+        xml = f'<?xml version="1.0" encoding="UTF-8"?><OME xmlns="http://www.openmicroscopy.org/Schemas/OME/2016-06" UUID="{uuids[k]}">{"".join(images)}</OME>'
+        with tifffile.TiffWriter(tmp_path / f"pos{k}.ome.tif") as writer:
+            for z in range(6):
+                writer.write(data[k][z], photometric="minisblack", description=xml if z == 0 else None, metadata=None, contiguous=False)
+    with open_volume(tmp_path / "pos1.ome.tif") as reader:
+        assert reader.voxel_size == pytest.approx((4.0, 2.0, 2.0))
+        np.testing.assert_array_equal(reader.read_slab(0, 6), data[1])
+    (tmp_path / "pos0.ome.tif").unlink()
+    with open_volume(tmp_path / "pos1.ome.tif") as reader:
+        assert reader.voxel_size == pytest.approx((4.0, 2.0, 2.0))
+        np.testing.assert_array_equal(reader.read_slab(0, 6), data[1])
+
+
+@pytest.mark.parametrize("zarr_format", [2, 3])
+def test_a_zarr_arrays_own_axis_names_are_used(tmp_path: Path, zarr, zarr_format: int) -> None:
+    data = volume((6, 2, 7, 8), np.uint16)
+    names = ["z", "c", "y", "x"]
+    if zarr_format == 3:
+        array = zarr.create_array(tmp_path / "v.zarr", shape=data.shape, dtype=data.dtype, zarr_format=3, dimension_names=names)
+    else:
+        array = zarr.create_array(tmp_path / "v.zarr", shape=data.shape, dtype=data.dtype, zarr_format=2)
+        array.attrs["_ARRAY_DIMENSIONS"] = names  # xarray's convention
+    array[:] = data
+    with open_volume(tmp_path / "v.zarr", channel=1) as reader:
+        np.testing.assert_array_equal(reader.read_slab(0, 6), data[:, 1])
+    zarr.create_array(tmp_path / "yxz.zarr", shape=(7, 8, 6), dtype=np.uint16, zarr_format=3, dimension_names=["y", "x", "z"])
+    with pytest.raises(InputError, match="unsupported axis order YXZ"):
+        open_volume(tmp_path / "yxz.zarr")
+
+
+def test_ome_zarr_reads_the_finest_level_and_needs_its_scale(tmp_path: Path, zarr) -> None:
+    group = zarr.open_group(tmp_path / "b.zarr", mode="w", zarr_format=2)
+    group.create_array("coarse", shape=(3, 3, 4), dtype=np.uint16)[:] = 0
+    data = volume((6, 7, 8), np.uint16)
+    group.create_array("fine", shape=data.shape, dtype=data.dtype)[:] = data
+    axes = [{"name": a, "type": "space", "unit": "micrometer"} for a in "zyx"]
+    datasets = [{"path": "coarse", "coordinateTransformations": [{"type": "scale", "scale": [8.0, 4.0, 4.0]}]},
+                {"path": "fine", "coordinateTransformations": [{"type": "scale", "scale": [4.0, 2.0, 2.0]}]}]
+    group.attrs["multiscales"] = [{"version": "0.4", "axes": axes, "datasets": datasets}]
+    with open_volume(tmp_path / "b.zarr") as reader:  # listed coarse first: the finest is still the one read
+        assert reader.shape == (6, 7, 8) and reader.voxel_size == pytest.approx((4.0, 2.0, 2.0))
+    for transforms in ([], [{"type": "scale", "scale": [4.0, 2.0]}], [{"type": "scale", "path": "scale.bin"}]):
+        datasets[1]["coordinateTransformations"] = transforms  # no scale of its own: units alone are no voxel size
+        group.attrs["multiscales"] = [{"version": "0.4", "axes": axes, "datasets": datasets}]
+        with open_volume(tmp_path / "b.zarr") as reader:
+            assert reader.voxel_size is None

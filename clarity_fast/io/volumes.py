@@ -50,10 +50,23 @@ _MICROMETRES_PER_UNIT = {
     "\u03bcm": 1.0,  # Greek mu
     "\\u00b5m": 1.0,  # ImageJ's escaped micro sign
     "nanometer": 1e-3,
+    "nanometre": 1e-3,
     "nm": 1e-3,
     "millimeter": 1e3,
+    "millimetre": 1e3,
     "mm": 1e3,
+    "centimeter": 1e4,
+    "centimetre": 1e4,
+    "cm": 1e4,
+    "meter": 1e6,
+    "metre": 1e6,
+    "m": 1e6,
+    "picometer": 1e-6,
+    "pm": 1e-6,
+    "angstrom": 1e-4,
+    "\u00c5": 1e-4,  # Å
 }
+_AXIS_LETTERS = {"z": "Z", "y": "Y", "x": "X", "c": "C", "channel": "C", "t": "T", "time": "T"}  # named axes of a Zarr array
 # ImageJ cannot read BigTIFF and only knows these types; other volumes are written as OME-TIFF.
 _IMAGEJ_DTYPES = (np.dtype(np.uint8), np.dtype(np.uint16), np.dtype(np.float32))
 _CLASSIC_TIFF_LIMIT = 2**32 - 2**25  # bytes; tifffile's own margin below 4 GiB
@@ -413,42 +426,69 @@ def _open_tiff(path: Path, channel: int | None) -> VolumeReader:
 def _largest_series(tif: tifffile.TiffFile, path: Path) -> tifffile.TiffPageSeries:
     """The image series with the most voxels (the first of equals): a file may put an overview or a thumbnail
     before the volume. Where there are several, one warning says which was read."""
-    sizes = [math.prod(series.shape) for series in tif.series]
-    chosen = sizes.index(max(sizes))
-    if len(sizes) > 1:
+    # A multi-file OME-TIFF lists every file's images: those whose data lie in another file come after this one's.
+    ranks = [(_in_file(series, tif), math.prod(series.shape)) for series in tif.series]
+    chosen = ranks.index(max(ranks))
+    if len(ranks) > 1:
         shapes = ", ".join(str(tuple(series.shape)) for series in tif.series)
-        log.warning("%s: holds %d image series (%s); reading series %d, the largest", path, len(sizes), shapes, chosen)
+        where = "the largest stored in this file" if not all(own for own, _ in ranks) else "the largest"
+        log.warning("%s: holds %d image series (%s); reading series %d, %s", path, len(ranks), shapes, chosen, where)
     return tif.series[chosen]
+
+
+def _in_file(series: tifffile.TiffPageSeries, tif: tifffile.TiffFile) -> bool:
+    """Whether a series' pixels lie in this file (not in another file of a multi-file OME-TIFF)."""
+    first = next((page for page in series.pages if page is not None), None)
+    return first is not None and first.parent is tif
 
 
 def _tiff_voxel_size(tif: tifffile.TiffFile, series: tifffile.TiffPageSeries) -> VoxelSize | None:
     """Voxel size from OME-TIFF PhysicalSize (of the series' own image) or ImageJ spacing + resolution; None unless
     fully known."""
     if tif.is_ome:
-        image = next(i for i, s in enumerate(tif.series) if s is series)  # tifffile lists OME images in order
-        return _ome_voxel_size(tif.ome_metadata or "", image=image)
+        return _ome_voxel_size(tif.ome_metadata or "", series=series, index=next(i for i, s in enumerate(tif.series) if s is series))
     meta = tif.imagej_metadata
     if not meta:
         return None
-    factor = _MICROMETRES_PER_UNIT.get(str(meta.get("unit", "")).strip().lower())
+    unit = str(meta.get("unit", "")).strip().lower()
+    # Fiji records y and z units apart where they differ from x's; ImageJ leaves the spacing out where it is 1.
+    factors = [_MICROMETRES_PER_UNIT.get(str(meta.get(key, unit)).strip().lower()) for key in ("zunit", "yunit", "unit")]
     tags = series.keyframe.tags
     x_res, y_res = tags.get("XResolution"), tags.get("YResolution")
-    if factor is None or "spacing" not in meta or x_res is None or y_res is None:
+    if None in factors or x_res is None or y_res is None:
         return None
     try:
-        sizes = (float(meta["spacing"]), y_res.value[1] / y_res.value[0], x_res.value[1] / x_res.value[0])
+        sizes = (float(meta.get("spacing", 1.0)), y_res.value[1] / y_res.value[0], x_res.value[1] / x_res.value[0])
     except (TypeError, ValueError, ZeroDivisionError, IndexError):
         return None
-    return _positive_voxel_size(tuple(size * factor for size in sizes))
+    voxel_size = _positive_voxel_size(tuple(size * factor for size, factor in zip(sizes, factors)))
+    if voxel_size is None:
+        return None
+    # ImageJ's own defaults, which are also what a script that forgot them writes: said, so that a wrong scale is seen.
+    if "spacing" not in meta and "Z" in series.axes:
+        guess = "records no z spacing, so ImageJ's default of 1 is taken"
+    elif sizes[0] != 1 and tuple(x_res.value) == tuple(y_res.value) == (1, 1):
+        guess = "has a z spacing but a pixel size of exactly 1, as a writer given none stores it"
+    else:
+        return voxel_size
+    log.warning("%s: %s (voxel size %s µm); if that is wrong, pass --voxel-size Z,Y,X", tif.filehandle.path, guess,
+                ", ".join(f"{v:g}" for v in voxel_size))
+    return voxel_size
 
 
-def _ome_voxel_size(xml: str, *, image: int = 0) -> VoxelSize | None:
+def _ome_voxel_size(xml: str, *, series: tifffile.TiffPageSeries, index: int) -> VoxelSize | None:
+    """PhysicalSize of the OME Image the series shows: the one of its name and size (tifffile leaves out images it has
+    no pixels for, so its series' positions need not be the images'), else the one at its position."""
     try:
         root = ET.fromstring(xml)
     except ET.ParseError:
         return None
-    every = [element for element in root.iter() if element.tag.rsplit("}", 1)[-1] == "Pixels"]
-    pixels = every[image] if image < len(every) else None
+    images = [element for element in root.iter() if element.tag.rsplit("}", 1)[-1] == "Image"]
+    every = [next((c for c in image if c.tag.rsplit("}", 1)[-1] == "Pixels"), None) for image in images]
+    sizes = dict(zip("ZYX", (dict(zip(series.axes, series.shape)).get(a, 1) for a in "ZYX")))
+    named = [pixels for image, pixels in zip(images, every) if pixels is not None and image.get("Name") == series.name
+             and all(pixels.get(f"Size{a}") == str(n) for a, n in sizes.items())]
+    pixels = named[0] if len(named) == 1 else every[index] if index < len(every) else None
     if pixels is None:
         return None
     sizes = []
@@ -563,17 +603,27 @@ def _open_zarr(path: Path, channel: int | None) -> VolumeReader:
                     f"{path}: Zarr group without OME-NGFF multiscales metadata; give the path of an array in it"
                 )
             multiscale = multiscales[0]
-            dataset = multiscale["datasets"][0]
-            array = node[dataset["path"]]
+            # The levels are meant to be listed finest first; a writer that lists them otherwise loses no resolution.
+            levels = [(dataset, node[dataset["path"]]) for dataset in multiscale["datasets"]]
+            dataset, array = max(levels, key=lambda level: math.prod(level[1].shape))
             axes, voxel_size = _ngff_axes_and_voxel_size(multiscale, dataset, array.ndim)
     else:
         array = node
-        axes = _assumed_axes(path, array.shape)
+        axes = _named_axes(array) or _assumed_axes(path, array.shape)
         voxel_size = _attrs_voxel_size(attrs)
     if len(axes) != array.ndim:
         raise InputError(f"{path}: {array.ndim}D Zarr array; expected 2D (y, x), 3D (z, y, x), 4D (c, z, y, x) or 5D (t, c, z, y, x)")
     layout, shape = _layout(path, array.shape, axes, channel)
     return _ArrayVolume(path, array, layout, shape, voxel_size=voxel_size, error=error)
+
+
+def _named_axes(array: Any) -> str | None:
+    """Axis letters from a Zarr array's own axis names (v3 dimension_names, or xarray's _ARRAY_DIMENSIONS in v2);
+    None where it has none. Names other than z, y, x, c and t become Q, which no layout accepts."""
+    names = getattr(getattr(array, "metadata", None), "dimension_names", None) or array.attrs.get("_ARRAY_DIMENSIONS")
+    if not names or len(names) != array.ndim or not all(isinstance(name, str) and name for name in names):
+        return None
+    return "".join(_AXIS_LETTERS.get(name.strip().lower(), "Q") for name in names)
 
 
 def _ngff_axes_and_voxel_size(
@@ -586,12 +636,15 @@ def _ngff_axes_and_voxel_size(
     entries = [entry if isinstance(entry, dict) else {"name": entry} for entry in named]
     names = [str(entry["name"]).lower() for entry in entries]
     axes = "".join(name.upper() if name in ("t", "c", "z", "y", "x") else "Q" for name in names)
-    scale = [1.0] * len(names)
-    for transforms in (dataset.get("coordinateTransformations"), multiscale.get("coordinateTransformations")):
+    scale, scaled = [1.0] * len(names), False
+    for level, transforms in ((True, dataset.get("coordinateTransformations")), (False, multiscale.get("coordinateTransformations"))):
         for transform in transforms or ():
-            if transform.get("type") == "scale" and len(transform.get("scale", ())) == len(names):
-                scale = [a * float(b) for a, b in zip(scale, transform["scale"])]
-    if not {"z", "y", "x"} <= set(names):
+            if transform.get("type") != "scale":
+                continue
+            if len(transform.get("scale") or ()) != len(names):  # in a file (`path`), or not one number per axis
+                return axes, None
+            scale, scaled = [a * float(b) for a, b in zip(scale, transform["scale"])], scaled or level
+    if not scaled or not {"z", "y", "x"} <= set(names):  # every level must give its scale: without one, no size is known
         return axes, None
     sizes = []
     for axis in "zyx":
