@@ -569,8 +569,23 @@ def test_ome_zarr_reads_the_finest_level_and_needs_its_scale(tmp_path: Path, zar
     group.attrs["multiscales"] = [{"version": "0.4", "axes": axes, "datasets": datasets}]
     with open_volume(tmp_path / "b.zarr") as reader:  # listed coarse first: the finest is still the one read
         assert reader.shape == (6, 7, 8) and reader.voxel_size == pytest.approx((4.0, 2.0, 2.0))
+    with open_volume(tmp_path / "b.zarr" / "coarse") as reader:  # a level by its path: the group's scale for it
+        assert reader.shape == (3, 3, 4) and reader.voxel_size == pytest.approx((8.0, 4.0, 4.0))
     for transforms in ([], [{"type": "scale", "scale": [4.0, 2.0]}], [{"type": "scale", "path": "scale.bin"}]):
         datasets[1]["coordinateTransformations"] = transforms  # no scale of its own: units alone are no voxel size
         group.attrs["multiscales"] = [{"version": "0.4", "axes": axes, "datasets": datasets}]
         with open_volume(tmp_path / "b.zarr") as reader:
             assert reader.voxel_size is None
+
+
+def test_bigtiff_names_are_read_and_other_microscope_formats_named(tmp_path: Path) -> None:
+    data = volume()
+    tifffile.imwrite(tmp_path / "v.btf", data, bigtiff=True, metadata={"axes": "ZYX"})
+    np.testing.assert_array_equal(read_all(tmp_path / "v.btf"), data)
+    (tmp_path / "brain.ims").write_bytes(b"\x89HDF")
+    with pytest.raises(InputError, match=r"brain\.ims: unsupported format \(Imaris: export it as OME-TIFF or OME-Zarr first"):
+        open_volume(tmp_path / "brain.ims")
+    # four planes written without axes: tifffile (to 2026) stored them as samples of one page
+    tifffile.imwrite(tmp_path / "four.tif", np.zeros((4, 8, 8), np.uint16), photometric="rgb", planarconfig="separate")
+    with pytest.raises(InputError, match=r"has 4 channels \(axes SYX\).*save it again with axes ZYX"):
+        open_volume(tmp_path / "four.tif")

@@ -33,7 +33,11 @@ VoxelSize = tuple[float, float, float]
 
 log = logging.getLogger("clarity_fast")
 
-_TIFF_SUFFIXES = (".tif", ".tiff")
+_TIFF_SUFFIXES = (".tif", ".tiff", ".btf", ".tf8", ".tf2")  # the last three: BigTIFF's own names
+_OTHER_FORMATS = {  # microscope formats users try, named in the refusal
+    (".ims",): "Imaris", (".h5", ".hdf5", ".hdf"): "HDF5", (".czi",): "Zeiss CZI", (".lif", ".lof"): "Leica LIF",
+    (".nd2",): "Nikon ND2", (".oib", ".oir"): "Olympus", (".vsi",): "Olympus VSI", (".n5",): "N5",
+}
 _ZARR_MARKERS = (".zarray", ".zgroup", "zarr.json")
 _FORMATS = "a .tif/.tiff file, a folder of .tif/.tiff planes, a .zarr store or a .npy file"
 _CHANNEL_AXES = "CS"
@@ -125,7 +129,7 @@ class _Layout:
         return tuple(z if axis == self.z_axis else fixed.get(axis, slice(None)) for axis in range(self.ndim))
 
 
-MANY_CHANNELS = 8  # more channels than this, and no z axis: an ImageJ stack saved without its axes, more likely
+MANY_CHANNELS = 8  # more channels than this (or samples), and no z axis: a stack saved without its axes, more likely
 
 
 def _layout(
@@ -142,7 +146,8 @@ def _layout(
         raise InputError(f"{name}: more than one channel axis (axes {axes}, shape {shape}); not supported")
     n_channels = shape[channel_axes[0]] if channel_axes else 1
     if channel is None and n_channels > 1:
-        planes = "" if n_channels <= MANY_CHANNELS or any(a in "ZQ" for a in axes) else (
+        hidden = (n_channels > MANY_CHANNELS or "S" in axes) and not any(a in "ZQ" for a in axes)  # a stack's planes as samples
+        planes = "" if not hidden else (
             "; if they are z planes, the file was written without naming its axes: save it again with axes ZYX"
         )
         raise InputError(f"{name}: has {n_channels} channels (axes {axes}); choose one with --channel{planes}")
@@ -373,7 +378,9 @@ def open_volume(path: str | os.PathLike[str], *, channel: int | None = None) -> 
         return _open_tiff(path, channel)
     if suffix == ".npy":
         return _open_npy(path, channel)
-    raise InputError(f"{path}: unsupported format; expected {_FORMATS}")
+    known = next((what for suffixes, what in _OTHER_FORMATS.items() if suffix in suffixes), None)
+    hint = f" ({known}: export it as OME-TIFF or OME-Zarr first, with Fiji or bioformats2raw, say)" if known else ""
+    raise InputError(f"{path}: unsupported format{hint}; expected {_FORMATS}")
 
 
 def open_array(array: np.ndarray, *, voxel_size: VoxelSize | None = None, name: str = "<array>") -> VolumeReader:
@@ -607,6 +614,9 @@ def _open_zarr(path: Path, channel: int | None) -> VolumeReader:
             levels = [(dataset, node[dataset["path"]]) for dataset in multiscale["datasets"]]
             dataset, array = max(levels, key=lambda level: math.prod(level[1].shape))
             axes, voxel_size = _ngff_axes_and_voxel_size(multiscale, dataset, array.ndim)
+    elif (level := _ngff_level(zarr, path)) is not None:  # one level of an OME-NGFF group, named by its path
+        array = node
+        axes, voxel_size = _ngff_axes_and_voxel_size(*level, array.ndim)
     else:
         array = node
         axes = _named_axes(array) or _assumed_axes(path, array.shape)
@@ -615,6 +625,16 @@ def _open_zarr(path: Path, channel: int | None) -> VolumeReader:
         raise InputError(f"{path}: {array.ndim}D Zarr array; expected 2D (y, x), 3D (z, y, x), 4D (c, z, y, x) or 5D (t, c, z, y, x)")
     layout, shape = _layout(path, array.shape, axes, channel)
     return _ArrayVolume(path, array, layout, shape, voxel_size=voxel_size, error=error)
+
+
+def _ngff_level(zarr: ModuleType, path: Path) -> tuple[dict[str, Any], dict[str, Any]] | None:
+    """The multiscale and dataset entries of the OME-NGFF group above an array that is one of its levels, if any."""
+    try:
+        attrs = dict(zarr.open_group(str(path.parent), mode="r").attrs)
+        multiscale = (attrs.get("multiscales") or attrs.get("ome", {}).get("multiscales"))[0]
+        return multiscale, next(d for d in multiscale["datasets"] if str(d["path"]).strip("/") == path.name)
+    except Exception:  # no group above, no multiscales, or not one of its levels: a plain array
+        return None
 
 
 def _named_axes(array: Any) -> str | None:
