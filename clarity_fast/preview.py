@@ -9,7 +9,7 @@ import numpy as np
 from clarity_fast.io.png import write_png
 
 MAX_SIDE = 2048  # larger projections are max-pooled down to this, so small cells stay visible
-MIN_SIDE = 512  # smaller ones are enlarged (nearest neighbour) to at least this
+MIN_SIDE = 512  # smaller ones are enlarged (nearest neighbour) by the whole factor that brings them nearest this without passing it
 RING = np.array([255, 64, 32], np.uint8)
 
 
