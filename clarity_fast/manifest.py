@@ -1,5 +1,6 @@
-"""Manifests: CSV lists of annotated volumes (`volume,points[,group][,voxel_size][,cell_diameter][,annotations]`), paths
-relative to the file. Per-volume voxel sizes and cell diameters (µm) let one model learn from several datasets."""
+"""Manifests: CSV lists of annotated volumes (`volume,points[,group][,voxel_size][,cell_diameter][,annotations][,channel]`),
+paths relative to the file, lines starting with # ignored. Per-volume voxel sizes and cell diameters (µm) let one
+model learn from several datasets."""
 
 from __future__ import annotations
 
@@ -22,6 +23,11 @@ class Entry:
     voxel_size: VoxelSize | None
     cell_diameter: float | None = None
     partial: bool = False  # `annotations` column "partial": not every cell in the volume is annotated
+    channel: int | None = None  # of a multi-channel volume
+    line: str = ""  # "manifest.csv line 3", for messages
+
+
+COLUMNS = ("volume", "points", "group", "voxel_size", "cell_diameter", "annotations", "channel")
 
 
 def read_manifest(path: Path) -> list[Entry]:
@@ -37,42 +43,54 @@ def read_manifest(path: Path) -> list[Entry]:
 
 def _read(path: Path) -> list[Entry]:
     with path.open(newline="", encoding="utf-8-sig") as f:
-        reader = csv.DictReader(f)
-        columns = [c.strip().lower() for c in reader.fieldnames or []]
-        for needed in ("volume", "points"):
-            if needed not in columns:
-                raise InputError(f"{path}: no '{needed}' column; a manifest needs volume,points[,group][,voxel_size][,cell_diameter]")
-        entries, lines = [], {}
-        for row in reader:
-            line = f"{path} line {reader.line_num}"
-            if row.get(None):  # csv's key for values beyond the header's columns
-                raise InputError(
-                    f"{line}: {len(row[None])} more value(s) than the header has columns; "
-                    "write a voxel size as 4x2x2 (a comma separates columns)"
-                )
-            row = {k.strip().lower(): (v or "").strip() for k, v in row.items() if k}
-            for needed in ("volume", "points"):
-                if not row.get(needed):
-                    raise InputError(f"{line}: no {needed} given")
-            volume, points = path.parent / row["volume"], path.parent / row["points"]
-            for file in (volume, points):
-                if not file.exists():
-                    raise InputError(f"{line}: {file} does not exist")
-            seen = lines.setdefault(volume.resolve(), reader.line_num)
-            if seen != reader.line_num:  # it would count twice, and could land on both sides of a split
-                raise InputError(f"{line}: {row['volume']} is listed on line {seen} too; list each volume once (all its cells in one points file)")
-            voxel, diameter = row.get("voxel_size"), row.get("cell_diameter")
-            entries.append(
-                Entry(
-                    volume=volume,
-                    points=points,
-                    name=row["volume"],
-                    group=row.get("group") or row["volume"],
-                    voxel_size=parse_triple(voxel, name=f"{line}: voxel_size") if voxel else None,
-                    cell_diameter=parse_positive(diameter, name=f"{line}: cell_diameter") if diameter else None,
-                    partial=_annotations(row.get("annotations"), line),
-                )
+        numbered = [(n, text) for n, text in enumerate(f, start=1) if not text.lstrip().startswith("#")]  # comments
+    reader = csv.DictReader(text for _, text in numbered)
+    columns = [c.strip().lower() for c in reader.fieldnames or []]
+    for needed in ("volume", "points"):
+        if needed not in columns:
+            separator = next((c for c in ";\t" if len(columns) == 1 and c in columns[0]), None)
+            hint = f" (separated by {separator!r}? write it with commas)" if separator else ""
+            raise InputError(f"{path}: no '{needed}' column{hint}; a manifest needs volume,points[,group][,voxel_size][,cell_diameter]")
+    unknown = [c for c in columns if c and c not in COLUMNS]
+    if unknown:  # a misspelt voxel_size would otherwise be dropped, and the volume read at another scale
+        raise InputError(f"{path}: unknown column{'s' if len(unknown) > 1 else ''} {', '.join(map(repr, unknown))}; the columns are {', '.join(COLUMNS)}")
+    entries, lines = [], {}
+    for row in reader:
+        number = numbered[reader.line_num - 1][0]  # the file's own line, comments counted
+        line = f"{path} line {number}"
+        if not any((v or "").strip() for k, v in row.items() if k):  # a row of empty fields, as spreadsheets write
+            continue
+        if row.get(None):  # csv's key for values beyond the header's columns
+            raise InputError(
+                f"{line}: {len(row[None])} more value(s) than the header has columns; "
+                "write a voxel size as 4x2x2 (a comma separates columns)"
             )
+        row = {k.strip().lower(): (v or "").strip() for k, v in row.items() if k}
+        for needed in ("volume", "points"):
+            if not row.get(needed):
+                raise InputError(f"{line}: no {needed} given")
+        volume, points = path.parent / row["volume"], path.parent / row["points"]
+        for file in (volume, points):
+            if not file.exists():
+                hint = " (write paths with / , not \\)" if "\\" in str(file) else ""
+                raise InputError(f"{line}: {file} does not exist{hint}")
+        seen = lines.setdefault(volume.resolve(), number)
+        if seen != number:  # it would count twice, and could land on both sides of a split
+            raise InputError(f"{line}: {row['volume']} is listed on line {seen} too; list each volume once (all its cells in one points file)")
+        voxel, diameter, channel = row.get("voxel_size"), row.get("cell_diameter"), row.get("channel")
+        entries.append(
+            Entry(
+                volume=volume,
+                points=points,
+                name=row["volume"],
+                group=row.get("group") or row["volume"],
+                voxel_size=parse_triple(voxel, name=f"{line}: voxel_size") if voxel else None,
+                cell_diameter=parse_positive(diameter, name=f"{line}: cell_diameter") if diameter else None,
+                partial=_annotations(row.get("annotations"), line),
+                channel=_channel(channel, line) if channel else None,
+                line=line,
+            )
+        )
     if not entries:
         raise InputError(f"{path}: the manifest lists no volumes")
     return entries
@@ -84,3 +102,9 @@ def _annotations(value: str | None, line: str) -> bool:
     if value not in ("complete", "partial"):
         raise InputError(f"{line}: annotations must be complete or partial, got {value!r}")
     return value == "partial"
+
+
+def _channel(value: str, line: str) -> int:
+    if not value.isdigit():
+        raise InputError(f"{line}: channel must be a whole number >= 0, got {value!r}")
+    return int(value)

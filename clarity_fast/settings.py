@@ -118,15 +118,18 @@ class Scale:
         return snap_factors(factors)
 
 
-def resolve_voxel_size(*, from_file: VoxelSize | None, from_user: VoxelSize | None, source: object) -> VoxelSize:
-    """The user's --voxel-size wins (metadata is often a writer's default); without either, fail clearly."""
+def resolve_voxel_size(
+    *, from_file: VoxelSize | None, from_user: VoxelSize | None, source: object, given_as: str = "--voxel-size"
+) -> VoxelSize:
+    """The user's voxel size (`given_as`: the option, or a manifest's column) wins, as metadata is often a writer's
+    default; without either, fail clearly."""
     if from_user is not None:
         if from_file is not None and not all(math.isclose(a, b, rel_tol=1e-3) for a, b in zip(from_file, from_user)):
-            log.warning("%s: file says voxel size %s µm; using --voxel-size %s", source, from_file, from_user)
+            log.warning("%s: file says voxel size %s µm; using %s %s", source, from_file, given_as, from_user)
         return tuple(from_user)
     if from_file is not None:
         return tuple(from_file)
-    raise InputError(f"{source}: no voxel size is recorded in it; pass --voxel-size Z,Y,X (µm)")
+    raise InputError(f"{source}: no voxel size is recorded in it; pass {given_as} Z,Y,X (µm)")
 
 
 # Two detections closer than this many cell diameters are one cell. Touching cells of the stated size sit a

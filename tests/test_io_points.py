@@ -156,14 +156,17 @@ def test_bad_csv(tmp_path: Path, content: str, message: str) -> None:
 
 
 def test_point_outside_the_volume(tmp_path: Path) -> None:
-    (tmp_path / "p.csv").write_text("z,y,x\n1,2,3\n29,509,667\n")
+    (tmp_path / "p.csv").write_text("z,y,x\n1,2,3\n29,509,667.5\n")
     read_points(tmp_path / "p.csv")
-    outside = r"line 3: point \(z=29, y=509, x=667\) lies outside the volume of shape \(30, 510, 667\)"
+    outside = r"line 3: point \(z=29, y=509, x=667.5\) lies outside the volume of shape \(30, 510, 667\)"
     with pytest.raises(InputError, match=outside):
         read_points(tmp_path / "p.csv", shape=CROP_SHAPE)
     write_points(tmp_path / "p.xml", Points(zyx=np.array([[-1.0, 0, 0]])))
     with pytest.raises(InputError, match="marker 1 of Type 2: point .* outside"):
         read_points(tmp_path / "p.xml", shape=CROP_SHAPE)
+    # a point on the last voxel's far half rounds to the edge in a whole-voxel XML, and reads back (as does napari's -0.3)
+    write_points(tmp_path / "edge.xml", Points(zyx=np.array([[29.0, 509.0, 666.9], [-0.3, 0, 0]])))
+    np.testing.assert_array_equal(read_points(tmp_path / "edge.xml", shape=CROP_SHAPE).zyx, [[29, 509, 667], [0, 0, 0]])
 
 
 def test_malformed_xml(tmp_path: Path) -> None:

@@ -589,3 +589,11 @@ def test_bigtiff_names_are_read_and_other_microscope_formats_named(tmp_path: Pat
     tifffile.imwrite(tmp_path / "four.tif", np.zeros((4, 8, 8), np.uint16), photometric="rgb", planarconfig="separate")
     with pytest.raises(InputError, match=r"has 4 channels \(axes SYX\).*save it again with axes ZYX"):
         open_volume(tmp_path / "four.tif")
+
+
+def test_a_folder_of_imagej_planes_does_not_invent_a_plane_spacing(tmp_path: Path) -> None:
+    """Fiji's 2D planes record their pixel size but no z step: the folder's voxel size is unknown, not 1 µm along z."""
+    for k, plane in enumerate(volume()):
+        tifffile.imwrite(tmp_path / f"plane_{k:03d}.tif", plane, imagej=True, resolution=(0.5, 0.5), metadata={"unit": "micron"})
+    with open_volume(tmp_path) as reader:
+        assert reader.voxel_size is None

@@ -366,3 +366,48 @@ def test_a_fold_that_cannot_train_names_itself_and_leaves_no_output_folder(tmp_p
     done = run_cli("cv", "--manifest", tmp_path / "m.csv", "--epochs", "1", "--width", "8", "--out", tmp_path / "cv")
     assert done.returncode == 2 and "fold 0 (cnn, trained on B, C): no annotated cells" in done.stderr, done.stderr
     assert not (tmp_path / "cv").exists()
+
+
+def test_manifest_columns_comments_blank_rows_and_channel(tmp_path):
+    (tmp_path / "v.tif").write_bytes(b"")
+    (tmp_path / "p.csv").write_text("z,y,x\n")
+    (tmp_path / "m.csv").write_text("# made by hand\nvolume,points,voxel size\nv.tif,p.csv,8x2x2\n")
+    with pytest.raises(InputError, match="unknown column 'voxel size'; the columns are volume, points, group, voxel_size"):
+        read_manifest(tmp_path / "m.csv")  # a misspelt voxel size was dropped, and the volume read at another scale
+    (tmp_path / "m.csv").write_text("# made by hand\nvolume,points,channel\n,,\nv.tif,p.csv,1\n# v2.tif,p.csv,0\n")
+    (entry,) = read_manifest(tmp_path / "m.csv")
+    assert entry.channel == 1 and entry.line.endswith("m.csv line 4")
+    (tmp_path / "m.csv").write_text("volume;points\nv.tif;p.csv\n")
+    with pytest.raises(InputError, match="separated by ';'"):
+        read_manifest(tmp_path / "m.csv")
+
+
+def test_training_points_listed_twice_or_none_are_said(manifest, tmp_path, caplog):
+    from dataclasses import replace
+
+    from clarity_fast.io.points import Points, read_points, write_points
+
+    (first,) = read_manifest(manifest)[:1]
+    cells = read_points(first.points)
+    doubled = tmp_path / "doubled.csv"
+    write_points(doubled, Points(zyx=np.concatenate([cells.zyx, cells.zyx[:3]])))
+    (tmp_path / "none.csv").write_text("z,y,x\n")
+    with caplog.at_level("WARNING", logger="clarity_fast"):
+        (volume,) = load_annotated([replace(first, points=doubled)], cell_diameter=12.0, voxel_size=None, prefilter_threshold=3.0)
+        load_annotated([replace(first, points=tmp_path / "none.csv")], cell_diameter=12.0, voxel_size=None, prefilter_threshold=3.0)
+    assert len(volume.truth) == len(cells.zyx)
+    assert "lists 3 of its points more than once; each is taken once" in caplog.text
+    assert "none.csv holds no cells: every candidate in" in caplog.text
+
+
+def test_volumes_of_several_cell_sizes_record_the_first_and_say_so(volumes, caplog):
+    from dataclasses import replace
+
+    from clarity_fast.model.train import recorded_scale
+    from clarity_fast.settings import Scale
+
+    assert recorded_scale(volumes) == volumes[0].scale and not caplog.text
+    other = replace(volumes[1], scale=Scale(voxel_size=(10 / 3, 10 / 6, 10 / 6), cell_diameter=10.0))
+    with caplog.at_level("WARNING", logger="clarity_fast"):
+        assert recorded_scale([volumes[0], other]).cell_diameter == 12.0
+    assert "cell diameters of 10, 12 µm; the model records the first volume's, 12 µm" in caplog.text

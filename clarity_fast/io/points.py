@@ -121,7 +121,9 @@ def _number(path: Path, where: str, name: str, text: str | None) -> float:
 def _check_inside(
     path: Path, where: str, zyx: tuple[float, float, float], shape: tuple[int, int, int] | None
 ) -> None:
-    if shape is not None and not all(0 <= c < n for c, n in zip(zyx, shape)):
+    # Half a voxel of slack each side: a point on the edge voxel's far half (95.9 of 96) rounds to n in a whole-voxel
+    # XML, and napari places points on voxel 0 down to -0.5.
+    if shape is not None and not all(-0.5 <= c < n + 0.5 for c, n in zip(zyx, shape)):
         z, y, x = zyx
         raise InputError(
             f"{path} {where}: point (z={z:g}, y={y:g}, x={x:g}) lies outside the volume of shape {tuple(shape)}"

@@ -464,6 +464,8 @@ def _tiff_voxel_size(tif: tifffile.TiffFile, series: tifffile.TiffPageSeries) ->
     x_res, y_res = tags.get("XResolution"), tags.get("YResolution")
     if None in factors or x_res is None or y_res is None:
         return None
+    if "spacing" not in meta and "Z" not in series.axes:  # one plane (of a folder, say): it cannot know the planes' spacing
+        return None
     try:
         sizes = (float(meta.get("spacing", 1.0)), y_res.value[1] / y_res.value[0], x_res.value[1] / x_res.value[0])
     except (TypeError, ValueError, ZeroDivisionError, IndexError):

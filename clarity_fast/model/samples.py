@@ -6,6 +6,7 @@ Patches are cut by the same gatherer as detection, so training and inference see
 
 from __future__ import annotations
 
+import logging
 from dataclasses import dataclass
 
 import numpy as np
@@ -26,6 +27,8 @@ from clarity_fast.settings import (
     VoxelSize,
     resolve_voxel_size,
 )
+
+log = logging.getLogger("clarity_fast")
 
 RANDOM_NEGATIVE_FRACTION = 0.3  # of the negatives; the rest are hard (prefilter candidates)
 NEGATIVE_CLEARANCE = 1.0  # in cell radii: a candidate this far from every annotation is a negative
@@ -88,9 +91,10 @@ def load_annotated(
     and find its candidates there; volumes of different voxel sizes mix freely."""
     volumes = []
     for entry in entries:
-        with LevelledReader(open_volume(entry.volume)) as reader:
+        with LevelledReader(open_volume(entry.volume, channel=entry.channel)) as reader:
             size = resolve_voxel_size(
-                from_file=reader.voxel_size, from_user=entry.voxel_size or voxel_size, source=entry.volume
+                from_file=reader.voxel_size, from_user=entry.voxel_size or voxel_size, source=f"{entry.line}: {entry.volume}" if entry.line else entry.volume,
+                given_as="the manifest's voxel_size" if entry.voxel_size else "--voxel-size (or a voxel_size column)",
             )
             data = reader.read_slab(0, reader.shape[0])
         volume = open_array(data, name=str(entry.volume))  # errors name the file
@@ -104,11 +108,24 @@ def load_annotated(
         scale = native.working if factors != (1.0, 1.0, 1.0) else native
         grid = working_grid(data.shape, factors=factors)
         found = Candidates(to_voxels(points_to(found.zyx, factors=factors), shape=grid.shape), found.response)
-        truth = points_to(read_points(entry.points, shape=reader.shape).cells, factors=factors)
+        truth = points_to(_annotated_cells(entry, shape=reader.shape), factors=factors)
         volumes.append(
             AnnotatedVolume(entry.name, entry.group, data, grid, resample_volume(data, grid=grid), truth, found, scale, factors, entry.partial)
         )
     return volumes
+
+
+def _annotated_cells(entry: Entry, *, shape: tuple[int, int, int]) -> np.ndarray:
+    """The entry's cells, each once: a point listed twice would count twice as a cell to find, and a validation
+    volume would score its copy as missed. Said, as is a volume annotated as holding no cell."""
+    cells = read_points(entry.points, shape=shape).cells
+    unique = cells[np.sort(np.unique(cells, axis=0, return_index=True)[1])] if len(cells) else cells  # in the file's order
+    if len(unique) < len(cells):
+        log.warning("%s lists %d of its points more than once; each is taken once", entry.points, len(cells) - len(unique))
+    if not len(cells) and not entry.partial:
+        log.warning("%s holds no cells: every candidate in %s is taught as a non-cell (mark it annotations=partial if cells "
+                    "were left out)", entry.points, entry.name)
+    return unique
 
 
 def to_voxels(points: np.ndarray, *, shape: tuple[int, ...]) -> np.ndarray:

@@ -24,6 +24,7 @@ from clarity_fast.model.network import CellNet
 from clarity_fast.model.samples import AnnotatedVolume, epoch_examples, evaluation_examples
 from clarity_fast.model.store import TorchScorer
 from clarity_fast.progress import progress_bar, step
+from clarity_fast.settings import Scale
 from clarity_fast.volume_share import estimate_share, histogram
 
 log = logging.getLogger("clarity_fast")
@@ -85,6 +86,18 @@ def _logits(net: CellNet, patches: np.ndarray, batch: int = 2048) -> np.ndarray:
     net.eval()
     with torch.inference_mode():
         return np.concatenate([net(torch.from_numpy(patches[i : i + batch])).numpy() for i in range(0, len(patches), batch)])
+
+
+def recorded_scale(volumes: list[AnnotatedVolume]) -> Scale:
+    """The scale the model records, whose cell diameter is detect's default: the manifest's first volume's (each
+    volume is resampled to its own cells' working scale, so the network sees all alike); a warning where their
+    diameters differ, as detect cannot know which of them the user's cells are like."""
+    diameters = sorted({v.scale.cell_diameter for v in volumes})
+    if len(diameters) > 1:
+        log.warning("the volumes give cell diameters of %s µm; the model records the first volume's, %g µm, as detect's "
+                    "default (list first a volume of the size detect should assume, or give detect --cell-diameter)",
+                    ", ".join(f"{d:g}" for d in diameters), volumes[0].scale.cell_diameter)
+    return volumes[0].scale
 
 
 def calibrate(net: CellNet, volumes: list[AnnotatedVolume], *, patch: int) -> tuple[Calibration, list[np.ndarray]]:
@@ -149,7 +162,7 @@ def train(
             f"the validation volumes ({', '.join(v.name for v in val_set)}) give {kind}: annotate more volumes, or "
             "check that --voxel-size and --cell-diameter let the prefilter find candidates away from the cells"
         )
-    scale = volumes[0].scale
+    scale = recorded_scale(volumes)
     quarter_turns = abs(scale.voxel_size[1] - scale.voxel_size[2]) < 1e-6 * scale.voxel_size[1]
 
     net = CellNet(settings.network)
@@ -207,6 +220,8 @@ def train(
         training=dict(
             settings={k: v for k, v in asdict(settings).items() if k != "network"},
             train_volumes=[v.name for v in train_set],
+            volume_scales={v.name: dict(voxel_size=[w * f for w, f in zip(v.scale.voxel_size, v.factors)], cell_diameter=v.scale.cell_diameter)
+                           for v in volumes},  # as read (z finer where cells looked elongated), for the record
             validation_volumes=[v.name for v in val_set],
             train_cells=int(sum(len(v.truth) for v in train_set)),
             epochs_run=len(history),
