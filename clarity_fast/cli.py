@@ -305,7 +305,7 @@ def _train_settings(*, epochs: int, patch: int, width: int, seed: int, validate_
 
 
 ManifestOption = Annotated[
-    Path, typer.Option("--manifest", help="CSV of annotated volumes: volume,points[,group][,voxel_size][,cell_diameter][,annotations], paths relative to it.")
+    Path, typer.Option("--manifest", help="CSV of annotated volumes: volume,points[,group][,voxel_size][,cell_diameter][,annotations][,channel], paths relative to it.")
 ]
 EpochsOption = Annotated[int, typer.Option("--epochs", help="Most epochs (training stops early when validation AUC stalls).")]
 PatchOption = Annotated[int, typer.Option("--patch", help="Patch edge in voxels.")]

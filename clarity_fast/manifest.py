@@ -43,29 +43,29 @@ def read_manifest(path: Path) -> list[Entry]:
 
 def _read(path: Path) -> list[Entry]:
     with path.open(newline="", encoding="utf-8-sig") as f:
-        numbered = [(n, text) for n, text in enumerate(f, start=1) if not text.lstrip().startswith("#")]  # comments
-    reader = csv.DictReader(text for _, text in numbered)
-    columns = [c.strip().lower() for c in reader.fieldnames or []]
+        reader = csv.reader(f)
+        records = [(reader.line_num, row) for row in reader]  # the line a record ends on, as messages name it
+    records = [(n, row) for n, row in records if not (row and row[0].lstrip().startswith("#"))]  # comments
+    columns = [c.strip().lower() for c in records[0][1]] if records else []
     for needed in ("volume", "points"):
         if needed not in columns:
             separator = next((c for c in ";\t" if len(columns) == 1 and c in columns[0]), None)
             hint = f" (separated by {separator!r}? write it with commas)" if separator else ""
-            raise InputError(f"{path}: no '{needed}' column{hint}; a manifest needs volume,points[,group][,voxel_size][,cell_diameter]")
+            raise InputError(f"{path}: no '{needed}' column{hint}; a manifest needs volume,points[,group][,voxel_size][,cell_diameter][,annotations][,channel]")
     unknown = [c for c in columns if c and c not in COLUMNS]
     if unknown:  # a misspelt voxel_size would otherwise be dropped, and the volume read at another scale
         raise InputError(f"{path}: unknown column{'s' if len(unknown) > 1 else ''} {', '.join(map(repr, unknown))}; the columns are {', '.join(COLUMNS)}")
     entries, lines = [], {}
-    for row in reader:
-        number = numbered[reader.line_num - 1][0]  # the file's own line, comments counted
+    for number, values in records[1:]:
         line = f"{path} line {number}"
-        if not any((v or "").strip() for k, v in row.items() if k):  # a row of empty fields, as spreadsheets write
+        if not any(v.strip() for v in values):  # a blank line, or a row of empty fields as spreadsheets write
             continue
-        if row.get(None):  # csv's key for values beyond the header's columns
+        if len(values) > len(columns):
             raise InputError(
-                f"{line}: {len(row[None])} more value(s) than the header has columns; "
+                f"{line}: {len(values) - len(columns)} more value(s) than the header has columns; "
                 "write a voxel size as 4x2x2 (a comma separates columns)"
             )
-        row = {k.strip().lower(): (v or "").strip() for k, v in row.items() if k}
+        row = {k: v.strip() for k, v in zip(columns, values) if k}
         for needed in ("volume", "points"):
             if not row.get(needed):
                 raise InputError(f"{line}: no {needed} given")
@@ -105,6 +105,6 @@ def _annotations(value: str | None, line: str) -> bool:
 
 
 def _channel(value: str, line: str) -> int:
-    if not value.isdigit():
+    if not (value.isascii() and value.isdigit()):
         raise InputError(f"{line}: channel must be a whole number >= 0, got {value!r}")
     return int(value)

@@ -556,6 +556,10 @@ def test_a_zarr_arrays_own_axis_names_are_used(tmp_path: Path, zarr, zarr_format
     zarr.create_array(tmp_path / "yxz.zarr", shape=(7, 8, 6), dtype=np.uint16, zarr_format=3, dimension_names=["y", "x", "z"])
     with pytest.raises(InputError, match="unsupported axis order YXZ"):
         open_volume(tmp_path / "yxz.zarr")
+    own = zarr.create_array(tmp_path / "dims.zarr", shape=(6, 7, 8), dtype=np.uint16, zarr_format=2)
+    own.attrs["_ARRAY_DIMENSIONS"] = ["dim_0", "dim_1", "dim_2"]  # xarray's names where none were given: the usual order
+    with open_volume(tmp_path / "dims.zarr") as reader:
+        assert reader.shape == (6, 7, 8)
 
 
 def test_ome_zarr_reads_the_finest_level_and_needs_its_scale(tmp_path: Path, zarr) -> None:
@@ -571,6 +575,10 @@ def test_ome_zarr_reads_the_finest_level_and_needs_its_scale(tmp_path: Path, zar
         assert reader.shape == (6, 7, 8) and reader.voxel_size == pytest.approx((4.0, 2.0, 2.0))
     with open_volume(tmp_path / "b.zarr" / "coarse") as reader:  # a level by its path: the group's scale for it
         assert reader.shape == (3, 3, 4) and reader.voxel_size == pytest.approx((8.0, 4.0, 4.0))
+    datasets.append({"path": "missing", "coordinateTransformations": [{"type": "scale", "scale": [16.0, 8.0, 8.0]}]})
+    group.attrs["multiscales"] = [{"version": "0.4", "axes": axes, "datasets": datasets}]
+    with open_volume(tmp_path / "b.zarr") as reader:  # a level the store lacks (a partial copy) is passed over
+        assert reader.shape == (6, 7, 8)
     for transforms in ([], [{"type": "scale", "scale": [4.0, 2.0]}], [{"type": "scale", "path": "scale.bin"}]):
         datasets[1]["coordinateTransformations"] = transforms  # no scale of its own: units alone are no voxel size
         group.attrs["multiscales"] = [{"version": "0.4", "axes": axes, "datasets": datasets}]
@@ -585,10 +593,16 @@ def test_bigtiff_names_are_read_and_other_microscope_formats_named(tmp_path: Pat
     (tmp_path / "brain.ims").write_bytes(b"\x89HDF")
     with pytest.raises(InputError, match=r"brain\.ims: unsupported format \(Imaris: export it as OME-TIFF or OME-Zarr first"):
         open_volume(tmp_path / "brain.ims")
-    # four planes written without axes: tifffile (to 2026) stored them as samples of one page
-    tifffile.imwrite(tmp_path / "four.tif", np.zeros((4, 8, 8), np.uint16), photometric="rgb", planarconfig="separate")
-    with pytest.raises(InputError, match=r"has 4 channels \(axes SYX\).*save it again with axes ZYX"):
-        open_volume(tmp_path / "four.tif")
+    # planes written as samples of one page (tifffile did so for a 3- or 4-plane stack without axes)
+    tifffile.imwrite(tmp_path / "five.tif", np.zeros((5, 8, 8), np.uint16), photometric="minisblack", planarconfig="separate")
+    with pytest.raises(InputError, match=r"has 5 channels \(axes SYX\).*save it again with axes ZYX"):
+        open_volume(tmp_path / "five.tif")
+    tifffile.imwrite(tmp_path / "rgb.tif", np.zeros((8, 8, 3), np.uint8), photometric="rgb")  # a colour picture: no such hint
+    with pytest.raises(InputError, match=r"has 3 channels \(axes YXS\); choose one with --channel$"):
+        open_volume(tmp_path / "rgb.tif")
+    (tmp_path / "brain.n5").mkdir()  # a store, not a folder of planes
+    with pytest.raises(InputError, match=r"brain\.n5: unsupported format \(N5"):
+        open_volume(tmp_path / "brain.n5")
 
 
 def test_a_folder_of_imagej_planes_does_not_invent_a_plane_spacing(tmp_path: Path) -> None:

@@ -377,6 +377,12 @@ def test_manifest_columns_comments_blank_rows_and_channel(tmp_path):
     (tmp_path / "m.csv").write_text("# made by hand\nvolume,points,channel\n,,\nv.tif,p.csv,1\n# v2.tif,p.csv,0\n")
     (entry,) = read_manifest(tmp_path / "m.csv")
     assert entry.channel == 1 and entry.line.endswith("m.csv line 4")
+    (tmp_path / "m.csv").write_text('volume,points,group\nv.tif,p.csv,"a\n#b"\n')  # a quoted field's line starting with # is no comment
+    (entry,) = read_manifest(tmp_path / "m.csv")
+    assert entry.group == "a\n#b"
+    (tmp_path / "m.csv").write_text("volume,points,channel\nv.tif,p.csv,²\n")
+    with pytest.raises(InputError, match="channel must be a whole number"):
+        read_manifest(tmp_path / "m.csv")
     (tmp_path / "m.csv").write_text("volume;points\nv.tif;p.csv\n")
     with pytest.raises(InputError, match="separated by ';'"):
         read_manifest(tmp_path / "m.csv")

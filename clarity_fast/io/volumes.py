@@ -38,6 +38,7 @@ _OTHER_FORMATS = {  # microscope formats users try, named in the refusal
     (".ims",): "Imaris", (".h5", ".hdf5", ".hdf"): "HDF5", (".czi",): "Zeiss CZI", (".lif", ".lof"): "Leica LIF",
     (".nd2",): "Nikon ND2", (".oib", ".oir"): "Olympus", (".vsi",): "Olympus VSI", (".n5",): "N5",
 }
+_OTHER_SUFFIXES = {suffix for suffixes in _OTHER_FORMATS for suffix in suffixes}
 _ZARR_MARKERS = (".zarray", ".zgroup", "zarr.json")
 _FORMATS = "a .tif/.tiff file, a folder of .tif/.tiff planes, a .zarr store or a .npy file"
 _CHANNEL_AXES = "CS"
@@ -146,7 +147,8 @@ def _layout(
         raise InputError(f"{name}: more than one channel axis (axes {axes}, shape {shape}); not supported")
     n_channels = shape[channel_axes[0]] if channel_axes else 1
     if channel is None and n_channels > 1:
-        hidden = (n_channels > MANY_CHANNELS or "S" in axes) and not any(a in "ZQ" for a in axes)  # a stack's planes as samples
+        samples = "S" in axes and n_channels not in (3, 4)  # not RGB(A): a stack's planes taken as samples
+        hidden = (n_channels > MANY_CHANNELS or samples) and not any(a in "ZQ" for a in axes)
         planes = "" if not hidden else (
             "; if they are z planes, the file was written without naming its axes: save it again with axes ZYX"
         )
@@ -369,14 +371,15 @@ def open_volume(path: str | os.PathLike[str], *, channel: int | None = None) -> 
             raise InputError(f"{path}: channel must be an integer, got {channel!r}") from None
     if not path.exists():
         raise InputError(f"{path}: no such file or folder")
-    if path.is_dir():
-        if path.suffix.lower() == ".zarr" or is_zarr_store(path):
-            return _open_zarr(path, channel)
-        return _open_folder(path, channel)
     suffix = path.suffix.lower()
-    if suffix in _TIFF_SUFFIXES:
+    if path.is_dir():
+        if suffix == ".zarr" or is_zarr_store(path):
+            return _open_zarr(path, channel)
+        if suffix not in _OTHER_SUFFIXES:
+            return _open_folder(path, channel)
+    elif suffix in _TIFF_SUFFIXES:
         return _open_tiff(path, channel)
-    if suffix == ".npy":
+    elif suffix == ".npy":
         return _open_npy(path, channel)
     known = next((what for suffixes, what in _OTHER_FORMATS.items() if suffix in suffixes), None)
     hint = f" ({known}: export it as OME-TIFF or OME-Zarr first, with Fiji or bioformats2raw, say)" if known else ""
@@ -492,7 +495,7 @@ def _ome_voxel_size(xml: str, *, series: tifffile.TiffPageSeries, index: int) ->
         root = ET.fromstring(xml)
     except ET.ParseError:
         return None
-    images = [element for element in root.iter() if element.tag.rsplit("}", 1)[-1] == "Image"]
+    images = [element for element in root if element.tag.rsplit("}", 1)[-1] == "Image"]  # not those quoted in annotations
     every = [next((c for c in image if c.tag.rsplit("}", 1)[-1] == "Pixels"), None) for image in images]
     sizes = dict(zip("ZYX", (dict(zip(series.axes, series.shape)).get(a, 1) for a in "ZYX")))
     named = [pixels for image, pixels in zip(images, every) if pixels is not None and image.get("Name") == series.name
@@ -613,7 +616,9 @@ def _open_zarr(path: Path, channel: int | None) -> VolumeReader:
                 )
             multiscale = multiscales[0]
             # The levels are meant to be listed finest first; a writer that lists them otherwise loses no resolution.
-            levels = [(dataset, node[dataset["path"]]) for dataset in multiscale["datasets"]]
+            levels = [(dataset, level) for dataset in multiscale["datasets"] if (level := _level(node, dataset)) is not None]
+            if not levels:
+                raise InputError(f"{path}: none of the OME-NGFF levels {[d.get('path') for d in multiscale['datasets']]} is in the store")
             dataset, array = max(levels, key=lambda level: math.prod(level[1].shape))
             axes, voxel_size = _ngff_axes_and_voxel_size(multiscale, dataset, array.ndim)
     elif (level := _ngff_level(zarr, path)) is not None:  # one level of an OME-NGFF group, named by its path
@@ -629,6 +634,14 @@ def _open_zarr(path: Path, channel: int | None) -> VolumeReader:
     return _ArrayVolume(path, array, layout, shape, voxel_size=voxel_size, error=error)
 
 
+def _level(group: Any, dataset: dict[str, Any]) -> Any:
+    """A multiscale level's array, None where the store lacks it (a partial copy, a pyramid still being written)."""
+    try:
+        return group[dataset["path"]]
+    except KeyError:
+        return None
+
+
 def _ngff_level(zarr: ModuleType, path: Path) -> tuple[dict[str, Any], dict[str, Any]] | None:
     """The multiscale and dataset entries of the OME-NGFF group above an array that is one of its levels, if any."""
     try:
@@ -641,11 +654,14 @@ def _ngff_level(zarr: ModuleType, path: Path) -> tuple[dict[str, Any], dict[str,
 
 def _named_axes(array: Any) -> str | None:
     """Axis letters from a Zarr array's own axis names (v3 dimension_names, or xarray's _ARRAY_DIMENSIONS in v2);
-    None where it has none. Names other than z, y, x, c and t become Q, which no layout accepts."""
+    None where it has none, or any name is not one of z, y, x, c, t (channel, time)."""
     names = getattr(getattr(array, "metadata", None), "dimension_names", None) or array.attrs.get("_ARRAY_DIMENSIONS")
     if not names or len(names) != array.ndim or not all(isinstance(name, str) and name for name in names):
         return None
-    return "".join(_AXIS_LETTERS.get(name.strip().lower(), "Q") for name in names)
+    letters = [_AXIS_LETTERS.get(name.strip().lower()) for name in names]
+    if None in letters:  # xarray's dim_0, dim_1, ... or a name of one's own: they say nothing about the order
+        return None
+    return "".join(letters)
 
 
 def _ngff_axes_and_voxel_size(
