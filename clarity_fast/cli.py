@@ -430,7 +430,7 @@ def evaluate(
         size = parse_triple(voxel_size, name="--voxel-size")
         if radius is None:
             raise InputError("--voxel-size needs --radius in µm")
-        match, rule = match_points(pred=p, truth=t, radius=radius, axis_scale=size), f"within {radius} µm"
+        match, rule = match_points(pred=p, truth=t, radius=radius, axis_scale=size), f"within {radius:g} µm"
     else:  # in voxels, by the study's rule whatever the radius, so that --radius changes the radius only
         radius = RADIUS_VOXELS if radius is None else radius
         match = match_points(pred=p, truth=t, radius=radius, axis_scale=AXIS_WEIGHTS)

@@ -25,9 +25,6 @@ AXIS_WEIGHTS = (2.0, 1.0, 1.0)
 
 RELIABILITY_CELLS = 20  # cells at which an item's F1 counts half in a threshold choice (reliability_weight)
 
-_NO_EDGE = 1e9  # cost of pairing two points farther apart than the radius: never preferred to a real match
-
-
 @dataclass(frozen=True)
 class Match:
     """Counts and the matched index pairs (pred, truth)."""
@@ -86,10 +83,14 @@ def match_points(
             continue
         rows, row_index = np.unique(edges[0][group], return_inverse=True)
         cols, col_index = np.unique(edges[1][group], return_inverse=True)
-        cost = np.full((len(rows), len(cols)), _NO_EDGE)
-        cost[row_index, col_index] = edges[2][group]
+        # A missing pair costs more than any set of real ones: the most pairs first, then the shortest in sum.
+        distances = edges[2][group]
+        cost = np.full((len(rows), len(cols)), (float(distances.max()) + 1.0) * (min(len(rows), len(cols)) + 1))
+        cost[row_index, col_index] = distances
+        present = np.zeros(cost.shape, dtype=bool)
+        present[row_index, col_index] = True
         r, c = linear_sum_assignment(cost)
-        real = cost[r, c] < _NO_EDGE
+        real = present[r, c]
         pairs.append(np.stack([rows[r[real]], cols[c[real]]], axis=1))
     matched = np.concatenate(pairs) if pairs else np.empty((0, 2), dtype=int)
     tp = len(matched)

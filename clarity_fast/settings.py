@@ -22,7 +22,7 @@ def parse_triple(text: str, *, name: str, integer: bool = False) -> tuple:
     try:
         values = tuple(int(p) if integer else float(p) for p in parts)
     except ValueError:
-        raise InputError(f"{name} must be Z,Y,X numbers, got {text!r}") from None
+        raise InputError(f"{name} must be Z,Y,X {'whole ' if integer else ''}numbers, got {text!r}") from None
     if not all(math.isfinite(v) and v > 0 for v in values):
         raise InputError(f"{name} must be positive, finite numbers, got {text!r}")
     return values

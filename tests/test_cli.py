@@ -180,3 +180,9 @@ def test_outputs_written_together_go_into_place_together_or_not_at_all(tmp_path)
         model.write_text("new model")
         log.write_text("new log")
     assert (tmp_path / "m.pt").read_text() == "new model" and (tmp_path / "m.train.json").read_text() == "new log"
+
+
+def test_an_output_folder_that_is_a_file_says_so(tmp_path):
+    (tmp_path / "sim").write_text("x")
+    out = run_cli("simulate", str(tmp_path / "sim"), "--shape", "8,32,32")
+    assert out.returncode == 4 and out.stderr.strip() == f"error: {tmp_path / 'sim'} is a file; give a folder for the outputs"

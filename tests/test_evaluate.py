@@ -159,3 +159,9 @@ def test_an_empty_points_file_is_scored_with_a_warning(tmp_path):
     done = run_cli("evaluate", "--pred", tmp_path / "empty.csv", "--truth", tmp_path / "one.csv")
     assert done.returncode == 0 and "recall 0.0000" in done.stdout
     assert done.stderr.strip() == f"warning: {tmp_path / 'empty.csv'} holds no cells: check it is the file you meant"
+
+
+def test_pairs_far_apart_in_large_units_still_match():
+    """Real pairs are told from missing ones by their presence, not by a cost ceiling (1e9 dropped a pair 2e9 apart)."""
+    match = match_points(pred=np.array([[0.0, 0.0, 0.0]]), truth=np.array([[0.0, 0.0, 2000.0]]), radius=1e10, axis_scale=(1e6, 1e6, 1e6))
+    assert (match.tp, match.fp, match.fn) == (1, 0, 0)

@@ -282,6 +282,8 @@ def test_cv_summary_skips_undefined_metrics_and_writes_strict_json(tmp_path):
     row = dict(method="blob", precision=0.5, recall=0.5, f1=0.5, f1_test_tuned=0.6, test_groups=["a"])
     report = CVReport(scheme="loo", rows=[dict(row, fold=0, patch_auc=0.9), dict(row, fold=1, patch_auc=float("nan"))])
     assert report.summary()["blob"]["patch_auc"] == (0.9, 0.0)
+    row = dict(row, tp=1, fp=1, fn=1)
+    assert "Fold 1 leaves a metric undefined" in CVReport(scheme="loo", rows=[dict(row, fold=0, patch_auc=0.9), dict(row, fold=1, patch_auc=float("nan"))]).markdown()
     write_json(tmp_path / "cv.json", report.to_dict(by="group"))
     parsed = json.loads((tmp_path / "cv.json").read_text(), parse_constant=lambda name: pytest.fail(f"bare {name} in cv.json"))
     assert parsed["folds"][1]["patch_auc"] is None and parsed["by"] == "group"
@@ -363,9 +365,9 @@ def test_a_fold_that_cannot_train_names_itself_and_leaves_no_output_folder(tmp_p
             (tmp_path / group / "cells.csv").write_text("z,y,x\n")
         rows.append(f"{group}/volume.tif,{group}/cells.csv,{group}")
     (tmp_path / "m.csv").write_text("\n".join(rows) + "\n")
-    done = run_cli("cv", "--manifest", tmp_path / "m.csv", "--epochs", "1", "--width", "8", "--out", tmp_path / "cv")
+    done = run_cli("cv", "--manifest", tmp_path / "m.csv", "--epochs", "1", "--width", "8", "--out", tmp_path / "new" / "cv")
     assert done.returncode == 2 and "fold 0 (cnn, trained on B, C): no annotated cells" in done.stderr, done.stderr
-    assert not (tmp_path / "cv").exists()
+    assert not (tmp_path / "new").exists()  # nor the folder above it that the run made
 
 
 def test_manifest_columns_comments_blank_rows_and_channel(tmp_path):

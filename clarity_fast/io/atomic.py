@@ -88,10 +88,11 @@ def _sync(path: Path, *, folder: bool) -> None:
 
 @contextlib.contextmanager
 def undone_on_failure(*paths: Path) -> Iterator[None]:
-    """If the block fails (an error, Ctrl-C), remove each of `paths` that did not exist before it: a file, or a
-    folder with all it holds (the block made all of it). An output of several files (a simulated brain, the demo's
-    folder, a checkpoint) left half made is a partial output too; what was there before is left alone."""
-    new = [Path(p) for p in paths if not Path(p).exists()]
+    """If the block fails (an error, Ctrl-C), remove each of `paths` that did not exist before it, with the folders
+    above it that did not either: a file, or a folder with all it holds (the block made all of it). An output of
+    several files (a simulated brain, the demo's folder, a checkpoint) left half made is a partial output too; what
+    was there before is left alone."""
+    new = list(dict.fromkeys(_outermost_missing(Path(p)) for p in paths if not Path(p).exists()))  # parents made too
     try:
         yield
     except BaseException:
@@ -104,8 +105,17 @@ def undone_on_failure(*paths: Path) -> Iterator[None]:
         raise
 
 
+def _outermost_missing(path: Path) -> Path:
+    """The highest of path and its folders that does not exist yet: all of it is made by whatever writes path."""
+    while not path.parent.exists() and path.parent != path:
+        path = path.parent
+    return path
+
+
 def make_output_dir(path: Path) -> Path:
     """Create an output folder (and its parents), or fail with one line."""
+    if Path(path).is_file():
+        raise OutputError(f"{path} is a file; give a folder for the outputs")
     try:
         Path(path).mkdir(parents=True, exist_ok=True)
     except OSError as exc:

@@ -150,8 +150,8 @@ class CVReport:
     roc: dict = field(default_factory=dict)  # method -> list of (fpr, tpr) per fold
 
     def summary(self) -> dict[str, dict[str, tuple[float, float]]]:
-        """Mean and standard deviation over the folds where a metric is defined (a fold whose test volumes hold no
-        cells has no patch AUC, recall or F1), per method and metric; NaN where no fold defines it."""
+        """Mean and (population) standard deviation over the folds where a metric is defined (a fold whose test volumes
+        hold no cells has no patch AUC, recall or F1), per method and metric; NaN where no fold defines it."""
         out: dict[str, dict[str, tuple[float, float]]] = {}
         for method in dict.fromkeys(r["method"] for r in self.rows):
             rows = [r for r in self.rows if r["method"] == method]
@@ -176,6 +176,10 @@ class CVReport:
         for method, m in self.summary().items():
             cells = " | ".join(f"{m[k][0]:.3f} ± {m[k][1]:.3f}" for k in METRICS)
             lines.append(f"| {method} | {cells} |")
+        undefined = sorted({r["fold"] for r in self.rows if not all(np.isfinite(r[k]) for k in METRICS)})
+        if undefined:  # the columns' means are then over different folds: said, not left to be guessed
+            lines += ["", f"Fold{'s' if len(undefined) > 1 else ''} {', '.join(map(str, undefined))} leave{'' if len(undefined) > 1 else 's'} a metric undefined (no cells "
+                      "in the test volumes: no patch AUC, recall or F1); each mean and sd is over the folds that define it."]
         lines += ["", "| fold | test groups | method | patch AUC | precision | recall | F1 | TP | FP | FN |", "|---|---|---|---|---|---|---|---|---|---|"]
         for r in self.rows:
             lines.append(
