@@ -16,6 +16,7 @@ from clarity_fast.errors import InputError
 from clarity_fast.io.volumes import VolumeReader
 from clarity_fast.kernels.filters import Scratch, blob_snr, reflect, z_halo
 from clarity_fast.kernels.maxima import footprint_offsets, local_maxima
+from clarity_fast.messages import listed
 from clarity_fast.noise_correlation import NoiseModel, volume_noise
 from clarity_fast.settings import PrefilterSettings
 
@@ -116,7 +117,7 @@ class SlabPrefilter:
         """Candidates of planes z0..z1 from `planes`, which hold planes first.. and cover planes_needed(z0, z1)."""
         if not self.exact and not all_finite(planes):
             bad = first + np.flatnonzero(~np.isfinite(planes).all(axis=(1, 2)))
-            named = ", ".join(map(str, bad[:5])) + (f" and {len(bad) - 5} more" if len(bad) > 5 else "")
+            named = listed(bad, shown=5)
             raise InputError(
                 f"{self.source}: NaN or infinite values in plane{'s' if len(bad) > 1 else ''} {named}; replace them first "
                 "(a NaN spreads along its rows through the noise map's running sums and silently removes cells)"

@@ -9,6 +9,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from clarity_fast.errors import InputError
+from clarity_fast.messages import separator_hint
 from clarity_fast.settings import VoxelSize, parse_positive, parse_triple
 
 
@@ -49,9 +50,7 @@ def _read(path: Path) -> list[Entry]:
     columns = [c.strip().lower() for c in records[0][1]] if records else []
     for needed in ("volume", "points"):
         if needed not in columns:
-            separator = next((c for c in ";\t" if len(columns) == 1 and c in columns[0]), None)
-            hint = f" (separated by {separator!r}? write it with commas)" if separator else ""
-            raise InputError(f"{path}: no '{needed}' column{hint}; a manifest needs volume,points[,group][,voxel_size][,cell_diameter][,annotations][,channel]")
+            raise InputError(f"{path}: no '{needed}' column{separator_hint(columns)}; a manifest needs volume,points[,group][,voxel_size][,cell_diameter][,annotations][,channel]")
     unknown = [c for c in columns if c and c not in COLUMNS]
     if unknown:  # a misspelt voxel_size would otherwise be dropped, and the volume read at another scale
         raise InputError(f"{path}: unknown column{'s' if len(unknown) > 1 else ''} {', '.join(map(repr, unknown))}; the columns are {', '.join(COLUMNS)}")

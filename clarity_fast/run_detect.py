@@ -21,6 +21,7 @@ from clarity_fast.export.runtime import CPU, OnnxScorer, RuntimeSettings
 from clarity_fast.io.atomic import check_output_path, write_json
 from clarity_fast.io.points import Points, points_format, write_points
 from clarity_fast.io.volumes import open_volume
+from clarity_fast.messages import listed
 from clarity_fast.noise_correlation import volume_noise
 from clarity_fast.pipeline import STAGES, DetectSettings, check_batch_memory, detect
 from clarity_fast.plane_levels import LevelledReader
@@ -217,11 +218,8 @@ def adapt_line(summary: dict) -> str:
 
 def odd_planes_line(levelled: list[int], replaced: list[int], *, shown: int = 10) -> str:
     """The planes levelled as odd, in one line (a cluster's workers warn only in their own logs)."""
-    def listed(planes: list[int]) -> str:
-        return ", ".join(map(str, planes[:shown])) + (f" and {len(planes) - shown} more" if len(planes) > shown else "")
-
-    flat = f" ({len(replaced)} flat, replaced: {listed(replaced)})" if replaced else ""
-    return f"odd planes levelled with their neighbours: {listed(levelled)}{flat}"
+    flat = f" ({len(replaced)} flat, replaced: {listed(replaced, shown=shown)})" if replaced else ""
+    return f"odd planes levelled with their neighbours: {listed(levelled, shown=shown)}{flat}"
 
 
 def smoothed_noise_line(blur: tuple[float, float], gain: float) -> str:

@@ -20,6 +20,7 @@ import numpy as np
 
 from clarity_fast.errors import InputError
 from clarity_fast.io.atomic import atomic_path
+from clarity_fast.messages import separator_hint
 
 log = logging.getLogger("clarity_fast")
 
@@ -147,9 +148,7 @@ def _read_csv(path: Path, shape: tuple[int, int, int] | None) -> Points:
                 columns["score"] = names.index(alias)
         for name in ("z", "y", "x"):
             if name not in columns:
-                separator = next((c for c in ";\t " if c in header[0]), None) if len(header) == 1 else None
-                hint = f" (separated by {separator!r}? write it with commas)" if separator else ""
-                raise InputError(f"{path}: no '{name}' column in the header {header}{hint}; need z, y and x")
+                raise InputError(f"{path}: no '{name}' column in the header {header}{separator_hint(header)}; need z, y and x")
         for index in columns.values():
             if names.count(names[index]) > 1:
                 raise InputError(f"{path}: {names.count(names[index])} '{names[index]}' columns in the header {header}; which one is meant?")

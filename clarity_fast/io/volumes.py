@@ -27,6 +27,7 @@ import tifffile
 
 from clarity_fast.errors import ClarityError, InputError
 from clarity_fast.io.atomic import atomic_path
+from clarity_fast.messages import listed
 
 VoxelSize = tuple[float, float, float]
 """(z, y, x) micrometres."""
@@ -497,9 +498,9 @@ def _ome_voxel_size(xml: str, *, series: tifffile.TiffPageSeries, index: int) ->
         return None
     images = [element for element in root if element.tag.rsplit("}", 1)[-1] == "Image"]  # not those quoted in annotations
     every = [next((c for c in image if c.tag.rsplit("}", 1)[-1] == "Pixels"), None) for image in images]
-    sizes = dict(zip("ZYX", (dict(zip(series.axes, series.shape)).get(a, 1) for a in "ZYX")))
+    extent = dict(zip("ZYX", (dict(zip(series.axes, series.shape)).get(a, 1) for a in "ZYX")))
     named = [pixels for image, pixels in zip(images, every) if pixels is not None and image.get("Name") == series.name
-             and all(pixels.get(f"Size{a}") == str(n) for a, n in sizes.items())]
+             and all(pixels.get(f"Size{a}") == str(n) for a, n in extent.items())]
     pixels = named[0] if len(named) == 1 else every[index] if index < len(every) else None
     if pixels is None:
         return None
@@ -562,8 +563,7 @@ def _several_series(names: list[str]) -> str | None:
         rest = next(iter(groups.values()))
         if len(rest) > 1 and all(g == rest for g in groups.values()):
             shown = sorted({p[2 * i + 1] for p in parts}, key=int)
-            named = [f"{labels[i]} {v}" if labels[i] == "tile" else labels[i] + v for v in shown]
-            return ", ".join(named[:4]) + (f" and {len(named) - 4} more" if len(named) > 4 else "")
+            return listed([f"{labels[i]} {v}" if labels[i] == "tile" else labels[i] + v for v in shown], shown=4)
     return None
 
 
@@ -608,8 +608,7 @@ def _open_zarr(path: Path, channel: int | None) -> VolumeReader:
         attrs = dict(node.attrs)
     if isinstance(node, zarr.Group):
         with _library_errors(f"{path}: malformed OME-NGFF multiscales metadata"):
-            # NGFF 0.4 keeps `multiscales` at the top of the attributes, 0.5 under `ome`.
-            multiscales = attrs.get("multiscales") or attrs.get("ome", {}).get("multiscales")
+            multiscales = _multiscales(attrs)
             if not multiscales:
                 raise InputError(
                     f"{path}: Zarr group without OME-NGFF multiscales metadata; give the path of an array in it"
@@ -634,6 +633,11 @@ def _open_zarr(path: Path, channel: int | None) -> VolumeReader:
     return _ArrayVolume(path, array, layout, shape, voxel_size=voxel_size, error=error)
 
 
+def _multiscales(attrs: dict[str, Any]) -> Any:
+    """A group's OME-NGFF multiscales list: NGFF 0.4 keeps it at the top of the attributes, 0.5 under `ome`."""
+    return attrs.get("multiscales") or attrs.get("ome", {}).get("multiscales")
+
+
 def _level(group: Any, dataset: dict[str, Any]) -> Any:
     """A multiscale level's array, None where the store lacks it (a partial copy, a pyramid still being written)."""
     try:
@@ -646,7 +650,7 @@ def _ngff_level(zarr: ModuleType, path: Path) -> tuple[dict[str, Any], dict[str,
     """The multiscale and dataset entries of the OME-NGFF group above an array that is one of its levels, if any."""
     try:
         attrs = dict(zarr.open_group(str(path.parent), mode="r").attrs)
-        multiscale = (attrs.get("multiscales") or attrs.get("ome", {}).get("multiscales"))[0]
+        multiscale = _multiscales(attrs)[0]
         return multiscale, next(d for d in multiscale["datasets"] if str(d["path"]).strip("/") == path.name)
     except Exception:  # no group above, no multiscales, or not one of its levels: a plain array
         return None
