@@ -508,7 +508,7 @@ def cv(
             md_tmp.write_text(report.markdown())
             write_json(json_tmp, report.to_dict(by=by))
             roc_curves(report.roc, roc_tmp, title=f"{manifest.name}: {scheme}")
-    typer.echo(report.markdown().split("\n\n")[0] + "\n" + report.markdown().split("\n\n")[1])
+    typer.echo("\n".join(report.markdown().split("\n\n")[:-1]))  # all but the per-fold table: the means, and any note on them
     typer.echo(f"wrote {out / 'cv.md'}, {out / 'cv.json'}, {out / 'roc.png'}")
 
 
