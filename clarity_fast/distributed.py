@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import logging
 import threading
+from collections.abc import Callable
 from dataclasses import dataclass, replace
 from pathlib import Path
 
@@ -30,7 +31,6 @@ _SESSIONS_LOCK = threading.Lock()
 class ClusterSettings:
     scheduler: str | None = None  # address of a running scheduler, e.g. tcp://host:8786
     workers: int | None = None  # or: a LocalCluster of this many single-threaded processes
-    slabs_per_task: int = 1
 
     def __post_init__(self) -> None:
         if self.scheduler is not None and not self.scheduler.strip():  # Dask would quietly start a cluster of its own
@@ -39,8 +39,6 @@ class ClusterSettings:
             raise InputError("--workers must be >= 1 (or give --scheduler)")
         if self.scheduler is not None and self.workers is not None:
             raise InputError("give --scheduler or --workers, not both")
-        if self.slabs_per_task < 1:
-            raise InputError(f"slabs per task must be >= 1, got {self.slabs_per_task}")
 
 
 def _scorer(model: Path, runtime: RuntimeSettings) -> OnnxScorer:
@@ -82,7 +80,7 @@ def _detect_slabs(
 
 def run_on_cluster(
     slabs: list[tuple[int, int]],
-    on_result,
+    on_result: Callable[[SlabResult], None],
     seconds: dict[str, float],
     *,
     volume: Path,
@@ -95,7 +93,6 @@ def run_on_cluster(
     """pipeline.detect's slab runner on a cluster: submit runs of slabs, hand over results as they finish."""
     from dask.distributed import Client, LocalCluster, as_completed
 
-    runs = [slabs[i : i + cluster.slabs_per_task] for i in range(0, len(slabs), cluster.slabs_per_task)]
     local = None
     if cluster.scheduler is None:
         # Our own cluster's warnings (a task cancelled when another failed, say) are no news to the user: errors only.
@@ -109,9 +106,9 @@ def run_on_cluster(
             futures = [
                 client.submit(
                     detect_slabs, volume=str(Path(volume).resolve()), channel=channel, model=str(Path(model).resolve()),
-                    runtime=runtime, settings=settings, slabs=run, retries=TASK_RETRIES, pure=False,
+                    runtime=runtime, settings=settings, slabs=[slab], retries=TASK_RETRIES, pure=False,
                 )
-                for run in runs
+                for slab in slabs  # one task per slab: a lost worker costs one slab, and results arrive in slab steps
             ]
             for future in as_completed(futures):
                 outcome = future.result()

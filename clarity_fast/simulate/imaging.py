@@ -52,7 +52,6 @@ class Microscope:
 
     def __init__(self, *, imaging: Imaging, shape: tuple[int, int, int], voxel_size: tuple[float, float, float], rng: np.random.Generator) -> None:
         self.imaging = imaging
-        self.shape = shape
         self.voxel = np.asarray(voxel_size, dtype=float)
         self.sigma = np.asarray(imaging.psf_fwhm) * FWHM_TO_SIGMA / self.voxel
         self.halo = int(np.ceil(PSF_TRUNCATE * self.sigma[0])) + 1

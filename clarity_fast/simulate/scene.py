@@ -59,7 +59,6 @@ class Capsules:
 class Scene:
     """A brain's objects: `cells` are the ground truth; everything else is there to be rejected."""
 
-    extent: tuple[float, float, float]  # µm along (z, y, x)
     cells: Ellipsoids
     clutter: Ellipsoids  # max-combined with the cells: debris, rods
     haze: Ellipsoids  # added on top: large dim autofluorescent blobs
@@ -256,7 +255,6 @@ def make_scene(
     n_vessels = int(rng.poisson(clutter_rate * 40.0 * volume_mm3 / 0.067))
     vessels = _vessels(rng, extent, n_vessels, contrast=median)
     return Scene(
-        extent=tuple(extent),
         cells=cells,
         clutter=Ellipsoids.concat(debris, rods),
         haze=haze,
