@@ -141,25 +141,22 @@ def candidates(
     import time
 
     from clarity_fast.candidates import Candidates, iter_slabs, noise_gain
-    from clarity_fast.cell_shape import axial_stretch, corrected_scale, elongation_line
+    from clarity_fast.cell_shape import axial_stretch
     from clarity_fast.io.atomic import check_output_path
     from clarity_fast.io.points import Points, points_format, write_points
     from clarity_fast.io.volumes import open_volume
-    from clarity_fast.noise_correlation import volume_noise
     from clarity_fast.plane_levels import LevelledReader
     from clarity_fast.progress import progress_bar, step
-    from clarity_fast.run_detect import smoothed_noise_line
-    from clarity_fast.settings import resolve_voxel_size
+    from clarity_fast.run_detect import read_scale, scale_notes
 
     check_output_path(out)
     points_format(out)
     start = time.perf_counter()
     with LevelledReader(open_volume(volume, channel=channel)) as reader:
         user = parse_triple(voxel_size, name="--voxel-size") if voxel_size else None
-        scale = Scale(voxel_size=resolve_voxel_size(from_file=reader.voxel_size, from_user=user, source=volume), cell_diameter=cell_diameter)
-        parts, noise = [], volume_noise(reader)
-        used, elongation = corrected_scale(reader, scale=scale, noise=noise)
-        settings = PrefilterSettings(scale=used, threshold=threshold, slab_depth=slab_depth)
+        reading = read_scale(reader, voxel_size=user, cell_diameter=cell_diameter, source=volume)
+        parts, noise = [], reading.noise
+        settings = PrefilterSettings(scale=reading.scale, threshold=threshold, slab_depth=slab_depth)
         n_slabs = -(-reader.shape[0] // slab_depth)
         with progress_bar(total=n_slabs, description="candidates") as bar:
             for slab in iter_slabs(reader, settings=settings, noise=noise):
@@ -170,13 +167,12 @@ def candidates(
     write_points(out, Points(zyx=found.zyx, score=found.response), score_name="response")
     seconds = time.perf_counter() - start
     typer.echo(
-        f"{len(found)} candidates in {volume} {shape} at voxel {scale.voxel_size} µm, cell {cell_diameter} µm: "
+        f"{len(found)} candidates in {volume} {shape} at voxel {reading.voxel_size} µm, cell {cell_diameter} µm: "
         f"{seconds:.1f} s ({np.prod(shape) / seconds / 1e6:.1f} Mvoxel/s) -> {out}"
     )
-    if (gain := noise_gain(settings, noise=noise, planar=shape[0] == 1)) > 1:
-        typer.echo(smoothed_noise_line(noise.blur, gain))
-    if (stretch := axial_stretch(elongation)) > 1:
-        typer.echo(elongation_line(elongation, stretch))
+    gain = noise_gain(settings, noise=noise, planar=shape[0] == 1)
+    for line in scale_notes(blur=noise.blur, gain=gain, elongation=reading.elongation, stretch=axial_stretch(reading.elongation)):
+        typer.echo(line)
 
 
 @app.command()
@@ -341,9 +337,7 @@ def train(
 
     if out.suffix.lower() == ".onnx":  # detect would refuse it: a .pt model is exported to ONNX after training
         raise InputError(f"{out}: train writes a PyTorch model; name it .pt, then clarity-fast export --onnx makes the .onnx")
-    # model.pt -> model.train.json and model.curve.png; any other name keeps its suffix (cfos.v1 -> cfos.v1.train.json)
-    stem = out.with_suffix("") if out.suffix == ".pt" else out
-    log_path, curve_path = stem.with_name(stem.name + ".train.json"), stem.with_name(stem.name + ".curve.png")
+    log_path, curve_path = _beside_model(out, ".train.json"), _beside_model(out, ".curve.png")
     for path in (out, log_path, curve_path):  # all three writable before hours of training, not after
         check_output_path(path)
     settings = _train_settings(epochs=epochs, patch=patch, width=width, seed=seed, validate_by=validate_by)
@@ -365,6 +359,13 @@ def train(
     )
 
 
+def _beside_model(model: Path, suffix: str) -> Path:
+    """A file named after a .pt model, suffix in place of .pt (model.pt -> model.onnx); any other name keeps its own
+    suffix (cfos.v1 -> cfos.v1.onnx), so that two versions never write one file."""
+    stem = model.with_suffix("") if model.suffix == ".pt" else model
+    return stem.with_name(stem.name + suffix)
+
+
 @app.command()
 def export(
     onnx_from: Annotated[Path, typer.Option("--onnx", help="Trained model (.pt) to export to ONNX.")],
@@ -384,8 +385,7 @@ def export(
     if graph not in ("planar", "3d"):
         raise InputError(f"--graph must be planar or 3d, got {graph!r}")
     check_opset(opset)
-    # model.pt -> model.onnx; any other name keeps its suffix (cfos.v1 -> cfos.v1.onnx), as train names its log
-    out = out or (onnx_from.with_suffix(".onnx") if onnx_from.suffix == ".pt" else onnx_from.with_name(onnx_from.name + ".onnx"))
+    out = out or _beside_model(onnx_from, ".onnx")
     check_output_path(out)
     if out.suffix.lower() != ".onnx":  # a stray name would overwrite a volume or a table with a model
         raise OutputError(f"{out}: --out must name an .onnx file")

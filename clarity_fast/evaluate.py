@@ -97,6 +97,16 @@ def match_points(
     return Match(tp=tp, fp=len(p) - tp, fn=len(t) - tp, pairs=matched)
 
 
+THRESHOLD_STEPS = 64  # quantiles, and as many evenly spaced values, that a threshold search tries
+
+
+def threshold_grid(scores: np.ndarray) -> np.ndarray:
+    """The thresholds a search tries: the scores' quantiles and an even grid over their range (quantiles alone crowd
+    where most scores are, e.g. near 0 for a classifier's many easy rejects)."""
+    quantiles = np.quantile(scores, np.linspace(0.0, 1.0, THRESHOLD_STEPS))
+    return np.unique(np.concatenate([quantiles, np.linspace(scores.min(), scores.max(), THRESHOLD_STEPS)]))
+
+
 def best_threshold(
     *,
     pred: np.ndarray,
@@ -104,18 +114,13 @@ def best_threshold(
     truth: np.ndarray,
     radius: float,
     axis_scale: tuple[float, float, float] = (1.0, 1.0, 1.0),
-    steps: int = 64,
 ) -> tuple[float, Match]:
-    """The score threshold (keep score >= t) that maximises F1, searched over score quantiles and an even grid
-    (quantiles alone crowd where most scores are, e.g. near 0 for a classifier's many easy rejects)."""
+    """The score threshold (keep score >= t) that maximises F1, searched over threshold_grid."""
     scores = np.asarray(scores, dtype=float)
     if len(scores) == 0:
         return float("inf"), match_points(pred=pred, truth=truth, radius=radius, axis_scale=axis_scale)
-    candidates = np.unique(
-        np.concatenate([np.quantile(scores, np.linspace(0.0, 1.0, steps)), np.linspace(scores.min(), scores.max(), steps)])
-    )
     best: tuple[float, Match] | None = None
-    for t in candidates:
+    for t in threshold_grid(scores):
         keep = scores >= t
         m = match_points(pred=np.asarray(pred)[keep], truth=truth, radius=radius, axis_scale=axis_scale)
         if best is None or m.f1 > best[1].f1:
@@ -128,7 +133,6 @@ def balanced_threshold(
     *,
     radius: float,
     axis_scale: tuple[float, float, float] = (1.0, 1.0, 1.0),
-    steps: int = 64,
 ) -> tuple[float, float]:
     """The score threshold that maximises the weighted mean F1 over `items` (predictions, scores, truth), and
     that mean.
@@ -143,9 +147,8 @@ def balanced_threshold(
     weights = np.array([reliability_weight(len(truth)) for _, _, truth in items])
     if weights.sum() == 0:  # no item holds cells: each counts the same (any threshold above every score wins)
         weights = np.ones(len(items))
-    grid = np.unique(np.concatenate([np.quantile(scores, np.linspace(0.0, 1.0, steps)), np.linspace(scores.min(), scores.max(), steps)]))
     best = (float("inf"), -1.0)
-    for t in grid:
+    for t in threshold_grid(scores):
         f1 = np.array([
             match_points(pred=np.asarray(p)[np.asarray(s) >= t], truth=truth, radius=radius, axis_scale=axis_scale).f1
             for p, s, truth in items

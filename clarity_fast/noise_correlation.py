@@ -23,7 +23,7 @@ from functools import lru_cache
 import numpy as np
 
 from clarity_fast.io.volumes import VolumeReader
-from clarity_fast.kernels.filters import gaussian_kernel
+from clarity_fast.kernels.filters import blur_kernel, white_noise_gain
 
 SAMPLE_PLANES = 9  # consecutive planes from the middle of the volume
 SAMPLES = 250_000  # about this many differences per axis (every k-th row or column): a trimmed mean to 0.2%
@@ -48,18 +48,14 @@ class NoiseModel:
         if max(self.blur) <= 0.0:
             return 1.0
         blurs = tuple(self.blur) if len(sigma) == 2 else (0.0, *self.blur)
-        white = _response_sd(sigma, tuple(0.0 for _ in sigma)) / _lag_sd(1, 0.0)
-        norm = math.prod(np.linalg.norm(_blur_kernel(b)) for b in blurs)  # a voxel's sd after the blur
-        return float(_response_sd(sigma, blurs) / norm / _lag_sd(1, self.blur[1]) / white)  # the proxy runs along x
+        white = white_noise_gain(sigma) / _lag_sd(1, 0.0)
+        norm = math.prod(np.linalg.norm(blur_kernel(b)) for b in blurs)  # a voxel's sd after the blur
+        return float(white_noise_gain(sigma, blurs=blurs) / norm / _lag_sd(1, self.blur[1]) / white)  # the proxy runs along x
 
     def gain(self, *, sigma: tuple[float, ...]) -> float:
         """The factor the prefilter's noise units are scaled by: the inflation less the tolerated TOLERATED - 1, at
         least 1."""
         return max(1.0, self.raw_inflation(sigma=sigma) - (TOLERATED - 1.0))
-
-
-def _blur_kernel(blur: float) -> np.ndarray:
-    return np.ones(1) if blur <= 0.0 else gaussian_kernel(blur, 0)
 
 
 def _second_difference(lag: int) -> np.ndarray:
@@ -71,19 +67,8 @@ def _second_difference(lag: int) -> np.ndarray:
 @lru_cache(maxsize=None)
 def _lag_sd(lag: int, blur: float) -> float:
     """sd of the lag-`lag` second difference of unit-variance noise smoothed by `blur` voxels."""
-    g = _blur_kernel(blur)
+    g = blur_kernel(blur)
     return float(np.linalg.norm(np.convolve(_second_difference(lag), g)) / np.linalg.norm(g))
-
-
-def _response_sd(sigma: tuple[float, ...], blurs: tuple[float, ...]) -> float:
-    """RMS over axes of the scale-normalised curvature's sd for unit white noise smoothed by `blurs` (per axis)."""
-    g = [_blur_kernel(b) for b in blurs]
-    smooth = [np.linalg.norm(np.convolve(gaussian_kernel(s, 0), k)) for s, k in zip(sigma, g)]
-    gains = [
-        s**2 * np.linalg.norm(np.convolve(gaussian_kernel(s, 2), k)) * math.prod(n for i, n in enumerate(smooth) if i != a)
-        for a, (s, k) in enumerate(zip(sigma, g))
-    ]
-    return float(math.sqrt(sum(v * v for v in gains) / len(gains)))
 
 
 def blur_for_ratio(ratio: float) -> float:

@@ -20,9 +20,9 @@ from clarity_fast.export.model_file import model_digest, resolve_model
 from clarity_fast.export.runtime import CPU, OnnxScorer, RuntimeSettings
 from clarity_fast.io.atomic import check_output_path, write_json
 from clarity_fast.io.points import Points, points_format, write_points
-from clarity_fast.io.volumes import open_volume
+from clarity_fast.io.volumes import VolumeReader, open_volume
 from clarity_fast.messages import listed
-from clarity_fast.noise_correlation import volume_noise
+from clarity_fast.noise_correlation import NoiseModel, volume_noise
 from clarity_fast.pipeline import STAGES, DetectSettings, check_batch_memory, detect
 from clarity_fast.plane_levels import LevelledReader
 from clarity_fast.progress import progress_bar, step
@@ -32,6 +32,8 @@ from clarity_fast.settings import PrefilterSettings, Scale, VoxelSize, resolve_v
 
 @dataclass(frozen=True)
 class DetectRequest:
+    """What the user asked `detect` for, checked where it can be before any work (an unwritable format, say)."""
+
     volume: Path
     out: Path
     model: str | Path = "default"
@@ -75,6 +77,8 @@ class DetectRequest:
 
 @dataclass(frozen=True)
 class DetectReport:
+    """A finished run's summary (as written to the summary JSON) and the lines printed for it."""
+
     summary: dict
 
     def lines(self) -> list[str]:
@@ -85,8 +89,7 @@ class DetectReport:
             f"{s['cells']} cells in {s['volume']} {tuple(s['shape'])} ({s['candidates']} candidates, "
             f"{s['above_threshold']} above probability {shown_probability(s['threshold'])} before merging)",
             *([adapt_line(s)] if s.get("cell_share") is not None and round(s["odds_factor"], 2) > 1 else []),  # not "x1.00"
-            *([smoothed_noise_line(s["noise_model"]["blur"], s["noise_gain"])] if s["noise_gain"] > 1 else []),
-            *([elongation_line(s["cell_elongation"], s["axial_stretch"])] if s["axial_stretch"] > 1 else []),
+            *scale_notes(blur=s["noise_model"]["blur"], gain=s["noise_gain"], elongation=s["cell_elongation"], stretch=s["axial_stretch"]),
             *([f"resumed: {s['slabs_resumed']} of {s['slabs']} slabs were done by the interrupted run"] if s["slabs_resumed"] else []),
             *([odd_planes_line(s["levelled_planes"], s["replaced_planes"])] if s["levelled_planes"] else []),
             f"{seconds['total']:.2f} s, {s['voxels_per_s'] / 1e6:.1f} Mvoxel/s on {s['device']}; busy seconds: {busy}",
@@ -98,6 +101,36 @@ def shown_probability(p: float) -> str:
     """Three decimals, or as many as it takes not to print a threshold of 0.999999 as 1.000 (or 1e-6 as 0.000)."""
     text = f"{p:.3f}"
     return f"{p:.10g}" if float(text) != p and text in ("0.000", "1.000") else text
+
+
+@dataclass(frozen=True)
+class VolumeReading:
+    """How a volume is read, from what the user gave and from its own pixels: the voxel size (given or recorded), the
+    scale used (z made finer where its cells look elongated, cell_shape), its noise (noise_correlation), measured
+    once before streaming so that every slab and cluster task sees the same, and the seconds those took."""
+
+    voxel_size: VoxelSize
+    scale: Scale
+    noise: NoiseModel
+    elongation: float
+    noise_seconds: float
+    shape_seconds: float
+
+
+def read_scale(reader: VolumeReader, *, voxel_size: VoxelSize | None, cell_diameter: float, source: object) -> VolumeReading:
+    """The voxel size (the user's, else the file's; none is an error), the volume's noise, then its cells' shape."""
+    voxel_size = resolve_voxel_size(from_file=reader.voxel_size, from_user=voxel_size, source=source)
+    t = time.perf_counter()
+    noise = volume_noise(reader)
+    noise_seconds = time.perf_counter() - t
+    t = time.perf_counter()
+    scale, elongation = corrected_scale(reader, scale=Scale(voxel_size=voxel_size, cell_diameter=cell_diameter), noise=noise)
+    return VolumeReading(voxel_size, scale, noise, elongation, noise_seconds, time.perf_counter() - t)
+
+
+def scale_notes(*, blur: tuple[float, float], gain: float, elongation: float | None, stretch: float) -> list[str]:
+    """The lines that tell where a volume's own pixels changed how it is read (smoothed noise, elongated cells)."""
+    return [*([smoothed_noise_line(blur, gain)] if gain > 1 else []), *([elongation_line(elongation, stretch)] if stretch > 1 else [])]
 
 
 def run_detection(request: DetectRequest) -> DetectReport:
@@ -115,19 +148,12 @@ def run_detection(request: DetectRequest) -> DetectReport:
     model = scorer.config
     check_batch_memory(batch=request.batch, network=model.network, on_cpu=scorer.provider == CPU)
     with LevelledReader(open_volume(request.volume, channel=request.channel)) as reader:
-        t = time.perf_counter()
-        noise = volume_noise(reader)  # once, here, so that cluster tasks need not measure it again
-        noise_seconds = time.perf_counter() - t
-        voxel_size = resolve_voxel_size(from_file=reader.voxel_size, from_user=request.voxel_size, source=request.volume)
         diameter = model.cell_diameter if request.cell_diameter is None else request.cell_diameter
-        t = time.perf_counter()
-        scale, elongation = corrected_scale(
-            reader, scale=Scale(voxel_size=voxel_size, cell_diameter=diameter), noise=noise
-        )
-        shape_seconds = time.perf_counter() - t
+        reading = read_scale(reader, voxel_size=request.voxel_size, cell_diameter=diameter, source=request.volume)
+        noise = reading.noise  # measured once, here, so that cluster tasks need not measure it again
         settings = DetectSettings(
-            voxel_size=scale.voxel_size,  # z finer than stated where cells look elongated along it (cell_shape)
-            cell_diameter=scale.cell_diameter,
+            voxel_size=reading.scale.voxel_size,  # z finer than stated where cells look elongated along it (cell_shape)
+            cell_diameter=reading.scale.cell_diameter,
             threshold=model.threshold if request.threshold is None else request.threshold,
             prefilter_threshold=model.prefilter_threshold,
             batch=request.batch,
@@ -176,8 +202,8 @@ def run_detection(request: DetectRequest) -> DetectReport:
                     checkpoint.clear()
                 raise
         shape = reader.shape
-    result.seconds["noise"], result.seconds["cell_shape"] = noise_seconds, shape_seconds
-    result.seconds["total"] += noise_seconds + shape_seconds
+    result.seconds["noise"], result.seconds["cell_shape"] = reading.noise_seconds, reading.shape_seconds
+    result.seconds["total"] += reading.noise_seconds + reading.shape_seconds
     points = Points(zyx=result.zyx, score=result.probability)
     write_points(request.out, points, format=request.format, image_filename=Path(request.volume).name, score_name="probability")
     request.summary_path.unlink(missing_ok=True)  # an earlier run's: should what follows fail, it would describe other cells
@@ -186,12 +212,12 @@ def run_detection(request: DetectRequest) -> DetectReport:
 
         write_preview(request.preview, projection=result.projection, zyx=result.zyx, radius_yx=settings.scale.cell_radius_voxels[1:])
     summary = dict(
-        volume=str(request.volume), shape=list(shape), voxel_size_um=list(voxel_size), cell_diameter_um=settings.cell_diameter,
+        volume=str(request.volume), shape=list(shape), voxel_size_um=list(reading.voxel_size), cell_diameter_um=settings.cell_diameter,
         model=str(model_path), model_training=model.training, device=scorer.device, provider=scorer.provider,
         threshold=settings.threshold, prefilter_threshold=settings.prefilter_threshold, batch=settings.batch,
         slab_depth=settings.slab_depth, zoom_to_model_grid=list(settings.zoom(model)), noise_model=asdict(noise),
         noise_gain=noise_gain(PrefilterSettings(scale=settings.scale), noise=noise, planar=shape[0] == 1),
-        cell_elongation=elongation if math.isfinite(elongation) else None, axial_stretch=axial_stretch(elongation),
+        cell_elongation=reading.elongation if math.isfinite(reading.elongation) else None, axial_stretch=axial_stretch(reading.elongation),
         slabs=len(slabs), slabs_resumed=resumed,
         levelled_planes=sorted(result.odd_planes), replaced_planes=sorted(k for k, flat in result.odd_planes.items() if flat),
         candidates=result.candidates, above_threshold=result.above_threshold, cells=len(result.zyx),

@@ -15,6 +15,7 @@ from collections.abc import Callable
 from pathlib import Path
 
 from clarity_fast.errors import InputError, OutputError
+from clarity_fast.io.atomic import check_output_path
 from clarity_fast.io.volumes import VolumeReader, _import_zarr, is_zarr_store
 
 DEFAULT_CHUNKS = (32, 512, 512)
@@ -63,9 +64,7 @@ def convert_to_zarr(
         raise OutputError(f"{target} exists; remove it or choose another name")
     if target.suffix.lower() in (".tif", ".tiff", ".npy"):  # a folder so named would be read as neither
         raise OutputError(f"{target}: convert writes an OME-Zarr store (a folder); give it a .zarr name")
-    parent = target.parent if str(target.parent) else Path(".")
-    if not parent.is_dir():
-        raise OutputError(f"output folder does not exist: {parent}")
+    parent = check_output_path(target).parent
     if any(is_zarr_store(folder) for folder in (parent, *parent.resolve().parents)):
         raise OutputError(f"{target}: inside the Zarr store {parent}; write the new store beside it")
     chunks = written_chunks(chunks, shape=reader.shape)

@@ -28,9 +28,7 @@ import tifffile
 from clarity_fast.errors import ClarityError, InputError
 from clarity_fast.io.atomic import atomic_path
 from clarity_fast.messages import listed
-
-VoxelSize = tuple[float, float, float]
-"""(z, y, x) micrometres."""
+from clarity_fast.settings import VoxelSize
 
 log = logging.getLogger("clarity_fast")
 

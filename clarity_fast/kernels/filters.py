@@ -45,6 +45,7 @@ def gaussian_kernel(sigma: float, order: int) -> np.ndarray:
 
 
 def box_kernel(half_width: int) -> np.ndarray:
+    """The running mean over 2 * half_width + 1 samples (the noise map's window)."""
     return np.full(2 * half_width + 1, 1.0 / (2 * half_width + 1))
 
 
@@ -276,13 +277,20 @@ def _stack(*kernels: np.ndarray) -> np.ndarray:
     return np.ascontiguousarray(np.stack(kernels), dtype=np.float32)
 
 
-def white_noise_gain(sigma: tuple[float, ...]) -> float:
-    """Std of the scale-normalised curvature response to unit white noise (RMS over the axes)."""
-    norms0 = [np.linalg.norm(gaussian_kernel(s, 0)) for s in sigma]
+def blur_kernel(blur: float) -> np.ndarray:
+    """A normalised Gaussian of `blur` voxels (a delta for 0): white noise smoothed by it is correlated noise."""
+    return np.ones(1) if blur <= 0.0 else gaussian_kernel(blur, 0)
+
+
+def white_noise_gain(sigma: tuple[float, ...], *, blurs: tuple[float, ...] | None = None) -> float:
+    """Std of the scale-normalised curvature response (RMS over the axes) to unit white noise, smoothed first by a
+    Gaussian of `blurs` voxels along each axis (None: as it is): what turns pixel noise into the response's units."""
+    kernels = [blur_kernel(b) for b in (blurs if blurs is not None else (0.0,) * len(sigma))]
+    norms0 = [np.linalg.norm(np.convolve(gaussian_kernel(s, 0), k)) for s, k in zip(sigma, kernels)]
     gains = []
-    for a, s in enumerate(sigma):
+    for a, (s, k) in enumerate(zip(sigma, kernels)):
         others = np.prod([n for b, n in enumerate(norms0) if b != a])
-        gains.append(s**2 * np.linalg.norm(gaussian_kernel(s, 2)) * others)
+        gains.append(s**2 * np.linalg.norm(np.convolve(gaussian_kernel(s, 2), k)) * others)
     return float(np.sqrt(np.mean(np.square(gains))))
 
 

@@ -83,6 +83,11 @@ class AnnotatedVolume:
         points = (rng.random((4 * n, 3)) * np.asarray(self.grid.shape)).astype(np.int64)
         return points[self.distance_in_radii(points) > RANDOM_CLEARANCE][:n]
 
+    def assessment_negatives(self, rng: np.random.Generator) -> np.ndarray:
+        """The non-cells a fixed AUC set holds: every hard negative, and RANDOM_NEGATIVE_FRACTION as many random
+        background positions as there are annotations."""
+        return np.concatenate([self.hard_negatives, self.random_background(int(RANDOM_NEGATIVE_FRACTION * len(self.truth)), rng)])
+
 
 def load_annotated(
     entries: list[Entry], *, cell_diameter: float, voxel_size: VoxelSize | None, prefilter_threshold: float
@@ -170,7 +175,7 @@ def evaluation_examples(volumes: list[AnnotatedVolume], *, patch: int, seed: int
     rng = np.random.default_rng(seed)
     patches, labels = [], []
     for v in volumes:
-        neg = np.concatenate([v.hard_negatives, v.random_background(int(RANDOM_NEGATIVE_FRACTION * len(v.truth)), rng)])
+        neg = v.assessment_negatives(rng)
         patches += [cut(v, v.truth, patch=patch), cut(v, neg, patch=patch)]
         labels += [np.ones(len(v.truth), np.float32), np.zeros(len(neg), np.float32)]
     return np.concatenate(patches), np.concatenate(labels)

@@ -5,6 +5,7 @@ from __future__ import annotations
 import pickle
 from pathlib import Path
 
+import numpy as np
 import torch
 
 from clarity_fast.errors import ModelError
@@ -38,11 +39,16 @@ def load_model(path: Path) -> tuple[CellNet, ModelConfig]:
 
 
 class TorchScorer:
-    """A detection.Scorer backed by the PyTorch network (training, cross-validation)."""
+    """A detection.Scorer backed by the PyTorch network (training, cross-validation, export's parity check).
+    `batch`: at most this many patches per forward pass (None: all that are given at once)."""
 
-    def __init__(self, net: CellNet) -> None:
-        self.net = net.eval()
+    def __init__(self, net: CellNet, *, batch: int | None = None) -> None:
+        self.net = net
+        self.batch = batch
 
-    def __call__(self, patches):
+    def __call__(self, patches: np.ndarray) -> np.ndarray:
+        self.net.eval()  # training switches it back between calls
+        step = self.batch or max(len(patches), 1)
         with torch.inference_mode():
-            return self.net(torch.from_numpy(patches)).numpy()
+            runs = [self.net(torch.from_numpy(patches[i : i + step])).numpy() for i in range(0, max(len(patches), 1), step)]
+        return np.concatenate(runs)

@@ -29,10 +29,13 @@ from clarity_fast.volume_share import estimate_share, histogram
 
 log = logging.getLogger("clarity_fast")
 VALIDATE_BY = ("volume", "group")
+VALIDATION_BATCH = 2048  # validation patches per forward pass after each epoch
 
 
 @dataclass(frozen=True)
 class TrainSettings:
+    """The training recipe; recorded in the model's training record, so a model says how it was made."""
+
     network: NetworkConfig = field(default_factory=NetworkConfig)
     epochs: int = DEFAULT_EPOCHS
     batch_size: int = 256
@@ -46,6 +49,8 @@ class TrainSettings:
 
 @dataclass(frozen=True)
 class Trained:
+    """A trained network with its config (scale, threshold, calibration) and the per-epoch record."""
+
     net: CellNet
     config: ModelConfig
     history: list[dict]
@@ -80,12 +85,6 @@ def split_validation(volumes: list[AnnotatedVolume], *, fraction: float, seed: i
         if count >= fraction * total:
             break
     return [v for k, v in zip(keys, volumes) if k not in held], [v for k, v in zip(keys, volumes) if k in held]
-
-
-def _logits(net: CellNet, patches: np.ndarray, batch: int = 2048) -> np.ndarray:
-    net.eval()
-    with torch.inference_mode():
-        return np.concatenate([net(torch.from_numpy(patches[i : i + batch])).numpy() for i in range(0, len(patches), batch)])
 
 
 def recorded_scale(volumes: list[AnnotatedVolume]) -> Scale:
@@ -188,7 +187,7 @@ def train(
                 optimiser.step()
                 losses.append(float(loss.detach()) * len(idx))
             schedule.step()
-            logits = _logits(net, val_x)
+            logits = TorchScorer(net, batch=VALIDATION_BATCH)(val_x)
             val_loss = float(loss_fn(torch.from_numpy(logits), torch.from_numpy(val_y)))
             auc = roc_auc(logits, val_y)
             history.append(
