@@ -25,6 +25,9 @@ log = logging.getLogger("clarity_fast")
 
 
 class Checkpoint:
+    """A run's finished slabs on disk until it ends, for `--resume`; only a run of the same fingerprint (input, model,
+    settings, release) may take them up."""
+
     def __init__(self, folder: Path, *, fingerprint: dict, resume: bool) -> None:
         self.folder = Path(folder)
         stored = self._stored()

@@ -20,6 +20,8 @@ DEMO_MARKER = ".clarity-fast-demo"  # in a folder the demo made: its next run ma
 
 @dataclass(frozen=True)
 class DemoReport:
+    """What `demo` made and found, for its printout."""
+
     volume: Path
     cells: int
     simulate_s: float

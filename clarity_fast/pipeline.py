@@ -77,6 +77,9 @@ def check_batch_memory(*, batch: int, network: NetworkConfig, on_cpu: bool) -> N
 
 @dataclass(frozen=True)
 class DetectSettings:
+    """Everything one detection run needs besides the model and the volume, in the input's units; fixed for the run,
+    so that slabs, threads and cluster tasks agree."""
+
     voxel_size: VoxelSize  # of the input volume, µm
     cell_diameter: float  # of the cells in it, µm
     threshold: float  # cell probability
@@ -133,6 +136,8 @@ def adapting(counts: np.ndarray, *, model: ModelConfig) -> Adaptation:
 
 @dataclass(frozen=True)
 class Result:
+    """A volume's detections (merged, above the threshold) and what the run counted and timed on the way."""
+
     zyx: np.ndarray  # (N, 3) int, the input's voxels
     probability: np.ndarray
     candidates: int = 0

@@ -9,7 +9,8 @@ from __future__ import annotations
 import numpy as np
 
 
-def resampled_shape(shape: tuple[int, ...], factors: tuple[float, float, float]) -> tuple[int, int, int]:
+def resampled_shape(shape: tuple[int, ...], *, factors: tuple[float, float, float]) -> tuple[int, int, int]:
+    """A grid's shape zoomed by `factors` (at least one voxel along each axis)."""
     return tuple(max(1, int(round(n * f))) for n, f in zip(shape, factors))
 
 

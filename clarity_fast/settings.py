@@ -4,11 +4,12 @@ from __future__ import annotations
 
 import logging
 import math
+from collections.abc import Iterable
 from dataclasses import dataclass
 
 from clarity_fast.errors import InputError
 
-VoxelSize = tuple[float, float, float]
+VoxelSize = tuple[float, float, float]  # (z, y, x) µm
 log = logging.getLogger("clarity_fast")
 
 
@@ -44,7 +45,7 @@ def parse_positive(text: str, *, name: str) -> float:
 WORKING_CELL_VOXELS = (3.0, 6.0, 6.0)
 
 
-def snap_factors(factors) -> tuple[float, float, float]:
+def snap_factors(factors: Iterable[float]) -> tuple[float, float, float]:
     """Zoom factors within 1% of 1 become exactly 1: no resampling where it would only blur."""
     return tuple(1.0 if abs(f - 1.0) < 0.01 else float(f) for f in factors)
 

@@ -40,6 +40,7 @@ def estimate_share(counts: np.ndarray, *, prior: float, iterations: int = 500) -
 
 
 def odds(p: float) -> float:
+    """p / (1 - p): the scale on which a share of cells multiplies probabilities."""
     return p / (1.0 - p)
 
 

@@ -37,6 +37,9 @@ _SHORT = {TENSORRT: "tensorrt", CUDA: "cuda", CPU: "cpu"}
 
 @dataclass(frozen=True)
 class RuntimeSettings:
+    """Where and how onnxruntime scores: the device asked for (auto falls back to the CPU), the GPU run size, the
+    engine cache and the threads."""
+
     device: str = "auto"  # auto | cpu | cuda | tensorrt
     gpu_run: int = 2048  # patches per GPU run (and TensorRT profile); on an H200 within 3% of the fastest size
     cache_dir: Path | None = None  # TensorRT engines (building one takes minutes); None: the user's cache, see engine_cache

@@ -56,7 +56,7 @@ class Grid:
 def working_grid(native_shape: tuple[int, int, int], *, factors: tuple[float, float, float] = (1.0, 1.0, 1.0)) -> Grid:
     """The working grid of a volume of `native_shape` zoomed by `factors` (1: the native voxels themselves)."""
     lo, hi, weight = [], [], []
-    for n, f, m in zip(native_shape, factors, resampled_shape(native_shape, factors)):
+    for n, f, m in zip(native_shape, factors, resampled_shape(native_shape, factors=factors)):
         if f == 1.0:
             w = np.arange(n, dtype=np.int64)
             lo.append(w), hi.append(w), weight.append(np.zeros(n))

@@ -79,6 +79,9 @@ class Calibration:
 
 @dataclass(frozen=True)
 class ModelConfig:
+    """What a model carries besides its weights to be used right: its network, the scale it was trained at, its
+    threshold and calibration, and its training record."""
+
     network: NetworkConfig
     voxel_size: VoxelSize  # the scale the model was trained at ...
     cell_diameter: float  # ... cells of this diameter (µm) at this voxel size

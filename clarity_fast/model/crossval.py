@@ -6,7 +6,9 @@ precision / recall / F1 with the study's matching.
 from __future__ import annotations
 
 import math
+from collections.abc import Callable
 from dataclasses import dataclass, field
+from typing import TYPE_CHECKING
 
 import numpy as np
 
@@ -21,7 +23,10 @@ from clarity_fast.evaluate import (
     roc_auc,
     roc_curve,
 )
-from clarity_fast.model.samples import RANDOM_NEGATIVE_FRACTION, AnnotatedVolume, cut, to_voxels
+from clarity_fast.model.samples import AnnotatedVolume, cut, to_voxels
+
+if TYPE_CHECKING:
+    from clarity_fast.model.train import TrainSettings
 
 METHODS = ("cnn", "blob", "template")
 METRICS = ("patch_auc", "precision", "recall", "f1", "f1_test_tuned")  # per fold and method, summarised over folds
@@ -29,6 +34,8 @@ METRICS = ("patch_auc", "precision", "recall", "f1", "f1_test_tuned")  # per fol
 
 @dataclass(frozen=True)
 class Fold:
+    """One split: the groups held out for testing (the rest train)."""
+
     index: int
     test_groups: tuple[str, ...]
 
@@ -65,9 +72,7 @@ def make_folds(groups: list[str], *, scheme: str, splits: int, test_frac: float,
 
 def _test_positions(volume: AnnotatedVolume, rng: np.random.Generator) -> tuple[np.ndarray, np.ndarray]:
     """Shared patch-AUC examples: annotated centres (1), hard negatives and random background (0)."""
-    neg = np.concatenate(
-        [volume.hard_negatives, volume.random_background(int(RANDOM_NEGATIVE_FRACTION * len(volume.truth)), rng)]
-    )
+    neg = volume.assessment_negatives(rng)
     positions = to_voxels(np.concatenate([volume.truth, neg]), shape=volume.grid.shape)
     return positions, np.concatenate([np.ones(len(volume.truth)), np.zeros(len(neg))])
 
@@ -91,6 +96,8 @@ class _MapMethod:
 
 
 class BlobMethod(_MapMethod):
+    """The blob-detection baseline: a scale-matched LoG's local maxima."""
+
     name = "blob"
 
     def score_map(self, volume: AnnotatedVolume) -> np.ndarray:
@@ -98,6 +105,8 @@ class BlobMethod(_MapMethod):
 
 
 class TemplateMethod(_MapMethod):
+    """The template-matching baseline: correlation with the mean annotated cell of the training folds."""
+
     name = "template"
 
     def __init__(self, *, patch: int) -> None:
@@ -116,7 +125,7 @@ class CnnMethod:
 
     name = "cnn"
 
-    def __init__(self, *, settings, prefilter_threshold: float) -> None:
+    def __init__(self, *, settings: TrainSettings, prefilter_threshold: float) -> None:
         self.settings = settings
         self.prefilter_threshold = prefilter_threshold
 
@@ -128,7 +137,6 @@ class CnnMethod:
         self.scorer = TorchScorer(trained.net)
         self.calibration = trained.config.calibration
         self.threshold = trained.config.threshold
-        self.history = trained.history
 
     def assess(self, volume: AnnotatedVolume, positions: np.ndarray) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
         """The network's logits at `positions` (patch AUC), and the merged candidates with their probabilities."""
@@ -145,6 +153,8 @@ class CnnMethod:
 
 @dataclass(frozen=True)
 class CVReport:
+    """Per fold and method: patch AUC and detection scores (rows), and ROC curves."""
+
     scheme: str
     rows: list[dict] = field(default_factory=list)
     roc: dict = field(default_factory=dict)  # method -> list of (fpr, tpr) per fold
@@ -190,10 +200,12 @@ class CVReport:
 
 
 def cross_validate(
-    volumes: list[AnnotatedVolume], *, folds: list[Fold], methods: list, scheme: str, seed: int = 0, on_fold=None
+    volumes: list[AnnotatedVolume], *, folds: list[Fold], methods: list, scheme: str, seed: int = 0,
+    on_fold: Callable[[dict], None] | None = None,
 ) -> CVReport:
     """Fit each method on each fold's training groups; score patch AUC and detection on its test groups."""
-    report = CVReport(scheme=scheme)
+    rows: list[dict] = []
+    roc: dict[str, list] = {}
     for fold in folds:
         train = [v for v in volumes if v.group not in fold.test_groups]
         test = [v for v in volumes if v.group in fold.test_groups]
@@ -231,9 +243,8 @@ def cross_validate(
                 fp=m.fp,
                 fn=m.fn,
             )
-            report.rows.append(row)
-            fpr, tpr = roc_curve(scores, labels)
-            report.roc.setdefault(method.name, []).append((fpr, tpr))
+            rows.append(row)
+            roc.setdefault(method.name, []).append(roc_curve(scores, labels))
             if on_fold is not None:
                 on_fold(row)
-    return report
+    return CVReport(scheme=scheme, rows=rows, roc=roc)
