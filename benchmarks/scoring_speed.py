@@ -15,6 +15,7 @@ from __future__ import annotations
 import argparse
 import copy
 import tempfile
+from dataclasses import asdict
 from pathlib import Path
 
 import numpy as np
@@ -131,7 +132,7 @@ def main() -> None:
     name = "scoring_speed_gpu" if gpus else "scoring_speed"
     md = report.write(
         name,
-        data=dict(device=device, onnxruntime=ort.__version__, torch=torch.__version__, threads=torch.get_num_threads(), network=config.network.to_dict(), trained_model=str(args.model) if args.model else None, batches=list(batches), seconds=args.seconds, matmul_gflops=roof, runs=runs),
+        data=dict(device=device, onnxruntime=ort.__version__, torch=torch.__version__, threads=torch.get_num_threads(), network=asdict(config.network), trained_model=str(args.model) if args.model else None, batches=list(batches), seconds=args.seconds, matmul_gflops=roof, runs=runs),
         columns=["runtime", *[f"batch {b}" for b in batches], f"vs eager @{largest}", f"GFLOP/s @{largest}", "max abs Δlogit", "same decision"],
         rows=rows,
         notes=f"Patches/s on {device}; {config.network.patch}³ patches, width {config.network.width}; torch {torch.__version__} ({torch.get_num_threads()} threads), onnxruntime {ort.__version__}; {args.seconds:g} s per cell after a warm-up call. Δlogit and decisions against torch eager fp32 on {largest} patches. {flops / 1e6:.1f} MFLOP per patch; torch's float32 2048² matrix multiply on the same threads: {roof:.0f} GFLOP/s.",

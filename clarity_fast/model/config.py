@@ -27,9 +27,6 @@ class NetworkConfig:
     dropout: float = 0.3
     batch_norm: bool = True
 
-    def to_dict(self) -> dict:
-        return asdict(self)
-
 
 def multiply_accumulates(config: NetworkConfig) -> int:
     """Multiply-accumulates per patch (convolutions and dense layers)."""
