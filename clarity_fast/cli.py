@@ -416,33 +416,38 @@ def evaluate(
     voxel_size: VoxelSizeOption = None,
     as_json: Annotated[bool, typer.Option("--json", help="Print the result as JSON.")] = False,
 ) -> None:
-    """Score detections against ground truth: one-to-one matching within a radius."""
+    """Score detections against ground truth: one-to-one matching within a radius; where the detections carry scores
+    (detect's probabilities), also the score threshold that would have done best on these annotations."""
     import json
 
-    from clarity_fast.evaluate import AXIS_WEIGHTS, RADIUS_VOXELS, match_points
+    from clarity_fast.evaluate import AXIS_WEIGHTS, RADIUS_VOXELS, best_threshold, match_points
     from clarity_fast.io.points import read_points
 
-    p, t = read_points(pred).cells, read_points(truth).cells  # non-cell markers (cellfinder XML Type 1) are left out
+    predicted = read_points(pred)
+    p, t = predicted.cells, read_points(truth).cells  # non-cell markers (cellfinder XML Type 1) are left out
+    scores = None if predicted.score is None else (predicted.score if predicted.label is None else predicted.score[predicted.label == 1])
     for path, points in ((pred, p), (truth, t)):
         if not len(points):  # the scores are then conventions (both empty: all 1), not measurements
             logging.getLogger("clarity_fast").warning("%s holds no cells: check it is the file you meant", path)
     if voxel_size:
-        size = parse_triple(voxel_size, name="--voxel-size")
+        axis_scale = parse_triple(voxel_size, name="--voxel-size")
         if radius is None:
             raise InputError("--voxel-size needs --radius in µm")
-        match, rule = match_points(pred=p, truth=t, radius=radius, axis_scale=size), f"within {radius:g} µm"
+        rule = f"within {radius:g} µm"
     else:  # in voxels, by the study's rule whatever the radius, so that --radius changes the radius only
-        radius = RADIUS_VOXELS if radius is None else radius
-        match = match_points(pred=p, truth=t, radius=radius, axis_scale=AXIS_WEIGHTS)
+        radius, axis_scale = RADIUS_VOXELS if radius is None else radius, AXIS_WEIGHTS
         rule = f"within {radius:g} voxels, z counted double"
+    match = match_points(pred=p, truth=t, radius=radius, axis_scale=axis_scale)
     result = dict(match.summary(), rule=rule, predictions=len(p), truth=len(t))
-    if as_json:
-        typer.echo(json.dumps(result, indent=2))
-    else:
-        typer.echo(
-            f"precision {match.precision:.4f}  recall {match.recall:.4f}  F1 {match.f1:.4f}  "
-            f"(TP {match.tp}, FP {match.fp}, FN {match.fn}; {rule})"
+    lines = [f"precision {match.precision:.4f}  recall {match.recall:.4f}  F1 {match.f1:.4f}  (TP {match.tp}, FP {match.fp}, FN {match.fn}; {rule})"]
+    if scores is not None and len(scores) and len(t) and np.all(np.isfinite(scores)):
+        threshold, best = best_threshold(pred=p, scores=scores, truth=t, radius=radius, axis_scale=axis_scale)
+        result["best_threshold"] = dict(best.summary(), threshold=threshold)
+        lines.append(
+            f"keeping scores >= {threshold:.4g} would give precision {best.precision:.4f}  recall {best.recall:.4f}  F1 {best.f1:.4f} "
+            "(with detect's probabilities, run detect --threshold 0 to see every candidate, then --threshold at this value)"
         )
+    typer.echo(json.dumps(result, indent=2) if as_json else "\n".join(lines))
 
 
 @app.command()

@@ -100,6 +100,19 @@ def test_evaluate_command_json(tmp_path):
         assert json.loads(out.stdout)["tp"] == tp and "z counted double" in json.loads(out.stdout)["rule"]
 
 
+def test_evaluate_command_names_the_best_threshold_for_scored_detections(tmp_path):
+    # Two cells found at 0.9 and 0.4, two false detections at 0.2: keeping 0.4 and above is best (F1 1).
+    (tmp_path / "t.csv").write_text("z,y,x\n1,1,1\n1,20,20\n")
+    (tmp_path / "p.csv").write_text("z,y,x,probability\n1,1,1,0.9\n1,20,20,0.4\n1,40,40,0.2\n1,60,60,0.2\n")
+    out = run_cli("evaluate", "--pred", tmp_path / "p.csv", "--truth", tmp_path / "t.csv", "--json")
+    best = json.loads(out.stdout)["best_threshold"]
+    assert json.loads(out.stdout)["f1"] == pytest.approx(2 / 3) and best["f1"] == 1.0 and 0.2 < best["threshold"] <= 0.4
+    text = run_cli("evaluate", "--pred", tmp_path / "p.csv", "--truth", tmp_path / "t.csv").stdout
+    assert "keeping scores >= " in text and "F1 1.0000" in text.splitlines()[1]
+    (tmp_path / "p.csv").write_text("z,y,x\n1,1,1\n")  # no scores: nothing to choose
+    assert "best_threshold" not in json.loads(run_cli("evaluate", "--pred", tmp_path / "p.csv", "--truth", tmp_path / "t.csv", "--json").stdout)
+
+
 def _scored_item(*, cells: int, cell_score: float, false: int) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
     """Cells 20 apart along x scoring `cell_score`, and `false` far-away detections scoring 0.6."""
     truth = np.column_stack([np.zeros(cells), np.zeros(cells), 20.0 * np.arange(cells)])
