@@ -9,7 +9,7 @@ from scipy.spatial import cKDTree
 
 def log_response(volume: np.ndarray, *, sigma: tuple[float, float, float]) -> np.ndarray:
     """Scale-normalised negative Laplacian of Gaussian (the plain LoG baseline)."""
-    return np.sum(_curvatures(volume, sigma), axis=0)
+    return np.sum(axis_curvatures(volume, sigma), axis=0)
 
 
 def blob_response(volume: np.ndarray, *, sigma: tuple[float, float, float]) -> np.ndarray:
@@ -18,10 +18,12 @@ def blob_response(volume: np.ndarray, *, sigma: tuple[float, float, float]) -> n
     A cell curves down along every axis; a stripe, a vessel or a rod seen end-on does not along at least one,
     so taking the minimum rejects them where the plain LoG sum would not. A single plane uses y and x only.
     """
-    return np.min(_curvatures(volume, sigma), axis=0)
+    return np.min(axis_curvatures(volume, sigma), axis=0)
 
 
-def _curvatures(volume: np.ndarray, sigma: tuple[float, float, float]) -> np.ndarray:
+def axis_curvatures(volume: np.ndarray, sigma: tuple[float, float, float]) -> np.ndarray:
+    """The scale-normalised curvature along each axis, -sigma_a^2 * d2/da2 of the smoothed image (z, y, x stacked
+    first; a single plane: y and x), with the sampled kernel's defects taken out as the compiled filters do."""
     v = np.asarray(volume, dtype=np.float32)
     planar = v.shape[0] == 1
     if planar:
@@ -79,13 +81,26 @@ def blob_snr(
     noise_gain: float = 1.0,
 ) -> np.ndarray:
     """The prefilter's response (see kernels.filters) for a whole volume, with scipy."""
+    noise = noise_map(volume, sigma=sigma, noise_half_width=noise_half_width, noise_floor=noise_floor, noise_gain=noise_gain)
+    return blob_response(np.asarray(volume, dtype=np.float32), sigma=sigma) / noise
+
+
+def noise_map(
+    volume: np.ndarray,
+    *,
+    sigma: tuple[float, float, float],
+    noise_half_width: tuple[int, int, int],
+    noise_floor: float,
+    noise_gain: float = 1.0,
+) -> np.ndarray:
+    """The local noise the prefilter divides its response by, in the response's units (z, y, x; one plane for a
+    single plane)."""
     from scipy.ndimage import uniform_filter
 
     from clarity_fast.kernels.filters import MEAN_ABS_DIFF_PER_STD, white_noise_gain
 
     v = np.asarray(volume, dtype=np.float32)
     planar = v.shape[0] == 1
-    response = blob_response(v, sigma=sigma)
     plane = v[0] if planar else v
     padded = np.pad(plane, [(0, 0)] * (plane.ndim - 1) + [(1, 1)], mode="symmetric")
     proxy = np.abs(plane - np.float32(0.5) * (padded[..., :-2] + padded[..., 2:]))
@@ -93,7 +108,7 @@ def blob_snr(
     box = uniform_filter(proxy, size=sizes[1:] if planar else sizes, mode="reflect")
     gain = white_noise_gain(sigma[1:] if planar else sigma)
     noise = np.maximum(np.float32(noise_gain * gain / MEAN_ABS_DIFF_PER_STD) * box, gain * noise_floor)
-    return response / (noise[None] if planar else noise)
+    return noise[None] if planar else noise
 
 
 def gather_patches(volume: np.ndarray, *, centres: np.ndarray, size: int) -> np.ndarray:
