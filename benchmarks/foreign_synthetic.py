@@ -32,7 +32,7 @@ import report
 from scipy.ndimage import gaussian_filter
 
 from clarity_fast.baselines import log_blobs
-from clarity_fast.evaluate import AXIS_WEIGHTS, RADIUS_VOXELS, best_threshold, match_points
+from clarity_fast.evaluate import AXIS_WEIGHTS, RADIUS_VOXELS, Match, best_threshold, match_points
 from clarity_fast.io.points import Points, read_points
 from clarity_fast.io.volumes import write_tiff
 from clarity_fast.settings import Scale
@@ -196,38 +196,62 @@ def fitted_threshold(points: Points, truth: np.ndarray) -> float:
     return threshold
 
 
+@dataclass(frozen=True)
+class Outcome:
+    """One condition's results: each model at its defaults and with a fitted threshold, the fitted LoG, the prefilter."""
+
+    cells: int
+    cnn: dict[str, Match]
+    fitted: dict[str, Match]
+    blob: Match
+    prefilter: dict
+
+    def record(self, condition: object) -> dict:
+        return dict(
+            condition=asdict(condition), cells=self.cells, cnn={m: v.summary() for m, v in self.cnn.items()},
+            cnn_fitted_threshold={m: v.summary() for m, v in self.fitted.items()}, blob_calibrated=self.blob.summary(), prefilter=self.prefilter,
+        )
+
+
+def assess(condition, *, calibration: tuple[np.ndarray, np.ndarray], test: tuple[np.ndarray, np.ndarray], folder: Path, models: list[str]) -> Outcome:
+    """Run the models and the LoG on a condition's (volume, truth) pairs, written to `folder` for detect; the LoG's
+    and each model's fitted threshold come from the calibration volume. `condition` needs voxel and stated_diameter."""
+    scale = Scale(voxel_size=condition.voxel, cell_diameter=condition.stated_diameter)
+    (calibration, calibration_truth), (test, truth) = calibration, test
+    centres, responses = log_blobs(calibration.astype(np.float32), scale=scale)
+    threshold, _ = best_threshold(pred=centres, scores=responses, truth=calibration_truth, radius=RADIUS_VOXELS, axis_scale=AXIS_WEIGHTS)
+    centres, responses = log_blobs(test.astype(np.float32), scale=scale)
+    blob = match_points(pred=centres[responses >= threshold], truth=truth, radius=RADIUS_VOXELS, axis_scale=AXIS_WEIGHTS)
+    paths = {}
+    for role, volume in (("calibration", calibration), ("test", test)):
+        paths[role] = folder / f"{role}.tif"
+        paths[role].parent.mkdir(parents=True, exist_ok=True)
+        write_tiff(paths[role], volume, voxel_size=condition.voxel)
+    candidates = prefilter_candidates(paths["test"], condition).zyx
+    prefilter = dict(candidates=len(candidates), recall=match_points(pred=candidates, truth=truth, radius=RADIUS_VOXELS, axis_scale=AXIS_WEIGHTS).recall)
+    cnn, fitted = {}, {}
+    for m in models:
+        cnn[m] = match_points(pred=detect_cnn(paths["test"], condition, m).zyx, truth=truth, radius=RADIUS_VOXELS, axis_scale=AXIS_WEIGHTS)
+        t = fitted_threshold(detect_cnn(paths["calibration"], condition, m, threshold=0.0), calibration_truth)
+        print(f"{condition.name}: {m} fitted threshold {t:.3f}", flush=True)
+        fitted[m] = match_points(pred=detect_cnn(paths["test"], condition, m, threshold=t).zyx, truth=truth, radius=RADIUS_VOXELS, axis_scale=AXIS_WEIGHTS)
+    return Outcome(cells=len(truth), cnn=cnn, fitted=fitted, blob=blob, prefilter=prefilter)
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--models", default="default", help="comma-separated models for detect --model")
     models = parser.parse_args().models.split(",")
     rows, results = [], []
     for i, condition in enumerate(CONDITIONS):
-        scale = Scale(voxel_size=condition.voxel, cell_diameter=condition.stated_diameter)
-        calibration, calibration_truth = make_volume(condition, seed=1000 + i)
-        test, truth = make_volume(condition, seed=2000 + i)
-        centres, responses = log_blobs(calibration.astype(np.float32), scale=scale)
-        threshold, _ = best_threshold(pred=centres, scores=responses, truth=calibration_truth, radius=RADIUS_VOXELS, axis_scale=AXIS_WEIGHTS)
-        centres, responses = log_blobs(test.astype(np.float32), scale=scale)
-        blob = match_points(pred=centres[responses >= threshold], truth=truth, radius=RADIUS_VOXELS, axis_scale=AXIS_WEIGHTS)
-        paths = {}
-        for role, volume in (("calibration", calibration), ("test", test)):
-            paths[role] = OUT / f"condition_{i}" / f"{role}.tif"
-            paths[role].parent.mkdir(parents=True, exist_ok=True)
-            write_tiff(paths[role], volume, voxel_size=condition.voxel)
-        candidates = prefilter_candidates(paths["test"], condition).zyx
-        prefilter = dict(candidates=len(candidates), recall=match_points(pred=candidates, truth=truth, radius=RADIUS_VOXELS, axis_scale=AXIS_WEIGHTS).recall)
-        cnn, fitted = {}, {}
-        for m in models:
-            cnn[m] = match_points(pred=detect_cnn(paths["test"], condition, m).zyx, truth=truth, radius=RADIUS_VOXELS, axis_scale=AXIS_WEIGHTS)
-            t = fitted_threshold(detect_cnn(paths["calibration"], condition, m, threshold=0.0), calibration_truth)
-            print(f"{condition.name}: {m} fitted threshold {t:.3f}", flush=True)
-            fitted[m] = match_points(pred=detect_cnn(paths["test"], condition, m, threshold=t).zyx, truth=truth, radius=RADIUS_VOXELS, axis_scale=AXIS_WEIGHTS)
-        results.append(dict(
-            condition=asdict(condition), cells=len(truth), cnn={m: v.summary() for m, v in cnn.items()},
-            cnn_fitted_threshold={m: v.summary() for m, v in fitted.items()}, blob_calibrated=blob.summary(), prefilter=prefilter,
-        ))
-        rows.append([condition.name, len(truth), f"{prefilter['recall']:.3f} ({prefilter['candidates']})",
-                     *[f"{cnn[m].precision:.3f} / {cnn[m].recall:.3f} / {cnn[m].f1:.3f}; fitted {fitted[m].f1:.3f}" for m in models], f"{blob.f1:.3f}"])
+        outcome = assess(
+            condition, calibration=make_volume(condition, seed=1000 + i), test=make_volume(condition, seed=2000 + i),
+            folder=OUT / f"condition_{i}", models=models,
+        )
+        results.append(outcome.record(condition))
+        cnn, fitted, prefilter = outcome.cnn, outcome.fitted, outcome.prefilter
+        rows.append([condition.name, outcome.cells, f"{prefilter['recall']:.3f} ({prefilter['candidates']})",
+                     *[f"{cnn[m].precision:.3f} / {cnn[m].recall:.3f} / {cnn[m].f1:.3f}; fitted {fitted[m].f1:.3f}" for m in models], f"{outcome.blob.f1:.3f}"])
         print(rows[-1], flush=True)
     means = {}
     groups = (
