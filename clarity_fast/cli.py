@@ -415,12 +415,16 @@ def evaluate(
     ] = None,
     voxel_size: VoxelSizeOption = None,
     as_json: Annotated[bool, typer.Option("--json", help="Print the result as JSON.")] = False,
+    fit_threshold: Annotated[
+        bool,
+        typer.Option("--fit-threshold", help="Also find the score threshold that does best on these annotations (detections with scores; up to 128 matchings)."),
+    ] = False,
 ) -> None:
-    """Score detections against ground truth: one-to-one matching within a radius; where the detections carry scores
-    (detect's probabilities), also the score threshold that would have done best on these annotations."""
+    """Score detections against ground truth: one-to-one matching within a radius; with --fit-threshold, also the
+    score threshold (detect's probability) that would have done best on these annotations."""
     import json
 
-    from clarity_fast.evaluate import AXIS_WEIGHTS, RADIUS_VOXELS, best_threshold, match_points
+    from clarity_fast.evaluate import AXIS_WEIGHTS, RADIUS_VOXELS, best_threshold, match_points, typed_threshold
     from clarity_fast.io.points import read_points
 
     predicted = read_points(pred)
@@ -440,12 +444,15 @@ def evaluate(
     match = match_points(pred=p, truth=t, radius=radius, axis_scale=axis_scale)
     result = dict(match.summary(), rule=rule, predictions=len(p), truth=len(t))
     lines = [f"precision {match.precision:.4f}  recall {match.recall:.4f}  F1 {match.f1:.4f}  (TP {match.tp}, FP {match.fp}, FN {match.fn}; {rule})"]
-    if scores is not None and len(scores) and len(t) and np.all(np.isfinite(scores)):
+    if fit_threshold and scores is None:
+        raise InputError(f"{pred}: --fit-threshold needs detections with scores (a score or probability column, as detect writes)")
+    if fit_threshold and len(scores) and len(t):
         threshold, best = best_threshold(pred=p, scores=scores, truth=t, radius=radius, axis_scale=axis_scale)
+        threshold = typed_threshold(scores, threshold)
         result["best_threshold"] = dict(best.summary(), threshold=threshold)
         lines.append(
-            f"keeping scores >= {threshold:.4g} would give precision {best.precision:.4f}  recall {best.recall:.4f}  F1 {best.f1:.4f} "
-            "(with detect's probabilities, run detect --threshold 0 to see every candidate, then --threshold at this value)"
+            f"keeping scores >= {np.format_float_positional(threshold, trim='-')} would give precision {best.precision:.4f}  "
+            f"recall {best.recall:.4f}  F1 {best.f1:.4f} (for detect's probabilities: detect --threshold 0 shows every candidate's)"
         )
     typer.echo(json.dumps(result, indent=2) if as_json else "\n".join(lines))
 

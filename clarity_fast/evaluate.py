@@ -128,6 +128,21 @@ def best_threshold(
     return best
 
 
+def typed_threshold(scores: np.ndarray, threshold: float) -> float:
+    """The shortest decimal that keeps the same scores as `threshold` does (score >= it), for a person to pass on: a
+    threshold rounded to a few digits could otherwise land above the lowest score it is meant to keep."""
+    scores = np.asarray(scores, dtype=float)
+    kept, below = scores[scores >= threshold], scores[scores < threshold]
+    if not len(kept):
+        return threshold
+    low, high = (below.max() if len(below) else -math.inf), kept.min()
+    for digits in range(1, 18):
+        value = math.floor(high * 10**digits) / 10**digits
+        if low < value <= high:
+            return value
+    return float(high)
+
+
 def balanced_threshold(
     items: list[tuple[np.ndarray, np.ndarray, np.ndarray]],
     *,

@@ -21,6 +21,7 @@ from clarity_fast.evaluate import (
     reliability_weight,
     roc_auc,
     roc_curve,
+    typed_threshold,
 )
 
 
@@ -100,17 +101,26 @@ def test_evaluate_command_json(tmp_path):
         assert json.loads(out.stdout)["tp"] == tp and "z counted double" in json.loads(out.stdout)["rule"]
 
 
-def test_evaluate_command_names_the_best_threshold_for_scored_detections(tmp_path):
+def test_evaluate_command_fits_the_threshold_for_scored_detections(tmp_path):
     # Two cells found at 0.9 and 0.4, two false detections at 0.2: keeping 0.4 and above is best (F1 1).
     (tmp_path / "t.csv").write_text("z,y,x\n1,1,1\n1,20,20\n")
     (tmp_path / "p.csv").write_text("z,y,x,probability\n1,1,1,0.9\n1,20,20,0.4\n1,40,40,0.2\n1,60,60,0.2\n")
-    out = run_cli("evaluate", "--pred", tmp_path / "p.csv", "--truth", tmp_path / "t.csv", "--json")
-    best = json.loads(out.stdout)["best_threshold"]
-    assert json.loads(out.stdout)["f1"] == pytest.approx(2 / 3) and best["f1"] == 1.0 and 0.2 < best["threshold"] <= 0.4
-    text = run_cli("evaluate", "--pred", tmp_path / "p.csv", "--truth", tmp_path / "t.csv").stdout
-    assert "keeping scores >= " in text and "F1 1.0000" in text.splitlines()[1]
-    (tmp_path / "p.csv").write_text("z,y,x\n1,1,1\n")  # no scores: nothing to choose
-    assert "best_threshold" not in json.loads(run_cli("evaluate", "--pred", tmp_path / "p.csv", "--truth", tmp_path / "t.csv", "--json").stdout)
+    args = ("evaluate", "--pred", tmp_path / "p.csv", "--truth", tmp_path / "t.csv")
+    assert "best_threshold" not in json.loads(run_cli(*args, "--json").stdout)  # only when asked: it matches up to 128 times
+    out = json.loads(run_cli(*args, "--json", "--fit-threshold").stdout)
+    assert out["f1"] == pytest.approx(2 / 3) and out["best_threshold"]["f1"] == 1.0 and 0.2 < out["best_threshold"]["threshold"] <= 0.4
+    text = run_cli(*args, "--fit-threshold").stdout.splitlines()
+    assert text[1].startswith("keeping scores >= ") and "F1 1.0000" in text[1]
+    (tmp_path / "p.csv").write_text("z,y,x\n1,1,1\n")
+    out = run_cli(*args, "--fit-threshold")
+    assert out.returncode == 2 and "needs detections with scores" in out.stderr
+
+
+def test_typed_threshold_keeps_what_the_threshold_keeps():
+    scores = np.array([0.123456, 0.9, 0.05])
+    assert typed_threshold(scores, 0.123456) == 0.1  # 0.1235 would drop the detection at 0.123456
+    assert typed_threshold(np.array([0.99996, 0.5]), 0.99996) == 0.9  # keeps the one detection, as 0.99996 does
+    assert typed_threshold(np.array([0.3, 0.31]), 0.305) == 0.31 and typed_threshold(np.array([0.2]), 0.5) == 0.5
 
 
 def _scored_item(*, cells: int, cell_score: float, false: int) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
