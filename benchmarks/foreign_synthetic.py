@@ -212,6 +212,27 @@ class Outcome:
             cnn_fitted_threshold={m: v.summary() for m, v in self.fitted.items()}, blob_calibrated=self.blob.summary(), prefilter=self.prefilter,
         )
 
+    def row(self, name: str, *, blob_detail: bool) -> list:
+        """The condition's table row (the LoG as F1 alone, or precision / recall / F1)."""
+        blob = f"{self.blob.precision:.3f} / {self.blob.recall:.3f} / {self.blob.f1:.3f}" if blob_detail else f"{self.blob.f1:.3f}"
+        return [name, self.cells, f"{self.prefilter['recall']:.3f} ({self.prefilter['candidates']})",
+                *[f"{c.precision:.3f} / {c.recall:.3f} / {c.f1:.3f}; fitted {self.fitted[m].f1:.3f}" for m, c in self.cnn.items()], blob]
+
+
+def assess_all(conditions: list, *, make, seeds: tuple[int, int], out: Path, models: list[str], blob_detail: bool = False) -> tuple[list[dict], list[list]]:
+    """Each condition through assess, on make(condition, seed=...) at seeds[0] + i (calibration) and seeds[1] + i (test):
+    the records and the table rows."""
+    results, rows = [], []
+    for i, condition in enumerate(conditions):
+        outcome = assess(
+            condition, calibration=make(condition, seed=seeds[0] + i), test=make(condition, seed=seeds[1] + i),
+            folder=out / f"condition_{i}", models=models,
+        )
+        results.append(outcome.record(condition))
+        rows.append(outcome.row(condition.name, blob_detail=blob_detail))
+        print(rows[-1], flush=True)
+    return results, rows
+
 
 def assess(condition, *, calibration: tuple[np.ndarray, np.ndarray], test: tuple[np.ndarray, np.ndarray], folder: Path, models: list[str]) -> Outcome:
     """Run the models and the LoG on a condition's (volume, truth) pairs, written to `folder` for detect; the LoG's
@@ -242,17 +263,7 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--models", default="default", help="comma-separated models for detect --model")
     models = parser.parse_args().models.split(",")
-    rows, results = [], []
-    for i, condition in enumerate(CONDITIONS):
-        outcome = assess(
-            condition, calibration=make_volume(condition, seed=1000 + i), test=make_volume(condition, seed=2000 + i),
-            folder=OUT / f"condition_{i}", models=models,
-        )
-        results.append(outcome.record(condition))
-        cnn, fitted, prefilter = outcome.cnn, outcome.fitted, outcome.prefilter
-        rows.append([condition.name, outcome.cells, f"{prefilter['recall']:.3f} ({prefilter['candidates']})",
-                     *[f"{cnn[m].precision:.3f} / {cnn[m].recall:.3f} / {cnn[m].f1:.3f}; fitted {fitted[m].f1:.3f}" for m in models], f"{outcome.blob.f1:.3f}"])
-        print(rows[-1], flush=True)
+    results, rows = assess_all(CONDITIONS, make=make_volume, seeds=(1000, 2000), out=OUT, models=models)
     means = {}
     groups = (
         (f"mean F1, the {PHOTON_COUNTING} before photon counting", results[:PHOTON_COUNTING]),

@@ -21,7 +21,7 @@ from dataclasses import dataclass
 
 import numpy as np
 import report
-from foreign_synthetic import EXTENT_UM, OFFSET, READ_NOISE, add_blob, assess, place
+from foreign_synthetic import EXTENT_UM, OFFSET, READ_NOISE, add_blob, assess_all, place
 from scipy.ndimage import gaussian_filter
 
 
@@ -114,18 +114,7 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--models", default="default", help="comma-separated models for detect --model")
     models = parser.parse_args().models.split(",")
-    rows, results = [], []
-    for i, condition in enumerate(CONDITIONS):
-        outcome = assess(
-            condition, calibration=make_volume(condition, seed=3000 + i), test=make_volume(condition, seed=4000 + i),
-            folder=OUT / f"condition_{i}", models=models,
-        )
-        results.append(outcome.record(condition))
-        cnn, fitted, blob, prefilter = outcome.cnn, outcome.fitted, outcome.blob, outcome.prefilter
-        rows.append([condition.name, outcome.cells, f"{prefilter['recall']:.3f} ({prefilter['candidates']})",
-                     *[f"{cnn[m].precision:.3f} / {cnn[m].recall:.3f} / {cnn[m].f1:.3f}; fitted {fitted[m].f1:.3f}" for m in models],
-                     f"{blob.precision:.3f} / {blob.recall:.3f} / {blob.f1:.3f}"])
-        print(rows[-1], flush=True)
+    results, rows = assess_all(CONDITIONS, make=make_volume, seeds=(3000, 4000), out=OUT, models=models, blob_detail=True)
     means = {m: float(np.mean([r["cnn"][m]["f1"] for r in results])) for m in models}
     rows.append(["mean F1", "", "", *[f"{means[m]:.3f}; fitted {np.mean([r['cnn_fitted_threshold'][m]['f1'] for r in results]):.3f}" for m in models],
                  f"{np.mean([r['blob_calibrated']['f1'] for r in results]):.3f}"])
