@@ -452,7 +452,7 @@ def evaluate(
         result["best_threshold"] = dict(best.summary(), threshold=threshold)
         lines.append(
             f"keeping scores >= {np.format_float_positional(threshold, trim='-')} would give precision {best.precision:.4f}  "
-            f"recall {best.recall:.4f}  F1 {best.f1:.4f} (for detect's probabilities: detect --threshold 0 shows every candidate's)"
+            f"recall {best.recall:.4f}  F1 {best.f1:.4f} (for detect's probabilities: detect --threshold 0 --no-adapt shows every candidate's; detect the rest with --no-adapt too)"
         )
     typer.echo(json.dumps(result, indent=2) if as_json else "\n".join(lines))
 
