@@ -428,8 +428,9 @@ def evaluate(
     from clarity_fast.io.points import read_points
 
     predicted = read_points(pred)
-    p, t = predicted.cells, read_points(truth).cells  # non-cell markers (cellfinder XML Type 1) are left out
-    scores = None if predicted.score is None else (predicted.score if predicted.label is None else predicted.score[predicted.label == 1])
+    p, scores, t = predicted.cells, predicted.cell_scores, read_points(truth).cells  # non-cell markers (cellfinder XML Type 1) are left out
+    if fit_threshold and scores is None:
+        raise InputError(f"{pred}: --fit-threshold needs detections with scores (a score or probability column, as detect writes)")
     for path, points in ((pred, p), (truth, t)):
         if not len(points):  # the scores are then conventions (both empty: all 1), not measurements
             logging.getLogger("clarity_fast").warning("%s holds no cells: check it is the file you meant", path)
@@ -444,8 +445,6 @@ def evaluate(
     match = match_points(pred=p, truth=t, radius=radius, axis_scale=axis_scale)
     result = dict(match.summary(), rule=rule, predictions=len(p), truth=len(t))
     lines = [f"precision {match.precision:.4f}  recall {match.recall:.4f}  F1 {match.f1:.4f}  (TP {match.tp}, FP {match.fp}, FN {match.fn}; {rule})"]
-    if fit_threshold and scores is None:
-        raise InputError(f"{pred}: --fit-threshold needs detections with scores (a score or probability column, as detect writes)")
     if fit_threshold and len(scores) and len(t):
         threshold, best = best_threshold(pred=p, scores=scores, truth=t, radius=radius, axis_scale=axis_scale)
         threshold = typed_threshold(scores, threshold)

@@ -63,6 +63,11 @@ class Points:
         """The positions labelled cells (all of them where there are no labels)."""
         return self.zyx if self.label is None else self.zyx[self.label == 1]
 
+    @property
+    def cell_scores(self) -> np.ndarray | None:
+        """The scores of `cells`, in their order (None without scores)."""
+        return self.score if self.score is None or self.label is None else self.score[self.label == 1]
+
 
 _NAPARI_AXES = {"axis-0": "z", "axis-1": "y", "axis-2": "x"}
 
