@@ -44,12 +44,24 @@ READ_NOISE, OFFSET = 5.0, 100.0
 
 
 @dataclass(frozen=True)
-class Condition:
+class Cells:
+    """What a condition of either synthetic generator (this one, structured_background's) sets first: its name, the
+    voxel size, and the cells' diameter (µm), number and median peak."""
+
     name: str
     voxel: tuple[float, float, float] = (4.0, 2.0, 2.0)
     diameter: float = 12.0
     cells: int = 200
     snr: float = 8.0  # median cell peak over the background's shot-noise sd
+
+    @property
+    def stated_diameter(self) -> float:
+        """The cell diameter (µm) the user tells detect and the blob baseline."""
+        return self.diameter
+
+
+@dataclass(frozen=True)
+class Condition(Cells):
     shape: str = "gaussian"  # gaussian | ball
     min_distance: float = 2.5  # cell radii between centres
     gradient: float = 1.0  # background at the far x edge over the near one
@@ -65,7 +77,7 @@ class Condition:
 
     @property
     def stated_diameter(self) -> float:
-        """The cell diameter (µm) the user tells detect and the blob baseline."""
+        """The cell diameter (µm) the user tells detect and the blob baseline: `stated` of the true one."""
         return self.diameter * self.stated
 
 
@@ -219,7 +231,7 @@ class Outcome:
                 *[f"{c.precision:.3f} / {c.recall:.3f} / {c.f1:.3f}; fitted {self.fitted[m].f1:.3f}" for m, c in self.cnn.items()], blob]
 
 
-def assess_all(conditions: list, *, make, seeds: tuple[int, int], out: Path, models: list[str], blob_detail: bool = False) -> tuple[list[dict], list[list]]:
+def assess_all(conditions: list[Cells], *, make, seeds: tuple[int, int], out: Path, models: list[str], blob_detail: bool = False) -> tuple[list[dict], list[list]]:
     """Each condition through assess, on make(condition, seed=...) at seeds[0] + i (calibration) and seeds[1] + i (test):
     the records and the table rows."""
     results, rows = [], []
@@ -234,9 +246,9 @@ def assess_all(conditions: list, *, make, seeds: tuple[int, int], out: Path, mod
     return results, rows
 
 
-def assess(condition, *, calibration: tuple[np.ndarray, np.ndarray], test: tuple[np.ndarray, np.ndarray], folder: Path, models: list[str]) -> Outcome:
+def assess(condition: Cells, *, calibration: tuple[np.ndarray, np.ndarray], test: tuple[np.ndarray, np.ndarray], folder: Path, models: list[str]) -> Outcome:
     """Run the models and the LoG on a condition's (volume, truth) pairs, written to `folder` for detect; the LoG's
-    and each model's fitted threshold come from the calibration volume. `condition` needs voxel and stated_diameter."""
+    and each model's fitted threshold come from the calibration volume."""
     scale = Scale(voxel_size=condition.voxel, cell_diameter=condition.stated_diameter)
     (calibration, calibration_truth), (test, truth) = calibration, test
     centres, responses = log_blobs(calibration.astype(np.float32), scale=scale)

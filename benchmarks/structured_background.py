@@ -21,7 +21,7 @@ from dataclasses import dataclass
 
 import numpy as np
 import report
-from foreign_synthetic import EXTENT_UM, OFFSET, READ_NOISE, add_blob, assess_all, place
+from foreign_synthetic import EXTENT_UM, OFFSET, READ_NOISE, Cells, add_blob, assess_all, place
 from scipy.ndimage import gaussian_filter
 
 
@@ -31,22 +31,13 @@ FIBRE_SIGMA_UM = 1.5  # Gaussian profile of a fibre bundle (about 3.5 µm across
 
 
 @dataclass(frozen=True)
-class Condition:
-    name: str
-    voxel: tuple[float, float, float] = (4.0, 2.0, 2.0)
-    diameter: float = 12.0
-    cells: int = 200
-    snr: float = 8.0  # median cell peak over the background's shot-noise sd
+class Condition(Cells):
     brightness_sd: float = 0.3  # sd of the log of each cell's peak
     texture: float = 0.0  # sd of the background's random field, as a fraction of the median cell peak
     texture_diameters: float = 1.0  # the field's Gaussian smoothing, in cell diameters
     fibres: int = 0  # straight bundles crossing the volume
     fibre_peak: float = 1.0  # a fibre's peak, as a fraction of the median cell peak
     chromatin: float = 0.0  # sd of the nuclei's texture (fraction of their brightness), at a sixth of a diameter
-
-    @property
-    def stated_diameter(self) -> float:
-        return self.diameter
 
 
 CONDITIONS = [
