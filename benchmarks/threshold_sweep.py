@@ -22,7 +22,7 @@ import foreign_synthetic as fs
 import numpy as np
 import report
 
-from clarity_fast.evaluate import AXIS_WEIGHTS, RADIUS_VOXELS, match_points, pool_volumes
+from clarity_fast.evaluate import AXIS_WEIGHTS, RADIUS_VOXELS, f1_by_threshold, match_points, pool_volumes
 from clarity_fast.export.model_file import DEFAULT_MODEL
 from clarity_fast.export.runtime import OnnxScorer
 from clarity_fast.io.points import read_points
@@ -37,7 +37,7 @@ THRESHOLDS = [0.05, 0.08, 0.1, 0.12, 0.15, 0.18, 0.2, 0.23, 0.27, 0.3, 0.35, 0.4
 def sweep(items: list[tuple[np.ndarray, np.ndarray, np.ndarray]], thresholds: list[float]) -> np.ndarray:
     """F1 at each threshold of (detections, probabilities, truth) pooled over volumes."""
     pred, scores, truth = pool_volumes(items)
-    return np.array([match_points(pred=pred[scores >= t], truth=truth, radius=RADIUS_VOXELS, axis_scale=AXIS_WEIGHTS).f1 for t in thresholds])
+    return f1_by_threshold(pred=pred, scores=scores, truth=truth, thresholds=np.asarray(thresholds), radius=RADIUS_VOXELS, axis_scale=AXIS_WEIGHTS)
 
 
 def expected_f1_threshold(scores: np.ndarray) -> float:

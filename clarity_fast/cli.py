@@ -417,7 +417,7 @@ def evaluate(
     as_json: Annotated[bool, typer.Option("--json", help="Print the result as JSON.")] = False,
     fit_threshold: Annotated[
         bool,
-        typer.Option("--fit-threshold", help="Also find the score threshold that does best on these annotations (detections with scores; up to 128 matchings)."),
+        typer.Option("--fit-threshold", help="Also find the score threshold that does best on these annotations (detections with scores; 128 thresholds tried)."),
     ] = False,
 ) -> None:
     """Score detections against ground truth: one-to-one matching within a radius; with --fit-threshold, also the

@@ -17,6 +17,7 @@ from scipy.spatial import cKDTree
 from scipy.stats import rankdata
 
 from clarity_fast.errors import InputError
+from clarity_fast.kernels.matching import prefix_matching_sizes
 
 # The study's matching rule for voxel coordinates: within 3.5 voxels, z distances counted double
 # (z is sampled coarser than y and x in cleared-brain stacks).
@@ -55,6 +56,21 @@ class Match:
         return out
 
 
+def _close_pairs(
+    *, pred: np.ndarray, truth: np.ndarray, radius: float, axis_scale: tuple[float, float, float]
+) -> tuple[np.ndarray, np.ndarray, tuple[np.ndarray, np.ndarray, np.ndarray]]:
+    """Scaled predictions and truth, and every (prediction, truth, distance) within `radius`."""
+    if not (radius > 0 and math.isfinite(radius)):
+        raise InputError(f"match radius must be a positive number, got {radius}")
+    scale = np.asarray(axis_scale, dtype=float)
+    p = np.asarray(pred, dtype=float).reshape(-1, 3) * scale
+    t = np.asarray(truth, dtype=float).reshape(-1, 3) * scale
+    if len(p) == 0 or len(t) == 0:
+        return p, t, (np.empty(0, int), np.empty(0, int), np.empty(0))
+    close = cKDTree(p).sparse_distance_matrix(cKDTree(t), radius, output_type="ndarray")
+    return p, t, (close["i"], close["j"], close["v"])
+
+
 def match_points(
     *, pred: np.ndarray, truth: np.ndarray, radius: float, axis_scale: tuple[float, float, float] = (1.0, 1.0, 1.0)
 ) -> Match:
@@ -63,15 +79,9 @@ def match_points(
     Coordinates are (z, y, x) voxels, multiplied by `axis_scale` before measuring distance: pass the voxel
     size to work in µm, or weights such as (2, 1, 1) to count z distances double.
     """
-    if not (radius > 0 and math.isfinite(radius)):
-        raise InputError(f"match radius must be a positive number, got {radius}")
-    scale = np.asarray(axis_scale, dtype=float)
-    p = np.asarray(pred, dtype=float).reshape(-1, 3) * scale
-    t = np.asarray(truth, dtype=float).reshape(-1, 3) * scale
+    p, t, edges = _close_pairs(pred=pred, truth=truth, radius=radius, axis_scale=axis_scale)
     if len(p) == 0 or len(t) == 0:
         return Match(tp=0, fp=len(p), fn=len(t), pairs=np.empty((0, 2), dtype=int))
-    close = cKDTree(p).sparse_distance_matrix(cKDTree(t), radius, output_type="ndarray")
-    edges = close["i"], close["j"], close["v"]
     graph = coo_matrix((np.ones(len(edges[0])), (edges[0], len(p) + edges[1])), shape=(len(p) + len(t),) * 2)
     _, component = connected_components(graph, directed=False)
     pairs = []
@@ -107,6 +117,38 @@ def threshold_grid(scores: np.ndarray) -> np.ndarray:
     return np.unique(np.concatenate([quantiles, np.linspace(scores.min(), scores.max(), THRESHOLD_STEPS)]))
 
 
+def f1_by_threshold(
+    *,
+    pred: np.ndarray,
+    scores: np.ndarray,
+    truth: np.ndarray,
+    thresholds: np.ndarray,
+    radius: float,
+    axis_scale: tuple[float, float, float] = (1.0, 1.0, 1.0),
+) -> np.ndarray:
+    """F1 at each threshold (keep score >= t), the same as match_points gives on the kept predictions.
+
+    Only the number of pairs matters to F1, and match_points makes as many as can be made; those counts for every
+    threshold come from one pass over the predictions in falling score order (kernels.matching), not a matching
+    per threshold: seconds, not minutes, for 100,000 detections."""
+    scores = np.asarray(scores, dtype=float).reshape(-1)
+    thresholds = np.asarray(thresholds, dtype=float).reshape(-1)
+    p, t, (rows, cols, _) = _close_pairs(pred=pred, truth=truth, radius=radius, axis_scale=axis_scale)
+    if len(scores) != len(p):
+        raise ValueError(f"{len(scores)} scores for {len(p)} predictions")
+    order = np.argsort(-scores, kind="stable")
+    rank = np.empty(len(order), np.int64)
+    rank[order] = np.arange(len(order))
+    by_rank = np.argsort(rank[rows], kind="stable")
+    indptr = np.zeros(len(p) + 1, np.int64)
+    np.cumsum(np.bincount(rank[rows], minlength=len(p)), out=indptr[1:])
+    sizes = prefix_matching_sizes(indptr, cols[by_rank].astype(np.int64), len(t))
+    kept = len(scores) - np.searchsorted(np.sort(scores), thresholds, side="left")
+    tp = np.where(kept > 0, sizes[np.maximum(kept - 1, 0)] if len(sizes) else 0, 0)
+    denom = kept + len(t)
+    return np.where(denom > 0, 2.0 * tp / np.maximum(denom, 1), 1.0)
+
+
 def best_threshold(
     *,
     pred: np.ndarray,
@@ -115,17 +157,15 @@ def best_threshold(
     radius: float,
     axis_scale: tuple[float, float, float] = (1.0, 1.0, 1.0),
 ) -> tuple[float, Match]:
-    """The score threshold (keep score >= t) that maximises F1, searched over threshold_grid."""
+    """The score threshold (keep score >= t) that maximises F1, searched over threshold_grid (the lowest of equals)."""
     scores = np.asarray(scores, dtype=float)
     if len(scores) == 0:
         return float("inf"), match_points(pred=pred, truth=truth, radius=radius, axis_scale=axis_scale)
-    best: tuple[float, Match] | None = None
-    for t in threshold_grid(scores):
-        keep = scores >= t
-        m = match_points(pred=np.asarray(pred)[keep], truth=truth, radius=radius, axis_scale=axis_scale)
-        if best is None or m.f1 > best[1].f1:
-            best = (float(t), m)
-    return best
+    grid = threshold_grid(scores)
+    f1 = f1_by_threshold(pred=pred, scores=scores, truth=truth, thresholds=grid, radius=radius, axis_scale=axis_scale)
+    threshold = float(grid[int(np.argmax(f1))])
+    keep = scores >= threshold
+    return threshold, match_points(pred=np.asarray(pred)[keep], truth=truth, radius=radius, axis_scale=axis_scale)
 
 
 def typed_threshold(scores: np.ndarray, threshold: float) -> float:
@@ -162,16 +202,14 @@ def balanced_threshold(
     weights = np.array([reliability_weight(len(truth)) for _, _, truth in items])
     if weights.sum() == 0:  # no item holds cells: each counts the same (any threshold above every score wins)
         weights = np.ones(len(items))
-    best = (float("inf"), -1.0)
-    for t in threshold_grid(scores):
-        f1 = np.array([
-            match_points(pred=np.asarray(p)[np.asarray(s) >= t], truth=truth, radius=radius, axis_scale=axis_scale).f1
-            for p, s, truth in items
-        ])
-        mean = float(weights @ f1 / weights.sum())
-        if mean > best[1]:
-            best = (float(t), mean)
-    return best
+    grid = threshold_grid(scores)
+    f1 = np.array([
+        f1_by_threshold(pred=p, scores=s, truth=truth, thresholds=grid, radius=radius, axis_scale=axis_scale)
+        for p, s, truth in items
+    ])
+    means = [float(weights @ np.ascontiguousarray(f1[:, k]) / weights.sum()) for k in range(len(grid))]
+    best = int(np.argmax(means))
+    return float(grid[best]), means[best]
 
 
 def reliability_weight(cells: int) -> float:

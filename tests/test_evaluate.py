@@ -16,6 +16,7 @@ from clarity_fast.settings import Scale
 from clarity_fast.evaluate import (
     balanced_threshold,
     best_threshold,
+    f1_by_threshold,
     match_points,
     pool_volumes,
     reliability_weight,
@@ -71,6 +72,26 @@ def test_auc_equals_pairwise_probability(seed, n):
     for order in (np.arange(n), shuffled):
         fpr, tpr = roc_curve(scores[order], labels[order])
         assert abs(np.sum(np.diff(fpr) * (tpr[1:] + tpr[:-1]) / 2) - expected) < 1e-12
+
+
+@settings(max_examples=80, deadline=None)
+@given(
+    n_pred=st.integers(0, 40),
+    n_truth=st.integers(0, 40),
+    seed=st.integers(0, 2**16),
+    side=st.floats(4, 30),
+    levels=st.sampled_from([3, 10, 0]),
+)
+def test_f1_by_threshold_equals_a_matching_per_threshold(n_pred, n_truth, seed, side, levels):
+    # Clustered points (a small side) make long augmenting paths and failed searches; few score levels make ties.
+    rng = np.random.default_rng(seed)
+    pred = rng.uniform(0, side, size=(n_pred, 3))
+    truth = rng.uniform(0, side, size=(n_truth, 3))
+    scores = rng.integers(0, levels, n_pred) / levels if levels else rng.uniform(0, 1, n_pred)
+    thresholds = np.concatenate([np.unique(scores), [-1.0, 0.05, 0.5, 2.0]])
+    f1 = f1_by_threshold(pred=pred, scores=scores, truth=truth, thresholds=thresholds, radius=3.5, axis_scale=(2, 1, 1))
+    expected = [match_points(pred=pred[scores >= t], truth=truth, radius=3.5, axis_scale=(2, 1, 1)).f1 for t in thresholds]
+    assert f1.tolist() == expected
 
 
 def test_best_threshold_finds_the_separating_score():

@@ -1,1 +1,1 @@
-"""Numba-compiled kernels: filters, local maxima, patch gathering."""
+"""Numba-compiled kernels: filters, local maxima, patch gathering, duplicate suppression, prefix matching."""
