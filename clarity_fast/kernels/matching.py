@@ -5,7 +5,7 @@ sorted by falling score. Adding predictions one at a time and looking for one au
 algorithm) keeps the matching maximum for every prefix, so one pass gives all the counts. A search that fails
 leaves every true centre it reached matched to a prediction whose neighbours it also reached, and no later
 augmenting path can pass through that set (it would never get out of it), so those centres are skipped from then
-on: the failed searches together cost one pass over the edges. evaluate.match_points (scipy's Hungarian) is the
+on: the failed searches together cost one pass over the edges. evaluate.match_points (an optimal assignment) is the
 reference the counts are tested against.
 """
 
