@@ -283,21 +283,31 @@ def _annotated(manifest: Path, *, cell_diameter: float, voxel_size: Optional[str
     )
 
 
-def _train_settings(*, epochs: int, patch: int, width: int, seed: int, validate_by: str):
+def _train_settings(*, epochs: int | None, patch: int | None, width: int | None, seed: int, validate_by: str, start=None):
+    """TrainSettings from the options; with a starting model (fine-tuning), its network and fine-tuning's defaults."""
     from clarity_fast.model.config import NetworkConfig
-    from clarity_fast.model.train import VALIDATE_BY, TrainSettings
+    from clarity_fast.model.train import FINE_TUNE_EPOCHS, FINE_TUNE_LEARNING_RATE, VALIDATE_BY, TrainSettings
 
-    if epochs < 1:
+    if epochs is not None and epochs < 1:
         raise InputError(f"--epochs must be >= 1, got {epochs}")
-    if patch < 6:
+    if patch is not None and patch < 6:
         raise InputError(f"--patch must be >= 6 voxels, got {patch}")
-    if width < 1:
+    if width is not None and width < 1:
         raise InputError(f"--width must be >= 1, got {width}")
     if seed < 0:
         raise InputError(f"--seed must be >= 0, got {seed}")
     if validate_by not in VALIDATE_BY:
         raise InputError(f"--validate-by must be {' or '.join(VALIDATE_BY)}, got {validate_by!r}")
-    return TrainSettings(network=NetworkConfig(patch=patch, width=width), epochs=epochs, seed=seed, validate_by=validate_by)
+    if start is None:
+        network = NetworkConfig(patch=patch or NetworkConfig.patch, width=width or NetworkConfig.width)
+        return TrainSettings(network=network, epochs=epochs or DEFAULT_EPOCHS, seed=seed, validate_by=validate_by)
+    network = start.config.network
+    for option, given, fixed in (("--patch", patch, network.patch), ("--width", width, network.width)):
+        if given is not None and given != fixed:
+            raise InputError(f"{option} {given}: the model trained on from ({start.source}) has {option[2:]} {fixed}; leave {option} out with --from")
+    return TrainSettings(
+        network=network, epochs=epochs or FINE_TUNE_EPOCHS, learning_rate=FINE_TUNE_LEARNING_RATE, seed=seed, validate_by=validate_by
+    )
 
 
 ManifestOption = Annotated[
@@ -321,15 +331,21 @@ ValidateByOption = Annotated[
 def train(
     manifest: ManifestOption,
     out: Annotated[Path, typer.Option("--out", help="Model file to write (.pt); a training log and curve go beside it.")],
-    epochs: EpochsOption = DEFAULT_EPOCHS,
-    patch: PatchOption = 12,
-    width: WidthOption = 32,
+    epochs: Annotated[
+        Optional[int], typer.Option("--epochs", help="Most epochs (default 200, 30 with --from; training stops early when validation AUC stalls).")
+    ] = None,
+    patch: Annotated[Optional[int], typer.Option("--patch", help="Patch edge in voxels (default 12; with --from, the model's).")] = None,
+    width: Annotated[Optional[int], typer.Option("--width", help="Channels per convolution (default 32; with --from, the model's).")] = None,
     seed: SeedOption = 0,
     validate_by: ValidateByOption = "volume",
     cell_diameter: CellDiameterOption = 12.0,
     voxel_size: VoxelSizeOption = None,
+    start_from: Annotated[
+        Optional[str],
+        typer.Option("--from", help="Train on from a trained model (fine-tuning): default (the built-in one), a model.pt, or an exported .onnx."),
+    ] = None,
 ) -> None:
-    """Train the patch classifier on annotated volumes."""
+    """Train the patch classifier on annotated volumes, from a new network or on from a trained one."""
     from clarity_fast.io.atomic import atomic_paths, check_output_path, write_json
     from clarity_fast.model.store import save_model
     from clarity_fast.model.train import train as train_model
@@ -340,9 +356,14 @@ def train(
     log_path, curve_path = _beside_model(out, ".train.json"), _beside_model(out, ".curve.png")
     for path in (out, log_path, curve_path):  # all three writable before hours of training, not after
         check_output_path(path)
-    settings = _train_settings(epochs=epochs, patch=patch, width=width, seed=seed, validate_by=validate_by)
+    start = None
+    if start_from is not None:
+        from clarity_fast.model.start import load_start
+
+        start = load_start(start_from)
+    settings = _train_settings(epochs=epochs, patch=patch, width=width, seed=seed, validate_by=validate_by, start=start)
     volumes = _annotated(manifest, cell_diameter=cell_diameter, voxel_size=voxel_size)
-    trained = train_model(volumes, settings=settings, prefilter_threshold=PrefilterSettings.threshold)
+    trained = train_model(volumes, settings=settings, prefilter_threshold=PrefilterSettings.threshold, start=start)
     with atomic_paths(out, log_path, curve_path) as (model_tmp, log_tmp, curve_tmp):  # all three in place, or none
         write_json(log_tmp, dict(config=trained.config.to_dict(), history=trained.history))
         learning_curve(trained.history, curve_tmp)
@@ -351,7 +372,7 @@ def train(
     det = t["val_detection"]
     n_train, held_out = len(t["train_volumes"]), len(set(t["validation_volumes"]) - set(t["train_volumes"]))
     typer.echo(
-        f"trained on {t['train_cells']} cell{'s' * (t['train_cells'] != 1)} in {n_train} volume{'s' * (n_train != 1)}"
+        f"{f'fine-tuned {start_from}' if start else 'trained'} on {t['train_cells']} cell{'s' * (t['train_cells'] != 1)} in {n_train} volume{'s' * (n_train != 1)}"
         f"{f' ({held_out} more held out for validation)' if held_out else ''}, {t['epochs_run']} epoch{'s' * (t['epochs_run'] != 1)}: "
         f"validation patch AUC {t['best_val_auc']:.4f}, detection F1 {det['f1']:.3f} "
         f"(P {det['precision']:.3f}, R {det['recall']:.3f}) at threshold {trained.config.threshold:.3f}\n"

@@ -4,15 +4,18 @@ onnxruntime's CPU kernels run 3D convolutions through a generic path, while 2D o
 kernels. A z-tap convolution over planes equals a 2D convolution whose input channels are the planes of a z
 window (and, for later layers, the channels of each), so each output plane becomes one 2D convolution over a
 window of input planes, batched with the patch axis. Same multiply-adds as the 3D network, logits within float
-rounding of it (batch norm is folded into the convolutions, as the exporter would do anyway).
+rounding of it (batch norm is folded into the convolutions, as the exporter would do anyway). cellnet_from_planar
+goes back, so that an exported model (the built-in one) can be trained on.
 """
 
 from __future__ import annotations
 
+import numpy as np
 import torch
 import torch.nn.functional as F
 from torch import nn
 
+from clarity_fast.model.config import NetworkConfig
 from clarity_fast.model.network import CellNet
 
 
@@ -75,3 +78,33 @@ def _folded(conv: nn.Conv3d, norm: nn.Module) -> tuple[torch.Tensor, torch.Tenso
         weight = weight * scale.reshape(-1, 1, 1, 1, 1)
         bias = (bias - norm.running_mean) * scale + norm.bias.detach()
     return weight, bias
+
+
+def cellnet_from_planar(weights: dict[str, np.ndarray], *, config: NetworkConfig) -> CellNet:
+    """The CellNet (in eval mode) whose PlanarCellNet has these weights (an exported graph's initializers): the
+    logits of the planar graph, within float rounding. Batch norm came folded into the convolutions, so its layers
+    are identities here (their statistics fixed: keep them in eval mode when training on, as fine-tuning does)."""
+    net = CellNet(config)
+    features, head = net.features, net.head
+    try:
+        for conv, name in ((features[0], "conv1"), (features[4], "conv2"), (features[7], "conv3")):
+            out, inp, kz, ky, kx = conv.weight.shape
+            planar = torch.tensor(weights[f"{name}.weight"], dtype=torch.float32)
+            conv.weight.data = planar.reshape(out, kz, inp, ky, kx).transpose(1, 2).contiguous()
+            conv.bias.data = torch.tensor(weights[f"{name}.bias"], dtype=torch.float32).reshape(out)
+        dense, last = head[1], head[4]
+        pooled = (config.patch - 4) // 2
+        planar = torch.tensor(weights["dense.weight"], dtype=torch.float32)
+        dense.weight.data = planar.reshape(config.hidden, pooled, config.width, pooled**2).transpose(1, 2).reshape(config.hidden, -1).contiguous()
+        dense.bias.data = torch.tensor(weights["dense.bias"], dtype=torch.float32).reshape(config.hidden)
+        last.weight.data = torch.tensor(weights["out.weight"], dtype=torch.float32).reshape(1, config.hidden)
+        last.bias.data = torch.tensor(weights["out.bias"], dtype=torch.float32).reshape(1)
+    except (KeyError, RuntimeError) as exc:  # a missing weight, or one of another shape than the config says
+        raise ValueError(f"the weights do not fit a planar CellNet of {config}: {type(exc).__name__}: {exc}") from exc
+    for norm in (features[1], features[5], features[8]):
+        if isinstance(norm, nn.BatchNorm3d):
+            norm.weight.data.fill_(1.0)
+            norm.bias.data.zero_()
+            norm.running_mean.zero_()
+            norm.running_var.fill_(1.0 - norm.eps)  # so that it divides by exactly 1
+    return net.eval()

@@ -1,6 +1,6 @@
 """Training: AdamW on balanced, augmented patches; early stopping on validation AUC; the detection
 threshold chosen where the mean validation F1 over groups (weighted by their cells' reliability) peaks.
-Deterministic for a seed.
+Deterministic for a seed. From a new network, or on from a trained one (fine-tuning: model.start).
 """
 
 from __future__ import annotations
@@ -22,6 +22,7 @@ from clarity_fast.model.calibrate import fit_calibration
 from clarity_fast.model.config import DEFAULT_EPOCHS, Calibration, ModelConfig, NetworkConfig
 from clarity_fast.model.network import CellNet
 from clarity_fast.model.samples import AnnotatedVolume, epoch_examples, evaluation_examples
+from clarity_fast.model.start import StartingModel
 from clarity_fast.model.store import TorchScorer
 from clarity_fast.progress import progress_bar, step
 from clarity_fast.settings import Scale
@@ -30,6 +31,10 @@ from clarity_fast.volume_share import estimate_share, histogram
 log = logging.getLogger("clarity_fast")
 VALIDATE_BY = ("volume", "group")
 VALIDATION_BATCH = 2048  # validation patches per forward pass after each epoch
+# Fine-tuning's defaults (README, "Fine-tuning"): a tenth of the learning rate, so that a few dozen cells adjust
+# what the network knows rather than overwrite it, and fewer epochs.
+FINE_TUNE_LEARNING_RATE = 1e-4
+FINE_TUNE_EPOCHS = 30
 
 
 @dataclass(frozen=True)
@@ -139,9 +144,14 @@ def train(
     *,
     settings: TrainSettings,
     prefilter_threshold: float,
+    start: StartingModel | None = None,
     progress: bool | None = None,
 ) -> Trained:
-    """Fit a CellNet on the volumes (a share held out for validation) and pick its detection threshold."""
+    """Fit a CellNet on the volumes (a share held out for validation) and pick its detection threshold; from
+    `start`'s weights where given (its network config must be settings.network), with batch norm's statistics
+    kept as they are, since a few dozen cells' batches would give noisier ones."""
+    if start is not None and start.config.network != settings.network:
+        raise ValueError(f"settings.network {settings.network} is not the starting model's {start.config.network}")
     torch.manual_seed(settings.seed)
     torch.use_deterministic_algorithms(True)
     torch.set_num_threads(available_cores())
@@ -164,20 +174,22 @@ def train(
     scale = recorded_scale(volumes)
     quarter_turns = abs(scale.voxel_size[1] - scale.voxel_size[2]) < 1e-6 * scale.voxel_size[1]
 
-    net = CellNet(settings.network)
+    net = CellNet(settings.network) if start is None else copy.deepcopy(start.net)
     optimiser = torch.optim.AdamW(net.parameters(), lr=settings.learning_rate, weight_decay=settings.weight_decay)
     # Cosine decay over the planned epochs: large steps early, fine ones at the end, where AUC still creeps up.
     schedule = torch.optim.lr_scheduler.CosineAnnealingLR(optimiser, T_max=settings.epochs)
     loss_fn = torch.nn.BCEWithLogitsLoss()
     history: list[dict] = []
-    best_auc, best_state, stale = -1.0, copy.deepcopy(net.state_dict()), 0
+    # A starting model competes as it is: where no epoch beats its validation AUC, it is kept (recalibrated).
+    start_auc = None if start is None else roc_auc(TorchScorer(net, batch=VALIDATION_BATCH)(val_x), val_y)
+    best_auc, best_state, stale = -1.0 if start_auc is None else start_auc, copy.deepcopy(net.state_dict()), 0
     with progress_bar(total=settings.epochs, description="training", enabled=progress) as bar:
         for epoch in range(1, settings.epochs + 1):
-            start = time.perf_counter()
+            began = time.perf_counter()
             x, y = epoch_examples(train_set, patch=patch, rng=rng)
             x = augment(x, rng=rng, quarter_turns=quarter_turns)
             order = rng.permutation(len(x))
-            net.train()
+            _train_mode(net, fixed_norm=start is not None)
             losses = []
             for i in range(0, len(order), settings.batch_size):
                 idx = order[i : i + settings.batch_size]
@@ -191,7 +203,7 @@ def train(
             val_loss = float(loss_fn(torch.from_numpy(logits), torch.from_numpy(val_y)))
             auc = roc_auc(logits, val_y)
             history.append(
-                dict(epoch=epoch, train_loss=sum(losses) / len(x), val_loss=val_loss, val_auc=auc, seconds=time.perf_counter() - start)
+                dict(epoch=epoch, train_loss=sum(losses) / len(x), val_loss=val_loss, val_auc=auc, seconds=time.perf_counter() - began)
             )
             step(bar, status=f"val AUC {auc:.4f}")
             if auc > best_auc:
@@ -218,6 +230,7 @@ def train(
         calibration=calibration,
         training=dict(
             settings={k: v for k, v in asdict(settings).items() if k != "network"},
+            **(dict(start=dict(start.record(), val_auc=start_auc)) if start is not None else {}),  # the model trained on from
             train_volumes=[v.name for v in train_set],
             volume_scales={v.name: dict(voxel_size=[w * f for w, f in zip(v.scale.voxel_size, v.factors)], cell_diameter=v.scale.cell_diameter)
                            for v in volumes},  # as read (z finer where cells looked elongated), for the record
@@ -229,3 +242,12 @@ def train(
         ),
     )
     return Trained(net=net, config=config, history=history)
+
+
+def _train_mode(net: CellNet, *, fixed_norm: bool) -> None:
+    """Training mode (dropout on); with fixed_norm, batch norm keeps normalising by its stored statistics."""
+    net.train()
+    if fixed_norm:
+        for module in net.modules():
+            if isinstance(module, torch.nn.BatchNorm3d):
+                module.eval()
