@@ -95,9 +95,11 @@ def run_on_cluster(
 
     local = None
     if cluster.scheduler is None:
-        # Our own cluster's warnings (a task cancelled when another failed, say) are no news to the user: errors only.
+        # Our own cluster's logs are no news to the user: a task cancelled when another failed, or a worker's heartbeat
+        # failing, traceback and all, when the scheduler closes first after an error. What fails in a task comes back
+        # through its future (and a lost worker as KilledWorker), so only Dask's critical lines are let through.
         local = LocalCluster(
-            n_workers=cluster.workers, threads_per_worker=1, processes=True, dashboard_address=None, silence_logs=logging.ERROR
+            n_workers=cluster.workers, threads_per_worker=1, processes=True, dashboard_address=None, silence_logs=logging.CRITICAL
         )
         if runtime.threads is None:
             runtime = replace(runtime, threads=max(1, available_cores() // cluster.workers))
