@@ -283,6 +283,15 @@ def _annotated(manifest: Path, *, cell_diameter: float, voxel_size: Optional[str
     )
 
 
+def _starting_model(spec: str | None):
+    """The model --from names, loaded (None without --from), before any volume is read."""
+    if spec is None:
+        return None
+    from clarity_fast.model.start import load_start
+
+    return load_start(spec)
+
+
 def _train_settings(*, epochs: int | None, patch: int | None, width: int | None, seed: int, validate_by: str, start=None):
     """TrainSettings from the options; with a starting model (fine-tuning), its network and fine-tuning's defaults."""
     from clarity_fast.model.config import NetworkConfig
@@ -313,9 +322,15 @@ def _train_settings(*, epochs: int | None, patch: int | None, width: int | None,
 ManifestOption = Annotated[
     Path, typer.Option("--manifest", help="CSV of annotated volumes: volume,points[,group][,voxel_size][,cell_diameter][,annotations][,channel], paths relative to it.")
 ]
-EpochsOption = Annotated[int, typer.Option("--epochs", help="Most epochs (training stops early when validation AUC stalls).")]
-PatchOption = Annotated[int, typer.Option("--patch", help="Patch edge in voxels.")]
-WidthOption = Annotated[int, typer.Option("--width", help="Channels per convolution.")]
+EpochsOption = Annotated[
+    Optional[int], typer.Option("--epochs", help="Most epochs (default 200, 30 with --from; training stops early when validation AUC stalls).")
+]
+PatchOption = Annotated[Optional[int], typer.Option("--patch", help="Patch edge in voxels (default 12; with --from, the model's).")]
+WidthOption = Annotated[Optional[int], typer.Option("--width", help="Channels per convolution (default 32; with --from, the model's).")]
+FromOption = Annotated[
+    Optional[str],
+    typer.Option("--from", help="Train on from a trained model (fine-tuning): default (the built-in one), a model.pt, or an exported .onnx."),
+]
 SeedOption = Annotated[int, typer.Option("--seed", help="Random seed: the same seed gives the same model.")]
 ValidateByOption = Annotated[
     str,
@@ -331,19 +346,14 @@ ValidateByOption = Annotated[
 def train(
     manifest: ManifestOption,
     out: Annotated[Path, typer.Option("--out", help="Model file to write (.pt); a training log and curve go beside it.")],
-    epochs: Annotated[
-        Optional[int], typer.Option("--epochs", help="Most epochs (default 200, 30 with --from; training stops early when validation AUC stalls).")
-    ] = None,
-    patch: Annotated[Optional[int], typer.Option("--patch", help="Patch edge in voxels (default 12; with --from, the model's).")] = None,
-    width: Annotated[Optional[int], typer.Option("--width", help="Channels per convolution (default 32; with --from, the model's).")] = None,
+    epochs: EpochsOption = None,
+    patch: PatchOption = None,
+    width: WidthOption = None,
     seed: SeedOption = 0,
     validate_by: ValidateByOption = "volume",
     cell_diameter: CellDiameterOption = 12.0,
     voxel_size: VoxelSizeOption = None,
-    start_from: Annotated[
-        Optional[str],
-        typer.Option("--from", help="Train on from a trained model (fine-tuning): default (the built-in one), a model.pt, or an exported .onnx."),
-    ] = None,
+    start_from: FromOption = None,
 ) -> None:
     """Train the patch classifier on annotated volumes, from a new network or on from a trained one."""
     from clarity_fast.io.atomic import atomic_paths, check_output_path, write_json
@@ -356,11 +366,7 @@ def train(
     log_path, curve_path = _beside_model(out, ".train.json"), _beside_model(out, ".curve.png")
     for path in (out, log_path, curve_path):  # all three writable before hours of training, not after
         check_output_path(path)
-    start = None
-    if start_from is not None:
-        from clarity_fast.model.start import load_start
-
-        start = load_start(start_from)
+    start = _starting_model(start_from)
     settings = _train_settings(epochs=epochs, patch=patch, width=width, seed=seed, validate_by=validate_by, start=start)
     volumes = _annotated(manifest, cell_diameter=cell_diameter, voxel_size=voxel_size)
     trained = train_model(volumes, settings=settings, prefilter_threshold=PrefilterSettings.threshold, start=start)
@@ -486,15 +492,17 @@ def cv(
     by: Annotated[str, typer.Option("--by", help="Split by 'group' (manifest column) or by 'volume'.")] = "group",
     method: Annotated[str, typer.Option("--method", help="Comma list of cnn, blob, template.")] = "cnn,blob,template",
     out: Annotated[Path, typer.Option("--out", help="Folder for cv.md, cv.json and roc.png.")] = Path("cv-results"),
-    epochs: EpochsOption = DEFAULT_EPOCHS,
-    patch: PatchOption = 12,
-    width: WidthOption = 32,
+    epochs: EpochsOption = None,
+    patch: PatchOption = None,
+    width: WidthOption = None,
     seed: SeedOption = 0,
     validate_by: ValidateByOption = "volume",
     cell_diameter: CellDiameterOption = 12.0,
     voxel_size: VoxelSizeOption = None,
+    start_from: FromOption = None,
 ) -> None:
-    """Cross-validate the CNN and the baselines (patch AUC, detection precision/recall/F1)."""
+    """Cross-validate the CNN (a new network per fold, or one fine-tuned from --from) and the baselines (patch AUC,
+    detection precision/recall/F1)."""
     import dataclasses
 
     from clarity_fast.io.atomic import atomic_paths, make_output_dir, undone_on_failure, write_json
@@ -516,15 +524,16 @@ def cv(
     if by not in ("group", "volume"):
         raise InputError(f"--by must be group or volume, got {by!r}")
     check_fold_options(scheme=scheme, splits=splits, test_frac=test_frac)
-    settings = _train_settings(epochs=epochs, patch=patch, width=width, seed=seed, validate_by=validate_by)
+    start = _starting_model(start_from)
+    settings = _train_settings(epochs=epochs, patch=patch, width=width, seed=seed, validate_by=validate_by, start=start)
     volumes = _annotated(manifest, cell_diameter=cell_diameter, voxel_size=voxel_size)
     if by == "volume":
         volumes = [dataclasses.replace(v, group=v.name) for v in volumes]
     folds = make_folds([v.group for v in volumes], scheme=scheme, splits=splits, test_frac=test_frac, seed=seed)
     build = dict(
-        cnn=lambda: CnnMethod(settings=settings, prefilter_threshold=PrefilterSettings.threshold),
+        cnn=lambda: CnnMethod(settings=settings, prefilter_threshold=PrefilterSettings.threshold, start=start),
         blob=BlobMethod,
-        template=lambda: TemplateMethod(patch=patch),
+        template=lambda: TemplateMethod(patch=settings.network.patch),
     )
 
     def show(row: dict) -> None:

@@ -108,3 +108,11 @@ def test_train_from_the_built_in_model_command(manifest, tmp_path):
         "error: --width 16: the model trained on from (default) has width 32; leave --width out with --from"
     )
     assert not (tmp_path / "other.pt").exists()
+
+
+def test_cv_fine_tunes_the_starting_model_in_each_fold(manifest, tmp_path):
+    out = run_cli("cv", "--manifest", manifest, "--by", "volume", "--method", "cnn", "--from", "default", "--epochs", "1", "--out", tmp_path / "cv")
+    assert out.returncode == 0, out.stderr
+    assert out.stdout.count(" cnn: patch AUC ") == 2 and (tmp_path / "cv" / "cv.md").is_file()
+    bad = run_cli("cv", "--manifest", manifest, "--from", "missing.onnx", "--out", tmp_path / "cv2")
+    assert bad.returncode == 3 and "missing.onnx" in bad.stderr and not (tmp_path / "cv2").exists()

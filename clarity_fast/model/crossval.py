@@ -26,6 +26,7 @@ from clarity_fast.evaluate import (
 from clarity_fast.model.samples import AnnotatedVolume, cut, to_voxels
 
 if TYPE_CHECKING:
+    from clarity_fast.model.start import StartingModel
     from clarity_fast.model.train import TrainSettings
 
 METHODS = ("cnn", "blob", "template")
@@ -125,15 +126,16 @@ class CnnMethod:
 
     name = "cnn"
 
-    def __init__(self, *, settings: TrainSettings, prefilter_threshold: float) -> None:
+    def __init__(self, *, settings: TrainSettings, prefilter_threshold: float, start: StartingModel | None = None) -> None:
         self.settings = settings
         self.prefilter_threshold = prefilter_threshold
+        self.start = start  # each fold fine-tunes this model instead of training a new network
 
     def fit(self, train: list[AnnotatedVolume]) -> None:
         from clarity_fast.model.store import TorchScorer
         from clarity_fast.model.train import train as train_cnn
 
-        trained = train_cnn(train, settings=self.settings, prefilter_threshold=self.prefilter_threshold, progress=False)
+        trained = train_cnn(train, settings=self.settings, prefilter_threshold=self.prefilter_threshold, start=self.start, progress=False)
         self.scorer = TorchScorer(trained.net)
         self.calibration = trained.config.calibration
         self.threshold = trained.config.threshold
