@@ -524,6 +524,8 @@ def cv(
     if by not in ("group", "volume"):
         raise InputError(f"--by must be group or volume, got {by!r}")
     check_fold_options(scheme=scheme, splits=splits, test_frac=test_frac)
+    if start_from is not None and "cnn" not in names:
+        raise InputError(f"--from fine-tunes the CNN, which --method {method!r} leaves out")
     start = _starting_model(start_from)
     settings = _train_settings(epochs=epochs, patch=patch, width=width, seed=seed, validate_by=validate_by, start=start)
     volumes = _annotated(manifest, cell_diameter=cell_diameter, voxel_size=voxel_size)

@@ -1,7 +1,8 @@
 """Detection scoring: one-to-one matching of predicted to true centres within a radius.
 
-Matching is optimal (the most pairs, then the shortest in sum) and sparse: scipy's minimum-weight full matching
-over only the pairs within reach, so a whole brain's points, or one dense cluster of 20,000, take seconds.
+Matching is optimal (the most pairs, then the shortest in sum), solved in each cluster of mutually reachable points:
+lone pairs directly, clusters by scipy's dense assignment, and one too large for a dense cost matrix by its sparse
+solver, so that a whole brain's points take seconds and a dense cluster of any size fits in memory.
 """
 
 from __future__ import annotations
@@ -10,8 +11,9 @@ import math
 from dataclasses import asdict, dataclass
 
 import numpy as np
-from scipy.sparse import coo_matrix
-from scipy.sparse.csgraph import min_weight_full_bipartite_matching
+from scipy.optimize import linear_sum_assignment
+from scipy.sparse import coo_matrix, csr_matrix
+from scipy.sparse.csgraph import connected_components, maximum_bipartite_matching, min_weight_full_bipartite_matching
 from scipy.spatial import cKDTree
 from scipy.stats import rankdata
 
@@ -82,18 +84,57 @@ def match_points(
     n, m = len(p), len(t)
     if n == 0 or m == 0:
         return Match(tp=0, fp=n, fn=m, pairs=np.empty((0, 2), dtype=int))
-    # A full matching of the pairs within reach plus stand-ins: each prediction may take its own stand-in truth and
-    # each truth its own stand-in prediction at a cost above any set of real pairs' distances, and two stand-ins pair
-    # up at no cost where their prediction and truth do, so the cheapest full matching makes the most real pairs,
-    # then the shortest in sum. Every weight is shifted by 1 (all full matchings have n + m edges; zero is no edge).
-    unpaired = radius * (min(n, m) + 1) + 1.0
-    rows = np.concatenate([i, np.arange(n), n + np.arange(m), n + j])
-    cols = np.concatenate([j, m + np.arange(n), np.arange(m), m + i])
-    weights = np.concatenate([distance, np.full(n + m, unpaired), np.zeros(len(i))]) + 1.0
-    r, c = min_weight_full_bipartite_matching(coo_matrix((weights, (rows, cols)), shape=(n + m, n + m)).tocsr())
-    real = (r < n) & (c < m)
-    tp = int(real.sum())
-    return Match(tp=tp, fp=n - tp, fn=m - tp, pairs=np.stack([r[real], c[real]], axis=1))
+    # Matching decomposes over clusters of points within reach of each other. A cluster of one pair needs no
+    # solver (most, where cells lie apart); a larger one gets scipy's dense assignment, and one too large for a
+    # dense cost matrix the sparse solver.
+    graph = coo_matrix((np.ones(len(i)), (i, n + j)), shape=(n + m,) * 2)
+    _, component = connected_components(graph, directed=False)
+    edge_component = component[i]
+    lone = np.bincount(edge_component)[edge_component] == 1  # a cluster of one edge: one prediction, one truth
+    pairs = [np.stack([i[lone], j[lone]], axis=1)]
+    rest = np.flatnonzero(~lone)
+    order = rest[np.argsort(edge_component[rest], kind="stable")]
+    for group in np.split(order, np.flatnonzero(np.diff(edge_component[order])) + 1):
+        if len(group):
+            pairs.append(_cluster_pairs(i[group], j[group], distance[group]))
+    matched = np.concatenate(pairs)
+    tp = len(matched)
+    return Match(tp=tp, fp=n - tp, fn=m - tp, pairs=matched)
+
+
+DENSE_CELLS = 36_000_000  # entries of a cluster's cost matrix (288 MB; 6,000 × 6,000 points) beyond which the sparse solver takes it
+
+
+def _cluster_pairs(i: np.ndarray, j: np.ndarray, distance: np.ndarray) -> np.ndarray:
+    """The (prediction, truth) pairs of one cluster's edges: the most pairs, then the shortest in sum."""
+    rows, row = np.unique(i, return_inverse=True)
+    cols, col = np.unique(j, return_inverse=True)
+    if len(rows) * len(cols) <= DENSE_CELLS:
+        # A missing pair costs more than any set of real ones: the most pairs first, then the shortest in sum.
+        cost = np.full((len(rows), len(cols)), (float(distance.max()) + 1.0) * (min(len(rows), len(cols)) + 1))
+        cost[row, col] = distance
+        present = np.zeros(cost.shape, dtype=bool)
+        present[row, col] = True
+        r, c = linear_sum_assignment(cost)
+        real = present[r, c]
+        return np.stack([rows[r[real]], cols[c[real]]], axis=1)
+    # The sparse solver needs a full matching: each prediction may take its own stand-in truth and each truth its own
+    # stand-in prediction at a cost, and two stand-ins pair up at no cost where their prediction and truth do. A cost
+    # above twice the longest pair makes the most pairs (Hopcroft-Karp's count) in most cases; where it does not (a
+    # long chain of pairs to reshuffle) it is raised until it does, as larger ones slow the solver down. Weights are
+    # shifted by 1: all full matchings have the same number of edges, and a zero is no edge.
+    n, m = len(rows), len(cols)
+    most = int((maximum_bipartite_matching(csr_matrix((np.ones(len(row)), (row, col)), shape=(n, m)), perm_type="column") >= 0).sum())
+    rows_all = np.concatenate([row, np.arange(n), n + np.arange(m), n + col])
+    cols_all = np.concatenate([col, m + np.arange(n), np.arange(m), m + row])
+    unpaired = 2.0 * float(distance.max()) + 1.0
+    while True:
+        weights = np.concatenate([distance, np.full(n + m, unpaired), np.zeros(len(row))]) + 1.0
+        r, c = min_weight_full_bipartite_matching(coo_matrix((weights, (rows_all, cols_all)), shape=(n + m, n + m)).tocsr())
+        real = (r < n) & (c < m)
+        if real.sum() == most:
+            return np.stack([rows[r[real]], cols[c[real]]], axis=1)
+        unpaired *= 8.0
 
 
 THRESHOLD_STEPS = 64  # quantiles, and as many evenly spaced values, that a threshold search tries
@@ -125,6 +166,8 @@ def f1_by_threshold(
     p, t, (rows, cols, _) = _close_pairs(pred=pred, truth=truth, radius=radius, axis_scale=axis_scale)
     if len(scores) != len(p):
         raise ValueError(f"{len(scores)} scores for {len(p)} predictions")
+    if not np.isfinite(scores).all():  # a NaN is kept at no threshold, but would sort among the kept
+        raise ValueError("scores must be finite numbers")
     order = np.argsort(-scores, kind="stable")
     rank = np.empty(len(order), np.int64)
     rank[order] = np.arange(len(order))

@@ -56,6 +56,29 @@ def test_matching_equals_one_global_assignment(n_pred, n_truth, seed, radius):
     assert len(set(m.pairs[:, 0])) == m.tp == len(set(m.pairs[:, 1]))
 
 
+def test_a_long_chain_of_pairs_is_reshuffled_for_the_most_pairs():
+    # Five exact pairs, or six pairs each 3 apart once every one shifts along the chain: the most pairs win.
+    pred = np.array([[0.0, 0.0, 3.0 * k] for k in range(1, 7)])
+    truth = np.array([[0.0, 0.0, 3.0 * k] for k in range(6)])
+    m = match_points(pred=pred, truth=truth, radius=3.5)
+    assert m.tp == 6 and m.pairs[:, 0].tolist() == m.pairs[:, 1].tolist()  # prediction k with the truth 3 before it
+
+
+def test_clusters_too_large_for_a_dense_matrix_match_as_well(monkeypatch):
+    import clarity_fast.evaluate as evaluate
+
+    monkeypatch.setattr(evaluate, "DENSE_CELLS", 0)  # every cluster through the sparse solver
+    test_a_long_chain_of_pairs_is_reshuffled_for_the_most_pairs()
+    rng = np.random.default_rng(3)
+    for n_pred, n_truth in [(30, 20), (20, 30), (25, 25), (60, 40)]:
+        pred, truth = rng.uniform(0, 12, size=(n_pred, 3)), rng.uniform(0, 12, size=(n_truth, 3))
+        pred[:5] = truth[:5]  # distance 0
+        m = match_points(pred=pred, truth=truth, radius=3.0)
+        tp, distance = brute_force_matches(pred, truth, 3.0)
+        assert m.tp == tp
+        assert np.linalg.norm(pred[m.pairs[:, 0]] - truth[m.pairs[:, 1]], axis=1).sum() == pytest.approx(distance, abs=1e-9)
+
+
 def test_axis_scale_counts_z_double():
     truth = np.array([[0.0, 0.0, 0.0]])
     assert match_points(pred=np.array([[1.5, 0, 0]]), truth=truth, radius=3.5, axis_scale=(2, 1, 1)).tp == 1
@@ -98,6 +121,11 @@ def test_f1_by_threshold_equals_a_matching_per_threshold(n_pred, n_truth, seed, 
     f1 = f1_by_threshold(pred=pred, scores=scores, truth=truth, thresholds=thresholds, radius=3.5, axis_scale=(2, 1, 1))
     expected = [match_points(pred=pred[scores >= t], truth=truth, radius=3.5, axis_scale=(2, 1, 1)).f1 for t in thresholds]
     assert f1.tolist() == expected
+
+
+def test_f1_by_threshold_refuses_scores_that_are_not_numbers():
+    with pytest.raises(ValueError, match="finite"):
+        f1_by_threshold(pred=np.zeros((2, 3)), scores=np.array([0.5, np.nan]), truth=np.zeros((1, 3)), thresholds=np.array([0.1]), radius=1.0)
 
 
 def test_best_threshold_finds_the_separating_score():

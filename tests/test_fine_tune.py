@@ -116,3 +116,12 @@ def test_cv_fine_tunes_the_starting_model_in_each_fold(manifest, tmp_path):
     assert out.stdout.count(" cnn: patch AUC ") == 2 and (tmp_path / "cv" / "cv.md").is_file()
     bad = run_cli("cv", "--manifest", manifest, "--from", "missing.onnx", "--out", tmp_path / "cv2")
     assert bad.returncode == 3 and "missing.onnx" in bad.stderr and not (tmp_path / "cv2").exists()
+    bad = run_cli("cv", "--manifest", manifest, "--from", "default", "--method", "blob", "--out", tmp_path / "cv3")
+    assert bad.returncode == 2 and "--from fine-tunes the CNN, which --method 'blob' leaves out" in bad.stderr
+
+
+def test_a_planar_export_of_other_shapes_is_refused(tmp_path):
+    weights = {k: v.detach().numpy() for k, v in PlanarCellNet(trained_like(patch=12, width=8, batch_norm=True, seed=0)[0]).state_dict().items()}
+    weights["dense.weight"] = weights["dense.weight"].T  # as a MatMul would hold it
+    with pytest.raises(ValueError, match=r"dense.weight \(\d+, 16\)"):
+        cellnet_from_planar(weights, config=NetworkConfig(width=8, hidden=16))

@@ -20,18 +20,8 @@ def model_digest(path: Path) -> str:
 
 def model_config(session, *, source: Path) -> ModelConfig:
     """The ModelConfig stored in a loaded session's metadata; checks that the graph takes its patch size."""
-    metadata = session.get_modelmeta().custom_metadata_map
-    if CONFIG_KEY not in metadata:
-        raise ModelError(f"{source}: an ONNX model without clarity-fast metadata (export it with `clarity-fast export --onnx`)")
-    try:
-        config = ModelConfig.from_dict(json.loads(metadata[CONFIG_KEY]))
-    except (ValueError, TypeError, KeyError) as exc:
-        raise ModelError(f"{source}: unreadable clarity-fast metadata ({exc})") from exc
+    config = config_from_metadata(session.get_modelmeta().custom_metadata_map, source=source)
     p = config.network.patch
-    if not isinstance(p, int) or isinstance(p, bool):
-        raise ModelError(f"{source}: unreadable clarity-fast metadata (patch size {p!r} is not a whole number)")
-    if config.normalisation != NORMALISATION:
-        raise ModelError(f"{source}: patches normalised by {config.normalisation!r}; this version cuts {NORMALISATION!r} patches only")
     inputs, outputs = session.get_inputs(), session.get_outputs()
     if len(inputs) != 1 or list(inputs[0].shape[1:]) != [1, p, p, p]:
         shape = [i.shape for i in inputs]
@@ -43,6 +33,23 @@ def model_config(session, *, source: Path) -> ModelConfig:
         )
     if len(outputs) != 1 or len(outputs[0].shape) != 1:
         raise ModelError(f"{source}: the graph gives {[o.shape for o in outputs]}; detect needs one logit per patch")
+    return config
+
+
+def config_from_metadata(metadata: dict[str, str], *, source: Path) -> ModelConfig:
+    """The ModelConfig in an ONNX model's metadata (detect's session, or fine-tuning's starting model), checked to
+    be one this version can cut patches for."""
+    if CONFIG_KEY not in metadata:
+        raise ModelError(f"{source}: an ONNX model without clarity-fast metadata (export it with `clarity-fast export --onnx`)")
+    try:
+        config = ModelConfig.from_dict(json.loads(metadata[CONFIG_KEY]))
+    except (ValueError, TypeError, KeyError) as exc:
+        raise ModelError(f"{source}: unreadable clarity-fast metadata ({exc})") from exc
+    p = config.network.patch
+    if not isinstance(p, int) or isinstance(p, bool):
+        raise ModelError(f"{source}: unreadable clarity-fast metadata (patch size {p!r} is not a whole number)")
+    if config.normalisation != NORMALISATION:
+        raise ModelError(f"{source}: patches normalised by {config.normalisation!r}; this version cuts {NORMALISATION!r} patches only")
     return config
 
 

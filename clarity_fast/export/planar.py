@@ -86,21 +86,25 @@ def cellnet_from_planar(weights: dict[str, np.ndarray], *, config: NetworkConfig
     are identities here (their statistics fixed: keep them in eval mode when training on, as fine-tuning does)."""
     net = CellNet(config)
     features, head = net.features, net.head
-    try:
-        for conv, name in ((features[0], "conv1"), (features[4], "conv2"), (features[7], "conv3")):
-            out, inp, kz, ky, kx = conv.weight.shape
-            planar = torch.tensor(weights[f"{name}.weight"], dtype=torch.float32)
-            conv.weight.data = planar.reshape(out, kz, inp, ky, kx).transpose(1, 2).contiguous()
-            conv.bias.data = torch.tensor(weights[f"{name}.bias"], dtype=torch.float32).reshape(out)
-        dense, last = head[1], head[4]
-        pooled = (config.patch - 4) // 2
-        planar = torch.tensor(weights["dense.weight"], dtype=torch.float32)
-        dense.weight.data = planar.reshape(config.hidden, pooled, config.width, pooled**2).transpose(1, 2).reshape(config.hidden, -1).contiguous()
-        dense.bias.data = torch.tensor(weights["dense.bias"], dtype=torch.float32).reshape(config.hidden)
-        last.weight.data = torch.tensor(weights["out.weight"], dtype=torch.float32).reshape(1, config.hidden)
-        last.bias.data = torch.tensor(weights["out.bias"], dtype=torch.float32).reshape(1)
-    except (KeyError, RuntimeError) as exc:  # a missing weight, or one of another shape than the config says
-        raise ValueError(f"the weights do not fit a planar CellNet of {config}: {type(exc).__name__}: {exc}") from exc
+    convs = ((features[0], "conv1"), (features[4], "conv2"), (features[7], "conv3"))
+    pooled = (config.patch - 4) // 2
+    expected = {f"{name}.weight": (c.out_channels, c.kernel_size[0] * c.in_channels, *c.kernel_size[1:]) for c, name in convs}
+    expected |= {f"{name}.bias": (c.out_channels,) for c, name in convs}
+    expected |= {"dense.weight": (config.hidden, config.width * pooled**3), "dense.bias": (config.hidden,), "out.weight": (1, config.hidden), "out.bias": (1,)}
+    wrong = {k: tuple(np.shape(weights[k])) if k in weights else "missing" for k, shape in expected.items() if tuple(np.shape(weights.get(k, ()))) != shape}
+    if wrong:
+        raise ValueError(f"the weights do not fit a planar CellNet of {config}: {', '.join(f'{k} {v}' for k, v in wrong.items())}")
+    for conv, name in convs:
+        out, inp, kz, ky, kx = conv.weight.shape
+        planar = torch.tensor(weights[f"{name}.weight"], dtype=torch.float32)
+        conv.weight.data = planar.reshape(out, kz, inp, ky, kx).transpose(1, 2).contiguous()
+        conv.bias.data = torch.tensor(weights[f"{name}.bias"], dtype=torch.float32)
+    dense, last = head[1], head[4]
+    planar = torch.tensor(weights["dense.weight"], dtype=torch.float32)
+    dense.weight.data = planar.reshape(config.hidden, pooled, config.width, pooled**2).transpose(1, 2).reshape(config.hidden, -1).contiguous()
+    dense.bias.data = torch.tensor(weights["dense.bias"], dtype=torch.float32)
+    last.weight.data = torch.tensor(weights["out.weight"], dtype=torch.float32)
+    last.bias.data = torch.tensor(weights["out.bias"], dtype=torch.float32)
     for norm in (features[1], features[5], features[8]):
         if isinstance(norm, nn.BatchNorm3d):
             norm.weight.data.fill_(1.0)

@@ -11,7 +11,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from clarity_fast.errors import ModelError
-from clarity_fast.export.model_file import CONFIG_KEY, model_digest, resolve_model
+from clarity_fast.export.model_file import config_from_metadata, model_digest, resolve_model
 from clarity_fast.export.to_onnx import EXPORT_KEY
 from clarity_fast.model.config import ModelConfig
 from clarity_fast.model.network import CellNet
@@ -56,10 +56,12 @@ def _from_onnx(path: Path) -> tuple[CellNet, ModelConfig]:
     except Exception as exc:  # onnx raises protobuf's DecodeError and others for a file that is not ONNX
         raise ModelError(f"{path}: not a loadable ONNX model ({type(exc).__name__}: {exc})") from exc
     metadata = {p.key: p.value for p in model.metadata_props}
-    if CONFIG_KEY not in metadata:
-        raise ModelError(f"{path}: an ONNX model without clarity-fast metadata; train on from the model.pt it was exported from")
-    config = ModelConfig.from_dict(json.loads(metadata[CONFIG_KEY]))
-    graph = json.loads(metadata.get(EXPORT_KEY, "{}"))
+    config = config_from_metadata(metadata, source=path)
+    try:
+        graph = json.loads(metadata.get(EXPORT_KEY, "{}"))
+    except ValueError as exc:
+        raise ModelError(f"{path}: unreadable clarity-fast export metadata ({exc})") from exc
+    graph = graph if isinstance(graph, dict) else {}
     if not graph.get("planar") or graph.get("fp16"):
         kind = "an fp16" if graph.get("fp16") else "a 3d"
         raise ModelError(f"{path}: {kind} graph; train on from the model.pt it was exported from, or from a default (planar, fp32) export")
