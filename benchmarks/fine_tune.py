@@ -14,7 +14,6 @@ from __future__ import annotations
 
 import subprocess
 import sys
-from dataclasses import dataclass
 from pathlib import Path
 
 import default_model as dm
@@ -46,20 +45,7 @@ MODELS = {  # name: train arguments (None: the built-in model itself)
 }
 
 
-@dataclass(frozen=True)
-class Geometry:
-    """One of our own simulator's geometries, as the other generators' conditions are described."""
-
-    name: str
-    voxel: tuple[float, float, float]
-    diameter: float
-
-    @property
-    def stated_diameter(self) -> float:
-        return self.diameter
-
-
-def simulated(geometry: Geometry, *, seed: int) -> tuple[np.ndarray, np.ndarray]:
+def simulated(geometry: fs.Cells, *, seed: int) -> tuple[np.ndarray, np.ndarray]:
     """(volume, true centres in voxels) of one simulated difficulty-1 brain at the geometry."""
     spec = dict(voxel="x".join(f"{v:g}" for v in geometry.voxel), diameter=geometry.diameter)
     _, volume, points, _ = dm.simulated_volumes(OUT / "simulated" / f"{dm.geometry_name(spec)}_{seed}", seed=seed, n=1, geometry=spec)[0]
@@ -70,7 +56,7 @@ def simulated(geometry: Geometry, *, seed: int) -> tuple[np.ndarray, np.ndarray]
 def cases() -> list[tuple[str, object, object]]:
     """(generator, condition, make_volume) for every condition measured."""
     foreign = {c.name: c for c in fs.CONDITIONS}
-    own = [Geometry(f"{g['voxel']} µm voxels, {g['diameter']:g} µm cells", dm.voxel_size(g), g["diameter"]) for g in dm.UNSEEN_GEOMETRIES]
+    own = [fs.Cells(f"{g['voxel']} µm voxels, {g['diameter']:g} µm cells", voxel=dm.voxel_size(g), diameter=g["diameter"]) for g in dm.UNSEEN_GEOMETRIES]
     return ([("structured", c, sb.make_volume) for c in sb.CONDITIONS] + [("foreign", foreign[n], fs.make_volume) for n in FOREIGN]
             + [("own simulator", g, simulated) for g in own])
 

@@ -59,6 +59,11 @@ class Cells:
         """The cell diameter (µm) the user tells detect and the blob baseline."""
         return self.diameter
 
+    @property
+    def volume_shape(self) -> tuple[int, int, int]:
+        """Voxels of a volume spanning EXTENT_UM at this voxel size."""
+        return tuple(int(round(e / v)) for e, v in zip(EXTENT_UM, self.voxel))
+
 
 @dataclass(frozen=True)
 class Condition(Cells):
@@ -158,8 +163,7 @@ def make_volume(condition: Condition, *, seed: int) -> tuple[np.ndarray, np.ndar
     """(uint16 volume, true centres in voxels)."""
     rng = np.random.default_rng(seed)
     voxel = np.asarray(condition.voxel)
-    extent = np.asarray(EXTENT_UM)
-    shape = tuple(int(round(e / v)) for e, v in zip(extent, voxel))
+    extent, shape = np.asarray(EXTENT_UM), condition.volume_shape
     radius = condition.diameter / 2
     centres = place(rng, condition.cells, extent, condition.min_distance * radius)
     signal = np.zeros(shape, np.float32)

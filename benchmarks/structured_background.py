@@ -80,8 +80,7 @@ def make_volume(condition: Condition, *, seed: int) -> tuple[np.ndarray, np.ndar
     """(uint16 volume, true centres in voxels)."""
     rng = np.random.default_rng(seed)
     voxel = np.asarray(condition.voxel)
-    extent = np.asarray(EXTENT_UM)
-    shape = tuple(int(round(e / v)) for e, v in zip(extent, voxel))
+    extent, shape = np.asarray(EXTENT_UM), condition.volume_shape
     radius = condition.diameter / 2
     centres = place(rng, condition.cells, extent, 2.5 * radius)
     peak = condition.snr * np.sqrt(BACKGROUND)  # the median cell's
