@@ -8,7 +8,7 @@ import signal
 import sys
 import traceback
 from pathlib import Path
-from typing import Annotated, Optional
+from typing import TYPE_CHECKING, Annotated, Optional
 
 import numpy as np
 import typer
@@ -17,6 +17,10 @@ from clarity_fast import __version__
 from clarity_fast.errors import ClarityError, InputError, ModelError, OutputError
 from clarity_fast.model.config import DEFAULT_EPOCHS
 from clarity_fast.settings import PrefilterSettings, Scale, parse_triple
+
+if TYPE_CHECKING:
+    from clarity_fast.model.start import StartingModel
+    from clarity_fast.model.train import TrainSettings
 
 app = typer.Typer(
     name="clarity-fast",
@@ -283,7 +287,7 @@ def _annotated(manifest: Path, *, cell_diameter: float, voxel_size: Optional[str
     )
 
 
-def _starting_model(spec: str | None):
+def _starting_model(spec: str | None) -> StartingModel | None:
     """The model --from names, loaded (None without --from), before any volume is read."""
     if spec is None:
         return None
@@ -292,7 +296,9 @@ def _starting_model(spec: str | None):
     return load_start(spec)
 
 
-def _train_settings(*, epochs: int | None, patch: int | None, width: int | None, seed: int, validate_by: str, start=None):
+def _train_settings(
+    *, epochs: int | None, patch: int | None, width: int | None, seed: int, validate_by: str, start: StartingModel | None = None
+) -> TrainSettings:
     """TrainSettings from the options; with a starting model (fine-tuning), its network and fine-tuning's defaults."""
     from clarity_fast.model.config import NetworkConfig
     from clarity_fast.model.train import FINE_TUNE_EPOCHS, FINE_TUNE_LEARNING_RATE, VALIDATE_BY, TrainSettings

@@ -174,9 +174,10 @@ def f1_by_threshold(
     by_rank = np.argsort(rank[rows], kind="stable")
     indptr = np.zeros(len(p) + 1, np.int64)
     np.cumsum(np.bincount(rank[rows], minlength=len(p)), out=indptr[1:])
-    sizes = prefix_matching_sizes(indptr, cols[by_rank].astype(np.int64), len(t))
-    kept = len(scores) - np.searchsorted(np.sort(scores), thresholds, side="left")
-    tp = np.where(kept > 0, sizes[np.maximum(kept - 1, 0)] if len(sizes) else 0, 0)
+    # pairs among the first k predictions in score order, k = 0 .. all; a threshold keeps those scoring at least it
+    pairs = np.concatenate([[0], prefix_matching_sizes(indptr, cols[by_rank].astype(np.int64), len(t))])
+    kept = len(scores) - np.searchsorted(scores[order[::-1]], thresholds, side="left")
+    tp = pairs[kept]
     denom = kept + len(t)
     return np.where(denom > 0, 2.0 * tp / np.maximum(denom, 1), 1.0)
 

@@ -91,7 +91,8 @@ def cellnet_from_planar(weights: dict[str, np.ndarray], *, config: NetworkConfig
     expected = {f"{name}.weight": (c.out_channels, c.kernel_size[0] * c.in_channels, *c.kernel_size[1:]) for c, name in convs}
     expected |= {f"{name}.bias": (c.out_channels,) for c, name in convs}
     expected |= {"dense.weight": (config.hidden, config.width * pooled**3), "dense.bias": (config.hidden,), "out.weight": (1, config.hidden), "out.bias": (1,)}
-    wrong = {k: tuple(np.shape(weights[k])) if k in weights else "missing" for k, shape in expected.items() if tuple(np.shape(weights.get(k, ()))) != shape}
+    given = {k: tuple(np.shape(v)) for k, v in weights.items()}
+    wrong = {k: given.get(k, "missing") for k, shape in expected.items() if given.get(k) != shape}
     if wrong:
         raise ValueError(f"the weights do not fit a planar CellNet of {config}: {', '.join(f'{k} {v}' for k, v in wrong.items())}")
     for conv, name in convs:
