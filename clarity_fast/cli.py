@@ -326,7 +326,7 @@ def _train_settings(
 
 
 ManifestOption = Annotated[
-    Path, typer.Option("--manifest", help="CSV of annotated volumes: volume,points[,group][,voxel_size][,cell_diameter][,annotations][,channel], paths relative to it.")
+    Path, typer.Option("--manifest", help="CSV of annotated volumes: volume,points[,group][,voxel_size][,cell_diameter][,annotations][,channel][,region], paths relative to it.")
 ]
 EpochsOption = Annotated[
     Optional[int], typer.Option("--epochs", help="Most epochs (default 200, 30 with --from; training stops early when validation AUC stalls).")

@@ -1,16 +1,56 @@
-"""Manifests: CSV lists of annotated volumes (`volume,points[,group][,voxel_size][,cell_diameter][,annotations][,channel]`),
+"""Manifests: CSV lists of annotated volumes (`volume,points[,group][,voxel_size][,cell_diameter][,annotations][,channel][,region]`),
 paths relative to the file, lines starting with # ignored. Per-volume voxel sizes and cell diameters (µm) let one
-model learn from several datasets."""
+model learn from several datasets; a region names the annotated block of a larger volume, so that a block of a
+whole brain is annotated and trained on in place."""
 
 from __future__ import annotations
 
 import csv
+import math
 from dataclasses import dataclass
 from pathlib import Path
 
 from clarity_fast.errors import InputError
 from clarity_fast.messages import separator_hint
 from clarity_fast.settings import VoxelSize, parse_positive, parse_triple
+
+
+@dataclass(frozen=True)
+class Region:
+    """A block of a volume in its own voxels, per axis z, y, x a start and an end (exclusive, as in numpy); None:
+    the volume's edge. Written `100:164x0:512x512:1024` (or with commas, quoted), `:` for a whole axis."""
+
+    spans: tuple[tuple[int | None, int | None], ...]
+    text: str
+
+    def bounds(self, shape: tuple[int, int, int], *, source: str) -> tuple[tuple[int, int], ...]:
+        """The block's start and end per axis in a volume of `shape`; a block past the volume's edge is refused."""
+        out = []
+        for axis, (start, end), size in zip("zyx", self.spans, shape):
+            start, end = start or 0, size if end is None else end
+            if end > size:
+                raise InputError(f"{source}: region {self.text!r} ends at {axis} = {end}, past the volume's {size} voxels along {axis}")
+            if start >= end:
+                raise InputError(f"{source}: region {self.text!r} holds no voxel along {axis} (from {start} to {end})")
+            out.append((start, end))
+        return tuple(out)
+
+    def overlaps(self, other: Region) -> bool:
+        """Whether the two blocks could share a voxel (an open end reaches the volume's edge)."""
+        return all(max(a or 0, c or 0) < min(math.inf if b is None else b, math.inf if d is None else d)
+                   for (a, b), (c, d) in zip(self.spans, other.spans))
+
+
+def parse_region(text: str, *, name: str) -> Region:
+    """`Z0:Z1xY0:Y1xX0:X1` (or comma-separated) in voxels, each end a whole number >= 0 or left out."""
+    parts = [p.strip() for p in text.lower().replace("x", ",").split(",")]
+    spans = []
+    for part in parts:
+        ends = part.split(":")
+        if len(parts) != 3 or len(ends) != 2 or not all(e.strip() == "" or (e.strip().isascii() and e.strip().isdigit()) for e in ends):
+            raise InputError(f"{name} must be Z0:Z1xY0:Y1xX0:X1 in voxels (whole numbers, end exclusive, : for a whole axis), got {text!r}")
+        spans.append(tuple(int(e) if e.strip() else None for e in ends))
+    return Region(tuple(spans), text)
 
 
 @dataclass(frozen=True)
@@ -25,10 +65,11 @@ class Entry:
     cell_diameter: float | None = None
     partial: bool = False  # `annotations` column "partial": not every cell in the volume is annotated
     channel: int | None = None  # of a multi-channel volume
+    region: Region | None = None  # the annotated block; None: the whole volume
     line: str = ""  # "manifest.csv line 3", for messages
 
 
-COLUMNS = ("volume", "points", "group", "voxel_size", "cell_diameter", "annotations", "channel")
+COLUMNS = ("volume", "points", "group", "voxel_size", "cell_diameter", "annotations", "channel", "region")
 
 
 def read_manifest(path: Path) -> list[Entry]:
@@ -50,7 +91,7 @@ def _read(path: Path) -> list[Entry]:
     columns = [c.strip().lower() for c in records[0][1]] if records else []
     for needed in ("volume", "points"):
         if needed not in columns:
-            raise InputError(f"{path}: no '{needed}' column{separator_hint(columns)}; a manifest needs volume,points[,group][,voxel_size][,cell_diameter][,annotations][,channel]")
+            raise InputError(f"{path}: no '{needed}' column{separator_hint(columns)}; a manifest needs volume,points[,group][,voxel_size][,cell_diameter][,annotations][,channel][,region]")
     unknown = [c for c in columns if c and c not in COLUMNS]
     if unknown:  # a misspelt voxel_size would otherwise be dropped, and the volume read at another scale
         raise InputError(f"{path}: unknown column{'s' if len(unknown) > 1 else ''} {', '.join(map(repr, unknown))}; the columns are {', '.join(COLUMNS)}")
@@ -73,20 +114,25 @@ def _read(path: Path) -> list[Entry]:
             if not file.exists():
                 hint = " (write paths with / , not \\)" if "\\" in str(file) else ""
                 raise InputError(f"{line}: {file} does not exist{hint}")
-        seen = lines.setdefault(volume.resolve(), number)
-        if seen != number:  # it would count twice, and could land on both sides of a split
-            raise InputError(f"{line}: {row['volume']} is listed on line {seen} too; list each volume once (all its cells in one points file)")
         voxel, diameter, channel = row.get("voxel_size"), row.get("cell_diameter"), row.get("channel")
+        region = parse_region(row["region"], name=f"{line}: region") if row.get("region") else None
+        for seen, other in lines.setdefault(volume.resolve(), []):  # a cell counted twice could land on both sides of a split
+            if region is None or other is None:
+                raise InputError(f"{line}: {row['volume']} is listed on line {seen} too; list each volume once (all its cells in one points file), or give each row a region of its own")
+            if region.overlaps(other):
+                raise InputError(f"{line}: region {region.text!r} of {row['volume']} overlaps line {seen}'s {other.text!r}; annotated blocks of one volume must not share voxels")
+        lines[volume.resolve()].append((number, region))
         entries.append(
             Entry(
                 volume=volume,
                 points=points,
-                name=row["volume"],
+                name=f"{row['volume']}[{region.text}]" if region else row["volume"],
                 group=row.get("group") or row["volume"],
                 voxel_size=parse_triple(voxel, name=f"{line}: voxel_size") if voxel else None,
                 cell_diameter=parse_positive(diameter, name=f"{line}: cell_diameter") if diameter else None,
                 partial=_annotations(row.get("annotations"), line),
                 channel=_channel(channel, line) if channel else None,
+                region=region,
                 line=line,
             )
         )

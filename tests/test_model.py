@@ -174,6 +174,19 @@ def test_train_and_cv_commands(manifest, tmp_path):
     assert bad.returncode == 2 and "--method" in bad.stderr
 
 
+def test_train_on_regions_of_one_volume_command(manifest, tmp_path):
+    volume = manifest.parent / read_manifest(manifest)[0].name
+    (tmp_path / "m.csv").write_text(f"volume,points,region\n{volume},{volume.parent / 'cells.csv'},:x:32x:\n"
+                                    f"{volume},{volume.parent / 'cells.csv'},:x32:x:\n")
+    out = run_cli("train", "--manifest", tmp_path / "m.csv", "--out", tmp_path / "m.pt", "--epochs", "1", "--width", "8")
+    assert out.returncode == 0, out.stderr
+    assert " cells in 1 volume (1 more held out for validation), 1 epoch: " in out.stdout, out.stdout
+    (tmp_path / "m.csv").write_text(f"volume,points,region\n{volume},{volume.parent / 'cells.csv'},0:30x:x:\n")
+    out = run_cli("train", "--manifest", tmp_path / "m.csv", "--out", tmp_path / "n.pt", "--epochs", "1")
+    assert out.returncode == 2 and out.stderr.count("\n") == 1 and not (tmp_path / "n.pt").exists()
+    assert "line 2: " in out.stderr and "region '0:30x:x:' ends at z = 30, past the volume's 20 voxels along z" in out.stderr
+
+
 def test_partial_annotations_leave_strong_unannotated_candidates_out_of_the_negatives(volumes):
     import dataclasses
 
@@ -207,6 +220,61 @@ def test_manifest_annotations_column(tmp_path):
     (tmp_path / "m.csv").write_text("volume,points,annotations\nv.tif,p.csv,some\n")
     with pytest.raises(InputError, match="complete or partial"):
         read_manifest(tmp_path / "m.csv")
+
+
+def test_manifest_region_column(tmp_path):
+    (tmp_path / "v.tif").write_bytes(b"")
+    (tmp_path / "p.csv").write_text("z,y,x\n")
+    (tmp_path / "m.csv").write_text('volume,points,region\nv.tif,p.csv,0:10x:x5:\nv.tif,p.csv,"10:20, 0:64, 0:64"\n')
+    first, second = read_manifest(tmp_path / "m.csv")
+    assert first.region.spans == ((0, 10), (None, None), (5, None)) and second.region.spans == ((10, 20), (0, 64), (0, 64))
+    assert first.name == "v.tif[0:10x:x5:]" and first.group == second.group == "v.tif"  # blocks of one volume stay together
+    assert first.region.bounds((30, 64, 70), source="s") == ((0, 10), (0, 64), (5, 70))
+    with pytest.raises(InputError, match="s: region '0:10x:x5:' ends at z = 10, past the volume's 8 voxels along z"):
+        first.region.bounds((8, 64, 70), source="s")
+    with pytest.raises(InputError, match="holds no voxel along x"):
+        first.region.bounds((30, 64, 5), source="s")
+    for bad in ("0:10x0:10", "0-10x:x:", "a:bx:x:", "0:10x:x:x:", "-1:4x:x:"):
+        (tmp_path / "m.csv").write_text(f"volume,points,region\nv.tif,p.csv,{bad}\n")
+        with pytest.raises(InputError, match="line 2: region must be Z0:Z1xY0:Y1xX0:X1 in voxels"):
+            read_manifest(tmp_path / "m.csv")
+    (tmp_path / "m.csv").write_text("volume,points,region\nv.tif,p.csv,0:10x:x:\nv.tif,p.csv,9:12x:x:\n")
+    with pytest.raises(InputError, match="line 3: region '9:12x:x:' of v.tif overlaps line 2's '0:10x:x:'"):
+        read_manifest(tmp_path / "m.csv")
+    (tmp_path / "m.csv").write_text("volume,points,region\nv.tif,p.csv,0:10x:x:\nv.tif,p.csv,\n")
+    with pytest.raises(InputError, match="line 3: v.tif is listed on line 2 too; .* or give each row a region of its own"):
+        read_manifest(tmp_path / "m.csv")
+
+
+def test_a_region_is_the_whole_volume_read_there(tmp_path):
+    """A region's candidates and cells are the whole volume's inside it (the context read around it covers the
+    prefilter's reach; they differ by the rounding to a working grid that starts at the block); what lies outside
+    is neither a cell nor a non-cell, for training and for the baselines."""
+    from dataclasses import replace
+
+    from scipy.spatial import cKDTree
+
+    from clarity_fast.manifest import parse_region
+    from clarity_fast.model.samples import within
+
+    (entry,) = read_manifest(write_brains(tmp_path, settings=SimulationSettings(shape=(32, 96, 96), difficulty=0.5, seed=5), n=1, progress=False))
+    (whole,) = load_annotated([entry], cell_diameter=12.0, voxel_size=(5.0, 2.5, 2.5), prefilter_threshold=3.0)  # resampled, too
+    for text in ("4:28x20:70x30:90", ":x:40x:", "10:20x:x60:"):
+        region = parse_region(text, name="region")
+        (part,) = load_annotated([replace(entry, region=region)], cell_diameter=12.0, voxel_size=(5.0, 2.5, 2.5), prefilter_threshold=3.0)
+        bounds = region.bounds(whole.native.shape, source="")
+        offset = np.array([b[0] for b in bounds]) - np.array([b[0] for b in part.region])
+        for points, mine in ((whole.candidates.zyx, part.candidates.zyx), (whole.truth, part.truth)):
+            native = whole.to_native(points)
+            expected = native[within(native, bounds=bounds)]
+            distance, _ = cKDTree(expected).query(part.to_native(mine) + offset, p=np.inf)
+            assert len(mine) == len(expected) and distance.max() < 1.0
+        assert len(part.truth) > 0 and len(part.candidates) > len(part.truth)
+        rng = np.random.default_rng(0)
+        assert part.annotated(part.random_background(100, rng)).all() and part.annotated(part.hard_negatives).all()
+        for method in (BlobMethod(),):
+            zyx, _ = method.scored(part)
+            assert len(zyx) and part.annotated(zyx).all()
 
 
 def test_calibration_is_fitted_from_logits_and_response():

@@ -88,12 +88,19 @@ class _MapMethod:
         self.threshold, _ = best_threshold(pred=pred, scores=scores, truth=truth, radius=RADIUS_VOXELS, axis_scale=AXIS_WEIGHTS)
 
     def scored(self, volume: AnnotatedVolume) -> tuple[np.ndarray, np.ndarray]:
-        return peaks_of(self.score_map(volume), scale=volume.scale)
+        return self._annotated_peaks(self.score_map(volume), volume)
 
     def assess(self, volume: AnnotatedVolume, positions: np.ndarray) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
         """Scores at `positions` and the scored detections, from one score map."""
         score_map = self.score_map(volume)
-        return (score_map[tuple(positions.T)], *peaks_of(score_map, scale=volume.scale))
+        return (score_map[tuple(positions.T)], *self._annotated_peaks(score_map, volume))
+
+    @staticmethod
+    def _annotated_peaks(score_map: np.ndarray, volume: AnnotatedVolume) -> tuple[np.ndarray, np.ndarray]:
+        """The map's peaks in the volume's annotated block (around it lies context only)."""
+        zyx, score = peaks_of(score_map, scale=volume.scale)
+        keep = volume.annotated(zyx)
+        return zyx[keep], score[keep]
 
 
 class BlobMethod(_MapMethod):

@@ -33,6 +33,7 @@ log = logging.getLogger("clarity_fast")
 RANDOM_NEGATIVE_FRACTION = 0.3  # of the negatives; the rest are hard (prefilter candidates)
 NEGATIVE_CLEARANCE = 1.0  # in cell radii: a candidate this far from every annotation is a negative
 RANDOM_CLEARANCE = 1.5  # random background positions keep this far (cell radii) from annotations
+CONTEXT_DIAMETERS = 3.0  # read around an annotated region: the prefilter's reach and a 12³ patch's, jitter included
 
 
 @dataclass(frozen=True)
@@ -49,6 +50,11 @@ class AnnotatedVolume:
     scale: Scale  # the working scale
     factors: tuple[float, float, float]  # zoom from the file's voxels to the working scale's
     partial: bool = False  # annotations known to miss cells (see hard_negatives)
+    region: tuple[tuple[int, int], ...] | None = None  # the annotated block in `native`'s voxels; None: all of it
+
+    def annotated(self, points: np.ndarray) -> np.ndarray:
+        """Per point (working-scale voxels), whether it lies in the annotated block: what lies outside is context."""
+        return np.ones(len(points), bool) if self.region is None else within(self.to_native(points), bounds=self.region)
 
     def to_native(self, points: np.ndarray) -> np.ndarray:
         """Working-scale voxel coordinates -> the file's voxel coordinates (for scoring against its points)."""
@@ -79,8 +85,13 @@ class AnnotatedVolume:
         return self.candidates.zyx[far]
 
     def random_background(self, n: int, rng: np.random.Generator) -> np.ndarray:
-        """n random voxel positions clear of the annotations (fewer if the volume is crowded)."""
-        points = (rng.random((4 * n, 3)) * np.asarray(self.grid.shape)).astype(np.int64)
+        """n random voxel positions in the annotated block, clear of the annotations (fewer if it is crowded)."""
+        if self.region is None:
+            points = (rng.random((4 * n, 3)) * np.asarray(self.grid.shape)).astype(np.int64)
+        else:
+            lo, hi = (points_to(np.array(b, dtype=float) - 0.5, factors=self.factors) for b in zip(*self.region))
+            points = to_voxels(lo + rng.random((4 * n, 3)) * (hi - lo), shape=self.grid.shape)
+            points = points[self.annotated(points)]
         return points[self.distance_in_radii(points) > RANDOM_CLEARANCE][:n]
 
     def assessment_negatives(self, rng: np.random.Generator) -> np.ndarray:
@@ -92,44 +103,72 @@ class AnnotatedVolume:
 def load_annotated(
     entries: list[Entry], *, cell_diameter: float, voxel_size: VoxelSize | None, prefilter_threshold: float
 ) -> list[AnnotatedVolume]:
-    """Read each volume whole (training sets are small), resample it to the working scale of `cell_diameter`,
-    and find its candidates there; volumes of different voxel sizes mix freely."""
+    """Read each volume (or its annotated region, with context around it) whole, as training sets are small,
+    resample it to the working scale of `cell_diameter`, and find its candidates there; volumes of different voxel
+    sizes mix freely."""
     volumes = []
     for entry in entries:
+        source = f"{entry.line}: {entry.volume}" if entry.line else str(entry.volume)
         with LevelledReader(open_volume(entry.volume, channel=entry.channel)) as reader:
             size = resolve_voxel_size(
-                from_file=reader.voxel_size, from_user=entry.voxel_size or voxel_size, source=f"{entry.line}: {entry.volume}" if entry.line else entry.volume,
+                from_file=reader.voxel_size, from_user=entry.voxel_size or voxel_size, source=source,
                 given_as="the manifest's voxel_size" if entry.voxel_size else "--voxel-size (or a voxel_size column)",
             )
-            data = reader.read_slab(0, reader.shape[0])
-        volume = open_array(data, name=str(entry.volume))  # errors name the file
-        # z finer than stated where the cells look elongated along it, as detect will treat such a volume
-        noise = volume_noise(volume)  # the whole volume's, as detect measures it
-        native, _ = corrected_scale(volume, scale=Scale(voxel_size=size, cell_diameter=entry.cell_diameter or cell_diameter), noise=noise)
+            # noise and cell shape are sampled from the whole volume, as detect samples them
+            noise = volume_noise(reader)
+            native, _ = corrected_scale(reader, scale=Scale(voxel_size=size, cell_diameter=entry.cell_diameter or cell_diameter), noise=noise)
+            region = entry.region.bounds(reader.shape, source=source) if entry.region else tuple((0, n) for n in reader.shape)
+            block = _with_context(region, shape=reader.shape, scale=native) if entry.region else region
+            # a copy: the planes' full width would stay in memory behind a view of the region
+            data = np.ascontiguousarray(reader.read_slab(*block[0])[:, slice(*block[1]), slice(*block[2])])
+            cells = _annotated_cells(entry, shape=reader.shape)
         factors = native.to_working
         # The prefilter runs on the file's own voxels (interpolation would correlate the noise it measures);
         # the network sees the resampled volume.
-        found = find_candidates(volume, settings=PrefilterSettings(scale=native, threshold=prefilter_threshold), noise=noise)
+        found = find_candidates(open_array(data, name=str(entry.volume)), settings=PrefilterSettings(scale=native, threshold=prefilter_threshold), noise=noise)
+        inside = None  # the annotated block in the voxels read; None: all of them
+        if entry.region:  # the context read around it is neither cells nor non-cells
+            origin = np.array([lo for lo, _ in block])
+            inside = tuple((lo - o, hi - o) for (lo, hi), o in zip(region, origin))
+            keep = within(found.zyx, bounds=inside)
+            found, all_cells = Candidates(found.zyx[keep], found.response[keep]), cells - origin
+            cells = all_cells[within(all_cells, bounds=inside)]
+            log.info("%s: %d of %d points lie in region %s", source, len(cells), len(all_cells), entry.region.text)
+        if not len(cells) and not entry.partial:
+            log.warning("%s holds no cells%s: every candidate in %s is taught as a non-cell (mark it annotations=partial if cells "
+                        "were left out)", entry.points, f" in region {entry.region.text}" if entry.region else "", entry.name)
         scale = native.working if factors != (1.0, 1.0, 1.0) else native
         grid = working_grid(data.shape, factors=factors)
         found = Candidates(to_voxels(points_to(found.zyx, factors=factors), shape=grid.shape), found.response)
-        truth = points_to(_annotated_cells(entry, shape=reader.shape), factors=factors)
         volumes.append(
-            AnnotatedVolume(entry.name, entry.group, data, grid, resample_volume(data, grid=grid), truth, found, scale, factors, entry.partial)
+            AnnotatedVolume(entry.name, entry.group, data, grid, resample_volume(data, grid=grid), points_to(cells, factors=factors),
+                            found, scale, factors, entry.partial, inside)
         )
     return volumes
 
 
+def _with_context(region: tuple[tuple[int, int], ...], *, shape: tuple[int, ...], scale: Scale) -> tuple[tuple[int, int], ...]:
+    """The region with CONTEXT_DIAMETERS of cell around it (inside the volume): the voxels that detection in the
+    whole volume would see around the region's candidates and patches."""
+    reach = np.ceil(CONTEXT_DIAMETERS * np.asarray(scale.cell_diameter_voxels)).astype(int)
+    return tuple((max(lo - r, 0), min(hi + r, n)) for (lo, hi), r, n in zip(region, reach, shape))
+
+
+def within(points: np.ndarray, *, bounds: tuple[tuple[int, int], ...]) -> np.ndarray:
+    """Per point (voxel coordinates), whether it lies in the block `bounds` (start, end exclusive, per axis): a
+    point rounds to one of its voxels."""
+    lo, hi = (np.array(b, dtype=float) - 0.5 for b in zip(*bounds))
+    points = np.asarray(points, dtype=float).reshape(-1, 3)
+    return np.all((points >= lo) & (points < hi), axis=1)
+
+
 def _annotated_cells(entry: Entry, *, shape: tuple[int, int, int]) -> np.ndarray:
     """The entry's cells, each once: a point listed twice would count twice as a cell to find, and a validation
-    volume would score its copy as missed. Said, as is a volume annotated as holding no cell."""
+    volume would score its copy as missed. Said."""
     cells = read_points(entry.points, shape=shape).cells
     unique = cells[np.sort(np.unique(cells, axis=0, return_index=True)[1])] if len(cells) else cells  # in the file's order
     if len(unique) < len(cells):
         log.warning("%s lists %d of its points more than once; each is taken once", entry.points, len(cells) - len(unique))
-    if not len(cells) and not entry.partial:
-        log.warning("%s holds no cells: every candidate in %s is taught as a non-cell (mark it annotations=partial if cells "
-                    "were left out)", entry.points, entry.name)
     return unique
 
 
