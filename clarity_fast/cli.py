@@ -452,6 +452,10 @@ def evaluate(
         bool,
         typer.Option("--fit-threshold", help="Also find the score threshold that does best on these annotations (detections with scores; 128 thresholds tried)."),
     ] = False,
+    region: Annotated[
+        Optional[str],
+        typer.Option("--region", help="Score only the annotated block Z0:Z1xY0:Y1xX0:X1 (voxels, end exclusive, : for a whole axis) of a larger volume."),
+    ] = None,
 ) -> None:
     """Score detections against ground truth: one-to-one matching within a radius; with --fit-threshold, also the
     score threshold (detect's probability) that would have done best on these annotations."""
@@ -459,14 +463,20 @@ def evaluate(
 
     from clarity_fast.evaluate import AXIS_WEIGHTS, RADIUS_VOXELS, best_threshold, match_points, typed_threshold
     from clarity_fast.io.points import read_points
+    from clarity_fast.region import parse_region, within
 
+    block = parse_region(region, name="--region").limits if region else None
     predicted = read_points(pred)
     p, scores, t = predicted.cells, predicted.cell_scores, read_points(truth).cells  # non-cell markers (cellfinder XML Type 1) are left out
+    # In a block, its cells are the truth; a detection outside it counts where it finds one of them, and is no
+    # false positive where it does not (the cells beside it are not annotated)
+    counted = within(p, bounds=block) if block else None
+    t = t[within(t, bounds=block)] if block else t
     if fit_threshold and scores is None:
         raise InputError(f"{pred}: --fit-threshold needs detections with scores (a score or probability column, as detect writes)")
-    for path, points in ((pred, p), (truth, t)):
+    for path, points in ((pred, p if counted is None else p[counted]), (truth, t)):
         if not len(points):  # the scores are then conventions (both empty: all 1), not measurements
-            logging.getLogger("clarity_fast").warning("%s holds no cells: check it is the file you meant", path)
+            logging.getLogger("clarity_fast").warning("%s holds no cells%s: check it is the file you meant", path, f" in region {region}" if region else "")
     if voxel_size:
         axis_scale = parse_triple(voxel_size, name="--voxel-size")
         if radius is None:
@@ -475,11 +485,13 @@ def evaluate(
     else:  # in voxels, by the study's rule whatever the radius, so that --radius changes the radius only
         radius, axis_scale = RADIUS_VOXELS if radius is None else radius, AXIS_WEIGHTS
         rule = f"within {radius:g} voxels, z counted double"
-    match = match_points(pred=p, truth=t, radius=radius, axis_scale=axis_scale)
-    result = dict(match.summary(), rule=rule, predictions=len(p), truth=len(t))
+    if block:
+        rule += f"; {len(t)} cells and {int(counted.sum())} detections in region {region}"
+    match = match_points(pred=p, truth=t, radius=radius, axis_scale=axis_scale, counted=counted)
+    result = dict(match.summary(), rule=rule, predictions=len(p) if counted is None else int(counted.sum()), truth=len(t), **({"region": region} if region else {}))
     lines = [f"precision {match.precision:.4f}  recall {match.recall:.4f}  F1 {match.f1:.4f}  (TP {match.tp}, FP {match.fp}, FN {match.fn}; {rule})"]
     if fit_threshold and len(scores) and len(t):
-        threshold, best = best_threshold(pred=p, scores=scores, truth=t, radius=radius, axis_scale=axis_scale)
+        threshold, best = best_threshold(pred=p, scores=scores, truth=t, radius=radius, axis_scale=axis_scale, counted=counted)
         threshold = typed_threshold(scores, threshold)
         result["best_threshold"] = dict(best.summary(), threshold=threshold)
         lines.append(

@@ -73,17 +73,25 @@ def _close_pairs(
 
 
 def match_points(
-    *, pred: np.ndarray, truth: np.ndarray, radius: float, axis_scale: tuple[float, float, float] = (1.0, 1.0, 1.0)
+    *,
+    pred: np.ndarray,
+    truth: np.ndarray,
+    radius: float,
+    axis_scale: tuple[float, float, float] = (1.0, 1.0, 1.0),
+    counted: np.ndarray | None = None,
 ) -> Match:
     """Pair each prediction with at most one true centre within `radius` (a distance of exactly `radius` matches).
 
     Coordinates are (z, y, x) voxels, multiplied by `axis_scale` before measuring distance: pass the voxel
-    size to work in µm, or weights such as (2, 1, 1) to count z distances double.
+    size to work in µm, or weights such as (2, 1, 1) to count z distances double. `counted` (per prediction;
+    default all) says which unmatched predictions are false positives: one just outside an annotated block
+    may find a cell inside it, but finding none there it is neither right nor wrong.
     """
     p, t, (i, j, distance) = _close_pairs(pred=pred, truth=truth, radius=radius, axis_scale=axis_scale)
     n, m = len(p), len(t)
+    counted = _counted(counted, n)
     if n == 0 or m == 0:
-        return Match(tp=0, fp=n, fn=m, pairs=np.empty((0, 2), dtype=int))
+        return Match(tp=0, fp=int(counted.sum()), fn=m, pairs=np.empty((0, 2), dtype=int))
     # Matching decomposes over clusters of points within reach of each other. A cluster of one pair needs no
     # solver (most, where cells lie apart); a larger one gets scipy's dense assignment, and one too large for a
     # dense cost matrix the sparse solver.
@@ -99,7 +107,17 @@ def match_points(
             pairs.append(_cluster_pairs(i[group], j[group], distance[group]))
     matched = np.concatenate(pairs)
     tp = len(matched)
-    return Match(tp=tp, fp=n - tp, fn=m - tp, pairs=matched)
+    return Match(tp=tp, fp=int(counted.sum() - counted[matched[:, 0]].sum()), fn=m - tp, pairs=matched)
+
+
+def _counted(counted: np.ndarray | None, n: int) -> np.ndarray:
+    """Which predictions count as false positives when unmatched: all by default."""
+    if counted is None:
+        return np.ones(n, bool)
+    counted = np.asarray(counted, dtype=bool).reshape(-1)
+    if len(counted) != n:
+        raise ValueError(f"{len(counted)} counted flags for {n} predictions")
+    return counted
 
 
 DENSE_CELLS = 36_000_000  # entries of a cluster's cost matrix (288 MB; 6,000 × 6,000 points) beyond which the sparse solver takes it
@@ -155,12 +173,15 @@ def f1_by_threshold(
     thresholds: np.ndarray,
     radius: float,
     axis_scale: tuple[float, float, float] = (1.0, 1.0, 1.0),
+    counted: np.ndarray | None = None,
 ) -> np.ndarray:
     """F1 at each threshold (keep score >= t), the same as match_points gives on the kept predictions.
 
     Only the number of pairs matters to F1, and match_points makes as many as can be made; those counts for every
     threshold come from one pass over the predictions in falling score order (kernels.matching), not a matching
-    per threshold: seconds, not minutes, for 100,000 detections."""
+    per threshold: seconds, not minutes, for 100,000 detections. With `counted` (match_points), a prediction is
+    matched from the step that adds it, when the count grows, and stays matched; an unmatched one counts as a
+    false positive where it is counted (the pairs then may differ from match_points' at a region's edge)."""
     scores = np.asarray(scores, dtype=float).reshape(-1)
     thresholds = np.asarray(thresholds, dtype=float).reshape(-1)
     p, t, (rows, cols, _) = _close_pairs(pred=pred, truth=truth, radius=radius, axis_scale=axis_scale)
@@ -176,9 +197,10 @@ def f1_by_threshold(
     np.cumsum(np.bincount(rank[rows], minlength=len(p)), out=indptr[1:])
     # pairs among the first k predictions in score order, k = 0 .. all; a threshold keeps those scoring at least it
     pairs = np.concatenate([[0], prefix_matching_sizes(indptr, cols[by_rank].astype(np.int64), len(t))])
+    unmatched_counted = np.concatenate([[0], np.cumsum(_counted(counted, len(p))[order] & (np.diff(pairs) == 0))])
     kept = len(scores) - np.searchsorted(scores[order[::-1]], thresholds, side="left")
     tp = pairs[kept]
-    denom = kept + len(t)
+    denom = 2 * tp + unmatched_counted[kept] + (len(t) - tp)
     return np.where(denom > 0, 2.0 * tp / np.maximum(denom, 1), 1.0)
 
 
@@ -189,16 +211,19 @@ def best_threshold(
     truth: np.ndarray,
     radius: float,
     axis_scale: tuple[float, float, float] = (1.0, 1.0, 1.0),
+    counted: np.ndarray | None = None,
 ) -> tuple[float, Match]:
-    """The score threshold (keep score >= t) that maximises F1, searched over threshold_grid (the lowest of equals)."""
+    """The score threshold (keep score >= t) that maximises F1, searched over threshold_grid (the lowest of equals);
+    `counted` as for match_points."""
     scores = np.asarray(scores, dtype=float)
     if len(scores) == 0:
         return float("inf"), match_points(pred=pred, truth=truth, radius=radius, axis_scale=axis_scale)
+    counted = _counted(counted, len(scores))
     grid = threshold_grid(scores)
-    f1 = f1_by_threshold(pred=pred, scores=scores, truth=truth, thresholds=grid, radius=radius, axis_scale=axis_scale)
+    f1 = f1_by_threshold(pred=pred, scores=scores, truth=truth, thresholds=grid, radius=radius, axis_scale=axis_scale, counted=counted)
     threshold = float(grid[int(np.argmax(f1))])
     keep = scores >= threshold
-    return threshold, match_points(pred=np.asarray(pred)[keep], truth=truth, radius=radius, axis_scale=axis_scale)
+    return threshold, match_points(pred=np.asarray(pred)[keep], truth=truth, radius=radius, axis_scale=axis_scale, counted=counted[keep])
 
 
 def typed_threshold(scores: np.ndarray, threshold: float) -> float:

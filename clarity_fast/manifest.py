@@ -6,51 +6,13 @@ whole brain is annotated and trained on in place."""
 from __future__ import annotations
 
 import csv
-import math
 from dataclasses import dataclass
 from pathlib import Path
 
 from clarity_fast.errors import InputError
 from clarity_fast.messages import separator_hint
+from clarity_fast.region import Region, parse_region
 from clarity_fast.settings import VoxelSize, parse_positive, parse_triple
-
-
-@dataclass(frozen=True)
-class Region:
-    """A block of a volume in its own voxels, per axis z, y, x a start and an end (exclusive, as in numpy); None:
-    the volume's edge. Written `100:164x0:512x512:1024` (or with commas, quoted), `:` for a whole axis."""
-
-    spans: tuple[tuple[int | None, int | None], ...]
-    text: str
-
-    def bounds(self, shape: tuple[int, int, int], *, source: str) -> tuple[tuple[int, int], ...]:
-        """The block's start and end per axis in a volume of `shape`; a block past the volume's edge is refused."""
-        out = []
-        for axis, (start, end), size in zip("zyx", self.spans, shape):
-            start, end = start or 0, size if end is None else end
-            if end > size:
-                raise InputError(f"{source}: region {self.text!r} ends at {axis} = {end}, past the volume's {size} voxels along {axis}")
-            if start >= end:
-                raise InputError(f"{source}: region {self.text!r} holds no voxel along {axis} (from {start} to {end})")
-            out.append((start, end))
-        return tuple(out)
-
-    def overlaps(self, other: Region) -> bool:
-        """Whether the two blocks could share a voxel (an open end reaches the volume's edge)."""
-        return all(max(a or 0, c or 0) < min(math.inf if b is None else b, math.inf if d is None else d)
-                   for (a, b), (c, d) in zip(self.spans, other.spans))
-
-
-def parse_region(text: str, *, name: str) -> Region:
-    """`Z0:Z1xY0:Y1xX0:X1` (or comma-separated) in voxels, each end a whole number >= 0 or left out."""
-    parts = [p.strip() for p in text.lower().replace("x", ",").split(",")]
-    spans = []
-    for part in parts:
-        ends = part.split(":")
-        if len(parts) != 3 or len(ends) != 2 or not all(e.strip() == "" or (e.strip().isascii() and e.strip().isdigit()) for e in ends):
-            raise InputError(f"{name} must be Z0:Z1xY0:Y1xX0:X1 in voxels (whole numbers, end exclusive, : for a whole axis), got {text!r}")
-        spans.append(tuple(int(e) if e.strip() else None for e in ends))
-    return Region(tuple(spans), text)
 
 
 @dataclass(frozen=True)

@@ -20,6 +20,7 @@ from clarity_fast.kernels.gather import Grid, gather_patches, resample_volume, w
 from clarity_fast.manifest import Entry
 from clarity_fast.noise_correlation import volume_noise
 from clarity_fast.plane_levels import LevelledReader
+from clarity_fast.region import within
 from clarity_fast.resample import points_from, points_to
 from clarity_fast.settings import (
     PrefilterSettings,
@@ -152,14 +153,6 @@ def _with_context(region: tuple[tuple[int, int], ...], *, shape: tuple[int, ...]
     whole volume would see around the region's candidates and patches."""
     reach = np.ceil(CONTEXT_DIAMETERS * np.asarray(scale.cell_diameter_voxels)).astype(int)
     return tuple((max(lo - r, 0), min(hi + r, n)) for (lo, hi), r, n in zip(region, reach, shape))
-
-
-def within(points: np.ndarray, *, bounds: tuple[tuple[int, int], ...]) -> np.ndarray:
-    """Per point (voxel coordinates), whether it lies in the block `bounds` (start, end exclusive, per axis): a
-    point rounds to one of its voxels."""
-    lo, hi = (np.array(b, dtype=float) - 0.5 for b in zip(*bounds))
-    points = np.asarray(points, dtype=float).reshape(-1, 3)
-    return np.all((points >= lo) & (points < hi), axis=1)
 
 
 def _annotated_cells(entry: Entry, *, shape: tuple[int, int, int]) -> np.ndarray:
