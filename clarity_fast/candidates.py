@@ -142,6 +142,14 @@ class SlabPrefilter:
         return Candidates(coords, values)
 
 
+def prefilter_reach(settings: PrefilterSettings) -> tuple[int, int, int]:
+    """Voxels each side, per axis, that the candidates at a voxel depend on: the filters' halo (as along z for a
+    slab) and the neighbourhood a maximum is compared with."""
+    offsets = footprint_offsets(settings.min_separation)
+    reach = np.abs(offsets).max(axis=0) if len(offsets) else np.zeros(3, np.int64)
+    return tuple(z_halo(sigma_z=s, noise_half_width_z=h) + int(r) for s, h, r in zip(settings.sigma, settings.noise_half_width, reach))
+
+
 def iter_slabs(
     reader: VolumeReader, *, settings: PrefilterSettings, noise: NoiseModel | None = None
 ) -> Iterator[Slab]:

@@ -274,8 +274,9 @@ def demo(
         typer.echo(line)
 
 
-def _annotated(manifest: Path, *, cell_diameter: float, voxel_size: Optional[str]):
-    """The manifest's volumes in memory, with their annotations and candidates."""
+def _annotated(manifest: Path, *, cell_diameter: float, voxel_size: Optional[str], patch: int):
+    """The manifest's volumes in memory, with their annotations and candidates (and, around a region, the context
+    patches of `patch` voxels need)."""
     from clarity_fast.manifest import read_manifest
     from clarity_fast.model.samples import load_annotated
 
@@ -284,6 +285,7 @@ def _annotated(manifest: Path, *, cell_diameter: float, voxel_size: Optional[str
         cell_diameter=cell_diameter,
         voxel_size=parse_triple(voxel_size, name="--voxel-size") if voxel_size else None,
         prefilter_threshold=PrefilterSettings.threshold,
+        patch=patch,
     )
 
 
@@ -374,7 +376,7 @@ def train(
         check_output_path(path)
     start = _starting_model(start_from)
     settings = _train_settings(epochs=epochs, patch=patch, width=width, seed=seed, validate_by=validate_by, start=start)
-    volumes = _annotated(manifest, cell_diameter=cell_diameter, voxel_size=voxel_size)
+    volumes = _annotated(manifest, cell_diameter=cell_diameter, voxel_size=voxel_size, patch=settings.network.patch)
     trained = train_model(volumes, settings=settings, prefilter_threshold=PrefilterSettings.threshold, start=start)
     with atomic_paths(out, log_path, curve_path) as (model_tmp, log_tmp, curve_tmp):  # all three in place, or none
         write_json(log_tmp, dict(config=trained.config.to_dict(), history=trained.history))
@@ -454,7 +456,7 @@ def evaluate(
     ] = False,
     region: Annotated[
         Optional[str],
-        typer.Option("--region", help="Score only the annotated block Z0:Z1xY0:Y1xX0:X1 (voxels, end exclusive, : for a whole axis) of a larger volume."),
+        typer.Option("--region", help="Score against the annotated block Z0:Z1xY0:Y1xX0:X1 (voxels, end exclusive, : for a whole axis) of a larger volume: its cells, and the detections in it or finding them."),
     ] = None,
 ) -> None:
     """Score detections against ground truth: one-to-one matching within a radius; with --fit-threshold, also the
@@ -468,15 +470,8 @@ def evaluate(
     block = parse_region(region, name="--region").limits if region else None
     predicted = read_points(pred)
     p, scores, t = predicted.cells, predicted.cell_scores, read_points(truth).cells  # non-cell markers (cellfinder XML Type 1) are left out
-    # In a block, its cells are the truth; a detection outside it counts where it finds one of them, and is no
-    # false positive where it does not (the cells beside it are not annotated)
-    counted = within(p, bounds=block) if block else None
-    t = t[within(t, bounds=block)] if block else t
     if fit_threshold and scores is None:
         raise InputError(f"{pred}: --fit-threshold needs detections with scores (a score or probability column, as detect writes)")
-    for path, points in ((pred, p if counted is None else p[counted]), (truth, t)):
-        if not len(points):  # the scores are then conventions (both empty: all 1), not measurements
-            logging.getLogger("clarity_fast").warning("%s holds no cells%s: check it is the file you meant", path, f" in region {region}" if region else "")
     if voxel_size:
         axis_scale = parse_triple(voxel_size, name="--voxel-size")
         if radius is None:
@@ -485,13 +480,29 @@ def evaluate(
     else:  # in voxels, by the study's rule whatever the radius, so that --radius changes the radius only
         radius, axis_scale = RADIUS_VOXELS if radius is None else radius, AXIS_WEIGHTS
         rule = f"within {radius:g} voxels, z counted double"
+    pred_counted = truth_counted = None
+    if block:  # the block's points, and those around it that can pair with them or compete for their partners
+        def near(points: np.ndarray, *, radii: int) -> np.ndarray:
+            return within(points, bounds=tuple((lo - radii * radius / s, hi + radii * radius / s) for (lo, hi), s in zip(block, axis_scale)))
+
+        keep = near(p, radii=3)
+        p, scores, t = p[keep], None if scores is None else scores[keep], t[near(t, radii=4)]
+        pred_counted, truth_counted = within(p, bounds=block), within(t, bounds=block)
+    match = match_points(pred=p, truth=t, radius=radius, axis_scale=axis_scale, pred_counted=pred_counted, truth_counted=truth_counted)
+    n_pred, n_truth = match.tp + match.fp, match.tp + match.fn  # the detections and cells scored
     if block:
-        rule += f"; {len(t)} cells and {int(counted.sum())} detections in region {region}"
-    match = match_points(pred=p, truth=t, radius=radius, axis_scale=axis_scale, counted=counted)
-    result = dict(match.summary(), rule=rule, predictions=len(p) if counted is None else int(counted.sum()), truth=len(t), **({"region": region} if region else {}))
+        found_from_outside = int(np.sum(~pred_counted[match.pairs[:, 0]] & truth_counted[match.pairs[:, 1]]))
+        rule += f"; region {region}: {n_truth} cells, {int(pred_counted.sum())} detections in it" + (
+            f" and {found_from_outside} beside it that found one of its cells" if found_from_outside else "")
+    for path, count in ((pred, n_pred), (truth, n_truth)):
+        if not count:  # the scores are then conventions (both empty: all 1), not measurements
+            logging.getLogger("clarity_fast").warning("%s holds no cells%s: check it is the file you meant", path, f" in region {region!r}" if region else "")
+    result = dict(match.summary(), rule=rule, predictions=n_pred, truth=n_truth, **({"region": region} if region else {}))
     lines = [f"precision {match.precision:.4f}  recall {match.recall:.4f}  F1 {match.f1:.4f}  (TP {match.tp}, FP {match.fp}, FN {match.fn}; {rule})"]
-    if fit_threshold and len(scores) and len(t):
-        threshold, best = best_threshold(pred=p, scores=scores, truth=t, radius=radius, axis_scale=axis_scale, counted=counted)
+    if fit_threshold and len(scores) and n_truth:
+        threshold, best = best_threshold(
+            pred=p, scores=scores, truth=t, radius=radius, axis_scale=axis_scale, pred_counted=pred_counted, truth_counted=truth_counted
+        )
         threshold = typed_threshold(scores, threshold)
         result["best_threshold"] = dict(best.summary(), threshold=threshold)
         lines.append(
@@ -546,7 +557,7 @@ def cv(
         raise InputError(f"--from fine-tunes the CNN, which --method {method!r} leaves out")
     start = _starting_model(start_from)
     settings = _train_settings(epochs=epochs, patch=patch, width=width, seed=seed, validate_by=validate_by, start=start)
-    volumes = _annotated(manifest, cell_diameter=cell_diameter, voxel_size=voxel_size)
+    volumes = _annotated(manifest, cell_diameter=cell_diameter, voxel_size=voxel_size, patch=settings.network.patch)
     if by == "volume":
         volumes = [dataclasses.replace(v, group=v.name) for v in volumes]
     folds = make_folds([v.group for v in volumes], scheme=scheme, splits=splits, test_frac=test_frac, seed=seed)

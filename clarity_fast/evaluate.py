@@ -18,7 +18,7 @@ from scipy.spatial import cKDTree
 from scipy.stats import rankdata
 
 from clarity_fast.errors import InputError
-from clarity_fast.kernels.matching import prefix_matching_sizes
+from clarity_fast.kernels.matching import prefix_matches
 
 # The study's matching rule for voxel coordinates: within 3.5 voxels, z distances counted double
 # (z is sampled coarser than y and x in cleared-brain stacks).
@@ -78,20 +78,22 @@ def match_points(
     truth: np.ndarray,
     radius: float,
     axis_scale: tuple[float, float, float] = (1.0, 1.0, 1.0),
-    counted: np.ndarray | None = None,
+    pred_counted: np.ndarray | None = None,
+    truth_counted: np.ndarray | None = None,
 ) -> Match:
     """Pair each prediction with at most one true centre within `radius` (a distance of exactly `radius` matches).
 
     Coordinates are (z, y, x) voxels, multiplied by `axis_scale` before measuring distance: pass the voxel
-    size to work in µm, or weights such as (2, 1, 1) to count z distances double. `counted` (per prediction;
-    default all) says which unmatched predictions are false positives: one just outside an annotated block
-    may find a cell inside it, but finding none there it is neither right nor wrong.
+    size to work in µm, or weights such as (2, 1, 1) to count z distances double. The counted masks (default: all)
+    score an annotated block of a larger volume: only its cells (truth_counted) are found or missed, and only its
+    detections (pred_counted) can be false positives; a pair with a cell outside it is neither right nor wrong, as
+    are detections outside it that find none of its cells.
     """
     p, t, (i, j, distance) = _close_pairs(pred=pred, truth=truth, radius=radius, axis_scale=axis_scale)
     n, m = len(p), len(t)
-    counted = _counted(counted, n)
+    pred_counted, truth_counted = _counted(pred_counted, n), _counted(truth_counted, m)
     if n == 0 or m == 0:
-        return Match(tp=0, fp=int(counted.sum()), fn=m, pairs=np.empty((0, 2), dtype=int))
+        return Match(tp=0, fp=int(pred_counted.sum()), fn=int(truth_counted.sum()), pairs=np.empty((0, 2), dtype=int))
     # Matching decomposes over clusters of points within reach of each other. A cluster of one pair needs no
     # solver (most, where cells lie apart); a larger one gets scipy's dense assignment, and one too large for a
     # dense cost matrix the sparse solver.
@@ -106,17 +108,18 @@ def match_points(
         if len(group):
             pairs.append(_cluster_pairs(i[group], j[group], distance[group]))
     matched = np.concatenate(pairs)
-    tp = len(matched)
-    return Match(tp=tp, fp=int(counted.sum() - counted[matched[:, 0]].sum()), fn=m - tp, pairs=matched)
+    tp = int(truth_counted[matched[:, 1]].sum())
+    fp = int(pred_counted.sum() - pred_counted[matched[:, 0]].sum())
+    return Match(tp=tp, fp=fp, fn=int(truth_counted.sum()) - tp, pairs=matched)
 
 
 def _counted(counted: np.ndarray | None, n: int) -> np.ndarray:
-    """Which predictions count as false positives when unmatched: all by default."""
+    """Which points are scored (match_points): all by default."""
     if counted is None:
         return np.ones(n, bool)
     counted = np.asarray(counted, dtype=bool).reshape(-1)
     if len(counted) != n:
-        raise ValueError(f"{len(counted)} counted flags for {n} predictions")
+        raise ValueError(f"{len(counted)} counted flags for {n} points")
     return counted
 
 
@@ -173,15 +176,16 @@ def f1_by_threshold(
     thresholds: np.ndarray,
     radius: float,
     axis_scale: tuple[float, float, float] = (1.0, 1.0, 1.0),
-    counted: np.ndarray | None = None,
+    pred_counted: np.ndarray | None = None,
+    truth_counted: np.ndarray | None = None,
 ) -> np.ndarray:
     """F1 at each threshold (keep score >= t), the same as match_points gives on the kept predictions.
 
     Only the number of pairs matters to F1, and match_points makes as many as can be made; those counts for every
     threshold come from one pass over the predictions in falling score order (kernels.matching), not a matching
-    per threshold: seconds, not minutes, for 100,000 detections. With `counted` (match_points), a prediction is
-    matched from the step that adds it, when the count grows, and stays matched; an unmatched one counts as a
-    false positive where it is counted (the pairs then may differ from match_points' at a region's edge)."""
+    per threshold: seconds, not minutes, for 100,000 detections. With counted masks (match_points) the pairs that
+    count depend on the matching too: this one pairs predictions in falling score order, so where an uncounted
+    point competes with a counted one for a partner, its counts can differ from match_points' by such a pair."""
     scores = np.asarray(scores, dtype=float).reshape(-1)
     thresholds = np.asarray(thresholds, dtype=float).reshape(-1)
     p, t, (rows, cols, _) = _close_pairs(pred=pred, truth=truth, radius=radius, axis_scale=axis_scale)
@@ -195,12 +199,16 @@ def f1_by_threshold(
     by_rank = np.argsort(rank[rows], kind="stable")
     indptr = np.zeros(len(p) + 1, np.int64)
     np.cumsum(np.bincount(rank[rows], minlength=len(p)), out=indptr[1:])
-    # pairs among the first k predictions in score order, k = 0 .. all; a threshold keeps those scoring at least it
-    pairs = np.concatenate([[0], prefix_matching_sizes(indptr, cols[by_rank].astype(np.int64), len(t))])
-    unmatched_counted = np.concatenate([[0], np.cumsum(_counted(counted, len(p))[order] & (np.diff(pairs) == 0))])
+    # per prediction in score order, the true centre it newly matches (-1: none); a prefix's matched predictions
+    # are those that matched when added, its matched centres those newly matched so far
+    newly = prefix_matches(indptr, cols[by_rank].astype(np.int64), len(t))
+    pred_counted, truth_counted = _counted(pred_counted, len(p))[order], _counted(truth_counted, len(t))
+    found = np.concatenate([[0], np.cumsum((newly >= 0) & truth_counted[np.maximum(newly, 0)])]) if len(t) else np.zeros(len(p) + 1, np.int64)
+    false = np.concatenate([[0], np.cumsum(pred_counted & (newly < 0))])
+    # a threshold keeps the first `kept` predictions in score order, those scoring at least it
     kept = len(scores) - np.searchsorted(scores[order[::-1]], thresholds, side="left")
-    tp = pairs[kept]
-    denom = 2 * tp + unmatched_counted[kept] + (len(t) - tp)
+    tp = found[kept]
+    denom = tp + false[kept] + truth_counted.sum()
     return np.where(denom > 0, 2.0 * tp / np.maximum(denom, 1), 1.0)
 
 
@@ -211,19 +219,21 @@ def best_threshold(
     truth: np.ndarray,
     radius: float,
     axis_scale: tuple[float, float, float] = (1.0, 1.0, 1.0),
-    counted: np.ndarray | None = None,
+    pred_counted: np.ndarray | None = None,
+    truth_counted: np.ndarray | None = None,
 ) -> tuple[float, Match]:
     """The score threshold (keep score >= t) that maximises F1, searched over threshold_grid (the lowest of equals);
-    `counted` as for match_points."""
+    the counted masks as for match_points."""
     scores = np.asarray(scores, dtype=float)
+    rule = dict(radius=radius, axis_scale=axis_scale, truth_counted=truth_counted)
     if len(scores) == 0:
-        return float("inf"), match_points(pred=pred, truth=truth, radius=radius, axis_scale=axis_scale)
-    counted = _counted(counted, len(scores))
+        return float("inf"), match_points(pred=pred, truth=truth, **rule)
+    pred_counted = _counted(pred_counted, len(scores))
     grid = threshold_grid(scores)
-    f1 = f1_by_threshold(pred=pred, scores=scores, truth=truth, thresholds=grid, radius=radius, axis_scale=axis_scale, counted=counted)
+    f1 = f1_by_threshold(pred=pred, scores=scores, truth=truth, thresholds=grid, pred_counted=pred_counted, **rule)
     threshold = float(grid[int(np.argmax(f1))])
     keep = scores >= threshold
-    return threshold, match_points(pred=np.asarray(pred)[keep], truth=truth, radius=radius, axis_scale=axis_scale, counted=counted[keep])
+    return threshold, match_points(pred=np.asarray(pred)[keep], truth=truth, pred_counted=pred_counted[keep], **rule)
 
 
 def typed_threshold(scores: np.ndarray, threshold: float) -> float:

@@ -125,33 +125,38 @@ def test_f1_by_threshold_equals_a_matching_per_threshold(n_pred, n_truth, seed, 
 
 @settings(max_examples=60, deadline=None)
 @given(n_pred=st.integers(0, 40), n_truth=st.integers(0, 40), seed=st.integers(0, 2**16), levels=st.sampled_from([3, 0]))
-def test_uncounted_predictions_are_scored_alike_by_threshold_and_by_matching(n_pred, n_truth, seed, levels):
-    """Predictions outside a block (uncounted) are true positives where they find a cell and nothing where they do
-    not. Where no cell is within reach of both a counted and an uncounted one, any maximum matching pairs the same
-    counted predictions, so the threshold pass and match_points agree exactly."""
+def test_counted_points_are_scored_alike_by_threshold_and_by_matching(n_pred, n_truth, seed, levels):
+    """Points of a block (x < 10) are counted, those beside it not. Where no point reaches partners of both kinds,
+    every maximum matching finds and misses the same counted points, so the threshold pass and match_points agree
+    exactly; detections beside the block still find the block's cells, and the block's detections its neighbours'."""
     rng = np.random.default_rng(seed)
-    pred = rng.uniform(0, 20, size=(n_pred, 3))
-    truth = rng.uniform(0, 20, size=(n_truth, 3))
-    counted = pred[:, 2] < 10
+    pred, truth = rng.uniform(0, 20, size=(n_pred, 3)), rng.uniform(0, 20, size=(n_truth, 3))
     reached = np.sqrt((((pred[:, None] - truth[None]) * (2, 1, 1)) ** 2).sum(-1)) <= 3.5  # (pred, truth)
-    shared = (reached[counted].any(0) & reached[~counted].any(0)) if len(truth) else np.zeros(0, bool)
-    truth = truth[~shared]
-    scores = rng.integers(0, levels, n_pred) / levels if levels else rng.uniform(0, 1, n_pred)
+    pred_in, truth_in = pred[:, 2] < 10, truth[:, 2] < 10
+    mixed_truth = (reached & pred_in[:, None]).any(0) & (reached & ~pred_in[:, None]).any(0)
+    mixed_pred = (reached & truth_in[None]).any(1) & (reached & ~truth_in[None]).any(1)
+    pred, pred_in, truth, truth_in = pred[~mixed_pred], pred_in[~mixed_pred], truth[~mixed_truth], truth_in[~mixed_truth]
+    scores = rng.integers(0, levels, len(pred)) / levels if levels else rng.uniform(0, 1, len(pred))
     thresholds = np.concatenate([np.unique(scores), [-1.0, 0.5, 2.0]])
-    f1 = f1_by_threshold(pred=pred, scores=scores, truth=truth, thresholds=thresholds, radius=3.5, axis_scale=(2, 1, 1), counted=counted)
-    expected = [match_points(pred=pred[scores >= t], truth=truth, radius=3.5, axis_scale=(2, 1, 1), counted=counted[scores >= t]).f1 for t in thresholds]
+    rule = dict(truth=truth, radius=3.5, axis_scale=(2, 1, 1), truth_counted=truth_in)
+    f1 = f1_by_threshold(pred=pred, scores=scores, thresholds=thresholds, pred_counted=pred_in, **rule)
+    expected = [match_points(pred=pred[scores >= t], pred_counted=pred_in[scores >= t], **rule).f1 for t in thresholds]
     np.testing.assert_allclose(f1, expected, rtol=1e-12)
 
 
-def test_an_uncounted_prediction_finds_cells_but_is_no_false_positive():
-    truth = np.array([[0, 0, 0], [0, 0, 10]], float)
-    pred = np.array([[0, 0, 0.5], [0, 0, 10.5], [0, 0, 30], [0, 0, 40]], float)
-    m = match_points(pred=pred, truth=truth, radius=1.0, counted=np.array([True, False, True, False]))
-    assert (m.tp, m.fp, m.fn) == (2, 1, 0)
-    t, best = best_threshold(pred=pred, scores=np.array([0.9, 0.8, 0.3, 0.1]), truth=truth, radius=1.0, counted=np.array([True, False, True, False]))
-    assert best.f1 == 1.0 and 0.3 < t <= 0.8
-    with pytest.raises(ValueError, match="3 counted flags for 4 predictions"):
-        match_points(pred=pred, truth=truth, radius=1.0, counted=np.ones(3, bool))
+def test_points_beside_a_block_find_and_are_found_but_are_never_wrong():
+    truth = np.array([[0, 0, 0], [0, 0, 10], [0, 0, 20.4], [0, 0, 50]], float)  # in the block x < 20, beside it
+    pred = np.array([[0, 0, 0.5], [0, 0, 10.5], [0, 0, 19.6], [0, 0, 30], [0, 0, 40]], float)
+    pred_counted, truth_counted = pred[:, 2] < 19.5, truth[:, 2] < 19.5
+    m = match_points(pred=pred, truth=truth, radius=1.0, pred_counted=pred_counted, truth_counted=truth_counted)
+    # found: 0 (from inside), 10 (from outside: 10.5 is in the block too, as x < 19.5); 19.6 pairs with 20.4
+    # beside the block (neither); 30 is a false positive only if counted (it is not); 50 is not the block's
+    assert (m.tp, m.fp, m.fn) == (2, 0, 0)
+    scores = np.array([0.9, 0.8, 0.7, 0.3, 0.1])
+    t, best = best_threshold(pred=pred, scores=scores, truth=truth, radius=1.0, pred_counted=pred_counted, truth_counted=truth_counted)
+    assert best.f1 == 1.0 and t <= 0.8
+    with pytest.raises(ValueError, match="3 counted flags for 5 points"):
+        match_points(pred=pred, truth=truth, radius=1.0, pred_counted=np.ones(3, bool))
 
 
 def test_f1_by_threshold_refuses_scores_that_are_not_numbers():
@@ -203,22 +208,23 @@ def test_evaluate_command_fits_the_threshold_for_scored_detections(tmp_path):
 
 
 def test_evaluate_command_scores_an_annotated_region(tmp_path):
-    # Cells at x 10 and 30 in the block x 0:40, one at 60 outside it (not counted); detections: both block cells
-    # (the second found from just outside, x 40.2 rounding to 40), a false one in the block at 20, and one outside
-    # at 70 that finds nothing (the cells beside a block are not annotated: no false positive).
-    (tmp_path / "t.csv").write_text("z,y,x\n1,5,10\n1,5,39\n1,5,60\n")
-    (tmp_path / "p.csv").write_text("z,y,x,probability\n1,5,10,0.9\n1,5,40.2,0.8\n1,5,20,0.3\n1,5,70,0.95\n")
+    # The block x 0:40 holds cells at x 10 and 39 (another, at y 30, x 40.3, lies just beside it; one at 60 far
+    # off). Detections: the cell at 10; the one at 39, found from just beside the block (x 39.8 rounds to 40); one
+    # at y 30, x 39.4 in the block that finds the cell beside it (neither right nor wrong); a false one in the block
+    # at 20; one beside it at 70 that finds nothing (the cells beside a block are not annotated: no false positive).
+    (tmp_path / "t.csv").write_text("z,y,x\n1,5,10\n1,5,39\n1,30,40.3\n1,5,60\n")
+    (tmp_path / "p.csv").write_text("z,y,x,probability\n1,5,10,0.9\n1,5,39.8,0.8\n1,30,39.4,0.85\n1,5,20,0.3\n1,5,70,0.95\n")
     args = ("evaluate", "--pred", tmp_path / "p.csv", "--truth", tmp_path / "t.csv")
     out = json.loads(run_cli(*args, "--region", ":x:x0:40", "--json", "--fit-threshold").stdout)
-    assert (out["tp"], out["fp"], out["fn"], out["truth"], out["predictions"], out["region"]) == (2, 1, 0, 2, 2, ":x:x0:40")
+    assert (out["tp"], out["fp"], out["fn"], out["truth"], out["predictions"], out["region"]) == (2, 1, 0, 2, 3, ":x:x0:40")
     assert out["best_threshold"]["f1"] == 1.0 and 0.3 < out["best_threshold"]["threshold"] <= 0.8
     text = run_cli(*args, "--region", ":x:x0:40").stdout
-    assert "2 cells and 2 detections in region :x:x0:40" in text
-    for region, message in (("0:2x0:4", "--region must be Z0:Z1xY0:Y1xX0:X1"),):
+    assert "region :x:x0:40: 2 cells, 3 detections in it and 1 beside it that found one of its cells" in text
+    for region, message in (("0:2x0:4", "--region must be Z0:Z1xY0:Y1xX0:X1"), ("9:5x:x:", "holds no voxel along z (from 9 to 5")):
         bad = run_cli(*args, "--region", region)
         assert bad.returncode == 2 and message in bad.stderr and bad.stderr.count("\n") == 1
     out = run_cli(*args, "--region", "5:9x:x:")
-    assert out.returncode == 0 and "t.csv holds no cells in region 5:9x:x:" in out.stderr
+    assert out.returncode == 0 and "t.csv holds no cells in region '5:9x:x:'" in out.stderr
 
 
 def test_typed_threshold_keeps_what_the_threshold_keeps():

@@ -174,6 +174,12 @@ def test_train_and_cv_commands(manifest, tmp_path):
     assert bad.returncode == 2 and "--method" in bad.stderr
 
 
+def whole_distance(points: np.ndarray, cells: np.ndarray, volume) -> np.ndarray:
+    """Distance from each point to the nearest of `cells`, in the volume's cell radii."""
+    r = np.asarray(volume.scale.cell_radius_voxels)
+    return np.sqrt((((points[:, None] - cells[None]) / r) ** 2).sum(-1)).min(axis=1)
+
+
 def test_train_on_regions_of_one_volume_command(manifest, tmp_path):
     volume = manifest.parent / read_manifest(manifest)[0].name
     (tmp_path / "m.csv").write_text(f"volume,points,region\n{volume},{volume.parent / 'cells.csv'},:x:32x:\n"
@@ -238,6 +244,9 @@ def test_manifest_region_column(tmp_path):
         (tmp_path / "m.csv").write_text(f"volume,points,region\nv.tif,p.csv,{bad}\n")
         with pytest.raises(InputError, match="line 2: region must be Z0:Z1xY0:Y1xX0:X1 in voxels"):
             read_manifest(tmp_path / "m.csv")
+    (tmp_path / "m.csv").write_text("volume,points,region\nv.tif,p.csv,:x8:8x:\n")
+    with pytest.raises(InputError, match="line 2: region ':x8:8x:' holds no voxel along y"):
+        read_manifest(tmp_path / "m.csv")  # refused on reading, before any volume is loaded
     (tmp_path / "m.csv").write_text("volume,points,region\nv.tif,p.csv,0:10x:x:\nv.tif,p.csv,9:12x:x:\n")
     with pytest.raises(InputError, match="line 3: region '9:12x:x:' of v.tif overlaps line 2's '0:10x:x:'"):
         read_manifest(tmp_path / "m.csv")
@@ -272,6 +281,9 @@ def test_a_region_is_the_whole_volume_read_there(tmp_path):
         assert len(part.truth) > 0 and len(part.candidates) > len(part.truth)
         rng = np.random.default_rng(0)
         assert part.annotated(part.random_background(100, rng)).all() and part.annotated(part.hard_negatives).all()
+        # a candidate on a cell listed just beside the block is no negative
+        beside = part.listed[~part.annotated(part.listed)]
+        assert len(beside) and np.all(whole_distance(part.hard_negatives, beside, part) > NEGATIVE_CLEARANCE)
         for method in (BlobMethod(),):
             zyx, _ = method.scored(part)
             assert len(zyx) and part.annotated(zyx).all()

@@ -12,12 +12,13 @@ from dataclasses import dataclass
 import numpy as np
 from scipy.spatial import cKDTree
 
-from clarity_fast.candidates import Candidates, find_candidates
+from clarity_fast.candidates import Candidates, find_candidates, prefilter_reach
 from clarity_fast.cell_shape import corrected_scale
 from clarity_fast.io.points import read_points
 from clarity_fast.io.volumes import open_array, open_volume
 from clarity_fast.kernels.gather import Grid, gather_patches, resample_volume, working_grid
 from clarity_fast.manifest import Entry
+from clarity_fast.model.config import NetworkConfig
 from clarity_fast.noise_correlation import volume_noise
 from clarity_fast.plane_levels import LevelledReader
 from clarity_fast.region import within
@@ -34,7 +35,7 @@ log = logging.getLogger("clarity_fast")
 RANDOM_NEGATIVE_FRACTION = 0.3  # of the negatives; the rest are hard (prefilter candidates)
 NEGATIVE_CLEARANCE = 1.0  # in cell radii: a candidate this far from every annotation is a negative
 RANDOM_CLEARANCE = 1.5  # random background positions keep this far (cell radii) from annotations
-CONTEXT_DIAMETERS = 3.0  # read around an annotated region: the prefilter's reach and a 12³ patch's, jitter included
+READ_PLANES = 16  # planes read at a time for a region: a whole brain's planes are wide
 
 
 @dataclass(frozen=True)
@@ -52,6 +53,7 @@ class AnnotatedVolume:
     factors: tuple[float, float, float]  # zoom from the file's voxels to the working scale's
     partial: bool = False  # annotations known to miss cells (see hard_negatives)
     region: tuple[tuple[int, int], ...] | None = None  # the annotated block in `native`'s voxels; None: all of it
+    listed: np.ndarray | None = None  # every annotation in the voxels read, the block's and those beside it; None: truth
 
     def annotated(self, points: np.ndarray) -> np.ndarray:
         """Per point (working-scale voxels), whether it lies in the annotated block: what lies outside is context."""
@@ -62,11 +64,13 @@ class AnnotatedVolume:
         return points_from(points, factors=self.factors)
 
     def distance_in_radii(self, points: np.ndarray) -> np.ndarray:
-        """Distance from each point to the nearest annotation, in cell radii (inf without annotations)."""
-        if len(self.truth) == 0:
+        """Distance from each point to the nearest annotation (the block's or one beside it), in cell radii (inf
+        without annotations)."""
+        listed = self.truth if self.listed is None else self.listed
+        if len(listed) == 0:
             return np.full(len(points), np.inf)
         r = np.asarray(self.scale.cell_radius_voxels)
-        return cKDTree(self.truth / r).query(np.asarray(points, dtype=float) / r)[0]
+        return cKDTree(listed / r).query(np.asarray(points, dtype=float) / r)[0]
 
     @property
     def at_cells(self) -> np.ndarray:
@@ -102,11 +106,11 @@ class AnnotatedVolume:
 
 
 def load_annotated(
-    entries: list[Entry], *, cell_diameter: float, voxel_size: VoxelSize | None, prefilter_threshold: float
+    entries: list[Entry], *, cell_diameter: float, voxel_size: VoxelSize | None, prefilter_threshold: float, patch: int = NetworkConfig.patch
 ) -> list[AnnotatedVolume]:
-    """Read each volume (or its annotated region, with context around it) whole, as training sets are small,
-    resample it to the working scale of `cell_diameter`, and find its candidates there; volumes of different voxel
-    sizes mix freely."""
+    """Read each volume (or its annotated region, with the context detection would see around it) whole, as
+    training sets are small, resample it to the working scale of `cell_diameter`, and find its candidates there;
+    volumes of different voxel sizes mix freely. `patch`: the network's, for the context a region needs."""
     volumes = []
     for entry in entries:
         source = f"{entry.line}: {entry.volume}" if entry.line else str(entry.volume)
@@ -118,41 +122,62 @@ def load_annotated(
             # noise and cell shape are sampled from the whole volume, as detect samples them
             noise = volume_noise(reader)
             native, _ = corrected_scale(reader, scale=Scale(voxel_size=size, cell_diameter=entry.cell_diameter or cell_diameter), noise=noise)
+            settings = PrefilterSettings(scale=native, threshold=prefilter_threshold)
             region = entry.region.bounds(reader.shape, source=source) if entry.region else tuple((0, n) for n in reader.shape)
-            block = _with_context(region, shape=reader.shape, scale=native) if entry.region else region
-            # a copy: the planes' full width would stay in memory behind a view of the region
-            data = np.ascontiguousarray(reader.read_slab(*block[0])[:, slice(*block[1]), slice(*block[2])])
+            block = _with_context(region, shape=reader.shape, reach=_context(settings, patch=patch)) if entry.region else region
+            data = _read_block(reader, block)
             cells = _annotated_cells(entry, shape=reader.shape)
         factors = native.to_working
         # The prefilter runs on the file's own voxels (interpolation would correlate the noise it measures);
         # the network sees the resampled volume.
-        found = find_candidates(open_array(data, name=str(entry.volume)), settings=PrefilterSettings(scale=native, threshold=prefilter_threshold), noise=noise)
-        inside = None  # the annotated block in the voxels read; None: all of them
-        if entry.region:  # the context read around it is neither cells nor non-cells
+        found = find_candidates(open_array(data, name=str(entry.volume)), settings=settings, noise=noise)
+        inside = listed = None  # the annotated block in the voxels read, and every annotation there; None: all
+        if entry.region:  # the context read around the block is neither cells nor non-cells
             origin = np.array([lo for lo, _ in block])
             inside = tuple((lo - o, hi - o) for (lo, hi), o in zip(region, origin))
             keep = within(found.zyx, bounds=inside)
-            found, all_cells = Candidates(found.zyx[keep], found.response[keep]), cells - origin
-            cells = all_cells[within(all_cells, bounds=inside)]
-            log.info("%s: %d of %d points lie in region %s", source, len(cells), len(all_cells), entry.region.text)
+            found, listed = Candidates(found.zyx[keep], found.response[keep]), cells - origin
+            cells = listed[within(listed, bounds=inside)]
+            log.info("%s: %d of %d points lie in region %s", source, len(cells), len(listed), entry.region.text)
         if not len(cells) and not entry.partial:
             log.warning("%s holds no cells%s: every candidate in %s is taught as a non-cell (mark it annotations=partial if cells "
-                        "were left out)", entry.points, f" in region {entry.region.text}" if entry.region else "", entry.name)
+                        "were left out)", entry.points, f" in region {entry.region.text!r}" if entry.region else "", entry.name)
         scale = native.working if factors != (1.0, 1.0, 1.0) else native
         grid = working_grid(data.shape, factors=factors)
         found = Candidates(to_voxels(points_to(found.zyx, factors=factors), shape=grid.shape), found.response)
         volumes.append(
             AnnotatedVolume(entry.name, entry.group, data, grid, resample_volume(data, grid=grid), points_to(cells, factors=factors),
-                            found, scale, factors, entry.partial, inside)
+                            found, scale, factors, entry.partial, inside, None if listed is None else points_to(listed, factors=factors))
         )
     return volumes
 
 
-def _with_context(region: tuple[tuple[int, int], ...], *, shape: tuple[int, ...], scale: Scale) -> tuple[tuple[int, int], ...]:
-    """The region with CONTEXT_DIAMETERS of cell around it (inside the volume): the voxels that detection in the
-    whole volume would see around the region's candidates and patches."""
-    reach = np.ceil(CONTEXT_DIAMETERS * np.asarray(scale.cell_diameter_voxels)).astype(int)
-    return tuple((max(lo - r, 0), min(hi + r, n)) for (lo, hi), r, n in zip(region, reach, shape))
+def _context(settings: PrefilterSettings, *, patch: int) -> np.ndarray:
+    """Voxels of the file each side of a region that its candidates and its patches (jittered) depend on."""
+    native = settings.scale
+    factors = np.asarray(native.to_working)
+    working = native.working if native.to_working != (1.0, 1.0, 1.0) else native
+    jitter_reach = np.maximum(np.rint(0.5 * np.asarray(working.cell_radius_voxels)), 1)
+    patch_reach = np.ceil((patch / 2 + jitter_reach + 1) / factors)  # +1: the interpolation's neighbour
+    return np.maximum(np.asarray(prefilter_reach(settings)), patch_reach).astype(int)
+
+
+def _with_context(region: tuple[tuple[int, int], ...], *, shape: tuple[int, ...], reach: np.ndarray) -> tuple[tuple[int, int], ...]:
+    """The region grown by `reach` voxels each side, inside the volume."""
+    return tuple((max(lo - int(r), 0), min(hi + int(r), n)) for (lo, hi), r, n in zip(region, reach, shape))
+
+
+def _read_block(reader: LevelledReader, block: tuple[tuple[int, int], ...]) -> np.ndarray:
+    """The block's voxels, read READ_PLANES planes at a time, so that a few planes of a whole brain's width are in
+    memory at once, not the block's depth of them."""
+    (z0, z1), rows, columns = block
+    out = None
+    for a in range(z0, z1, READ_PLANES):
+        part = reader.read_slab(a, min(a + READ_PLANES, z1))[:, slice(*rows), slice(*columns)]
+        if out is None:
+            out = np.empty((z1 - z0, *part.shape[1:]), part.dtype)
+        out[a - z0 : a - z0 + len(part)] = part
+    return out
 
 
 def _annotated_cells(entry: Entry, *, shape: tuple[int, int, int]) -> np.ndarray:
