@@ -1,5 +1,6 @@
 """What a lab gains from annotating one small block of its own data: the built-in model as it is, with a threshold
-fitted on the block, fine-tuned on the block (`train --from default`), and a new network trained on the block alone.
+fitted on the block, fine-tuned on the block (`train --from default`; the block cut out as a volume of its own, and
+the block named by a manifest region in the whole volume), and a new network trained on the block alone.
 
 Volumes from the two generators the built-in model never saw (structured_background.py, all ten conditions, and
 foreign_synthetic.py, its weakest conditions and two easy ones), and from our own simulator at the two geometries
@@ -37,11 +38,13 @@ FOREIGN = [  # the built-in model's weakest foreign conditions at its defaults, 
     "gaussian cells, high SNR",
     "dense, touching",
 ]
-MODELS = {  # name: train arguments (None: the built-in model itself)
+MODELS = {  # name: the manifest trained on and train's arguments (None: the built-in model itself)
     "built-in": None,
-    "fine-tuned": ["--from", "default"],
-    "fine-tuned, 60 epochs": ["--from", "default", "--epochs", "60"],
-    "new network": [],
+    "fine-tuned": ("block.csv", ["--from", "default"]),
+    "fine-tuned, 60 epochs": ("block.csv", ["--from", "default", "--epochs", "60"]),
+    "new network": ("block.csv", []),
+    # the same block marked in the whole volume, a manifest region naming it (context read around it, not cropped)
+    "fine-tuned, block as a region": ("region.csv", ["--from", "default"]),
 }
 
 
@@ -65,20 +68,21 @@ def cli(*args: object) -> None:
     subprocess.run([sys.executable, "-m", "clarity_fast", *map(str, args)], check=True, capture_output=True)
 
 
-def block(volume: np.ndarray, truth: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
-    """A quarter of the volume (half its y and x extent) and the cells inside it."""
+def block(volume: np.ndarray, truth: np.ndarray) -> tuple[np.ndarray, np.ndarray, str]:
+    """A quarter of the volume (half its y and x extent), the cells inside it, and the manifest region that names it."""
     h, w = volume.shape[1] // 2, volume.shape[2] // 2
     inside = (truth[:, 1] < h - 0.5) & (truth[:, 2] < w - 0.5)
-    return volume[:, :h, :w], truth[inside]
+    return volume[:, :h, :w], truth[inside], f":x:{h}x:{w}"
 
 
 def model_for(name: str, folder: Path, condition) -> str:
-    """The .onnx to detect with: the built-in model, or one trained on the block with MODELS[name]'s arguments."""
+    """The .onnx to detect with: the built-in model, or one trained on the block as MODELS[name] says."""
     if MODELS[name] is None:
         return "default"
+    manifest, args = MODELS[name]
     pt = folder / f"{name.replace(' ', '_').replace(',', '')}.pt"
     if not pt.with_suffix(".onnx").exists():
-        cli("train", "--manifest", folder / "block.csv", "--out", pt, "--cell-diameter", condition.stated_diameter, *MODELS[name])
+        cli("train", "--manifest", folder / manifest, "--out", pt, "--cell-diameter", condition.stated_diameter, *args)
         cli("export", "--onnx", pt)
     return str(pt.with_suffix(".onnx"))
 
@@ -88,12 +92,16 @@ def main() -> None:
     for i, (generator, condition, make) in enumerate(cases()):
         folder = OUT / f"condition_{i}"
         folder.mkdir(parents=True, exist_ok=True)
-        volume, truth = block(*make(condition, seed=5000 + i))
+        whole, whole_truth = make(condition, seed=5000 + i)
+        volume, truth, region = block(whole, whole_truth)
         test, test_truth = make(condition, seed=6000 + i)
         write_tiff(folder / "block.tif", volume, voxel_size=condition.voxel)
+        write_tiff(folder / "whole.tif", whole, voxel_size=condition.voxel)
         write_tiff(folder / "test.tif", test, voxel_size=condition.voxel)
         write_points(folder / "block_cells.csv", Points(zyx=truth))
+        write_points(folder / "whole_cells.csv", Points(zyx=whole_truth))  # marked everywhere; the region keeps the block's
         (folder / "block.csv").write_text("volume,points\nblock.tif,block_cells.csv\n")
+        (folder / "region.csv").write_text(f"volume,points,region\nwhole.tif,whole_cells.csv,{region}\n")
         scores: dict[str, Match] = {}
         for name in MODELS:
             model = model_for(name, folder, condition)
@@ -122,7 +130,8 @@ def main() -> None:
             "condition, each model through `clarity-fast detect` at its defaults. fine-tuned: `train --from default` "
             "(its defaults: 30 epochs, learning rate 1e-4, batch norm's statistics kept); new network: `train` at its "
             "defaults (200 epochs at most, learning rate 1e-3). With one annotated volume, validation (early stopping, "
-            "calibration, threshold) runs on the block itself."
+            "calibration, threshold) runs on the block itself. block as a region: the same block's cells marked in "
+            "the whole volume and a manifest `region` naming the block (read with context around it, not cropped)."
         ),
     )
     print(md.read_text())
