@@ -9,7 +9,7 @@ defaults: the model as it is; with a threshold fitted on the block; fine-tuned o
 a new network trained on the block alone; and, for reference only, the built-in model (which trained on patches
 of this brain, some of them test patches here). delivr's annotations are partial and drawn to no one rule
 (README, "Cross-validation results"), so the block is marked `annotations=partial`, as the recipe marks them.
-Run: python benchmarks/fine_tune_real.py [--brain 1147]   (needs ../shared/data; about 40 minutes on 2 cores,
+Run: python benchmarks/fine_tune_real.py [--brain 1147]   (needs ../shared/data; about 40 minutes alone on 2 cores,
 most of it training the model without the brain; writes results/fine_tune_real.{json,md})
 """
 
