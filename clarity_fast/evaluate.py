@@ -203,7 +203,7 @@ def f1_by_threshold(
     # are those that matched when added, its matched centres those newly matched so far
     newly = prefix_matches(indptr, cols[by_rank].astype(np.int64), len(t))
     pred_counted, truth_counted = _counted(pred_counted, len(p))[order], _counted(truth_counted, len(t))
-    found = np.concatenate([[0], np.cumsum((newly >= 0) & truth_counted[np.maximum(newly, 0)])]) if len(t) else np.zeros(len(p) + 1, np.int64)
+    found = np.concatenate([[0], np.cumsum(np.append(truth_counted, False)[newly])])  # newly -1 reads the False
     false = np.concatenate([[0], np.cumsum(pred_counted & (newly < 0))])
     # a threshold keeps the first `kept` predictions in score order, those scoring at least it
     kept = len(scores) - np.searchsorted(scores[order[::-1]], thresholds, side="left")

@@ -46,10 +46,10 @@ def parse_region(text: str, *, name: str) -> Region:
     parts = [p.strip() for p in text.lower().replace("x", ",").split(",")]
     spans = []
     for part in parts:
-        ends = part.split(":")
-        if len(parts) != 3 or len(ends) != 2 or not all(e.strip() == "" or (e.strip().isascii() and e.strip().isdigit()) for e in ends):
+        ends = [e.strip() for e in part.split(":")]
+        if len(parts) != 3 or len(ends) != 2 or not all(e == "" or (e.isascii() and e.isdigit()) for e in ends):
             raise InputError(f"{name} must be Z0:Z1xY0:Y1xX0:X1 in voxels (whole numbers, end exclusive, : for a whole axis), got {text!r}")
-        start, end = (int(e) if e.strip() else None for e in ends)
+        start, end = (int(e) if e else None for e in ends)
         if start is not None and end is not None and start >= end:
             raise InputError(f"{name} {text!r} holds no voxel along {'zyx'[len(spans)]} (from {start} to {end}; the end is exclusive)")
         spans.append((start, end))

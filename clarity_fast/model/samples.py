@@ -122,12 +122,13 @@ def load_annotated(
             # noise and cell shape are sampled from the whole volume, as detect samples them
             noise = volume_noise(reader)
             native, _ = corrected_scale(reader, scale=Scale(voxel_size=size, cell_diameter=entry.cell_diameter or cell_diameter), noise=noise)
+            factors = native.to_working
+            scale = native.working if factors != (1.0, 1.0, 1.0) else native
             settings = PrefilterSettings(scale=native, threshold=prefilter_threshold)
             region = entry.region.bounds(reader.shape, source=source) if entry.region else tuple((0, n) for n in reader.shape)
-            block = _with_context(region, shape=reader.shape, reach=_context(settings, patch=patch)) if entry.region else region
+            block = _with_context(region, shape=reader.shape, reach=_context(settings, working=scale, patch=patch)) if entry.region else region
             data = _read_block(reader, block)
             cells = _annotated_cells(entry, shape=reader.shape)
-        factors = native.to_working
         # The prefilter runs on the file's own voxels (interpolation would correlate the noise it measures);
         # the network sees the resampled volume.
         found = find_candidates(open_array(data, name=str(entry.volume)), settings=settings, noise=noise)
@@ -142,7 +143,6 @@ def load_annotated(
         if not len(cells) and not entry.partial:
             log.warning("%s holds no cells%s: every candidate in %s is taught as a non-cell (mark it annotations=partial if cells "
                         "were left out)", entry.points, f" in region {entry.region.text!r}" if entry.region else "", entry.name)
-        scale = native.working if factors != (1.0, 1.0, 1.0) else native
         grid = working_grid(data.shape, factors=factors)
         found = Candidates(to_voxels(points_to(found.zyx, factors=factors), shape=grid.shape), found.response)
         volumes.append(
@@ -152,13 +152,10 @@ def load_annotated(
     return volumes
 
 
-def _context(settings: PrefilterSettings, *, patch: int) -> np.ndarray:
-    """Voxels of the file each side of a region that its candidates and its patches (jittered) depend on."""
-    native = settings.scale
-    factors = np.asarray(native.to_working)
-    working = native.working if native.to_working != (1.0, 1.0, 1.0) else native
-    jitter_reach = np.maximum(np.rint(0.5 * np.asarray(working.cell_radius_voxels)), 1)
-    patch_reach = np.ceil((patch / 2 + jitter_reach + 1) / factors)  # +1: the interpolation's neighbour
+def _context(settings: PrefilterSettings, *, working: Scale, patch: int) -> np.ndarray:
+    """Voxels of the file each side of a region that its candidates (prefilter `settings`, on the file's voxels) and
+    its patches (jittered, on the `working` scale) depend on."""
+    patch_reach = np.ceil((patch / 2 + jitter_reach(working) + 1) / np.asarray(settings.scale.to_working))  # +1: the interpolation's neighbour
     return np.maximum(np.asarray(prefilter_reach(settings)), patch_reach).astype(int)
 
 
@@ -195,9 +192,14 @@ def to_voxels(points: np.ndarray, *, shape: tuple[int, ...]) -> np.ndarray:
     return np.clip(np.rint(points).astype(np.int64), 0, np.asarray(shape) - 1).reshape(-1, 3)
 
 
+def jitter_reach(scale: Scale) -> np.ndarray:
+    """How far, per axis, jitter moves a centre: half a cell radius, at least 1 voxel."""
+    return np.maximum(np.rint(0.5 * np.asarray(scale.cell_radius_voxels)), 1).astype(np.int64)
+
+
 def jitter(centres: np.ndarray, *, scale: Scale, rng: np.random.Generator) -> np.ndarray:
-    """Round centres and move each by up to half a cell radius (at least 1 voxel) per axis."""
-    reach = np.maximum(np.rint(0.5 * np.asarray(scale.cell_radius_voxels)), 1).astype(np.int64)
+    """Round centres and move each by up to jitter_reach per axis."""
+    reach = jitter_reach(scale)
     return np.rint(centres).astype(np.int64) + rng.integers(-reach, reach + 1, size=(len(centres), 3))
 
 
