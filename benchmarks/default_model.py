@@ -126,13 +126,14 @@ def training_manifest(rows: list[dict], held_out: set[str], *, sim_brains: int, 
     return path
 
 
-def evaluate(model: Path, volumes: list[tuple[str, Path, Path, dict]]) -> dict:
-    """Detect in each volume with the exported model; pooled and per-volume precision / recall / F1."""
+def evaluate(model: Path, volumes: list[tuple[str, Path, Path, dict]], *extra: object, folder: Path = OUT / "detections") -> dict:
+    """Detect in each volume with the exported model (and `extra` detect options), the detections written to
+    `folder`; pooled and per-volume precision / recall / F1."""
     per, tp, fp, fn = [], 0, 0, 0
     for name, volume, truth, scale in volumes:
-        out = OUT / "detections" / f"{name}.csv"
+        out = folder / f"{name}.csv"
         out.parent.mkdir(parents=True, exist_ok=True)
-        cli("detect", volume, "--model", model, "--out", out, "--voxel-size", scale["voxel"].replace("x", ","), "--cell-diameter", scale["diameter"])
+        cli("detect", volume, "--model", model, "--out", out, "--voxel-size", scale["voxel"].replace("x", ","), "--cell-diameter", scale["diameter"], *extra)
         m = match_points(pred=read_points(out).zyx, truth=read_points(truth).zyx, radius=RADIUS_VOXELS, axis_scale=AXIS_WEIGHTS)
         per.append(dict(volume=name, **m.summary()))
         tp, fp, fn = tp + m.tp, fp + m.fp, fn + m.fn

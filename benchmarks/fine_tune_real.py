@@ -18,49 +18,31 @@ from __future__ import annotations
 import argparse
 import csv
 import json
-import subprocess
-import sys
 from pathlib import Path
 
 import default_model as dm
+import fine_tune as ft
+import foreign_synthetic as fs
 import numpy as np
 import report
 
-from clarity_fast.evaluate import AXIS_WEIGHTS, RADIUS_VOXELS, best_threshold, match_points
 from clarity_fast.io.points import read_points
 from clarity_fast.model.config import DEFAULT_EPOCHS
 
 OUT = report.OUT / "fine_tune_real"
 
 
-def cli(*args: object) -> None:
-    subprocess.run([sys.executable, "-m", "clarity_fast", *map(str, args)], check=True, capture_output=True)
-
-
-def detect(model: str, volume: Path, out: Path, *extra: object) -> Path:
-    """`clarity-fast detect` at delivr's scale; the detections file."""
-    cli("detect", volume, "--model", model, "--out", out, "--voxel-size", dm.REAL["voxel"].replace("x", ","),
-        "--cell-diameter", dm.REAL["diameter"], *extra)
-    return out
-
-
-def pooled(model: str, tests: list[dict], folder: Path, *extra: object) -> dict:
-    """Detections in every test patch, matched to its annotations and pooled."""
-    tp = fp = fn = 0
-    for row in tests:
-        found = detect(model, dm.DELIVR / row["volume_file"], folder / f"{Path(model).stem}_{row['patch_id']}{'_fitted' if extra else ''}.csv", *extra)
-        m = match_points(pred=read_points(found).zyx, truth=read_points(dm.DELIVR / row["points_file"]).zyx, radius=RADIUS_VOXELS, axis_scale=AXIS_WEIGHTS)
-        tp, fp, fn = tp + m.tp, fp + m.fp, fn + m.fn
-    precision, recall = tp / max(tp + fp, 1), tp / max(tp + fn, 1)
-    return dict(precision=precision, recall=recall, f1=2 * precision * recall / max(precision + recall, 1e-12), tp=tp, fp=fp, fn=fn)
+def tests_of(rows: list[dict]) -> list[tuple[str, Path, Path, dict]]:
+    """(name, volume, points, scale) of delivr patches, as default_model.evaluate takes them."""
+    return [(r["patch_id"], dm.DELIVR / r["volume_file"], dm.DELIVR / r["points_file"], dm.REAL) for r in rows]
 
 
 def fitted_threshold(model: str, block: dict, folder: Path) -> float:
     """The probability threshold with the best F1 on the block (every candidate's probability, not adapted)."""
-    found = read_points(detect(model, dm.DELIVR / block["volume_file"], folder / f"{Path(model).stem}_block_all.csv", "--threshold", 0, "--no-adapt"))
-    threshold, _ = best_threshold(pred=found.zyx, scores=found.score, truth=read_points(dm.DELIVR / block["points_file"]).zyx,
-                                  radius=RADIUS_VOXELS, axis_scale=AXIS_WEIGHTS)
-    return float(threshold)
+    out = folder / f"{Path(model).stem}_block_all.csv"
+    ft.cli("detect", dm.DELIVR / block["volume_file"], "--model", model, "--out", out, "--voxel-size", dm.REAL["voxel"].replace("x", ","),
+           "--cell-diameter", dm.REAL["diameter"], "--threshold", 0, "--no-adapt")
+    return float(fs.fitted_threshold(read_points(out), read_points(dm.DELIVR / block["points_file"]).zyx))
 
 
 def main() -> None:
@@ -78,7 +60,7 @@ def main() -> None:
     manifest = dm.training_manifest(rows, left_out, sim_brains=dm.SIM_BRAINS, size_spread=dm.TRAINING_SIZE_SPREAD, path=dm.OUT / f"train_without_{args.brain}.csv")
     base = folder / f"without_{args.brain}.pt"
     if not base.exists():  # the recipe's training, as default_model.py runs it
-        cli("train", "--manifest", manifest, "--out", base, "--epochs", DEFAULT_EPOCHS, "--seed", 0, "--cell-diameter", dm.SIM["diameter"])
+        ft.cli("train", "--manifest", manifest, "--out", base, "--epochs", DEFAULT_EPOCHS, "--seed", 0, "--cell-diameter", dm.SIM["diameter"])
     block_manifest = folder / "block.csv"
     block_manifest.write_text("volume,points,voxel_size,cell_diameter,annotations\n"
                               f"{dm.DELIVR / block['volume_file']},{dm.DELIVR / block['points_file']},{dm.REAL['voxel']},{dm.REAL['diameter']},partial\n")
@@ -86,16 +68,16 @@ def main() -> None:
     for name, extra in trained.items():
         pt = folder / f"{name.replace(' ', '_')}.pt"
         if not pt.exists():
-            cli("train", "--manifest", block_manifest, "--out", pt, "--seed", 0, *extra)
+            ft.cli("train", "--manifest", block_manifest, "--out", pt, "--seed", 0, *extra)
     models = {f"recipe without brain {args.brain}": base, **{n: folder / f"{n.replace(' ', '_')}.pt" for n in trained}}
     for pt in models.values():
-        cli("export", "--onnx", pt)
-    results = {name: pooled(str(pt.with_suffix(".onnx")), tests, folder) for name, pt in models.items()}
+        ft.cli("export", "--onnx", pt)
+    results = {name: dm.evaluate(pt.with_suffix(".onnx"), tests_of(tests), folder=folder / pt.stem) for name, pt in models.items()}
     base_onnx = str(base.with_suffix(".onnx"))
     threshold = fitted_threshold(base_onnx, block, folder)
     results[f"recipe without brain {args.brain}, threshold fitted on the block"] = dict(
-        pooled(base_onnx, tests, folder, "--threshold", threshold, "--no-adapt"), threshold=threshold)
-    results["built-in model (trained on patches of this brain: reference only)"] = pooled("default", tests, folder)
+        dm.evaluate(base_onnx, tests_of(tests), "--threshold", threshold, "--no-adapt", folder=folder / "fitted"), threshold=threshold)
+    results["built-in model (trained on patches of this brain: reference only)"] = dm.evaluate("default", tests_of(tests), folder=folder / "default")
     logs = {n: json.loads(pt.with_suffix(".train.json").read_text())["config"].get("training") for n, pt in models.items()}
     md = report.write(
         "fine_tune_real",
