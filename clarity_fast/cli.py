@@ -209,15 +209,21 @@ def detect(
             "unfamiliar cells would be lost); --no-adapt keeps them as calibrated.",
         ),
     ] = True,
+    region: Annotated[
+        Optional[str],
+        typer.Option("--region", help="Detect in the block Z0:Z1xY0:Y1xX0:X1 only (voxels, end exclusive, : for a whole axis), reading "
+                     "just it and the context its detections depend on; positions stay in the whole volume's voxels."),
+    ] = None,
 ) -> None:
     """Detect cells in a whole volume: prefilter, CNN scoring, duplicate merging, streamed in z-slabs."""
+    from clarity_fast.region import parse_region
     from clarity_fast.run_detect import DetectRequest, run_detection
 
     request = DetectRequest(
         volume=volume, model=model, out=out, output_format=output_format, batch=batch, threshold=threshold,
         voxel_size=parse_triple(voxel_size, name="--voxel-size") if voxel_size else None, cell_diameter=cell_diameter,
         device=device, slab_depth=slab_depth, preview=preview, resume=resume, channel=channel, scheduler=scheduler,
-        workers=workers, adapt=adapt,
+        workers=workers, adapt=adapt, region=parse_region(region, name="--region") if region else None,
     )
     for line in run_detection(request).lines():
         typer.echo(line)

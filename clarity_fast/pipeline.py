@@ -102,6 +102,10 @@ class DetectSettings:
     def scale(self) -> Scale:
         return Scale(voxel_size=self.voxel_size, cell_diameter=self.cell_diameter)
 
+    @property
+    def prefilter(self) -> PrefilterSettings:
+        return PrefilterSettings(scale=self.scale, threshold=self.prefilter_threshold, slab_depth=self.slab_depth)
+
     def zoom(self, model: ModelConfig) -> tuple[float, float, float]:
         """Factors from the input's voxels to a grid where its cells look as the model's did in training."""
         cell_voxels = [model.cell_diameter / v for v in model.voxel_size]  # a training cell, in model voxels
@@ -260,7 +264,7 @@ def process_slabs(
     factors = settings.zoom(model)
     grid = working_grid(reader.shape, factors=factors)
     prefilter = SlabPrefilter(
-        settings=PrefilterSettings(scale=settings.scale, threshold=settings.prefilter_threshold, slab_depth=settings.slab_depth),
+        settings=settings.prefilter,
         shape=reader.shape,
         dtype=reader.dtype,
         noise=volume_noise(reader) if settings.noise is None else settings.noise,  # None: a direct caller's settings

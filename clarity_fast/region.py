@@ -8,7 +8,11 @@ from dataclasses import dataclass
 
 import numpy as np
 
+from clarity_fast.candidates import prefilter_reach
 from clarity_fast.errors import InputError
+from clarity_fast.settings import PrefilterSettings
+
+ALIGN_SLACK = 32  # voxels a block's start may move out to fall on the whole volume's working grid (grown)
 
 
 @dataclass(frozen=True)
@@ -62,3 +66,30 @@ def within(points: np.ndarray, *, bounds: tuple[tuple[float, float], ...]) -> np
     lo, hi = (np.array(b, dtype=float) - 0.5 for b in zip(*bounds))
     points = np.asarray(points, dtype=float).reshape(-1, 3)
     return np.all((points >= lo) & (points < hi), axis=1)
+
+
+def context_reach(
+    prefilter: PrefilterSettings, *, factors: tuple[float, float, float], patch: int, jitter: np.ndarray | None = None
+) -> np.ndarray:
+    """Voxels of the file, per axis, each side of a block that detection in it depends on: its candidates' (the
+    `prefilter`'s reach) and their patches' (`patch` voxels on the grid zoomed by `factors` from the file's, centres
+    moved by up to `jitter` grid voxels in training; +1: the interpolation's neighbour)."""
+    moved = np.zeros(3) if jitter is None else np.asarray(jitter)
+    patch_reach = np.ceil((patch / 2 + moved + 1) / np.asarray(factors))
+    return np.maximum(np.asarray(prefilter_reach(prefilter)), patch_reach).astype(int)
+
+
+def grown(
+    bounds: tuple[tuple[int, int], ...], *, shape: tuple[int, ...], reach: np.ndarray, factors: tuple[float, float, float] = (1.0, 1.0, 1.0)
+) -> tuple[tuple[int, int], ...]:
+    """The block `bounds` grown by `reach` voxels each side, inside a volume of `shape`, each start moved out (by up
+    to ALIGN_SLACK voxels) to where the working grid zoomed by `factors` from the file's voxels falls on the whole
+    volume's: exactly where a start times its factor is a whole number (always at 0), else as near as found. Off the
+    whole's grid, a block's patches would sample other points, and its scores differ a little."""
+    return tuple((_aligned(max(lo - int(r), 0), f), min(hi + int(r), n)) for (lo, hi), r, n, f in zip(bounds, reach, shape, factors))
+
+
+def _aligned(start: int, factor: float) -> int:
+    """Of start, start - 1, ... (ALIGN_SLACK of them, none below 0), the first whose position on the working grid,
+    start * factor, is nearest a whole number."""
+    return min(range(start, max(start - ALIGN_SLACK, 0) - 1, -1), key=lambda o: abs(o * factor - round(o * factor)))

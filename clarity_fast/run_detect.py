@@ -7,9 +7,11 @@ import hashlib
 import math
 import os
 import time
-from dataclasses import asdict, dataclass
+from dataclasses import asdict, dataclass, replace
 from functools import partial
 from pathlib import Path
+
+import numpy as np
 
 from clarity_fast import __version__
 from clarity_fast.candidates import noise_gain, slab_ranges
@@ -19,14 +21,17 @@ from clarity_fast.errors import InputError, ModelError
 from clarity_fast.export.model_file import model_digest, resolve_model
 from clarity_fast.export.runtime import CPU, OnnxScorer, RuntimeSettings
 from clarity_fast.io.atomic import check_output_path, write_json
+from clarity_fast.io.block import BlockReader
 from clarity_fast.io.points import Points, points_format, write_points
 from clarity_fast.io.volumes import VolumeReader, open_volume
 from clarity_fast.messages import listed
+from clarity_fast.model.config import ModelConfig
 from clarity_fast.noise_correlation import NoiseModel, volume_noise
-from clarity_fast.pipeline import STAGES, DetectSettings, check_batch_memory, detect
+from clarity_fast.pipeline import STAGES, DetectSettings, Result, check_batch_memory, detect
 from clarity_fast.plane_levels import LevelledReader
 from clarity_fast.progress import progress_bar, step
-from clarity_fast.settings import PrefilterSettings, Scale, VoxelSize, resolve_voxel_size
+from clarity_fast.region import Region, context_reach, grown, within
+from clarity_fast.settings import Scale, VoxelSize, resolve_voxel_size
 
 
 
@@ -51,9 +56,12 @@ class DetectRequest:
     workers: int | None = None  # ... or a LocalCluster of this many processes; neither: this process alone
     progress: bool | None = None  # None: a bar when stderr is a terminal
     adapt: bool = True  # adapt probabilities to the volume's share of cells (volume_share)
+    region: Region | None = None  # detect in this block of the volume only (with the context it needs read around it)
 
     def __post_init__(self) -> None:
         points_format(self.out, self.output_format)  # a format it cannot write is refused before any work
+        if self.region is not None and (self.scheduler is not None or self.workers is not None):
+            raise InputError("--region runs in this process: leave out --workers and --scheduler")
         if self.preview is not None and self.preview.suffix.lower() != ".png":
             raise InputError(f"{self.preview}: --preview writes a PNG image; give it a .png name")
 
@@ -85,8 +93,10 @@ class DetectReport:
         s = self.summary
         seconds = s["seconds"]
         busy = ", ".join(f"{k} {seconds[k]:.2f}" for k in STAGES)
+        where = f"region {s['region']['text']} of " if s.get("region") else ""
+        read = " read, the region's context included" if s.get("region") else ""
         return [
-            f"{s['cells']} cells in {s['volume']} {tuple(s['shape'])} ({s['candidates']} candidates, "
+            f"{s['cells']} cells in {where}{s['volume']} {tuple(s['shape'])} ({s['candidates']} candidates{read}, "
             f"{s['above_threshold']} above probability {shown_probability(s['threshold'])} before merging)",
             *([adapt_line(s)] if s.get("cell_share") is not None and round(s["odds_factor"], 2) > 1 else []),  # not "x1.00"
             *scale_notes(blur=s["noise_model"]["blur"], gain=s["noise_gain"], elongation=s["cell_elongation"], stretch=s["axial_stretch"]),
@@ -147,9 +157,9 @@ def run_detection(request: DetectRequest) -> DetectReport:
     scorer = OnnxScorer(model_path, settings=runtime)
     model = scorer.config
     check_batch_memory(batch=request.batch, network=model.network, on_cpu=scorer.provider == CPU)
-    with LevelledReader(open_volume(request.volume, channel=request.channel)) as reader:
+    with LevelledReader(open_volume(request.volume, channel=request.channel)) as whole:
         diameter = model.cell_diameter if request.cell_diameter is None else request.cell_diameter
-        reading = read_scale(reader, voxel_size=request.voxel_size, cell_diameter=diameter, source=request.volume)
+        reading = read_scale(whole, voxel_size=request.voxel_size, cell_diameter=diameter, source=request.volume)
         noise = reading.noise  # measured once, here, so that cluster tasks need not measure it again
         settings = DetectSettings(
             voxel_size=reading.scale.voxel_size,  # z finer than stated where cells look elongated along it (cell_shape)
@@ -162,8 +172,13 @@ def run_detection(request: DetectRequest) -> DetectReport:
             adapt=request.adapt,
             noise=noise,
         )
+        reader, region = whole, None  # the voxels read, and the --region detected in (None: all of them)
+        if request.region is not None:
+            region = request.region.bounds(whole.shape, source=str(request.volume))
+            reader = block_read(whole, region=region, settings=settings, model=model, name=request.region.text)
         fingerprint = dict(
-            volume=_file_identity(request.volume, outputs=request.outputs), channel=request.channel, shape=list(reader.shape),
+            volume=_file_identity(request.volume, outputs=request.outputs), channel=request.channel, shape=list(whole.shape),
+            **({"region": [list(b) for b in region]} if request.region is not None else {}),
             model=model_digest(model_path), voxel_size=list(settings.voxel_size), cell_diameter=settings.cell_diameter,
             threshold=settings.threshold, prefilter_threshold=settings.prefilter_threshold, slab_depth=settings.slab_depth,
             project=settings.project, adapt=settings.adapt, noise=asdict(noise), version=__version__, checkpoint_format=CHECKPOINT_FORMAT,  # another release may cut candidates differently
@@ -201,36 +216,56 @@ def run_detection(request: DetectRequest) -> DetectReport:
                 if not checkpoint.holds_slabs():  # stopped before a slab was done: nothing to resume from
                     checkpoint.clear()
                 raise
-        shape = reader.shape
+        shape = whole.shape
+    if request.region is not None:  # back to the whole volume's voxels; the context read around the region is dropped
+        result = in_region(result, reader=reader, bounds=region)
     result.seconds["noise"], result.seconds["cell_shape"] = reading.noise_seconds, reading.shape_seconds
     result.seconds["total"] += reading.noise_seconds + reading.shape_seconds
+    origin = reader.origin if request.region is not None else np.zeros(3, int)
     points = Points(zyx=result.zyx, score=result.probability)
     write_points(request.out, points, format=request.format, image_filename=Path(request.volume).name, score_name="probability")
     request.summary_path.unlink(missing_ok=True)  # an earlier run's: should what follows fail, it would describe other cells
     if request.preview is not None:
         from clarity_fast.preview import write_preview
 
-        write_preview(request.preview, projection=result.projection, zyx=result.zyx, radius_yx=settings.scale.cell_radius_voxels[1:])
+        write_preview(request.preview, projection=result.projection, zyx=result.zyx - origin, radius_yx=settings.scale.cell_radius_voxels[1:])
     summary = dict(
-        volume=str(request.volume), shape=list(shape), voxel_size_um=list(reading.voxel_size), cell_diameter_um=settings.cell_diameter,
+        volume=str(request.volume), shape=list(shape),
+        region=None if request.region is None else dict(text=request.region.text, bounds=[list(b) for b in region], read=[list(b) for b in reader.bounds]),
+        voxel_size_um=list(reading.voxel_size), cell_diameter_um=settings.cell_diameter,
         model=str(model_path), model_training=model.training, device=scorer.device, provider=scorer.provider,
         threshold=settings.threshold, prefilter_threshold=settings.prefilter_threshold, batch=settings.batch,
         slab_depth=settings.slab_depth, zoom_to_model_grid=list(settings.zoom(model)), noise_model=asdict(noise),
-        noise_gain=noise_gain(PrefilterSettings(scale=settings.scale), noise=noise, planar=shape[0] == 1),
+        noise_gain=noise_gain(settings.prefilter, noise=noise, planar=reader.shape[0] == 1),
         cell_elongation=reading.elongation if math.isfinite(reading.elongation) else None, axial_stretch=axial_stretch(reading.elongation),
         slabs=len(slabs), slabs_resumed=resumed,
-        levelled_planes=sorted(result.odd_planes), replaced_planes=sorted(k for k, flat in result.odd_planes.items() if flat),
+        levelled_planes=sorted(result.odd_planes), replaced_planes=sorted(k for k, flat in result.odd_planes.items() if flat),  # the whole volume's planes
         candidates=result.candidates, above_threshold=result.above_threshold, cells=len(result.zyx),
         cell_share=result.cell_share, odds_factor=result.odds_factor, mixture_odds_factor=result.mixture_factor,
         mixture=None if result.mixture is None else result.mixture.summary(),
         workers=request.workers, scheduler=request.scheduler,
-        seconds=result.seconds, voxels_per_s=float((shape[0] - planes_before) * shape[1] * shape[2]) / max(result.seconds["total"], 1e-9),
+        seconds=result.seconds, voxels_per_s=float((reader.shape[0] - planes_before) * reader.shape[1] * reader.shape[2]) / max(result.seconds["total"], 1e-9),
         out=str(request.out), summary=str(request.summary_path), preview=str(request.preview) if request.preview else None,
         version=__version__,
     )
     write_json(request.summary_path, summary)
     checkpoint.clear()
     return DetectReport(summary)
+
+
+def block_read(whole: VolumeReader, *, region: tuple[tuple[int, int], ...], settings: DetectSettings, model: ModelConfig, name: str) -> BlockReader:
+    """The region with the context its candidates and patches depend on around it, read as a volume of its own; its
+    detections are then the whole volume's there (to a working voxel's rounding where detect resamples)."""
+    reach = context_reach(settings.prefilter, factors=settings.zoom(model), patch=model.network.patch)
+    return BlockReader(whole, bounds=grown(region, shape=whole.shape, reach=reach, factors=settings.zoom(model)), name=name)
+
+
+def in_region(result: Result, *, reader: BlockReader, bounds: tuple[tuple[int, int], ...]) -> Result:
+    """A block's result in the whole volume's voxels (detections and levelled planes), detections in `bounds` only."""
+    zyx = result.zyx + reader.origin
+    keep = within(zyx, bounds=bounds)
+    odd = {k + int(reader.origin[0]): flat for k, flat in result.odd_planes.items()}
+    return replace(result, zyx=zyx[keep], probability=result.probability[keep], odd_planes=odd)
 
 
 def adapt_line(summary: dict) -> str:

@@ -293,6 +293,10 @@ def test_detect_command_writes_cells_summary_and_preview(scorer, brain, tmp_path
         (["--batch", "0"], 2, "--batch"),
         (["--threshold", "1.5"], 2, "--threshold"),
         (["--device", "gpu"], 2, "--device"),
+        (["--region", "0:31x:x:"], 2, "region '0:31x:x:' ends at z = 31, past the volume's 30 voxels along z"),
+        (["--region", "5:5x:x:"], 2, "--region '5:5x:x:' holds no voxel along z"),
+        (["--region", "0:5,0:9"], 2, "--region must be Z0:Z1xY0:Y1xX0:X1"),
+        (["--region", "0:5x:x:", "--workers", "2"], 2, "--region runs in this process"),
     ],
 )
 def test_detect_refuses_bad_requests_with_one_line(brain, tmp_path, args, code, message):
@@ -300,6 +304,67 @@ def test_detect_refuses_bad_requests_with_one_line(brain, tmp_path, args, code, 
     out = run_cli("detect", path, "--out", tmp_path / "cells.csv", *args)
     assert out.returncode == code and message in out.stderr and len(out.stderr.strip().splitlines()) == 1
     assert not (tmp_path / "cells.csv").exists()
+
+
+@pytest.mark.parametrize("voxel_size", [None, (5.0, 2.5, 2.5)])
+def test_a_region_finds_the_whole_volumes_cells_there(brain, tmp_path, voxel_size):
+    """Read with its context, a block's detections are the whole run's inside it, positions and probabilities, at
+    the file's scale and resampled (its working grid falls on the whole's); written in the whole volume's voxels.
+    Without adapting: that follows the candidates read, the block's own."""
+    from clarity_fast.region import parse_region, within
+
+    _, path = brain
+    whole = tmp_path / "whole.csv"
+    run_detection(DetectRequest(volume=path, out=whole, voxel_size=voxel_size, adapt=False, progress=False))
+    everywhere = read_points(whole, shape=(30, 96, 96))
+    for text in ("4:20x10:60x30:90", ":x:40x:", "25:x50:x:"):
+        out = tmp_path / "part.csv"
+        report = run_detection(
+            DetectRequest(volume=path, out=out, voxel_size=voxel_size, adapt=False, progress=False, region=parse_region(text, name="--region"))
+        )
+        part = read_points(out, shape=(30, 96, 96))
+        inside = within(everywhere.cells, bounds=report.summary["region"]["bounds"])
+        assert len(part.cells) == inside.sum() > 0 and report.summary["cells"] == len(part.cells)
+        np.testing.assert_array_equal(part.cells, everywhere.cells[inside])
+        np.testing.assert_allclose(part.score, everywhere.score[inside], atol=1e-6)  # the CSV's six decimals
+        assert report.summary["shape"] == [30, 96, 96] and report.summary["region"]["text"] == text
+        assert report.lines()[0].startswith(f"{len(part.cells)} cells in region {text} of ")
+
+
+def test_a_region_run_resumes_only_its_own_checkpoint(brain, tmp_path, monkeypatch, caplog):
+    """Interrupted, a region's run resumes to the uninterrupted result; a run of another region starts afresh."""
+    import clarity_fast.run_detect as run_detect
+    from clarity_fast.region import parse_region
+
+    _, path = brain
+    out, preview = tmp_path / "cells.csv", tmp_path / "qc.png"
+
+    def request(text: str, resume: bool) -> DetectRequest:
+        return DetectRequest(volume=path, out=out, region=parse_region(text, name="--region"), preview=preview, slab_depth=8, resume=resume, progress=False)
+
+    clean = run_detection(request("2:28x0:48x:", False))
+    assert preview.is_file() and clean.summary["region"]["read"] == [[0, 30], [0, clean.summary["region"]["read"][1][1]], [0, 96]]
+    expected = out.read_bytes()
+
+    def interrupted_after_one_slab() -> None:
+        steps = iter(range(10))
+
+        def interrupting(bar, *, status):
+            if next(steps) == 1:
+                raise KeyboardInterrupt
+
+        with monkeypatch.context() as patch:
+            patch.setattr(run_detect, "step", interrupting)
+            with pytest.raises(KeyboardInterrupt):
+                run_detection(request("2:28x0:48x:", False))
+
+    interrupted_after_one_slab()
+    with caplog.at_level("WARNING", logger="clarity_fast"):
+        assert run_detection(request("2:28x48:x:", True)).summary["slabs_resumed"] == 0
+    assert "changed: region" in caplog.text
+    interrupted_after_one_slab()
+    resumed = run_detection(request("2:28x0:48x:", True))
+    assert resumed.summary["slabs_resumed"] == 2 and out.read_bytes() == expected  # the second was saved before it was shown
 
 
 @pytest.mark.parametrize("command", ["detect", "candidates"])

@@ -611,3 +611,16 @@ def test_a_folder_of_imagej_planes_does_not_invent_a_plane_spacing(tmp_path: Pat
         tifffile.imwrite(tmp_path / f"plane_{k:03d}.tif", plane, imagej=True, resolution=(0.5, 0.5), metadata={"unit": "micron"})
     with open_volume(tmp_path) as reader:
         assert reader.voxel_size is None
+
+
+def test_a_block_reads_as_the_whole_volume_cut_there():
+    """Across its READ_PLANES reads of whole planes; positions map back to the whole by its origin."""
+    from clarity_fast.io.block import BlockReader
+
+    data = np.random.default_rng(0).integers(0, 60000, (40, 20, 30)).astype(np.uint16)
+    bounds = ((3, 37), (5, 17), (0, 29))
+    block = BlockReader(volumes.open_array(data), bounds=bounds, name="3:37x5:17x:29")
+    assert block.shape == (34, 12, 29) and block.dtype == data.dtype and list(block.origin) == [3, 5, 0]
+    for z0, z1 in ((0, 34), (15, 17), (10, 33)):
+        np.testing.assert_array_equal(block.read_slab(z0, z1), data[3 + z0 : 3 + z1, 5:17, 0:29])
+    assert "3:37x5:17x:29" in str(block.path)

@@ -256,9 +256,9 @@ def test_manifest_region_column(tmp_path):
 
 
 def test_a_region_is_the_whole_volume_read_there(tmp_path):
-    """A region's candidates and cells are the whole volume's inside it (the context read around it covers the
-    prefilter's reach; they differ by the rounding to a working grid that starts at the block); what lies outside
-    is neither a cell nor a non-cell, for training and for the baselines."""
+    """A region's candidates and cells are the whole volume's inside it, exactly, also resampled (the context read
+    around it covers the prefilter's reach, and starts where its working grid falls on the whole's); what lies
+    outside is neither a cell nor a non-cell, for training and for the baselines."""
     from dataclasses import replace
 
     from scipy.spatial import cKDTree
@@ -277,7 +277,7 @@ def test_a_region_is_the_whole_volume_read_there(tmp_path):
             native = whole.to_native(points)
             expected = native[within(native, bounds=bounds)]
             distance, _ = cKDTree(expected).query(part.to_native(mine) + offset, p=np.inf)
-            assert len(mine) == len(expected) and distance.max() < 1.0
+            assert len(mine) == len(expected) and distance.max() < 1e-9
         assert len(part.truth) > 0 and len(part.candidates) > len(part.truth)
         rng = np.random.default_rng(0)
         assert part.annotated(part.random_background(100, rng)).all() and part.annotated(part.hard_negatives).all()

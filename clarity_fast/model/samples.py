@@ -12,8 +12,9 @@ from dataclasses import dataclass
 import numpy as np
 from scipy.spatial import cKDTree
 
-from clarity_fast.candidates import Candidates, find_candidates, prefilter_reach
+from clarity_fast.candidates import Candidates, find_candidates
 from clarity_fast.cell_shape import corrected_scale
+from clarity_fast.io.block import BlockReader
 from clarity_fast.io.points import read_points
 from clarity_fast.io.volumes import open_array, open_volume
 from clarity_fast.kernels.gather import Grid, gather_patches, resample_volume, working_grid
@@ -21,7 +22,7 @@ from clarity_fast.manifest import Entry
 from clarity_fast.model.config import NetworkConfig
 from clarity_fast.noise_correlation import volume_noise
 from clarity_fast.plane_levels import LevelledReader
-from clarity_fast.region import within
+from clarity_fast.region import context_reach, grown, within
 from clarity_fast.resample import points_from, points_to
 from clarity_fast.settings import (
     PrefilterSettings,
@@ -35,7 +36,6 @@ log = logging.getLogger("clarity_fast")
 RANDOM_NEGATIVE_FRACTION = 0.3  # of the negatives; the rest are hard (prefilter candidates)
 NEGATIVE_CLEARANCE = 1.0  # in cell radii: a candidate this far from every annotation is a negative
 RANDOM_CLEARANCE = 1.5  # random background positions keep this far (cell radii) from annotations
-READ_PLANES = 16  # planes read at a time for a region: a whole brain's planes are wide
 
 
 @dataclass(frozen=True)
@@ -126,15 +126,17 @@ def load_annotated(
             scale = native.working if factors != (1.0, 1.0, 1.0) else native
             settings = PrefilterSettings(scale=native, threshold=prefilter_threshold)
             region = entry.region.bounds(reader.shape, source=source) if entry.region else tuple((0, n) for n in reader.shape)
-            block = _with_context(region, shape=reader.shape, reach=_context(settings, working=scale, patch=patch)) if entry.region else region
-            data = _read_block(reader, block)
+            # a region is read with the context its candidates and (jittered) patches see
+            reach = context_reach(settings, factors=factors, patch=patch, jitter=jitter_reach(scale)) if entry.region else np.zeros(3)
+            block = BlockReader(reader, bounds=grown(region, shape=reader.shape, reach=reach, factors=factors), name=entry.region.text if entry.region else ":x:x:")
+            data = block.read_slab(0, block.shape[0])
             cells = _annotated_cells(entry, shape=reader.shape)
         # The prefilter runs on the file's own voxels (interpolation would correlate the noise it measures);
         # the network sees the resampled volume.
         found = find_candidates(open_array(data, name=str(entry.volume)), settings=settings, noise=noise)
         inside = listed = None  # the annotated block in the voxels read, and every annotation there; None: all
         if entry.region:  # the context read around the block is neither cells nor non-cells
-            origin = np.array([lo for lo, _ in block])
+            origin = block.origin
             inside = tuple((lo - o, hi - o) for (lo, hi), o in zip(region, origin))
             keep = within(found.zyx, bounds=inside)
             found, listed = Candidates(found.zyx[keep], found.response[keep]), cells - origin
@@ -150,31 +152,6 @@ def load_annotated(
                             found, scale, factors, entry.partial, inside, None if listed is None else points_to(listed, factors=factors))
         )
     return volumes
-
-
-def _context(settings: PrefilterSettings, *, working: Scale, patch: int) -> np.ndarray:
-    """Voxels of the file each side of a region that its candidates (prefilter `settings`, on the file's voxels) and
-    its patches (jittered, on the `working` scale) depend on."""
-    patch_reach = np.ceil((patch / 2 + jitter_reach(working) + 1) / np.asarray(settings.scale.to_working))  # +1: the interpolation's neighbour
-    return np.maximum(np.asarray(prefilter_reach(settings)), patch_reach).astype(int)
-
-
-def _with_context(region: tuple[tuple[int, int], ...], *, shape: tuple[int, ...], reach: np.ndarray) -> tuple[tuple[int, int], ...]:
-    """The region grown by `reach` voxels each side, inside the volume."""
-    return tuple((max(lo - int(r), 0), min(hi + int(r), n)) for (lo, hi), r, n in zip(region, reach, shape))
-
-
-def _read_block(reader: LevelledReader, block: tuple[tuple[int, int], ...]) -> np.ndarray:
-    """The block's voxels, read READ_PLANES planes at a time, so that a few planes of a whole brain's width are in
-    memory at once, not the block's depth of them."""
-    (z0, z1), rows, columns = block
-    out = None
-    for a in range(z0, z1, READ_PLANES):
-        part = reader.read_slab(a, min(a + READ_PLANES, z1))[:, slice(*rows), slice(*columns)]
-        if out is None:
-            out = np.empty((z1 - z0, *part.shape[1:]), part.dtype)
-        out[a - z0 : a - z0 + len(part)] = part
-    return out
 
 
 def _annotated_cells(entry: Entry, *, shape: tuple[int, int, int]) -> np.ndarray:

@@ -1,0 +1,41 @@
+"""A block of a volume read as a volume of its own: detection and training on part of a whole brain, in place."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import numpy as np
+
+from clarity_fast.io.volumes import VolumeReader
+
+READ_PLANES = 16  # planes of the whole volume read at a time: a whole brain's planes are wide
+
+
+class BlockReader(VolumeReader):
+    """The voxels of `bounds` ((start, end) per axis, end exclusive) of `whole`, plane 0 being plane bounds[0][0].
+
+    Whole planes are read (READ_PLANES at a time) and cut, so a reader that changes planes as it reads them (odd planes
+    levelled) treats them as it does for the whole volume. Closing it leaves `whole` open: its owner closes it."""
+
+    def __init__(self, whole: VolumeReader, *, bounds: tuple[tuple[int, int], ...], name: str) -> None:
+        shape = tuple(hi - lo for lo, hi in bounds)
+        super().__init__(Path(f"{whole.path}[{name}]"), shape, whole.dtype, whole.voxel_size)
+        self.whole = whole
+        self.bounds = bounds
+
+    @property
+    def origin(self) -> np.ndarray:
+        """The block's first voxel in the whole volume's voxels: added to a position in the block, it gives the whole's."""
+        return np.array([lo for lo, _ in self.bounds])
+
+    def _read(self, z0: int, z1: int) -> np.ndarray:
+        first, (rows, columns) = self.bounds[0][0], self.bounds[1:]
+        out = np.empty((z1 - z0, *self.shape[1:]), self.dtype)
+        for a in range(z0, z1, READ_PLANES):
+            b = min(a + READ_PLANES, z1)
+            out[a - z0 : b - z0] = self.whole.read_slab(first + a, first + b)[:, slice(*rows), slice(*columns)]
+        return out
+
+    def odd_planes(self, z0: int, z1: int) -> dict[int, bool]:
+        first = self.bounds[0][0]
+        return {k - first: flat for k, flat in self.whole.odd_planes(first + z0, first + z1).items()}
