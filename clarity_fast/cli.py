@@ -140,41 +140,57 @@ def candidates(
     ] = PrefilterSettings.threshold,
     slab_depth: Annotated[int, typer.Option("--slab-depth", help="Planes processed at once (memory vs. speed).")] = 32,
     channel: ChannelOption = None,
+    region: Annotated[
+        Optional[str],
+        typer.Option("--region", help="Propose in the block Z0:Z1xY0:Y1xX0:X1 only (voxels, end exclusive, : for a whole axis), "
+                     "reading just it and the prefilter's reach around it; positions stay in the whole volume's voxels."),
+    ] = None,
 ) -> None:
     """Propose cell centres with the prefilter (stage 1 of detect), to check it on your data."""
     import time
 
-    from clarity_fast.candidates import Candidates, iter_slabs, noise_gain
+    from clarity_fast.candidates import Candidates, iter_slabs, noise_gain, prefilter_reach
     from clarity_fast.cell_shape import axial_stretch
     from clarity_fast.io.atomic import check_output_path
+    from clarity_fast.io.block import BlockReader
     from clarity_fast.io.points import Points, points_format, write_points
     from clarity_fast.io.volumes import open_volume
     from clarity_fast.plane_levels import LevelledReader
     from clarity_fast.progress import progress_bar, step
+    from clarity_fast.region import grown, in_whole, parse_region
     from clarity_fast.run_detect import read_scale, scale_notes
 
     check_output_path(out)
     points_format(out)
+    block = parse_region(region, name="--region") if region else None
     start = time.perf_counter()
-    with LevelledReader(open_volume(volume, channel=channel)) as reader:
+    with LevelledReader(open_volume(volume, channel=channel)) as whole:
         user = parse_triple(voxel_size, name="--voxel-size") if voxel_size else None
-        reading = read_scale(reader, voxel_size=user, cell_diameter=cell_diameter, source=volume)
+        reading = read_scale(whole, voxel_size=user, cell_diameter=cell_diameter, source=volume)
         parts, noise = [], reading.noise
         settings = PrefilterSettings(scale=reading.scale, threshold=threshold, slab_depth=slab_depth)
+        reader, bounds = whole, None  # the voxels read, and the --region proposed in (None: all of them)
+        if block is not None:  # read with the prefilter's reach around it, so that its candidates are the whole volume's there
+            bounds = block.bounds(whole.shape, source=str(volume))
+            reader = BlockReader(whole, bounds=grown(bounds, shape=whole.shape, reach=np.asarray(prefilter_reach(settings))), name=block.text)
         n_slabs = -(-reader.shape[0] // slab_depth)
         with progress_bar(total=n_slabs, description="candidates") as bar:
             for slab in iter_slabs(reader, settings=settings, noise=noise):
                 parts.append(slab.candidates)
                 step(bar, status=f"{sum(len(p) for p in parts)} found")
         found = Candidates.concat(parts)
-        shape = reader.shape
+        shape, read = whole.shape, reader.shape
+    if block is not None:
+        zyx, keep = in_whole(found.zyx, origin=reader.origin, bounds=bounds)
+        found = Candidates(zyx[keep], found.response[keep])
     write_points(out, Points(zyx=found.zyx, score=found.response), score_name="response")
     seconds = time.perf_counter() - start
+    where = f"region {block.text} of " if block is not None else ""
     typer.echo(
-        f"{len(found)} candidates in {volume} {shape} at voxel {reading.voxel_size} µm, cell {cell_diameter} µm: "
-        f"{seconds:.1f} s ({np.prod(shape) / seconds / 1e6:.1f} Mvoxel/s) -> {out}"
+        f"{len(found)} candidates in {where}{volume} {shape} at voxel {reading.voxel_size} µm, cell {cell_diameter} µm: "
+        f"{seconds:.1f} s ({np.prod(read) / seconds / 1e6:.1f} Mvoxel/s) -> {out}"
     )
-    gain = noise_gain(settings, noise=noise, planar=shape[0] == 1)
+    gain = noise_gain(settings, noise=noise, planar=read[0] == 1)
     for line in scale_notes(blur=noise.blur, gain=gain, elongation=reading.elongation, stretch=axial_stretch(reading.elongation)):
         typer.echo(line)
 

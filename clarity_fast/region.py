@@ -68,6 +68,13 @@ def within(points: np.ndarray, *, bounds: tuple[tuple[float, float], ...]) -> np
     return np.all((points >= lo) & (points < hi), axis=1)
 
 
+def in_whole(zyx: np.ndarray, *, origin: np.ndarray, bounds: tuple[tuple[int, int], ...]) -> tuple[np.ndarray, np.ndarray]:
+    """Points found in a block read from `origin` (its context included), in the whole volume's voxels, and per point
+    whether it lies in the block `bounds` asked for (the context's are dropped by the caller)."""
+    zyx = np.asarray(zyx) + origin
+    return zyx, within(zyx, bounds=bounds)
+
+
 def context_reach(
     prefilter: PrefilterSettings, *, factors: tuple[float, float, float], patch: int, jitter: np.ndarray | None = None
 ) -> np.ndarray:

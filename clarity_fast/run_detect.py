@@ -30,7 +30,7 @@ from clarity_fast.noise_correlation import NoiseModel, volume_noise
 from clarity_fast.pipeline import STAGES, DetectSettings, Result, check_batch_memory, detect
 from clarity_fast.plane_levels import LevelledReader
 from clarity_fast.progress import progress_bar, step
-from clarity_fast.region import Region, context_reach, grown, within
+from clarity_fast.region import Region, context_reach, grown, in_whole
 from clarity_fast.settings import Scale, VoxelSize, resolve_voxel_size
 
 
@@ -262,8 +262,7 @@ def block_read(whole: VolumeReader, *, region: tuple[tuple[int, int], ...], sett
 
 def in_region(result: Result, *, reader: BlockReader, bounds: tuple[tuple[int, int], ...]) -> Result:
     """A block's result in the whole volume's voxels (detections and levelled planes), detections in `bounds` only."""
-    zyx = result.zyx + reader.origin
-    keep = within(zyx, bounds=bounds)
+    zyx, keep = in_whole(result.zyx, origin=reader.origin, bounds=bounds)
     odd = {k + int(reader.origin[0]): flat for k, flat in result.odd_planes.items()}
     return replace(result, zyx=zyx[keep], probability=result.probability[keep], odd_planes=odd)
 

@@ -132,6 +132,26 @@ def test_candidates_command(tmp_path):
     assert "candidates in" in out.stdout
 
 
+def test_candidates_in_a_region_are_the_whole_volumes_there(brain, tmp_path):
+    """Read with the prefilter's reach around it, a block proposes exactly the whole volume's candidates inside it,
+    in the whole volume's voxels; a region past the volume is refused with one line."""
+    from clarity_fast.region import parse_region, within
+
+    write_tiff(tmp_path / "v.tif", brain.volume(), voxel_size=(4.0, 2.0, 2.0))
+    assert run_cli("candidates", tmp_path / "v.tif", "--out", tmp_path / "all.csv").returncode == 0
+    everywhere = read_points(tmp_path / "all.csv")
+    for text in ("5:30x10:70x20:96", ":x:x:48", "38:x90:x:"):
+        out = run_cli("candidates", tmp_path / "v.tif", "--out", tmp_path / "part.csv", "--region", text)
+        assert out.returncode == 0, out.stderr
+        assert f"candidates in region {text} of " in out.stdout
+        part, inside = read_points(tmp_path / "part.csv"), within(everywhere.cells, bounds=parse_region(text, name="").bounds((40, 96, 96), source=""))
+        np.testing.assert_array_equal(part.cells, everywhere.cells[inside])
+        np.testing.assert_array_equal(part.score, everywhere.score[inside])
+    out = run_cli("candidates", tmp_path / "v.tif", "--out", tmp_path / "bad.csv", "--region", "0:41x:x:")
+    assert out.returncode == 2 and "past the volume's 40 voxels along z" in out.stderr and len(out.stderr.strip().splitlines()) == 1
+    assert not (tmp_path / "bad.csv").exists()
+
+
 def test_candidates_without_a_voxel_size_asks_for_one(tmp_path):
     np.save(tmp_path / "v.npy", np.zeros((4, 16, 16), np.uint16))
     out = run_cli("candidates", str(tmp_path / "v.npy"), "--out", str(tmp_path / "c.csv"))
