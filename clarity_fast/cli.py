@@ -477,19 +477,24 @@ def evaluate(
         typer.Option("--fit-threshold", help="Also find the score threshold that does best on these annotations (detections with scores; 128 thresholds tried)."),
     ] = False,
     region: Annotated[
-        Optional[str],
-        typer.Option("--region", help="Score against the annotated block Z0:Z1xY0:Y1xX0:X1 (voxels, end exclusive, : for a whole axis) of a larger volume: its cells, and the detections in it or finding them."),
+        Optional[list[str]],
+        typer.Option("--region", help="Score against the annotated block Z0:Z1xY0:Y1xX0:X1 (voxels, end exclusive, : for a whole axis) of a larger volume: its cells, and the detections in it or finding them. Repeat it for several blocks: scored together, and each on its own."),
     ] = None,
 ) -> None:
     """Score detections against ground truth: one-to-one matching within a radius; with --fit-threshold, also the
     score threshold (detect's probability) that would have done best on these annotations."""
+    import itertools
     import json
 
-    from clarity_fast.evaluate import AXIS_WEIGHTS, RADIUS_VOXELS, best_threshold, match_points, typed_threshold
+    from clarity_fast.evaluate import AXIS_WEIGHTS, RADIUS_VOXELS, best_threshold, match_points, scored, typed_threshold
     from clarity_fast.io.points import read_points
     from clarity_fast.region import parse_region, within
 
-    block = parse_region(region, name="--region").limits if region else None
+    blocks = [parse_region(text, name="--region") for text in region or []]
+    for a, b in itertools.combinations(blocks, 2):
+        if a.overlaps(b):
+            raise InputError(f"--region {a.text!r} and {b.text!r} overlap; blocks scored together must share no voxel")
+    named = " + ".join(b.text for b in blocks)
     predicted = read_points(pred)
     p, scores, t = predicted.cells, predicted.cell_scores, read_points(truth).cells  # non-cell markers (cellfinder XML Type 1) are left out
     if fit_threshold and scores is None:
@@ -503,24 +508,36 @@ def evaluate(
         radius, axis_scale = RADIUS_VOXELS if radius is None else radius, AXIS_WEIGHTS
         rule = f"within {radius:g} voxels, z counted double"
     pred_counted = truth_counted = None
-    if block:  # the block's points, and those around it that can pair with them or compete for their partners
-        def near(points: np.ndarray, *, radii: int) -> np.ndarray:
-            return within(points, bounds=tuple((lo - radii * radius / s, hi + radii * radius / s) for (lo, hi), s in zip(block, axis_scale)))
+    if blocks:  # the blocks' points, and those around them that can pair with them or compete for their partners
+        def inside(points: np.ndarray, *, radii: int = 0) -> np.ndarray:
+            """Per block, per point: whether it lies in the block grown by `radii` match radii."""
+            return np.array([within(points, bounds=tuple((lo - radii * radius / s, hi + radii * radius / s) for (lo, hi), s in zip(b.limits, axis_scale)))
+                             for b in blocks]).reshape(len(blocks), len(points))
 
-        keep = near(p, radii=3)
-        p, scores, t = p[keep], None if scores is None else scores[keep], t[near(t, radii=4)]
-        pred_counted, truth_counted = within(p, bounds=block), within(t, bounds=block)
+        keep = inside(p, radii=3).any(axis=0)
+        p, scores, t = p[keep], None if scores is None else scores[keep], t[inside(t, radii=4).any(axis=0)]
+        pred_in, truth_in = inside(p), inside(t)
+        pred_counted, truth_counted = pred_in.any(axis=0), truth_in.any(axis=0)
     match = match_points(pred=p, truth=t, radius=radius, axis_scale=axis_scale, pred_counted=pred_counted, truth_counted=truth_counted)
     n_pred, n_truth = match.tp + match.fp, match.tp + match.fn  # the detections and cells scored
-    if block:
+    per_block = []
+    if blocks:
         found_from_outside = int(np.sum(~pred_counted[match.pairs[:, 0]] & truth_counted[match.pairs[:, 1]]))
-        rule += f"; region {region}: {n_truth} cells, {int(pred_counted.sum())} detections in it" + (
-            f" and {found_from_outside} beside it that found one of its cells" if found_from_outside else "")
+        them, their = ("them", "their") if len(blocks) > 1 else ("it", "its")
+        rule += f"; region{'s' if len(blocks) > 1 else ''} {named}: {n_truth} cells, {int(pred_counted.sum())} detections in {them}" + (
+            f" and {found_from_outside} beside {them} that found one of {their} cells" if found_from_outside else "")
+        if len(blocks) > 1:
+            per_block = [(b.text, scored(match.pairs, pred_counted=mine_p, truth_counted=mine_t), int(mine_p.sum()))
+                         for b, mine_p, mine_t in zip(blocks, pred_in, truth_in)]
     for path, count in ((pred, n_pred), (truth, n_truth)):
         if not count:  # the scores are then conventions (both empty: all 1), not measurements
-            logging.getLogger("clarity_fast").warning("%s holds no cells%s: check it is the file you meant", path, f" in region {region!r}" if region else "")
-    result = dict(match.summary(), rule=rule, predictions=n_pred, truth=n_truth, **({"region": region} if region else {}))
+            logging.getLogger("clarity_fast").warning("%s holds no cells%s: check it is the file you meant", path, f" in region {named!r}" if blocks else "")
+    result = dict(match.summary(), rule=rule, predictions=n_pred, truth=n_truth, **({"region": named} if blocks else {}))
+    if per_block:
+        result["regions"] = [dict(m.summary(), region=text, detections_in_it=n) for text, m, n in per_block]
     lines = [f"precision {match.precision:.4f}  recall {match.recall:.4f}  F1 {match.f1:.4f}  (TP {match.tp}, FP {match.fp}, FN {match.fn}; {rule})"]
+    lines += [f"  region {text}: precision {m.precision:.4f}  recall {m.recall:.4f}  F1 {m.f1:.4f}  (TP {m.tp}, FP {m.fp}, FN {m.fn}; "
+              f"{m.tp + m.fn} cells, {n} detections in it)" for text, m, n in per_block]
     if fit_threshold and len(scores) and n_truth:
         threshold, best = best_threshold(
             pred=p, scores=scores, truth=t, radius=radius, axis_scale=axis_scale, pred_counted=pred_counted, truth_counted=truth_counted

@@ -107,10 +107,15 @@ def match_points(
     for group in np.split(order, np.flatnonzero(np.diff(edge_component[order])) + 1):
         if len(group):
             pairs.append(_cluster_pairs(i[group], j[group], distance[group]))
-    matched = np.concatenate(pairs)
-    tp = int(truth_counted[matched[:, 1]].sum())
-    fp = int(pred_counted.sum() - pred_counted[matched[:, 0]].sum())
-    return Match(tp=tp, fp=fp, fn=int(truth_counted.sum()) - tp, pairs=matched)
+    return scored(np.concatenate(pairs), pred_counted=pred_counted, truth_counted=truth_counted)
+
+
+def scored(pairs: np.ndarray, *, pred_counted: np.ndarray, truth_counted: np.ndarray) -> Match:
+    """A matching's counts where only the marked points are scored (match_points): of one block, say, of the several
+    a matching was made over at once. The pairs are kept whole."""
+    tp = int(truth_counted[pairs[:, 1]].sum())
+    fp = int(pred_counted.sum() - pred_counted[pairs[:, 0]].sum())
+    return Match(tp=tp, fp=fp, fn=int(truth_counted.sum()) - tp, pairs=pairs)
 
 
 def _counted(counted: np.ndarray | None, n: int) -> np.ndarray:

@@ -12,6 +12,7 @@ from scipy.spatial.distance import cdist
 
 from clarity_fast.detection import merge_duplicates
 from clarity_fast.errors import InputError
+from clarity_fast.io.points import Points, write_points
 from clarity_fast.settings import Scale
 from clarity_fast.evaluate import (
     balanced_threshold,
@@ -225,6 +226,30 @@ def test_evaluate_command_scores_an_annotated_region(tmp_path):
         assert bad.returncode == 2 and message in bad.stderr and bad.stderr.count("\n") == 1
     out = run_cli(*args, "--region", "5:9x:x:")
     assert out.returncode == 0 and "t.csv holds no cells in region '5:9x:x:'" in out.stderr
+
+
+def test_evaluate_command_scores_several_regions_together_and_each_alone(tmp_path):
+    """Blocks that tile the volume score as the whole volume does, each block's counts summing to it; each block
+    alone scores as --region of it alone; overlapping blocks are refused."""
+    rng = np.random.default_rng(3)
+    truth = rng.uniform(0, [10, 60, 60], (120, 3))
+    pred = np.concatenate([truth[:100] + rng.normal(0, 0.6, (100, 3)), rng.uniform(0, [10, 60, 60], (20, 3))])
+    write_points(tmp_path / "t.csv", Points(zyx=truth))
+    write_points(tmp_path / "p.csv", Points(zyx=pred, score=rng.uniform(0.3, 1, len(pred))), score_name="probability")
+    args = ("evaluate", "--pred", tmp_path / "p.csv", "--truth", tmp_path / "t.csv", "--json")
+    whole = json.loads(run_cli(*args, "--fit-threshold").stdout)
+    blocks = (":x:x:20", ":x:30x20:", ":x30:x20:")
+    tiled = json.loads(run_cli(*args, "--fit-threshold", *[a for b in blocks for a in ("--region", b)]).stdout)
+    assert [tiled[k] for k in ("tp", "fp", "fn", "best_threshold")] == [whole[k] for k in ("tp", "fp", "fn", "best_threshold")]
+    assert tiled["region"] == " + ".join(blocks) and [r["region"] for r in tiled["regions"]] == list(blocks)
+    for key in ("tp", "fp", "fn"):
+        assert sum(r[key] for r in tiled["regions"]) == tiled[key]
+    for block, alone in zip(blocks, tiled["regions"]):
+        assert all(json.loads(run_cli(*args, "--region", block).stdout)[k] == alone[k] for k in ("tp", "fp", "fn"))
+    text = run_cli(*args[:-1], "--region", blocks[0], "--region", blocks[1]).stdout.splitlines()
+    assert f"regions {blocks[0]} + {blocks[1]}:" in text[0] and text[1].startswith(f"  region {blocks[0]}: precision")
+    bad = run_cli(*args, "--region", ":x:x:20", "--region", ":x:x19:")
+    assert bad.returncode == 2 and "--region ':x:x:20' and ':x:x19:' overlap" in bad.stderr and bad.stderr.count("\n") == 1
 
 
 def test_typed_threshold_keeps_what_the_threshold_keeps():
