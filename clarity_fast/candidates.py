@@ -144,10 +144,14 @@ class SlabPrefilter:
 
 def prefilter_reach(settings: PrefilterSettings) -> tuple[int, int, int]:
     """Voxels each side, per axis, that the candidates at a voxel depend on: the filters' halo (as along z for a
-    slab) and the neighbourhood a maximum is compared with."""
+    slab; along x the noise window's reach one more, as the noise proxy differences neighbours along x) and the
+    neighbourhood a maximum is compared with."""
     offsets = footprint_offsets(settings.min_separation)
     reach = np.abs(offsets).max(axis=0) if len(offsets) else np.zeros(3, np.int64)
-    return tuple(z_halo(sigma_z=s, noise_half_width_z=h) + int(r) for s, h, r in zip(settings.sigma, settings.noise_half_width, reach))
+    proxy = (0, 0, 1)  # abs_second_difference_x reads x - 1 and x + 1
+    return tuple(
+        z_halo(sigma_z=s, noise_half_width_z=h + d) + int(r) for s, h, d, r in zip(settings.sigma, settings.noise_half_width, proxy, reach)
+    )
 
 
 def iter_slabs(

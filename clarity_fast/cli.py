@@ -162,16 +162,16 @@ def candidates(
 
     check_output_path(out)
     points_format(out)
-    block = parse_region(region, name="--region") if region else None
+    block = parse_region(region, name="--region") if region is not None else None
     start = time.perf_counter()
     with LevelledReader(open_volume(volume, channel=channel)) as whole:
+        bounds = None if block is None else block.bounds(whole.shape, source=str(volume))  # the --region proposed in, checked first
         user = parse_triple(voxel_size, name="--voxel-size") if voxel_size else None
         reading = read_scale(whole, voxel_size=user, cell_diameter=cell_diameter, source=volume)
         parts, noise = [], reading.noise
         settings = PrefilterSettings(scale=reading.scale, threshold=threshold, slab_depth=slab_depth)
-        reader, bounds = whole, None  # the voxels read, and the --region proposed in (None: all of them)
-        if block is not None:  # read with the prefilter's reach around it, so that its candidates are the whole volume's there
-            bounds = block.bounds(whole.shape, source=str(volume))
+        reader = whole  # the voxels read
+        if bounds is not None:  # with the prefilter's reach around the region, so that its candidates are the whole volume's there
             reader = BlockReader(whole, bounds=grown(bounds, shape=whole.shape, reach=np.asarray(prefilter_reach(settings))), name=block.text)
         n_slabs = -(-reader.shape[0] // slab_depth)
         with progress_bar(total=n_slabs, description="candidates") as bar:
@@ -239,7 +239,7 @@ def detect(
         volume=volume, model=model, out=out, output_format=output_format, batch=batch, threshold=threshold,
         voxel_size=parse_triple(voxel_size, name="--voxel-size") if voxel_size else None, cell_diameter=cell_diameter,
         device=device, slab_depth=slab_depth, preview=preview, resume=resume, channel=channel, scheduler=scheduler,
-        workers=workers, adapt=adapt, region=parse_region(region, name="--region") if region else None,
+        workers=workers, adapt=adapt, region=parse_region(region, name="--region") if region is not None else None,
     )
     for line in run_detection(request).lines():
         typer.echo(line)

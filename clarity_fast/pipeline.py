@@ -29,12 +29,11 @@ from clarity_fast.detection import Scorer, merge_duplicates
 from clarity_fast.errors import InputError, ModelError
 from clarity_fast.export.providers import physical_memory
 from clarity_fast.io.volumes import VolumeReader
-from clarity_fast.kernels.gather import Grid, gather_patches, working_grid
+from clarity_fast.kernels.gather import Grid, gather_patches
 from clarity_fast.kernels.turns import kernel_turns
 from clarity_fast.model.config import ModelConfig, NetworkConfig
 from clarity_fast.model.samples import to_voxels
 from clarity_fast.noise_correlation import NoiseModel, volume_noise
-from clarity_fast.resample import points_to
 from clarity_fast.score_mixture import Mixture, fit_mixture, mixture_factor
 from clarity_fast.settings import PrefilterSettings, Scale, VoxelSize, snap_factors
 from clarity_fast.volume_share import (
@@ -261,8 +260,7 @@ def process_slabs(
     """Detect in the given slabs, in order, calling on_result as each finishes; adds busy time to `seconds`."""
     for stage in STAGES:
         seconds.setdefault(stage, 0.0)
-    factors = settings.zoom(model)
-    grid = working_grid(reader.shape, factors=factors)
+    grid = reader.working_grid(settings.zoom(model))
     prefilter = SlabPrefilter(
         settings=settings.prefilter,
         shape=reader.shape,
@@ -280,7 +278,7 @@ def process_slabs(
     stages = [
         threading.Thread(
             target=_prefilter_slabs,
-            kwargs=dict(reader=reader, prefilter=prefilter, grid=grid, factors=factors, patch=model.network.patch,
+            kwargs=dict(reader=reader, prefilter=prefilter, grid=grid, patch=model.network.patch,
                         slabs=slabs, project=settings.project, room=slab_room, out=slab_queue, stop=stop, threads=threads, seconds=seconds,
                         turns=turns),
             name="clarity-fast-prefilter",
@@ -362,15 +360,17 @@ def detect(
     checkpoint: Checkpoint | None = None,
     on_slab: Callable[[int, int, int], None] | None = None,
     run_slabs: SlabRunner | None = None,
+    block: bool = False,
 ) -> Result:
     """Cells in the volume: candidate positions whose patch scores above the threshold, duplicates merged.
 
     Slabs a checkpoint holds are loaded, not recomputed; each finished slab is saved to it.
     on_slab(z0, z1, detections so far) is called as each slab finishes (progress). run_slabs(slabs, on_result,
-    seconds) computes slabs elsewhere (distributed.run_on_cluster); by default, here with process_slabs.
+    seconds) computes slabs elsewhere (distributed.run_on_cluster); by default, here with process_slabs. `block`: the
+    reader is a block of a larger volume, which may hold background alone (one value throughout is then no error).
     """
     start = time.perf_counter()
-    grid_shape = working_grid(reader.shape, factors=settings.zoom(model)).shape
+    grid_shape = reader.working_grid(settings.zoom(model)).shape
     if min(grid_shape[1:]) < model.network.patch:
         raise InputError(
             f"{reader.path}: planes of {reader.shape[1]}×{reader.shape[2]} voxels are {grid_shape[1]}×{grid_shape[2]} on the "
@@ -407,7 +407,7 @@ def detect(
     else:
         run_slabs(todo, finished, seconds)
     low, high = min((r.low for r in parts), default=0.0), max((r.high for r in parts), default=0.0)
-    if low == high:
+    if low == high and not block:
         raise InputError(f"{reader.path}: every voxel is {low:g}; an empty or blank acquisition has no cells to find")
     if low < 0:
         log.warning("%s: negative values (down to %g); processed as they are", reader.path, low)
@@ -441,7 +441,7 @@ def _put(out: queue.Queue, item: object, stop: threading.Event) -> bool:
 
 
 def _prefilter_slabs(
-    *, reader, prefilter: SlabPrefilter, grid: Grid, factors, patch: int, slabs, project: bool, room, out: queue.Queue, stop,
+    *, reader, prefilter: SlabPrefilter, grid: Grid, patch: int, slabs, project: bool, room, out: queue.Queue, stop,
     threads: int, seconds, turns
 ) -> None:
     """Read and prefilter each slab, once `room` has room for it; hand on its planes and candidates (or the
@@ -453,7 +453,7 @@ def _prefilter_slabs(
             if not _acquire(room, stop):
                 return
             a, b = prefilter.planes_needed(z0, z1)
-            wz = to_voxels(points_to(np.array([[z0, 0, 0], [z1 - 1, 0, 0]]), factors=factors), shape=grid.shape)[:, 0]
+            wz = to_voxels(grid.to_working(np.array([[z0, 0, 0], [z1 - 1, 0, 0]])), shape=grid.shape)[:, 0]
             ga, gb = grid.native_rows(int(wz[0]) - half, int(wz[1]) + patch - half)
             first, last = min(a, ga), max(b, gb)
             t = time.perf_counter()
@@ -466,7 +466,7 @@ def _prefilter_slabs(
             with turns:
                 found = prefilter.run(planes, first=first, z0=z0, z1=z1)
             seconds["prefilter"] += time.perf_counter() - t
-            centres = to_voxels(points_to(found.zyx, factors=factors), shape=grid.shape)
+            centres = to_voxels(grid.to_working(found.zyx), shape=grid.shape)
             if (z0, z1) == slabs[-1]:
                 prefilter.release()
             if not _put(out, _Slab(z0, z1, first, planes, found, centres, low, high, projection, reader.odd_planes(z0, z1)), stop):

@@ -12,8 +12,6 @@ from clarity_fast.candidates import prefilter_reach
 from clarity_fast.errors import InputError
 from clarity_fast.settings import PrefilterSettings
 
-ALIGN_SLACK = 32  # voxels a block's start may move out to fall on the whole volume's working grid (grown)
-
 
 @dataclass(frozen=True)
 class Region:
@@ -86,17 +84,6 @@ def context_reach(
     return np.maximum(np.asarray(prefilter_reach(prefilter)), patch_reach).astype(int)
 
 
-def grown(
-    bounds: tuple[tuple[int, int], ...], *, shape: tuple[int, ...], reach: np.ndarray, factors: tuple[float, float, float] = (1.0, 1.0, 1.0)
-) -> tuple[tuple[int, int], ...]:
-    """The block `bounds` grown by `reach` voxels each side, inside a volume of `shape`, each start moved out (by up
-    to ALIGN_SLACK voxels) to where the working grid zoomed by `factors` from the file's voxels falls on the whole
-    volume's: exactly where a start times its factor is a whole number (always at 0), else as near as found. Off the
-    whole's grid, a block's patches would sample other points, and its scores differ a little."""
-    return tuple((_aligned(max(lo - int(r), 0), f), min(hi + int(r), n)) for (lo, hi), r, n, f in zip(bounds, reach, shape, factors))
-
-
-def _aligned(start: int, factor: float) -> int:
-    """Of start, start - 1, ... (ALIGN_SLACK of them, none below 0), the first whose position on the working grid,
-    start * factor, is nearest a whole number."""
-    return min(range(start, max(start - ALIGN_SLACK, 0) - 1, -1), key=lambda o: abs(o * factor - round(o * factor)))
+def grown(bounds: tuple[tuple[int, int], ...], *, shape: tuple[int, ...], reach: np.ndarray) -> tuple[tuple[int, int], ...]:
+    """The block `bounds` grown by `reach` voxels each side, inside a volume of `shape`."""
+    return tuple((max(lo - int(r), 0), min(hi + int(r), n)) for (lo, hi), r, n in zip(bounds, reach, shape))

@@ -158,6 +158,7 @@ def run_detection(request: DetectRequest) -> DetectReport:
     model = scorer.config
     check_batch_memory(batch=request.batch, network=model.network, on_cpu=scorer.provider == CPU)
     with LevelledReader(open_volume(request.volume, channel=request.channel)) as whole:
+        region = None if request.region is None else request.region.bounds(whole.shape, source=str(request.volume))  # checked first
         diameter = model.cell_diameter if request.cell_diameter is None else request.cell_diameter
         reading = read_scale(whole, voxel_size=request.voxel_size, cell_diameter=diameter, source=request.volume)
         noise = reading.noise  # measured once, here, so that cluster tasks need not measure it again
@@ -172,13 +173,10 @@ def run_detection(request: DetectRequest) -> DetectReport:
             adapt=request.adapt,
             noise=noise,
         )
-        reader, region = whole, None  # the voxels read, and the --region detected in (None: all of them)
-        if request.region is not None:
-            region = request.region.bounds(whole.shape, source=str(request.volume))
-            reader = block_read(whole, region=region, settings=settings, model=model, name=request.region.text)
+        reader = whole if region is None else block_read(whole, region=region, settings=settings, model=model, name=request.region.text)
         fingerprint = dict(
             volume=_file_identity(request.volume, outputs=request.outputs), channel=request.channel, shape=list(whole.shape),
-            **({"region": [list(b) for b in region]} if request.region is not None else {}),
+            **({"region": [list(b) for b in region]} if region is not None else {}),
             model=model_digest(model_path), voxel_size=list(settings.voxel_size), cell_diameter=settings.cell_diameter,
             threshold=settings.threshold, prefilter_threshold=settings.prefilter_threshold, slab_depth=settings.slab_depth,
             project=settings.project, adapt=settings.adapt, noise=asdict(noise), version=__version__, checkpoint_format=CHECKPOINT_FORMAT,  # another release may cut candidates differently
@@ -207,7 +205,8 @@ def run_detection(request: DetectRequest) -> DetectReport:
                 )
             try:
                 result = detect(
-                    reader, scorer=scorer, model=model, settings=settings, checkpoint=checkpoint, on_slab=on_slab, run_slabs=run_slabs
+                    reader, scorer=scorer, model=model, settings=settings, checkpoint=checkpoint, on_slab=on_slab, run_slabs=run_slabs,
+                    block=region is not None,
                 )
             except (InputError, ModelError):
                 checkpoint.clear()  # resuming cannot mend the input or the model: leave nothing behind
@@ -217,21 +216,21 @@ def run_detection(request: DetectRequest) -> DetectReport:
                     checkpoint.clear()
                 raise
         shape = whole.shape
-    if request.region is not None:  # back to the whole volume's voxels; the context read around the region is dropped
+    if region is not None:  # back to the whole volume's voxels; the context read around the region is dropped
         result = in_region(result, reader=reader, bounds=region)
     result.seconds["noise"], result.seconds["cell_shape"] = reading.noise_seconds, reading.shape_seconds
     result.seconds["total"] += reading.noise_seconds + reading.shape_seconds
-    origin = reader.origin if request.region is not None else np.zeros(3, int)
+    corner = np.array([lo for lo, _ in region]) if region is not None else np.zeros(3, int)  # of the preview's picture
     points = Points(zyx=result.zyx, score=result.probability)
     write_points(request.out, points, format=request.format, image_filename=Path(request.volume).name, score_name="probability")
     request.summary_path.unlink(missing_ok=True)  # an earlier run's: should what follows fail, it would describe other cells
     if request.preview is not None:
         from clarity_fast.preview import write_preview
 
-        write_preview(request.preview, projection=result.projection, zyx=result.zyx - origin, radius_yx=settings.scale.cell_radius_voxels[1:])
+        write_preview(request.preview, projection=result.projection, zyx=result.zyx - corner, radius_yx=settings.scale.cell_radius_voxels[1:])
     summary = dict(
         volume=str(request.volume), shape=list(shape),
-        region=None if request.region is None else dict(text=request.region.text, bounds=[list(b) for b in region], read=[list(b) for b in reader.bounds]),
+        region=None if region is None else dict(text=request.region.text, bounds=[list(b) for b in region], read=[list(b) for b in reader.bounds]),
         voxel_size_um=list(reading.voxel_size), cell_diameter_um=settings.cell_diameter,
         model=str(model_path), model_training=model.training, device=scorer.device, provider=scorer.provider,
         threshold=settings.threshold, prefilter_threshold=settings.prefilter_threshold, batch=settings.batch,
@@ -253,18 +252,26 @@ def run_detection(request: DetectRequest) -> DetectReport:
     return DetectReport(summary)
 
 
+MERGE_CHAIN = 2  # merge radii of detections read beside a region: one there can take over one in it only if it outlives its own neighbours
+
+
 def block_read(whole: VolumeReader, *, region: tuple[tuple[int, int], ...], settings: DetectSettings, model: ModelConfig, name: str) -> BlockReader:
-    """The region with the context its candidates and patches depend on around it, read as a volume of its own; its
-    detections are then the whole volume's there (to a working voxel's rounding where detect resamples)."""
-    reach = context_reach(settings.prefilter, factors=settings.zoom(model), patch=model.network.patch)
-    return BlockReader(whole, bounds=grown(region, shape=whole.shape, reach=reach, factors=settings.zoom(model)), name=name)
+    """The region with the context its detections depend on around it, read as a volume of its own: the candidates
+    and patches of those in it and of those MERGE_CHAIN merge radii beside it that merging weighs against them. Its
+    detections are then the whole volume's there (but where a chain of merges reaches in from further out)."""
+    merges = MERGE_CHAIN * np.ceil(settings.scale.merge_radius_voxels)
+    reach = context_reach(settings.prefilter, factors=settings.zoom(model), patch=model.network.patch) + merges.astype(int)
+    return BlockReader(whole, bounds=grown(region, shape=whole.shape, reach=reach), name=name)
 
 
 def in_region(result: Result, *, reader: BlockReader, bounds: tuple[tuple[int, int], ...]) -> Result:
-    """A block's result in the whole volume's voxels (detections and levelled planes), detections in `bounds` only."""
+    """A block's result cut to the region `bounds`, in the whole volume's voxels: its detections and levelled planes
+    there, and its projection's part there (the projection of every plane read)."""
     zyx, keep = in_whole(result.zyx, origin=reader.origin, bounds=bounds)
-    odd = {k + int(reader.origin[0]): flat for k, flat in result.odd_planes.items()}
-    return replace(result, zyx=zyx[keep], probability=result.probability[keep], odd_planes=odd)
+    (z0, z1), rows, columns = (np.array(b) - o for b, o in zip(bounds, reader.origin))
+    odd = {k + int(reader.origin[0]): flat for k, flat in result.odd_planes.items() if z0 <= k < z1}
+    projection = None if result.projection is None else result.projection[slice(*rows), slice(*columns)]
+    return replace(result, zyx=zyx[keep], probability=result.probability[keep], odd_planes=odd, projection=projection)
 
 
 def adapt_line(summary: dict) -> str:

@@ -306,29 +306,45 @@ def test_detect_refuses_bad_requests_with_one_line(brain, tmp_path, args, code, 
     assert not (tmp_path / "cells.csv").exists()
 
 
-@pytest.mark.parametrize("voxel_size", [None, (5.0, 2.5, 2.5)])
-def test_a_region_finds_the_whole_volumes_cells_there(brain, tmp_path, voxel_size):
+@pytest.mark.parametrize("scale", [{}, dict(voxel_size=(5.0, 2.5, 2.5)), dict(voxel_size=(5.3, 1.7, 1.9)), dict(cell_diameter=16.0)])
+def test_a_region_finds_the_whole_volumes_cells_there(brain, tmp_path, scale):
     """Read with its context, a block's detections are the whole run's inside it, positions and probabilities, at
-    the file's scale and resampled (its working grid falls on the whole's); written in the whole volume's voxels.
+    the file's scale and resampled by any factors (its working grid is the whole's, cut to it: at 16 µm the whole
+    grid's 22.5 planes round to 22, a block's from plane 12 to 14 of its own); written in the whole volume's voxels.
     Without adapting: that follows the candidates read, the block's own."""
     from clarity_fast.region import parse_region, within
 
     _, path = brain
     whole = tmp_path / "whole.csv"
-    run_detection(DetectRequest(volume=path, out=whole, voxel_size=voxel_size, adapt=False, progress=False))
+    run_detection(DetectRequest(volume=path, out=whole, adapt=False, progress=False, **scale))
     everywhere = read_points(whole, shape=(30, 96, 96))
-    for text in ("4:20x10:60x30:90", ":x:40x:", "25:x50:x:"):
+    for text in ("4:20x10:60x30:90", ":x:40x:", "25:x50:x:", "24:30x:x:", "9:10x:x3:70"):
         out = tmp_path / "part.csv"
         report = run_detection(
-            DetectRequest(volume=path, out=out, voxel_size=voxel_size, adapt=False, progress=False, region=parse_region(text, name="--region"))
+            DetectRequest(volume=path, out=out, adapt=False, progress=False, region=parse_region(text, name="--region"), **scale)
         )
         part = read_points(out, shape=(30, 96, 96))
         inside = within(everywhere.cells, bounds=report.summary["region"]["bounds"])
-        assert len(part.cells) == inside.sum() > 0 and report.summary["cells"] == len(part.cells)
+        assert len(part.cells) == inside.sum() and report.summary["cells"] == len(part.cells)
         np.testing.assert_array_equal(part.cells, everywhere.cells[inside])
         np.testing.assert_allclose(part.score, everywhere.score[inside], atol=1e-6)  # the CSV's six decimals
         assert report.summary["shape"] == [30, 96, 96] and report.summary["region"]["text"] == text
         assert report.lines()[0].startswith(f"{len(part.cells)} cells in region {text} of ")
+
+
+def test_a_blank_region_has_no_cells_and_an_empty_region_text_is_refused(brain, tmp_path):
+    """Background alone in a block is no blank acquisition; `--region ""` is no whole-volume run."""
+    from clarity_fast.region import parse_region
+
+    brain, _ = brain
+    volume = brain.volume().copy()
+    volume[:, :40, :40] = 0
+    write_tiff(tmp_path / "v.tif", volume, voxel_size=brain.settings.scale.voxel_size)
+    report = run_detection(DetectRequest(volume=tmp_path / "v.tif", out=tmp_path / "c.csv", region=parse_region("0:30x0:10x0:10", name="--region"), progress=False))
+    assert report.summary["cells"] == 0 and read_points(tmp_path / "c.csv").cells.shape == (0, 3)
+    for command in ("detect", "candidates"):
+        out = run_cli(command, tmp_path / "v.tif", "--out", tmp_path / "e.csv", "--region", "")
+        assert out.returncode == 2 and "--region must be Z0:Z1xY0:Y1xX0:X1" in out.stderr and not (tmp_path / "e.csv").exists()
 
 
 def test_a_region_run_resumes_only_its_own_checkpoint(brain, tmp_path, monkeypatch, caplog):

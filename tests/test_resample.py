@@ -2,6 +2,8 @@
 
 import numpy as np
 import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
 
 from clarity_fast.kernels.gather import gather_patches, resample_volume, working_grid
 from clarity_fast.resample import points_from, points_to
@@ -49,3 +51,31 @@ def test_working_scale_spans_the_cell():
     s = Scale(voxel_size=(6.0, 1.62, 1.62), cell_diameter=8.0)
     assert np.allclose(s.working.cell_diameter_voxels, WORKING_CELL_VOXELS)
     assert Scale(voxel_size=(4.0, 2.0, 2.0), cell_diameter=12.0).to_working == (1.0, 1.0, 1.0)
+
+
+@settings(max_examples=60, deadline=None)
+@given(
+    shape=st.tuples(*[st.integers(1, 60)] * 3),
+    factors=st.tuples(*[st.sampled_from([1.0, 0.5, 0.75, 0.8, 1.25, 1.325, 0.865, 2.0, 1 / 3])] * 3),
+    cut=st.tuples(*[st.tuples(st.floats(0, 1), st.floats(0, 1))] * 3),
+)
+def test_a_blocks_grid_is_the_whole_volumes_cut_to_it(shape, factors, cut):
+    """Its working voxels sample the native points the whole volume's do (shifted by the block's start), and its
+    points map to the whole's working voxels less the block's first; at the volume's far end both grids end alike."""
+    block = tuple((int(a * (n - 1)), max(int(a * (n - 1)) + 1, int(b * n))) for (a, b), n in zip(cut, shape))
+    whole = working_grid(shape, factors=factors)
+    try:
+        part = working_grid(shape, factors=factors, block=block)
+    except ValueError:  # a block thinner than one working voxel's samples
+        assert any(not np.any((lo >= a) & (hi < b)) for lo, hi, (a, b) in zip(whole.lo, whole.hi, block))
+        return
+    for axis, (a, b) in enumerate(block):
+        w0 = part.first[axis]
+        n = len(part.lo[axis])
+        np.testing.assert_array_equal(part.lo[axis] + a, whole.lo[axis][w0 : w0 + n])
+        np.testing.assert_array_equal(part.hi[axis] + a, whole.hi[axis][w0 : w0 + n])
+        np.testing.assert_array_equal(part.weight[axis], whole.weight[axis][w0 : w0 + n])
+        assert (w0 + n == len(whole.lo[axis])) == (whole.hi[axis][-1] < b)  # so always where the block reaches the far end
+    points = np.array([[a for a, _ in block], [b - 1 for _, b in block]], dtype=float)
+    np.testing.assert_allclose(part.to_working(points - part.origin), whole.to_working(points) - part.first, atol=1e-9)
+    np.testing.assert_allclose(part.to_native(part.to_working(points - part.origin)), points - part.origin, atol=1e-9)

@@ -7,6 +7,7 @@ from pathlib import Path
 import numpy as np
 
 from clarity_fast.io.volumes import VolumeReader
+from clarity_fast.kernels.gather import Grid, working_grid
 
 READ_PLANES = 16  # planes of the whole volume read at a time: a whole brain's planes are wide
 
@@ -35,6 +36,10 @@ class BlockReader(VolumeReader):
             b = min(a + READ_PLANES, z1)
             out[a - z0 : b - z0] = self.whole.read_slab(first + a, first + b)[:, slice(*rows), slice(*columns)]
         return out
+
+    def working_grid(self, factors: tuple[float, float, float]) -> Grid:
+        """The whole volume's working grid cut to the block: its patches sample the points the whole volume's do."""
+        return working_grid(self.whole.shape, factors=factors, block=self.bounds)
 
     def odd_planes(self, z0: int, z1: int) -> dict[int, bool]:
         first = self.bounds[0][0]

@@ -20,7 +20,7 @@ from collections.abc import Callable, Iterable, Iterator, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from types import ModuleType, TracebackType
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
 import tifffile
@@ -29,6 +29,9 @@ from clarity_fast.errors import ClarityError, InputError
 from clarity_fast.io.atomic import atomic_path
 from clarity_fast.messages import listed
 from clarity_fast.settings import VoxelSize
+
+if TYPE_CHECKING:
+    from clarity_fast.kernels.gather import Grid
 
 log = logging.getLogger("clarity_fast")
 
@@ -103,6 +106,12 @@ class VolumeReader(ABC):
         """Planes of z0..z1-1 read so far that the reader changed from what is stored (True: replaced whole), for
         the record; a plain reader changes none."""
         return {}
+
+    def working_grid(self, factors: tuple[float, float, float]) -> Grid:
+        """The working grid its voxels are sampled on for the network, zoomed by `factors` (kernels.gather)."""
+        from clarity_fast.kernels.gather import working_grid  # numba: not needed to read a volume
+
+        return working_grid(self.shape, factors=factors)
 
     def close(self) -> None:
         """Release file handles; readers that hold none need not override this."""

@@ -17,7 +17,7 @@ import numba
 import numpy as np
 
 from clarity_fast.kernels.filters import reflect, reflected_rows
-from clarity_fast.resample import resampled_shape
+from clarity_fast.resample import points_from, points_to, resampled_shape
 
 # A patch whose spread is within float32 rounding of its level is flat and stays all zeros, instead of its rounding
 # being blown up to unit variance; relative, so that a float volume's units do not matter (a fixed 1e-6 flattened
@@ -35,6 +35,17 @@ class Grid:
     lo: tuple[np.ndarray, np.ndarray, np.ndarray]
     hi: tuple[np.ndarray, np.ndarray, np.ndarray]
     weight: tuple[np.ndarray, np.ndarray, np.ndarray]
+    factors: tuple[float, float, float] = (1.0, 1.0, 1.0)
+    origin: tuple[int, int, int] = (0, 0, 0)  # a block's: the whole volume's native voxel where its native voxels start
+    first: tuple[int, int, int] = (0, 0, 0)  # ... and the whole volume's working voxel where its working voxels start
+
+    def to_working(self, points: np.ndarray) -> np.ndarray:
+        """Native voxel coordinates (of the block, for a block's grid) -> this grid's working voxel coordinates."""
+        return points_to(np.asarray(points, dtype=float) + self.origin, factors=self.factors) - self.first
+
+    def to_native(self, points: np.ndarray) -> np.ndarray:
+        """This grid's working voxel coordinates -> native voxel coordinates (of the block, for a block's grid)."""
+        return points_from(np.asarray(points, dtype=float) + self.first, factors=self.factors) - self.origin
 
     @cached_property
     def identity(self) -> bool:
@@ -53,8 +64,12 @@ class Grid:
         return int(self.lo[0][rows].min()), int(self.hi[0][rows].max()) + 1
 
 
-def working_grid(native_shape: tuple[int, int, int], *, factors: tuple[float, float, float] = (1.0, 1.0, 1.0)) -> Grid:
-    """The working grid of a volume of `native_shape` zoomed by `factors` (1: the native voxels themselves)."""
+def working_grid(
+    native_shape: tuple[int, int, int], *, factors: tuple[float, float, float] = (1.0, 1.0, 1.0), block: tuple[tuple[int, int], ...] | None = None
+) -> Grid:
+    """The working grid of a volume of `native_shape` zoomed by `factors` (1: the native voxels themselves). With
+    `block` (start, end per axis, end exclusive), the part of it that samples the block only, in the block's voxels:
+    a block read out of a volume is sampled where the volume is, and ends where it ends, whatever the factors."""
     lo, hi, weight = [], [], []
     for n, f, m in zip(native_shape, factors, resampled_shape(native_shape, factors=factors)):
         if f == 1.0:
@@ -64,7 +79,17 @@ def working_grid(native_shape: tuple[int, int, int], *, factors: tuple[float, fl
         u = np.clip((np.arange(m) + 0.5) / f - 0.5, 0, n - 1)
         below = np.floor(u).astype(np.int64)
         lo.append(below), hi.append(np.minimum(below + 1, n - 1)), weight.append(u - below)
-    return Grid(tuple(lo), tuple(hi), tuple(weight))
+    if block is None:
+        return Grid(tuple(lo), tuple(hi), tuple(weight), factors=tuple(factors))
+    cuts = [np.flatnonzero((low >= a) & (high < b)) for low, high, (a, b) in zip(lo, hi, block)]  # contiguous: lo, hi rise
+    if any(not len(c) for c in cuts):
+        raise ValueError(f"the block {block} holds no working voxel")
+    return Grid(
+        tuple(low[c[0] : c[-1] + 1] - a for low, c, (a, _) in zip(lo, cuts, block)),
+        tuple(high[c[0] : c[-1] + 1] - a for high, c, (a, _) in zip(hi, cuts, block)),
+        tuple(w[c[0] : c[-1] + 1] for w, c in zip(weight, cuts)),
+        factors=tuple(factors), origin=tuple(int(a) for a, _ in block), first=tuple(int(c[0]) for c in cuts),
+    )
 
 
 def resample_volume(volume: np.ndarray, *, grid: Grid) -> np.ndarray:

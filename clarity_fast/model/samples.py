@@ -17,13 +17,12 @@ from clarity_fast.cell_shape import corrected_scale
 from clarity_fast.io.block import BlockReader
 from clarity_fast.io.points import read_points
 from clarity_fast.io.volumes import open_array, open_volume
-from clarity_fast.kernels.gather import Grid, gather_patches, resample_volume, working_grid
+from clarity_fast.kernels.gather import Grid, gather_patches, resample_volume
 from clarity_fast.manifest import Entry
 from clarity_fast.model.config import NetworkConfig
 from clarity_fast.noise_correlation import volume_noise
 from clarity_fast.plane_levels import LevelledReader
 from clarity_fast.region import context_reach, grown, within
-from clarity_fast.resample import points_from, points_to
 from clarity_fast.settings import (
     PrefilterSettings,
     Scale,
@@ -61,7 +60,7 @@ class AnnotatedVolume:
 
     def to_native(self, points: np.ndarray) -> np.ndarray:
         """Working-scale voxel coordinates -> the file's voxel coordinates (for scoring against its points)."""
-        return points_from(points, factors=self.factors)
+        return self.grid.to_native(points)
 
     def distance_in_radii(self, points: np.ndarray) -> np.ndarray:
         """Distance from each point to the nearest annotation (the block's or one beside it), in cell radii (inf
@@ -94,7 +93,7 @@ class AnnotatedVolume:
         if self.region is None:
             points = (rng.random((4 * n, 3)) * np.asarray(self.grid.shape)).astype(np.int64)
         else:
-            lo, hi = (points_to(np.array(b, dtype=float) - 0.5, factors=self.factors) for b in zip(*self.region))
+            lo, hi = (self.grid.to_working(np.array(b, dtype=float) - 0.5) for b in zip(*self.region))
             points = to_voxels(lo + rng.random((4 * n, 3)) * (hi - lo), shape=self.grid.shape)
             points = points[self.annotated(points)]
         return points[self.distance_in_radii(points) > RANDOM_CLEARANCE][:n]
@@ -128,7 +127,7 @@ def load_annotated(
             region = entry.region.bounds(reader.shape, source=source) if entry.region else tuple((0, n) for n in reader.shape)
             # a region is read with the context its candidates and (jittered) patches see
             reach = context_reach(settings, factors=factors, patch=patch, jitter=jitter_reach(scale)) if entry.region else np.zeros(3)
-            block = BlockReader(reader, bounds=grown(region, shape=reader.shape, reach=reach, factors=factors), name=entry.region.text if entry.region else ":x:x:")
+            block = BlockReader(reader, bounds=grown(region, shape=reader.shape, reach=reach), name=entry.region.text if entry.region else ":x:x:")
             data = block.read_slab(0, block.shape[0])
             cells = _annotated_cells(entry, shape=reader.shape)
         # The prefilter runs on the file's own voxels (interpolation would correlate the noise it measures);
@@ -145,11 +144,11 @@ def load_annotated(
         if not len(cells) and not entry.partial:
             log.warning("%s holds no cells%s: every candidate in %s is taught as a non-cell (mark it annotations=partial if cells "
                         "were left out)", entry.points, f" in region {entry.region.text!r}" if entry.region else "", entry.name)
-        grid = working_grid(data.shape, factors=factors)
-        found = Candidates(to_voxels(points_to(found.zyx, factors=factors), shape=grid.shape), found.response)
+        grid = block.working_grid(factors)  # for a region, the whole volume's cut to the voxels read
+        found = Candidates(to_voxels(grid.to_working(found.zyx), shape=grid.shape), found.response)
         volumes.append(
-            AnnotatedVolume(entry.name, entry.group, data, grid, resample_volume(data, grid=grid), points_to(cells, factors=factors),
-                            found, scale, factors, entry.partial, inside, None if listed is None else points_to(listed, factors=factors))
+            AnnotatedVolume(entry.name, entry.group, data, grid, resample_volume(data, grid=grid), grid.to_working(cells),
+                            found, scale, factors, entry.partial, inside, None if listed is None else grid.to_working(listed))
         )
     return volumes
 
