@@ -465,7 +465,9 @@ def export(
 
 @app.command()
 def evaluate(
-    pred: Annotated[Path, typer.Option("--pred", help="Detections: CSV or cellfinder XML (voxels).")],
+    pred: Annotated[
+        list[Path], typer.Option("--pred", help="Detections: CSV or cellfinder XML (voxels). Repeat it to pool several files (detect --region runs of different blocks, say).")
+    ],
     truth: Annotated[Path, typer.Option("--truth", help="Ground truth: CSV or cellfinder XML (voxels).")],
     radius: Annotated[
         Optional[float], typer.Option("--radius", help="Match radius: µm with --voxel-size, else voxels with z counted double (default 3.5).")
@@ -495,10 +497,12 @@ def evaluate(
         if a.overlaps(b):
             raise InputError(f"--region {a.text!r} and {b.text!r} overlap; blocks scored together must share no voxel")
     named = " + ".join(b.text for b in blocks)
-    predicted = read_points(pred)
-    p, scores, t = predicted.cells, predicted.cell_scores, read_points(truth).cells  # non-cell markers (cellfinder XML Type 1) are left out
-    if fit_threshold and scores is None:
-        raise InputError(f"{pred}: --fit-threshold needs detections with scores (a score or probability column, as detect writes)")
+    predicted = [read_points(path) for path in pred]  # non-cell markers (cellfinder XML Type 1) are left out
+    p, t = np.concatenate([np.empty((0, 3))] + [points.cells for points in predicted]), read_points(truth).cells
+    unscored = [path for path, points in zip(pred, predicted) if points.cell_scores is None]
+    scores = None if unscored else np.concatenate([np.empty(0)] + [points.cell_scores for points in predicted])
+    if fit_threshold and unscored:
+        raise InputError(f"{unscored[0]}: --fit-threshold needs detections with scores (a score or probability column, as detect writes)")
     if voxel_size:
         axis_scale = parse_triple(voxel_size, name="--voxel-size")
         if radius is None:
@@ -529,7 +533,7 @@ def evaluate(
         if len(blocks) > 1:
             per_block = [(b.text, scored(match.pairs, pred_counted=mine_p, truth_counted=mine_t), int(mine_p.sum()))
                          for b, mine_p, mine_t in zip(blocks, pred_in, truth_in)]
-    for path, count in ((pred, n_pred), (truth, n_truth)):
+    for path, count in ((", ".join(map(str, pred)), n_pred), (truth, n_truth)):
         if not count:  # the scores are then conventions (both empty: all 1), not measurements
             logging.getLogger("clarity_fast").warning("%s holds no cells%s: check it is the file you meant", path, f" in region {named!r}" if blocks else "")
     result = dict(match.summary(), rule=rule, predictions=n_pred, truth=n_truth, **({"region": named} if blocks else {}))

@@ -230,10 +230,13 @@ def test_evaluate_command_scores_an_annotated_region(tmp_path):
 
 def test_evaluate_command_scores_several_regions_together_and_each_alone(tmp_path):
     """Blocks that tile the volume score as the whole volume does, each block's counts summing to it; each block
-    alone scores as --region of it alone; overlapping blocks are refused."""
+    alone scores as --region of it alone; overlapping blocks are refused; detections in one file per block pool."""
+    from clarity_fast.io.points import read_points
+    from clarity_fast.region import parse_region, within
+
     rng = np.random.default_rng(3)
     truth = rng.uniform(0, [10, 60, 60], (120, 3))
-    pred = np.concatenate([truth[:100] + rng.normal(0, 0.6, (100, 3)), rng.uniform(0, [10, 60, 60], (20, 3))])
+    pred = np.clip(np.concatenate([truth[:100] + rng.normal(0, 0.6, (100, 3)), rng.uniform(0, [10, 60, 60], (20, 3))]), 0, [9.4, 59.4, 59.4])
     write_points(tmp_path / "t.csv", Points(zyx=truth))
     write_points(tmp_path / "p.csv", Points(zyx=pred, score=rng.uniform(0.3, 1, len(pred))), score_name="probability")
     args = ("evaluate", "--pred", tmp_path / "p.csv", "--truth", tmp_path / "t.csv", "--json")
@@ -250,6 +253,16 @@ def test_evaluate_command_scores_several_regions_together_and_each_alone(tmp_pat
     assert f"regions {blocks[0]} + {blocks[1]}:" in text[0] and text[1].startswith(f"  region {blocks[0]}: precision")
     bad = run_cli(*args, "--region", ":x:x:20", "--region", ":x:x19:")
     assert bad.returncode == 2 and "--region ':x:x:20' and ':x:x19:' overlap" in bad.stderr and bad.stderr.count("\n") == 1
+    # the detections split over files, one per block (as detect --region writes them), pool to the same result
+    for i, block in enumerate(blocks):
+        inside = within(pred, bounds=parse_region(block, name="").bounds((10, 60, 60), source=""))
+        write_points(tmp_path / f"p{i}.csv", Points(zyx=pred[inside], score=read_points(tmp_path / "p.csv").score[inside]), score_name="probability")
+    split = ("evaluate", *[a for i in range(3) for a in ("--pred", tmp_path / f"p{i}.csv")], "--truth", tmp_path / "t.csv", "--json")
+    pooled = json.loads(run_cli(*split, "--fit-threshold", *[a for b in blocks for a in ("--region", b)]).stdout)
+    assert pooled == tiled
+    write_points(tmp_path / "unscored.csv", Points(zyx=pred[:5]))
+    bad = run_cli("evaluate", "--pred", tmp_path / "p0.csv", "--pred", tmp_path / "unscored.csv", "--truth", tmp_path / "t.csv", "--fit-threshold")
+    assert bad.returncode == 2 and "unscored.csv: --fit-threshold needs detections with scores" in bad.stderr
 
 
 def test_typed_threshold_keeps_what_the_threshold_keeps():
