@@ -142,7 +142,7 @@ def candidates(
     channel: ChannelOption = None,
     region: Annotated[
         Optional[str],
-        typer.Option("--region", help="Propose in the block Z0:Z1xY0:Y1xX0:X1 only (voxels, end exclusive, : for a whole axis), "
+        typer.Option("--region", metavar="Z0:Z1xY0:Y1xX0:X1", help="Propose in the block Z0:Z1xY0:Y1xX0:X1 only (voxels, end exclusive, : for a whole axis), "
                      "reading just it and the prefilter's reach around it; positions stay in the whole volume's voxels."),
     ] = None,
 ) -> None:
@@ -152,12 +152,12 @@ def candidates(
     from clarity_fast.candidates import Candidates, iter_slabs, noise_gain, prefilter_reach
     from clarity_fast.cell_shape import axial_stretch
     from clarity_fast.io.atomic import check_output_path
-    from clarity_fast.io.block import BlockReader
+    from clarity_fast.io.block import BlockReader, grown
     from clarity_fast.io.points import Points, points_format, write_points
     from clarity_fast.io.volumes import open_volume
     from clarity_fast.plane_levels import LevelledReader
     from clarity_fast.progress import progress_bar, step
-    from clarity_fast.region import grown, in_whole, parse_region
+    from clarity_fast.region import in_whole, parse_region
     from clarity_fast.run_detect import read_scale, scale_notes
 
     check_output_path(out)
@@ -227,8 +227,9 @@ def detect(
     ] = True,
     region: Annotated[
         Optional[str],
-        typer.Option("--region", help="Detect in the block Z0:Z1xY0:Y1xX0:X1 only (voxels, end exclusive, : for a whole axis), reading "
-                     "just it and the context its detections depend on; positions stay in the whole volume's voxels."),
+        typer.Option("--region", metavar="Z0:Z1xY0:Y1xX0:X1", help="Detect in this block only (voxels, end exclusive, : for a whole axis), reading "
+                     "its planes and the context its detections depend on; positions stay in the whole volume's voxels. With --no-adapt "
+                     "exactly the whole run's detections there (adapting follows the candidates read, the block's own)."),
     ] = None,
 ) -> None:
     """Detect cells in a whole volume: prefilter, CNN scoring, duplicate merging, streamed in z-slabs."""
@@ -466,7 +467,7 @@ def export(
 @app.command()
 def evaluate(
     pred: Annotated[
-        list[Path], typer.Option("--pred", help="Detections: CSV or cellfinder XML (voxels). Repeat it to pool several files (detect --region runs of different blocks, say).")
+        list[Path], typer.Option("--pred", metavar="PATH", help="Detections: CSV or cellfinder XML (voxels). Repeat it to pool several files (detect --region runs of different blocks, say).")
     ],
     truth: Annotated[Path, typer.Option("--truth", help="Ground truth: CSV or cellfinder XML (voxels).")],
     radius: Annotated[
@@ -480,7 +481,7 @@ def evaluate(
     ] = False,
     region: Annotated[
         Optional[list[str]],
-        typer.Option("--region", help="Score against the annotated block Z0:Z1xY0:Y1xX0:X1 (voxels, end exclusive, : for a whole axis) of a larger volume: its cells, and the detections in it or finding them. Repeat it for several blocks: scored together, and each on its own."),
+        typer.Option("--region", metavar="Z0:Z1xY0:Y1xX0:X1", help="Score against the annotated block Z0:Z1xY0:Y1xX0:X1 (voxels, end exclusive, : for a whole axis) of a larger volume: its cells, and the detections in it or finding them. Repeat it for several blocks: scored together, and each on its own."),
     ] = None,
 ) -> None:
     """Score detections against ground truth: one-to-one matching within a radius; with --fit-threshold, also the
@@ -497,10 +498,13 @@ def evaluate(
         if a.overlaps(b):
             raise InputError(f"--region {a.text!r} and {b.text!r} overlap; blocks scored together must share no voxel")
     named = " + ".join(b.text for b in blocks)
+    twice = [path for i, path in enumerate(pred) if path.resolve() in {q.resolve() for q in pred[:i]}]
+    if twice:
+        raise InputError(f"--pred {twice[0]} is given twice: its detections would count twice")
     predicted = [read_points(path) for path in pred]  # non-cell markers (cellfinder XML Type 1) are left out
     p, t = np.concatenate([np.empty((0, 3))] + [points.cells for points in predicted]), read_points(truth).cells
-    unscored = [path for path, points in zip(pred, predicted) if points.cell_scores is None]
-    scores = None if unscored else np.concatenate([np.empty(0)] + [points.cell_scores for points in predicted])
+    unscored = [path for path, points in zip(pred, predicted) if points.cell_scores is None and len(points.cells)]  # an empty file adds none
+    scores = None if unscored else np.concatenate([np.empty(0)] + [points.cell_scores for points in predicted if len(points.cells)])
     if fit_threshold and unscored:
         raise InputError(f"{unscored[0]}: --fit-threshold needs detections with scores (a score or probability column, as detect writes)")
     if voxel_size:
@@ -533,9 +537,11 @@ def evaluate(
         if len(blocks) > 1:
             per_block = [(b.text, scored(match.pairs, pred_counted=mine_p, truth_counted=mine_t), int(mine_p.sum()))
                          for b, mine_p, mine_t in zip(blocks, pred_in, truth_in)]
-    for path, count in ((", ".join(map(str, pred)), n_pred), (truth, n_truth)):
-        if not count:  # the scores are then conventions (both empty: all 1), not measurements
-            logging.getLogger("clarity_fast").warning("%s holds no cells%s: check it is the file you meant", path, f" in region {named!r}" if blocks else "")
+    scopes = [(f" in region {named!r}" if blocks else "", n_pred, n_truth)] + [(f" in region {text!r}", n, m.tp + m.fn) for text, m, n in per_block]
+    for where, detections, cells in scopes:
+        for path, count in ((", ".join(map(str, pred)), detections), (truth, cells)):
+            if not count:  # the scores are then conventions (both empty: all 1), not measurements
+                logging.getLogger("clarity_fast").warning("%s holds no cells%s: check it is the file you meant", path, where)
     result = dict(match.summary(), rule=rule, predictions=n_pred, truth=n_truth, **({"region": named} if blocks else {}))
     if per_block:
         result["regions"] = [dict(m.summary(), region=text, detections_in_it=n) for text, m, n in per_block]

@@ -22,10 +22,14 @@ from __future__ import annotations
 
 import logging
 from collections.abc import Callable
+from typing import TYPE_CHECKING
 
 import numpy as np
 
 from clarity_fast.io.volumes import VolumeReader
+
+if TYPE_CHECKING:
+    from clarity_fast.kernels.gather import Grid
 
 WINDOW = 2  # neighbours each side: up to two adjacent odd planes are outvoted (shifted inwards at the ends)
 TOLERATED = 2.0  # departures up to this many times the neighbours' spread are left as they are
@@ -90,6 +94,9 @@ class LevelledReader(VolumeReader):
 
     def odd_planes(self, z0: int, z1: int) -> dict[int, bool]:
         return {k: flat for k, flat in self.levelled.items() if z0 <= k < z1}
+
+    def working_grid(self, factors: tuple[float, float, float]) -> Grid:
+        return self.inner.working_grid(factors)  # where the inner reader samples (a block's, say), levelling changes nothing
 
     def close(self) -> None:
         self.inner.close()

@@ -8,9 +8,7 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from clarity_fast.candidates import prefilter_reach
 from clarity_fast.errors import InputError
-from clarity_fast.settings import PrefilterSettings
 
 
 @dataclass(frozen=True)
@@ -71,19 +69,3 @@ def in_whole(zyx: np.ndarray, *, origin: np.ndarray, bounds: tuple[tuple[int, in
     whether it lies in the block `bounds` asked for (the context's are dropped by the caller)."""
     zyx = np.asarray(zyx) + origin
     return zyx, within(zyx, bounds=bounds)
-
-
-def context_reach(
-    prefilter: PrefilterSettings, *, factors: tuple[float, float, float], patch: int, jitter: np.ndarray | None = None
-) -> np.ndarray:
-    """Voxels of the file, per axis, each side of a block that detection in it depends on: its candidates' (the
-    `prefilter`'s reach) and their patches' (`patch` voxels on the grid zoomed by `factors` from the file's, centres
-    moved by up to `jitter` grid voxels in training; +1: the interpolation's neighbour)."""
-    moved = np.zeros(3) if jitter is None else np.asarray(jitter)
-    patch_reach = np.ceil((patch / 2 + moved + 1) / np.asarray(factors))
-    return np.maximum(np.asarray(prefilter_reach(prefilter)), patch_reach).astype(int)
-
-
-def grown(bounds: tuple[tuple[int, int], ...], *, shape: tuple[int, ...], reach: np.ndarray) -> tuple[tuple[int, int], ...]:
-    """The block `bounds` grown by `reach` voxels each side, inside a volume of `shape`."""
-    return tuple((max(lo - int(r), 0), min(hi + int(r), n)) for (lo, hi), r, n in zip(bounds, reach, shape))

@@ -333,7 +333,8 @@ def test_a_region_finds_the_whole_volumes_cells_there(brain, tmp_path, scale):
 
 
 def test_a_blank_region_has_no_cells_and_an_empty_region_text_is_refused(brain, tmp_path):
-    """Background alone in a block is no blank acquisition; `--region ""` is no whole-volume run."""
+    """Background alone in a block of a volume with an image is no blank acquisition, in a blank volume it is;
+    `--region ""` is no whole-volume run."""
     from clarity_fast.region import parse_region
 
     brain, _ = brain
@@ -342,6 +343,10 @@ def test_a_blank_region_has_no_cells_and_an_empty_region_text_is_refused(brain, 
     write_tiff(tmp_path / "v.tif", volume, voxel_size=brain.settings.scale.voxel_size)
     report = run_detection(DetectRequest(volume=tmp_path / "v.tif", out=tmp_path / "c.csv", region=parse_region("0:30x0:10x0:10", name="--region"), progress=False))
     assert report.summary["cells"] == 0 and read_points(tmp_path / "c.csv").cells.shape == (0, 3)
+    write_tiff(tmp_path / "zero.tif", np.zeros((20, 64, 64), np.uint16), voxel_size=brain.settings.scale.voxel_size)
+    out = run_cli("detect", tmp_path / "zero.tif", "--out", tmp_path / "z.csv", "--region", "0:5x0:10x0:10")  # a blank volume stays an error
+    assert out.returncode == 2 and "every voxel of the region and of the planes sampled through the volume is 0" in out.stderr
+    assert not (tmp_path / "z.csv").exists() and not (tmp_path / "z.csv.partial").exists()
     for command in ("detect", "candidates"):
         out = run_cli(command, tmp_path / "v.tif", "--out", tmp_path / "e.csv", "--region", "")
         assert out.returncode == 2 and "--region must be Z0:Z1xY0:Y1xX0:X1" in out.stderr and not (tmp_path / "e.csv").exists()

@@ -260,6 +260,12 @@ def test_evaluate_command_scores_several_regions_together_and_each_alone(tmp_pat
     split = ("evaluate", *[a for i in range(3) for a in ("--pred", tmp_path / f"p{i}.csv")], "--truth", tmp_path / "t.csv", "--json")
     pooled = json.loads(run_cli(*split, "--fit-threshold", *[a for b in blocks for a in ("--region", b)]).stdout)
     assert pooled == tiled
+    (tmp_path / "empty.csv").write_text("z,y,x\n")  # no detections, so no scores missing
+    assert json.loads(run_cli(*split[:1], "--pred", tmp_path / "empty.csv", *split[1:], "--fit-threshold", *[a for b in blocks for a in ("--region", b)]).stdout) == tiled
+    twice = run_cli("evaluate", "--pred", tmp_path / "p0.csv", "--pred", tmp_path / "p0.csv", "--truth", tmp_path / "t.csv")
+    assert twice.returncode == 2 and "p0.csv is given twice" in twice.stderr
+    empty_block = run_cli(*args[:-1], "--region", blocks[0], "--region", "0:1x59:60x59:60")
+    assert "t.csv holds no cells in region '0:1x59:60x59:60'" in empty_block.stderr
     write_points(tmp_path / "unscored.csv", Points(zyx=pred[:5]))
     bad = run_cli("evaluate", "--pred", tmp_path / "p0.csv", "--pred", tmp_path / "unscored.csv", "--truth", tmp_path / "t.csv", "--fit-threshold")
     assert bad.returncode == 2 and "unscored.csv: --fit-threshold needs detections with scores" in bad.stderr

@@ -1,4 +1,5 @@
-"""A block of a volume read as a volume of its own: detection and training on part of a whole brain, in place."""
+"""A block of a volume read as a volume of its own, with the context detection in it depends on around it: detection
+and training on part of a whole brain, in place."""
 
 from __future__ import annotations
 
@@ -6,8 +7,10 @@ from pathlib import Path
 
 import numpy as np
 
+from clarity_fast.candidates import prefilter_reach
 from clarity_fast.io.volumes import VolumeReader
 from clarity_fast.kernels.gather import Grid, working_grid
+from clarity_fast.settings import PrefilterSettings
 
 READ_PLANES = 16  # planes of the whole volume read at a time: a whole brain's planes are wide
 
@@ -44,3 +47,19 @@ class BlockReader(VolumeReader):
     def odd_planes(self, z0: int, z1: int) -> dict[int, bool]:
         first = self.bounds[0][0]
         return {k - first: flat for k, flat in self.whole.odd_planes(first + z0, first + z1).items()}
+
+
+def context_reach(
+    prefilter: PrefilterSettings, *, factors: tuple[float, float, float], patch: int, jitter: np.ndarray | None = None
+) -> np.ndarray:
+    """Voxels of the file, per axis, each side of a block that detection in it depends on: its candidates' (the
+    `prefilter`'s reach) and their patches' (`patch` voxels on the grid zoomed by `factors` from the file's, centres
+    moved by up to `jitter` grid voxels in training; +1: the interpolation's neighbour)."""
+    moved = np.zeros(3) if jitter is None else np.asarray(jitter)
+    patch_reach = np.ceil((patch / 2 + moved + 1) / np.asarray(factors))
+    return np.maximum(np.asarray(prefilter_reach(prefilter)), patch_reach).astype(int)
+
+
+def grown(bounds: tuple[tuple[int, int], ...], *, shape: tuple[int, ...], reach: np.ndarray) -> tuple[tuple[int, int], ...]:
+    """The block `bounds` grown by `reach` voxels each side, inside a volume of `shape`."""
+    return tuple((max(lo - int(r), 0), min(hi + int(r), n)) for (lo, hi), r, n in zip(bounds, reach, shape))

@@ -30,7 +30,8 @@ TINY = 1e-30  # ... and at least this, so that a patch of zeros is not divided b
 class Grid:
     """Per axis (z, y, x) and per working index: the native voxels below and above it and the weight of the
     one above (0 on an identity axis). Working voxel w sits at native coordinate (w + 0.5) / f - 0.5,
-    clamped to the volume (scipy 'nearest'), as resample.points_to maps points."""
+    clamped to the volume (scipy 'nearest'), as resample.points_to maps points; on a block's grid (the whole
+    volume's cut to a block) at (w + first + 0.5) / f - 0.5 - origin, in the block's voxels (to_native)."""
 
     lo: tuple[np.ndarray, np.ndarray, np.ndarray]
     hi: tuple[np.ndarray, np.ndarray, np.ndarray]

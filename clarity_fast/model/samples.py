@@ -14,7 +14,7 @@ from scipy.spatial import cKDTree
 
 from clarity_fast.candidates import Candidates, find_candidates
 from clarity_fast.cell_shape import corrected_scale
-from clarity_fast.io.block import BlockReader
+from clarity_fast.io.block import BlockReader, context_reach, grown
 from clarity_fast.io.points import read_points
 from clarity_fast.io.volumes import open_array, open_volume
 from clarity_fast.kernels.gather import Grid, gather_patches, resample_volume
@@ -22,7 +22,7 @@ from clarity_fast.manifest import Entry
 from clarity_fast.model.config import NetworkConfig
 from clarity_fast.noise_correlation import volume_noise
 from clarity_fast.plane_levels import LevelledReader
-from clarity_fast.region import context_reach, grown, within
+from clarity_fast.region import within
 from clarity_fast.settings import (
     PrefilterSettings,
     Scale,
@@ -49,7 +49,6 @@ class AnnotatedVolume:
     truth: np.ndarray  # (N, 3) float voxels, working scale
     candidates: Candidates  # working scale
     scale: Scale  # the working scale
-    factors: tuple[float, float, float]  # zoom from the file's voxels to the working scale's
     partial: bool = False  # annotations known to miss cells (see hard_negatives)
     region: tuple[tuple[int, int], ...] | None = None  # the annotated block in `native`'s voxels; None: all of it
     listed: np.ndarray | None = None  # every annotation in the voxels read, the block's and those beside it; None: truth
@@ -148,7 +147,7 @@ def load_annotated(
         found = Candidates(to_voxels(grid.to_working(found.zyx), shape=grid.shape), found.response)
         volumes.append(
             AnnotatedVolume(entry.name, entry.group, data, grid, resample_volume(data, grid=grid), grid.to_working(cells),
-                            found, scale, factors, entry.partial, inside, None if listed is None else grid.to_working(listed))
+                            found, scale, entry.partial, inside, None if listed is None else grid.to_working(listed))
         )
     return volumes
 

@@ -232,7 +232,7 @@ def train(
             settings={k: v for k, v in asdict(settings).items() if k != "network"},
             **(dict(start=dict(start.record(), val_auc=start_auc)) if start is not None else {}),  # the model trained on from
             train_volumes=[v.name for v in train_set],
-            volume_scales={v.name: dict(voxel_size=[w * f for w, f in zip(v.scale.voxel_size, v.factors)], cell_diameter=v.scale.cell_diameter)
+            volume_scales={v.name: dict(voxel_size=[w * f for w, f in zip(v.scale.voxel_size, v.grid.factors)], cell_diameter=v.scale.cell_diameter)
                            for v in volumes},  # as read (z finer where cells looked elongated), for the record
             validation_volumes=[v.name for v in val_set],
             train_cells=int(sum(len(v.truth) for v in train_set)),
