@@ -489,9 +489,9 @@ def evaluate(
     import itertools
     import json
 
-    from clarity_fast.evaluate import AXIS_WEIGHTS, RADIUS_VOXELS, best_threshold, match_points, scored, typed_threshold
+    from clarity_fast.evaluate import AXIS_WEIGHTS, RADIUS_VOXELS, best_threshold, match_in_blocks, match_points, typed_threshold
     from clarity_fast.io.points import read_points
-    from clarity_fast.region import parse_region, within
+    from clarity_fast.region import parse_region
 
     blocks = [parse_region(text, name="--region") for text in region or []]
     for a, b in itertools.combinations(blocks, 2):
@@ -516,27 +516,17 @@ def evaluate(
         radius, axis_scale = RADIUS_VOXELS if radius is None else radius, AXIS_WEIGHTS
         rule = f"within {radius:g} voxels, z counted double"
     pred_counted = truth_counted = None
-    if blocks:  # the blocks' points, and those around them that can pair with them or compete for their partners
-        def inside(points: np.ndarray, *, radii: int = 0) -> np.ndarray:
-            """Per block, per point: whether it lies in the block grown by `radii` match radii."""
-            return np.array([within(points, bounds=tuple((lo - radii * radius / s, hi + radii * radius / s) for (lo, hi), s in zip(b.limits, axis_scale)))
-                             for b in blocks]).reshape(len(blocks), len(points))
-
-        keep = inside(p, radii=3).any(axis=0)
-        p, scores, t = p[keep], None if scores is None else scores[keep], t[inside(t, radii=4).any(axis=0)]
-        pred_in, truth_in = inside(p), inside(t)
-        pred_counted, truth_counted = pred_in.any(axis=0), truth_in.any(axis=0)
-    match = match_points(pred=p, truth=t, radius=radius, axis_scale=axis_scale, pred_counted=pred_counted, truth_counted=truth_counted)
-    n_pred, n_truth = match.tp + match.fp, match.tp + match.fn  # the detections and cells scored
     per_block = []
-    if blocks:
-        found_from_outside = int(np.sum(~pred_counted[match.pairs[:, 0]] & truth_counted[match.pairs[:, 1]]))
+    if blocks:  # the blocks' points, and those around them that can pair with them or compete for their partners
+        near = match_in_blocks(pred=p, scores=scores, truth=t, blocks=[b.limits for b in blocks], radius=radius, axis_scale=axis_scale)
+        match, p, scores, t, pred_counted, truth_counted = near.match, near.pred, near.scores, near.truth, near.pred_counted, near.truth_counted
+        per_block = [(b.text, m, n) for b, (m, n) in zip(blocks, near.per_block)]
         them, their = ("them", "their") if len(blocks) > 1 else ("it", "its")
-        rule += f"; region{'s' if len(blocks) > 1 else ''} {named}: {n_truth} cells, {int(pred_counted.sum())} detections in {them}" + (
-            f" and {found_from_outside} beside {them} that found one of {their} cells" if found_from_outside else "")
-        if len(blocks) > 1:
-            per_block = [(b.text, scored(match.pairs, pred_counted=mine_p, truth_counted=mine_t), int(mine_p.sum()))
-                         for b, mine_p, mine_t in zip(blocks, pred_in, truth_in)]
+        rule += f"; region{'s' if len(blocks) > 1 else ''} {named}: {match.tp + match.fn} cells, {int(pred_counted.sum())} detections in {them}" + (
+            f" and {near.found_from_outside} beside {them} that found one of {their} cells" if near.found_from_outside else "")
+    else:
+        match = match_points(pred=p, truth=t, radius=radius, axis_scale=axis_scale)
+    n_pred, n_truth = match.tp + match.fp, match.tp + match.fn  # the detections and cells scored
     scopes = [(f" in region {named!r}" if blocks else "", n_pred, n_truth)] + [(f" in region {text!r}", n, m.tp + m.fn) for text, m, n in per_block]
     for where, detections, cells in scopes:
         for path, count in ((", ".join(map(str, pred)), detections), (truth, cells)):

@@ -19,6 +19,7 @@ from scipy.stats import rankdata
 
 from clarity_fast.errors import InputError
 from clarity_fast.kernels.matching import prefix_matches
+from clarity_fast.region import within
 
 # The study's matching rule for voxel coordinates: within 3.5 voxels, z distances counted double
 # (z is sampled coarser than y and x in cleared-brain stacks).
@@ -116,6 +117,54 @@ def scored(pairs: np.ndarray, *, pred_counted: np.ndarray, truth_counted: np.nda
     tp = int(truth_counted[pairs[:, 1]].sum())
     fp = int(pred_counted.sum() - pred_counted[pairs[:, 0]].sum())
     return Match(tp=tp, fp=fp, fn=int(truth_counted.sum()) - tp, pairs=pairs)
+
+
+@dataclass(frozen=True)
+class BlockMatch:
+    """A matching scored in annotated blocks of a larger volume (match_in_blocks): the points within reach of the
+    blocks, which of them count, the pooled counts, and each block's from the same matching."""
+
+    match: Match
+    pred: np.ndarray  # the predictions within reach of a block, and their scores (None where not given)
+    scores: np.ndarray | None
+    truth: np.ndarray
+    pred_counted: np.ndarray  # in a block
+    truth_counted: np.ndarray
+    per_block: list[tuple[Match, int]]  # per block: its counts and the detections in it (several blocks only)
+
+    @property
+    def found_from_outside(self) -> int:
+        """Pairs of a detection beside the blocks with a cell in one: neither right nor wrong (match_points)."""
+        pairs = self.match.pairs
+        return int(np.sum(~self.pred_counted[pairs[:, 0]] & self.truth_counted[pairs[:, 1]]))
+
+
+def match_in_blocks(
+    *,
+    pred: np.ndarray,
+    scores: np.ndarray | None,
+    truth: np.ndarray,
+    blocks: list[tuple[tuple[float, float], ...]],
+    radius: float,
+    axis_scale: tuple[float, float, float],
+) -> BlockMatch:
+    """One matching scored in the blocks (each (lo, hi) per axis, voxels): their cells, and the detections in them
+    or finding them. Points farther out than can pair with a block's, or compete for their partners, are left out."""
+
+    def inside(points: np.ndarray, *, radii: int = 0) -> np.ndarray:
+        """Per block, per point: whether it lies in the block grown by `radii` match radii."""
+        return np.array([
+            within(points, bounds=tuple((lo - radii * radius / s, hi + radii * radius / s) for (lo, hi), s in zip(limits, axis_scale)))
+            for limits in blocks
+        ]).reshape(len(blocks), len(points))
+
+    keep = inside(pred, radii=3).any(axis=0)
+    pred, scores, truth = pred[keep], None if scores is None else scores[keep], truth[inside(truth, radii=4).any(axis=0)]
+    pred_in, truth_in = inside(pred), inside(truth)
+    pred_counted, truth_counted = pred_in.any(axis=0), truth_in.any(axis=0)
+    match = match_points(pred=pred, truth=truth, radius=radius, axis_scale=axis_scale, pred_counted=pred_counted, truth_counted=truth_counted)
+    per_block = [(scored(match.pairs, pred_counted=p, truth_counted=t), int(p.sum())) for p, t in zip(pred_in, truth_in)] if len(blocks) > 1 else []
+    return BlockMatch(match=match, pred=pred, scores=scores, truth=truth, pred_counted=pred_counted, truth_counted=truth_counted, per_block=per_block)
 
 
 def _counted(counted: np.ndarray | None, n: int) -> np.ndarray:

@@ -18,6 +18,7 @@ from clarity_fast.evaluate import (
     balanced_threshold,
     best_threshold,
     f1_by_threshold,
+    match_in_blocks,
     match_points,
     pool_volumes,
     reliability_weight,
@@ -158,6 +159,24 @@ def test_points_beside_a_block_find_and_are_found_but_are_never_wrong():
     assert best.f1 == 1.0 and t <= 0.8
     with pytest.raises(ValueError, match="3 counted flags for 5 points"):
         match_points(pred=pred, truth=truth, radius=1.0, pred_counted=np.ones(3, bool))
+
+
+def test_blocks_that_tile_a_volume_match_as_the_whole_volume_and_their_counts_sum():
+    from clarity_fast.region import within
+
+    rng = np.random.default_rng(5)
+    truth = rng.uniform(0, [8, 40, 40], (60, 3))
+    pred = np.concatenate([truth[:50] + rng.normal(0, 0.7, (50, 3)), rng.uniform(0, [8, 40, 40], (15, 3))])
+    rule = dict(radius=3.5, axis_scale=(2.0, 1.0, 1.0))
+    whole = match_points(pred=pred, truth=truth, **rule)
+    far = ((-1e9, 1e9),) * 2
+    tiles = [far + ((-1e9, 20.0),), far + ((20.0, 1e9),)]
+    near = match_in_blocks(pred=pred, scores=np.arange(len(pred), dtype=float), truth=truth, blocks=tiles, **rule)
+    assert (near.match.tp, near.match.fp, near.match.fn) == (whole.tp, whole.fp, whole.fn) and near.found_from_outside == 0
+    assert [sum(getattr(m, k) for m, _ in near.per_block) for k in ("tp", "fp", "fn")] == [whole.tp, whole.fp, whole.fn]
+    assert sum(n for _, n in near.per_block) == len(pred) and np.array_equal(near.scores, np.arange(len(pred)))
+    one = match_in_blocks(pred=pred, scores=None, truth=truth, blocks=tiles[:1], **rule)
+    assert one.per_block == [] and one.scores is None and one.match.tp + one.match.fn == int(within(truth, bounds=tiles[0]).sum())
 
 
 def test_f1_by_threshold_refuses_scores_that_are_not_numbers():
