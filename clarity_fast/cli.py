@@ -609,7 +609,7 @@ def cv(
     def show(row: dict) -> None:
         typer.echo(
             f"fold {row['fold']} ({' '.join(row['test_groups'])}) {row['method']}: patch AUC {row['patch_auc']:.3f}, "
-            f"P {row['precision']:.3f} R {row['recall']:.3f} F1 {row['f1']:.3f}"
+            f"P {row['precision']:.3f} R {row['recall']:.3f} F1 {row['f1']:.3f} (test-tuned {row['f1_test_tuned']:.3f})"
         )
 
     with undone_on_failure(out):  # a folder made for this run goes, with what it holds, if the run fails
