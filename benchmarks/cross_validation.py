@@ -42,6 +42,8 @@ RUNS = {
     "delivr": (delivr_manifest, ["--scheme", "loo", "--cell-diameter", "8"]),
     # the CNN again, its validation held out by brain rather than by patch (the baselines choose no validation set)
     "delivr_validate_by_group": (delivr_manifest, ["--scheme", "loo", "--cell-diameter", "8", "--method", "cnn", "--validate-by", "group"]),
+    # the CNN again on patches of 16 working voxels, a third more context on each axis (the architecture question)
+    "delivr_patch16": (delivr_manifest, ["--scheme", "loo", "--cell-diameter", "8", "--method", "cnn", "--patch", "16"]),
 }
 
 
