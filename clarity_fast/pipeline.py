@@ -149,7 +149,6 @@ class Result:
     projection: np.ndarray | None = None  # the volume's maximum along z, where settings.project asked for it
     adaptation: Adaptation | None = None  # how the probabilities were adapted to the volume, where they were
     odd_planes: dict[int, bool] = field(default_factory=dict)  # planes the reader levelled (True: replaced as flat)
-    value_range: tuple[float, float] = (0.0, 0.0)  # the smallest and largest voxel value read
 
     @property
     def cell_share(self) -> float | None:
@@ -349,7 +348,6 @@ def merged(
         zyx=zyx[keep], probability=prob[keep], candidates=sum(r.candidates for r in parts),
         above_threshold=len(prob), seconds=seconds, projection=projection, adaptation=adaptation,
         odd_planes={k: flat for r in parts for k, flat in r.odd_planes.items()},
-        value_range=(min((r.low for r in parts), default=0.0), max((r.high for r in parts), default=0.0)),
     )
 
 
@@ -362,15 +360,13 @@ def detect(
     checkpoint: Checkpoint | None = None,
     on_slab: Callable[[int, int, int], None] | None = None,
     run_slabs: SlabRunner | None = None,
-    block: bool = False,
 ) -> Result:
     """Cells in the volume: candidate positions whose patch scores above the threshold, duplicates merged.
 
     Slabs a checkpoint holds are loaded, not recomputed; each finished slab is saved to it.
     on_slab(z0, z1, detections so far) is called as each slab finishes (progress). run_slabs(slabs, on_result,
-    seconds) computes slabs elsewhere (distributed.run_on_cluster); by default, here with process_slabs. `block`: the
-    reader is a block of a larger volume, which may hold background alone (one value throughout is then no error here:
-    the caller tells a blank block of a volume with an image from a blank volume).
+    seconds) computes slabs elsewhere (distributed.run_on_cluster); by default, here with process_slabs. One value
+    throughout is an error where the reader's volume is blank (VolumeReader.blank; a block's background need not be).
     """
     start = time.perf_counter()
     grid_shape = reader.working_grid(settings.zoom(model)).shape
@@ -409,12 +405,13 @@ def detect(
         process_slabs(reader, scorer=scorer, model=model, settings=settings, slabs=todo, on_result=finished, seconds=seconds)
     else:
         run_slabs(todo, finished, seconds)
-    result = merged(parts, settings=settings, model=model, seconds=seconds, projection=projection if settings.project else None)
-    low, high = result.value_range
-    if low == high and not block:
-        raise InputError(f"{reader.path}: every voxel is {low:g}; an empty or blank acquisition has no cells to find")
+    low, high = min((r.low for r in parts), default=0.0), max((r.high for r in parts), default=0.0)
+    blank = reader.blank(low) if low == high else None
+    if blank:
+        raise InputError(f"{blank} is {low:g}; an empty or blank acquisition has no cells to find")
     if low < 0:
         log.warning("%s: negative values (down to %g); processed as they are", reader.path, low)
+    result = merged(parts, settings=settings, model=model, seconds=seconds, projection=projection if settings.project else None)
     seconds["total"] = time.perf_counter() - start
     return result
 

@@ -205,12 +205,8 @@ def run_detection(request: DetectRequest) -> DetectReport:
                 )
             try:
                 result = detect(
-                    reader, scorer=scorer, model=model, settings=settings, checkpoint=checkpoint, on_slab=on_slab, run_slabs=run_slabs,
-                    block=region is not None,
+                    reader, scorer=scorer, model=model, settings=settings, checkpoint=checkpoint, on_slab=on_slab, run_slabs=run_slabs
                 )
-                if region is not None and blank_volume(whole, value_range=result.value_range):
-                    raise InputError(f"{request.volume}: every voxel of the region and of the planes sampled through the volume is "
-                                     f"{result.value_range[0]:g}; an empty or blank acquisition has no cells to find")
             except (InputError, ModelError):
                 checkpoint.clear()  # resuming cannot mend the input or the model: leave nothing behind
                 raise
@@ -265,22 +261,6 @@ def block_read(whole: VolumeReader, *, region: tuple[tuple[int, int], ...], sett
     merges = MERGE_CHAIN * np.ceil(settings.scale.merge_radius_voxels)
     reach = context_reach(settings.prefilter, factors=settings.zoom(model), patch=model.network.patch) + merges.astype(int)
     return BlockReader(whole, bounds=grown(region, shape=whole.shape, reach=reach), name=name)
-
-
-BLANK_SAMPLES = 5  # planes, evenly spaced, read to tell a blank volume from a blank region of a volume with an image
-
-
-def blank_volume(whole: VolumeReader, *, value_range: tuple[float, float]) -> bool:
-    """Whether a region read as all one value lies in a blank volume: BLANK_SAMPLES planes through the volume hold that
-    value alone too (a whole run reads every plane; a region run should not read them all to say so)."""
-    low, high = value_range
-    if low != high:
-        return False
-    for z in np.unique(np.linspace(0, whole.shape[0] - 1, BLANK_SAMPLES).astype(int)):
-        plane = whole.read_slab(int(z), int(z) + 1)
-        if plane.min() != low or plane.max() != low:
-            return False
-    return True
 
 
 def in_region(result: Result, *, reader: BlockReader, bounds: tuple[tuple[int, int], ...]) -> Result:

@@ -13,6 +13,7 @@ from clarity_fast.kernels.gather import Grid, working_grid
 from clarity_fast.settings import PrefilterSettings
 
 READ_PLANES = 16  # planes of the whole volume read at a time: a whole brain's planes are wide
+BLANK_SAMPLES = 5  # planes, evenly spaced, read to tell a blank volume from a blank block of a volume with an image
 
 
 class BlockReader(VolumeReader):
@@ -39,6 +40,15 @@ class BlockReader(VolumeReader):
             b = min(a + READ_PLANES, z1)
             out[a - z0 : b - z0] = self.whole.read_slab(first + a, first + b)[:, slice(*rows), slice(*columns)]
         return out
+
+    def blank(self, value: float) -> str | None:
+        """A block of background alone lies in a blank volume only if BLANK_SAMPLES planes through the volume hold
+        `value` alone too (a block's run should not read every plane to say so)."""
+        for z in np.unique(np.linspace(0, self.whole.shape[0] - 1, BLANK_SAMPLES).astype(int)):
+            plane = self.whole.read_slab(int(z), int(z) + 1)
+            if plane.min() != value or plane.max() != value:
+                return None
+        return f"{self.whole.path}: every voxel of the region and of the planes sampled through the volume"
 
     def working_grid(self, factors: tuple[float, float, float]) -> Grid:
         """The whole volume's working grid cut to the block: its patches sample the points the whole volume's do."""

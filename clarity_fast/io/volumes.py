@@ -107,6 +107,11 @@ class VolumeReader(ABC):
         the record; a plain reader changes none."""
         return {}
 
+    def blank(self, value: float) -> str | None:
+        """Given that every voxel read through this reader is `value`: what is blank, for the error that says so, or
+        None where the volume it reads holds more (a block's background in an image). A plain reader has read it all."""
+        return f"{self.path}: every voxel"
+
     def working_grid(self, factors: tuple[float, float, float]) -> Grid:
         """The working grid its voxels are sampled on for the network, zoomed by `factors` (kernels.gather)."""
         from clarity_fast.kernels.gather import working_grid  # numba: not needed to read a volume
