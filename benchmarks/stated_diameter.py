@@ -21,7 +21,7 @@ import report
 from default_model import DELIVR, cli, held_out_patches, held_out_sets
 from foreign_synthetic import CONDITIONS, Condition, make_volume
 
-from clarity_fast.evaluate import AXIS_WEIGHTS, RADIUS_VOXELS, match_points, pool_volumes
+from clarity_fast.evaluate import AXIS_WEIGHTS, RADIUS_VOXELS, Scored, pool_volumes
 from clarity_fast.io.points import read_points
 from clarity_fast.io.volumes import write_tiff
 
@@ -66,8 +66,8 @@ def main() -> None:
     for name, volumes in test_sets().items():
         for fraction in FRACTIONS:
             found = [detect(volume, voxel=voxel, diameter=diameter * fraction) for volume, _, voxel, diameter in volumes]
-            pred, _, truth = pool_volumes([(p, np.zeros(len(p)), v[1]) for p, v in zip(found, volumes)])
-            m = match_points(pred=pred, truth=truth, radius=RADIUS_VOXELS, axis_scale=AXIS_WEIGHTS)
+            pooled = pool_volumes([Scored(p, np.zeros(len(p)), v[1]) for p, v in zip(found, volumes)])
+            m = pooled.match(radius=RADIUS_VOXELS, axis_scale=AXIS_WEIGHTS)
             results.append(dict(set=name, fraction=fraction, diameter=volumes[0][3] * fraction, **m.summary()))
             rows.append([name, f"{fraction:g}×", f"{volumes[0][3] * fraction:.1f}", m.precision, m.recall, m.f1])
             print(rows[-1], flush=True)

@@ -22,7 +22,7 @@ import foreign_synthetic as fs
 import numpy as np
 import report
 
-from clarity_fast.evaluate import AXIS_WEIGHTS, RADIUS_VOXELS, f1_by_threshold, match_points, pool_volumes
+from clarity_fast.evaluate import AXIS_WEIGHTS, RADIUS_VOXELS, Scored, pool_volumes
 from clarity_fast.export.model_file import DEFAULT_MODEL
 from clarity_fast.export.runtime import OnnxScorer
 from clarity_fast.io.points import read_points
@@ -34,10 +34,9 @@ FLOOR = 0.01  # every threshold swept is above it
 THRESHOLDS = [0.05, 0.08, 0.1, 0.12, 0.15, 0.18, 0.2, 0.23, 0.27, 0.3, 0.35, 0.4]
 
 
-def sweep(items: list[tuple[np.ndarray, np.ndarray, np.ndarray]], thresholds: list[float]) -> np.ndarray:
-    """F1 at each threshold of (detections, probabilities, truth) pooled over volumes."""
-    pred, scores, truth = pool_volumes(items)
-    return f1_by_threshold(pred=pred, scores=scores, truth=truth, thresholds=np.asarray(thresholds), radius=RADIUS_VOXELS, axis_scale=AXIS_WEIGHTS)
+def sweep(items: list[Scored], thresholds: list[float]) -> np.ndarray:
+    """F1 at each threshold of the detections pooled over volumes."""
+    return pool_volumes(items).f1_by_threshold(np.asarray(thresholds), radius=RADIUS_VOXELS, axis_scale=AXIS_WEIGHTS)
 
 
 def expected_f1_threshold(scores: np.ndarray) -> float:
@@ -49,12 +48,11 @@ def expected_f1_threshold(scores: np.ndarray) -> float:
     return float(p[np.argmax(2 * expected_tp / (np.arange(1, len(p) + 1) + p.sum()))])
 
 
-def own_thresholds_f1(items: list[tuple[np.ndarray, np.ndarray, np.ndarray]]) -> tuple[float, list[float]]:
+def own_thresholds_f1(items: list[Scored]) -> tuple[float, list[float]]:
     """Pooled F1 when each volume keeps its detections above its own expected-F1 threshold, and those thresholds."""
-    thresholds = [expected_f1_threshold(score) for _, score, _ in items]
-    kept = [(pred[score >= t], score[score >= t], truth) for (pred, score, truth), t in zip(items, thresholds)]
-    pred, _, truth = pool_volumes(kept)
-    return match_points(pred=pred, truth=truth, radius=RADIUS_VOXELS, axis_scale=AXIS_WEIGHTS).f1, thresholds
+    thresholds = [expected_f1_threshold(item.scores) for item in items]
+    kept = [Scored(item.pred[item.scores >= t], item.scores[item.scores >= t], item.truth) for item, t in zip(items, thresholds)]
+    return pool_volumes(kept).match(radius=RADIUS_VOXELS, axis_scale=AXIS_WEIGHTS).f1, thresholds
 
 
 def main() -> None:
@@ -71,7 +69,7 @@ def main() -> None:
             dm.cli("detect", volume, "--out", out, "--threshold", FLOOR, "--voxel-size", geometry["voxel"].replace("x", ","),
                    "--cell-diameter", geometry["diameter"])
             found = read_points(out)
-            items.append((found.zyx, found.score, read_points(truth).zyx))
+            items.append(Scored(found.zyx, found.score, read_points(truth).zyx))
         pooled[name] = sweep(items, swept)
         own[name], own_thresholds[name] = own_thresholds_f1(items)
     foreign, foreign_own = [], []
@@ -80,8 +78,8 @@ def main() -> None:
         path = OUT / f"foreign_{i}.tif"
         write_tiff(path, volume, voxel_size=condition.voxel)
         found = fs.detect_cnn(path, condition, "default", threshold=FLOOR)
-        foreign.append(sweep([(found.zyx, found.score, truth)], swept))
-        f1, (t,) = own_thresholds_f1([(found.zyx, found.score, truth)])
+        foreign.append(sweep([Scored(found.zyx, found.score, truth)], swept))
+        f1, (t,) = own_thresholds_f1([Scored(found.zyx, found.score, truth)])
         foreign_own.append(f1)
         own_thresholds.setdefault("foreign", []).append(t)
     foreign = np.asarray(foreign)

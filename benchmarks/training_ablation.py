@@ -16,8 +16,8 @@ import numpy as np
 import report
 from cross_validation import delivr_manifest, sim_manifest
 
-from clarity_fast.detection import calibrated_detections, logits_at
-from clarity_fast.evaluate import AXIS_WEIGHTS, RADIUS_VOXELS, best_threshold, match_points, pool_volumes
+from clarity_fast.detection import logits_at
+from clarity_fast.evaluate import AXIS_WEIGHTS, RADIUS_VOXELS, pool_volumes
 from clarity_fast.manifest import read_manifest
 from clarity_fast.model.config import Calibration
 from clarity_fast.model.crossval import make_folds
@@ -31,13 +31,9 @@ SETS = {"sim": (sim_manifest, 12.0), "delivr": (delivr_manifest, 8.0)}
 
 def test_scores(volumes, logits, *, calibration: Calibration, threshold: float) -> dict:
     """Pooled test detection at `threshold`, and at the threshold best for the test data itself."""
-    pooled = pool_volumes([
-        (v.to_native(zyx), probs, v.to_native(v.truth))
-        for v, logit in zip(volumes, logits)
-        for zyx, probs in [calibrated_detections(v.candidates, logit, calibration=calibration, merge_radius=v.scale.merge_radius_voxels)]
-    ])
-    m = match_points(pred=pooled[0][pooled[1] >= threshold], truth=pooled[2], radius=RADIUS_VOXELS, axis_scale=AXIS_WEIGHTS)
-    _, tuned = best_threshold(pred=pooled[0], scores=pooled[1], truth=pooled[2], radius=RADIUS_VOXELS, axis_scale=AXIS_WEIGHTS)
+    pooled = pool_volumes([v.detected(logit, calibration=calibration, native=True) for v, logit in zip(volumes, logits)])
+    m = pooled.match(threshold=threshold, radius=RADIUS_VOXELS, axis_scale=AXIS_WEIGHTS)
+    _, tuned = pooled.best_threshold(radius=RADIUS_VOXELS, axis_scale=AXIS_WEIGHTS)
     return dict(f1=m.f1, precision=m.precision, recall=m.recall, f1_test_tuned=tuned.f1)
 
 
@@ -62,8 +58,8 @@ def main() -> None:
         scorer = TorchScorer(trained.net)
         _, val_set = split_validation(train_set, fraction=settings.validation_fraction, seed=settings.seed)
         patch = settings.network.patch
-        val_logits = [logits_at(v.native, centres=v.candidates.zyx, scorer=scorer, patch=patch, grid=v.grid) for v in val_set]
-        test_logits = [logits_at(v.native, centres=v.candidates.zyx, scorer=scorer, patch=patch, grid=v.grid) for v in test_set]
+        val_logits = [logits_at(v.native, centres=v.detectable.zyx, scorer=scorer, patch=patch, grid=v.grid) for v in val_set]
+        test_logits = [logits_at(v.native, centres=v.detectable.zyx, scorer=scorer, patch=patch, grid=v.grid) for v in test_set]
         plain_threshold, _ = choose_threshold(val_set, logits=val_logits, calibration=Calibration())
         plain = test_scores(test_set, test_logits, calibration=Calibration(), threshold=plain_threshold)
         calibrated = test_scores(test_set, test_logits, calibration=trained.config.calibration, threshold=trained.config.threshold)

@@ -47,7 +47,8 @@ def merge_duplicates(zyx: np.ndarray, scores: np.ndarray, *, radius: tuple[float
 def calibrated_detections(
     candidates: Candidates, logits: np.ndarray, *, calibration: Calibration, merge_radius: tuple[float, float, float]
 ) -> tuple[np.ndarray, np.ndarray]:
-    """Candidates that survive duplicate merging, with their cell probabilities (threshold them to detect)."""
+    """The indices of the candidates that survive duplicate merging, and their cell probabilities (threshold them
+    to detect)."""
     probs = calibration.probability(logits, candidates.response)
     keep = merge_duplicates(candidates.zyx, probs, radius=merge_radius)
-    return np.asarray(candidates.zyx)[keep], probs[keep]
+    return keep, probs[keep]

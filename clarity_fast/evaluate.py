@@ -58,6 +58,45 @@ class Match:
         return out
 
 
+@dataclass(frozen=True)
+class Scored:
+    """Detections (z, y, x) with their scores, and the true centres to score them against. Where the truth is an
+    annotated block's of a larger volume, the counted masks (match_points) say which points are scored: those
+    beside the block are context; None: all."""
+
+    pred: np.ndarray
+    scores: np.ndarray
+    truth: np.ndarray
+    pred_counted: np.ndarray | None = None
+    truth_counted: np.ndarray | None = None
+
+    def __post_init__(self) -> None:
+        object.__setattr__(self, "pred", np.asarray(self.pred, dtype=float).reshape(-1, 3))
+        object.__setattr__(self, "scores", np.asarray(self.scores, dtype=float).reshape(-1))
+        object.__setattr__(self, "truth", np.asarray(self.truth, dtype=float).reshape(-1, 3))
+
+    @property
+    def cells(self) -> int:
+        """The cells that count."""
+        return int(_counted(self.truth_counted, len(self.truth)).sum())
+
+    def match(self, *, radius: float, axis_scale: tuple[float, float, float] = (1.0, 1.0, 1.0), threshold: float = -math.inf) -> Match:
+        """The matching of the detections scoring at least `threshold` (default: all)."""
+        keep = self.scores >= threshold
+        return match_points(pred=self.pred[keep], truth=self.truth, radius=radius, axis_scale=axis_scale,
+                            pred_counted=_counted(self.pred_counted, len(keep))[keep], truth_counted=self.truth_counted)
+
+    def best_threshold(self, *, radius: float, axis_scale: tuple[float, float, float] = (1.0, 1.0, 1.0)) -> tuple[float, Match]:
+        """best_threshold over these detections."""
+        return best_threshold(pred=self.pred, scores=self.scores, truth=self.truth, radius=radius, axis_scale=axis_scale,
+                              pred_counted=self.pred_counted, truth_counted=self.truth_counted)
+
+    def f1_by_threshold(self, thresholds: np.ndarray, *, radius: float, axis_scale: tuple[float, float, float] = (1.0, 1.0, 1.0)) -> np.ndarray:
+        """f1_by_threshold over these detections."""
+        return f1_by_threshold(pred=self.pred, scores=self.scores, truth=self.truth, thresholds=thresholds, radius=radius,
+                               axis_scale=axis_scale, pred_counted=self.pred_counted, truth_counted=self.truth_counted)
+
+
 def _close_pairs(
     *, pred: np.ndarray, truth: np.ndarray, radius: float, axis_scale: tuple[float, float, float]
 ) -> tuple[np.ndarray, np.ndarray, tuple[np.ndarray, np.ndarray, np.ndarray]]:
@@ -306,29 +345,25 @@ def typed_threshold(scores: np.ndarray, threshold: float) -> float:
 
 
 def balanced_threshold(
-    items: list[tuple[np.ndarray, np.ndarray, np.ndarray]],
+    items: list[Scored],
     *,
     radius: float,
     axis_scale: tuple[float, float, float] = (1.0, 1.0, 1.0),
 ) -> tuple[float, float]:
-    """The score threshold that maximises the weighted mean F1 over `items` (predictions, scores, truth), and
-    that mean.
+    """The score threshold that maximises the weighted mean F1 over `items`, and that mean.
 
     An item (a dataset, say) with many cells counts about the same however many it holds, so one dense set
     cannot pull the threshold to where it alone does well. One with few cells counts less (reliability_weight):
     its F1 jumps with each cell, and weighing as much as a whole brain it could pull the threshold to where its
     handful of cells happen to do best."""
-    scores = np.concatenate([np.asarray(s, dtype=float) for _, s, _ in items])
+    scores = np.concatenate([np.empty(0)] + [item.scores for item in items])
     if len(scores) == 0:
         return float("inf"), 0.0
-    weights = np.array([reliability_weight(len(truth)) for _, _, truth in items])
+    weights = np.array([reliability_weight(item.cells) for item in items])
     if weights.sum() == 0:  # no item holds cells: each counts the same (any threshold above every score wins)
         weights = np.ones(len(items))
     grid = threshold_grid(scores)
-    f1 = np.array([
-        f1_by_threshold(pred=p, scores=s, truth=truth, thresholds=grid, radius=radius, axis_scale=axis_scale)
-        for p, s, truth in items
-    ])
+    f1 = np.array([item.f1_by_threshold(grid, radius=radius, axis_scale=axis_scale) for item in items])
     means = [float(weights @ np.ascontiguousarray(f1[:, k]) / weights.sum()) for k in range(len(grid))]
     best = int(np.argmax(means))
     return float(grid[best]), means[best]
@@ -367,13 +402,16 @@ def roc_curve(scores: np.ndarray, labels: np.ndarray) -> tuple[np.ndarray, np.nd
     return fps / max(fps[-1], 1), tps / max(tps[-1], 1)
 
 
-def pool_volumes(items: list[tuple[np.ndarray, np.ndarray, np.ndarray]]) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
-    """(predictions, scores, truth) of several volumes in one coordinate space, each far from the others,
-    so that one matching (or one threshold sweep) covers them all."""
+def pool_volumes(items: list[Scored]) -> Scored:
+    """Several volumes' detections and truth in one coordinate space, each far from the others, so that one
+    matching (or one threshold sweep) covers them all."""
     preds, scores, truths = [np.empty((0, 3))], [np.empty(0)], [np.empty((0, 3))]
-    for i, (pred, score, truth) in enumerate(items):
+    pred_counted, truth_counted = [np.empty(0, bool)], [np.empty(0, bool)]
+    for i, item in enumerate(items):
         offset = np.array([i * 1_000_000, 0, 0])
-        preds.append(np.asarray(pred, dtype=float).reshape(-1, 3) + offset)
-        scores.append(np.asarray(score, dtype=float))
-        truths.append(np.asarray(truth, dtype=float).reshape(-1, 3) + offset)
-    return np.concatenate(preds), np.concatenate(scores), np.concatenate(truths)
+        preds.append(item.pred + offset)
+        scores.append(item.scores)
+        truths.append(item.truth + offset)
+        pred_counted.append(_counted(item.pred_counted, len(item.pred)))
+        truth_counted.append(_counted(item.truth_counted, len(item.truth)))
+    return Scored(*(np.concatenate(parts) for parts in (preds, scores, truths, pred_counted, truth_counted)))

@@ -20,6 +20,7 @@ from clarity_fast.evaluate import (
     f1_by_threshold,
     match_in_blocks,
     match_points,
+    Scored,
     pool_volumes,
     reliability_weight,
     roc_auc,
@@ -297,11 +298,11 @@ def test_typed_threshold_keeps_what_the_threshold_keeps():
     assert typed_threshold(np.array([0.3, 0.31]), 0.305) == 0.31 and typed_threshold(np.array([0.2]), 0.5) == 0.5
 
 
-def _scored_item(*, cells: int, cell_score: float, false: int) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+def _scored_item(*, cells: int, cell_score: float, false: int) -> Scored:
     """Cells 20 apart along x scoring `cell_score`, and `false` far-away detections scoring 0.6."""
     truth = np.column_stack([np.zeros(cells), np.zeros(cells), 20.0 * np.arange(cells)])
     wrong = np.column_stack([np.zeros(false), np.full(false, 500.0), 20.0 * np.arange(false)])
-    return np.concatenate([truth, wrong]), np.r_[np.full(cells, cell_score), np.full(false, 0.6)], truth
+    return Scored(np.concatenate([truth, wrong]), np.r_[np.full(cells, cell_score), np.full(false, 0.6)], truth)
 
 
 def test_balanced_threshold_does_not_let_a_dense_item_dominate():
@@ -311,11 +312,25 @@ def test_balanced_threshold_does_not_let_a_dense_item_dominate():
     threshold, mean_f1 = balanced_threshold(items, radius=2.0)
     weights = np.array([reliability_weight(200), reliability_weight(40)])
     assert threshold <= 0.5 and mean_f1 == pytest.approx(weights @ [400 / 600, 1.0] / weights.sum())
-    pred, scores, truth = pool_volumes(items)
-    pooled, _ = best_threshold(pred=pred, scores=scores, truth=truth, radius=2.0)
+    pooled, _ = pool_volumes(items).best_threshold(radius=2.0)
     assert pooled > 0.6
-    pooled_one, match = best_threshold(pred=items[0][0], scores=items[0][1], truth=items[0][2], radius=2.0)
+    pooled_one, match = items[0].best_threshold(radius=2.0)
     assert balanced_threshold(items[:1], radius=2.0) == (pooled_one, match.f1)
+
+
+def test_pooled_blocks_count_only_their_own_points():
+    """Pooled blocks of larger volumes: a cell beside a block is context (a detection finding it is neither right nor
+    wrong), a block's cell found from beside it is found; the threshold search and the weights see the same counts."""
+    truth = np.array([[0.0, 0, 0], [0, 0, 40]])  # the second cell lies beside the block
+    block = Scored(np.array([[0.0, 0, 1], [0, 0, 39], [0, 0, 80]]), np.array([0.9, 0.8, 0.7]), truth,
+                   pred_counted=np.array([False, True, False]), truth_counted=np.array([True, False]))
+    plain = _scored_item(cells=3, cell_score=0.9, false=1)
+    pooled = pool_volumes([block, plain])
+    assert block.cells == 1 and pooled.cells == 4
+    m = pooled.match(radius=2.0)
+    assert (m.tp, m.fp, m.fn) == (4, 1, 0)  # the block: its cell found from beside it, the detection at the cell beside it not false
+    assert pooled.f1_by_threshold(np.array([0.0]), radius=2.0)[0] == pytest.approx(m.f1)
+    assert balanced_threshold([block], radius=2.0) == (pytest.approx(0.7), 1.0)
 
 
 def test_balanced_threshold_counts_a_near_empty_item_less():

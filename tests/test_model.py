@@ -8,6 +8,7 @@ from cli_runner import run_cli
 torch = pytest.importorskip("torch", reason="training needs the 'train' extra (torch)")
 
 from clarity_fast.errors import InputError, ModelError
+from clarity_fast.evaluate import AXIS_WEIGHTS, RADIUS_VOXELS, match_in_blocks
 from clarity_fast.manifest import read_manifest
 from clarity_fast.model.augment import augment
 from clarity_fast.model.crossval import BlobMethod, TemplateMethod, cross_validate, make_folds
@@ -282,11 +283,29 @@ def test_a_region_is_the_whole_volume_read_there(tmp_path):
         rng = np.random.default_rng(0)
         assert part.annotated(part.random_background(100, rng)).all() and part.annotated(part.hard_negatives).all()
         # a candidate on a cell listed just beside the block is no negative
-        beside = part.listed[~part.annotated(part.listed)]
-        assert len(beside) and np.all(whole_distance(part.hard_negatives, beside, part) > NEGATIVE_CLEARANCE)
-        for method in (BlobMethod(),):
-            zyx, _ = method.scored(part)
-            assert len(zyx) and part.annotated(zyx).all()
+        assert len(part.beside) and not part.annotated(part.beside).any()
+        assert np.all(whole_distance(part.hard_negatives, part.beside, part) > NEGATIVE_CLEARANCE)
+        # the candidates just around the block are the whole's there too (farther out, where the context read ends,
+        # they need not be), and detections among them count only as they find the block's cells
+        near = tuple((lo - 2, hi + 2) for lo, hi in bounds)
+        native = whole.to_native(whole.candidates.zyx)
+        expected = native[within(native, bounds=near) & ~within(native, bounds=bounds)]
+        mine = part.to_native(part.context.zyx) + offset
+        mine = mine[within(mine, bounds=near)]
+        assert len(expected) and len(mine) == len(expected) and cKDTree(expected).query(mine, p=np.inf)[0].max() < 1e-9
+        assert not part.annotated(part.context.zyx).any()
+        scored = BlobMethod().scored(part)
+        counted = part.annotated(part.grid.to_working(scored.pred))
+        assert counted.any() and not counted.all() and np.array_equal(scored.pred_counted, counted)
+        assert scored.cells == len(part.truth) and len(scored.truth) == len(part.truth) + len(part.beside)
+        # the network's detections among every candidate read score as evaluate --region scores them
+        logits = np.random.default_rng(1).normal(0.0, 2.0, len(part.detectable))
+        detected = part.detected(logits, calibration=Calibration(), native=True)
+        kept = detected.scores >= 0.5
+        blocks = match_in_blocks(pred=detected.pred[kept], scores=None, truth=detected.truth, blocks=[part.region],
+                                 radius=RADIUS_VOXELS, axis_scale=AXIS_WEIGHTS).match
+        mine = detected.match(threshold=0.5, radius=RADIUS_VOXELS, axis_scale=AXIS_WEIGHTS)
+        assert (mine.tp, mine.fp, mine.fn) == (blocks.tp, blocks.fp, blocks.fn) and not detected.pred_counted.all()
 
 
 def test_calibration_is_fitted_from_logits_and_response():

@@ -17,8 +17,7 @@ from clarity_fast.errors import InputError
 from clarity_fast.evaluate import (
     AXIS_WEIGHTS,
     RADIUS_VOXELS,
-    best_threshold,
-    match_points,
+    Scored,
     pool_volumes,
     roc_auc,
     roc_curve,
@@ -82,25 +81,22 @@ class _MapMethod:
     """A score map per volume, its local maxima as detections, one threshold chosen on training F1."""
 
     def fit(self, train: list[AnnotatedVolume]) -> None:
-        pred, scores, truth = pool_volumes(
-            [(v.to_native(zyx), score, v.to_native(v.truth)) for v in train for zyx, score in [self.scored(v)]]
-        )
-        self.threshold, _ = best_threshold(pred=pred, scores=scores, truth=truth, radius=RADIUS_VOXELS, axis_scale=AXIS_WEIGHTS)
+        pooled = pool_volumes([self.scored(v) for v in train])
+        self.threshold, _ = pooled.best_threshold(radius=RADIUS_VOXELS, axis_scale=AXIS_WEIGHTS)
 
-    def scored(self, volume: AnnotatedVolume) -> tuple[np.ndarray, np.ndarray]:
-        return self._annotated_peaks(self.score_map(volume), volume)
+    def scored(self, volume: AnnotatedVolume) -> Scored:
+        return self._peaks(self.score_map(volume), volume)
 
-    def assess(self, volume: AnnotatedVolume, positions: np.ndarray) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    def assess(self, volume: AnnotatedVolume, positions: np.ndarray) -> tuple[np.ndarray, Scored]:
         """Scores at `positions` and the scored detections, from one score map."""
         score_map = self.score_map(volume)
-        return (score_map[tuple(positions.T)], *self._annotated_peaks(score_map, volume))
+        return score_map[tuple(positions.T)], self._peaks(score_map, volume)
 
     @staticmethod
-    def _annotated_peaks(score_map: np.ndarray, volume: AnnotatedVolume) -> tuple[np.ndarray, np.ndarray]:
-        """The map's peaks in the volume's annotated block (around it lies context only)."""
+    def _peaks(score_map: np.ndarray, volume: AnnotatedVolume) -> Scored:
+        """The map's peaks, scored in the volume's annotated block, in the file's voxels."""
         zyx, score = peaks_of(score_map, scale=volume.scale)
-        keep = volume.annotated(zyx)
-        return zyx[keep], score[keep]
+        return volume.scored(zyx, score, native=True)
 
 
 class BlobMethod(_MapMethod):
@@ -147,17 +143,15 @@ class CnnMethod:
         self.calibration = trained.config.calibration
         self.threshold = trained.config.threshold
 
-    def assess(self, volume: AnnotatedVolume, positions: np.ndarray) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
-        """The network's logits at `positions` (patch AUC), and the merged candidates with their probabilities."""
-        from clarity_fast.detection import calibrated_detections, logits_at
+    def assess(self, volume: AnnotatedVolume, positions: np.ndarray) -> tuple[np.ndarray, Scored]:
+        """The network's logits at `positions` (patch AUC), and the merged candidates with their probabilities,
+        scored in the file's voxels."""
+        from clarity_fast.detection import logits_at
 
         patch = self.settings.network.patch
         at_positions = logits_at(volume.native, centres=positions, scorer=self.scorer, patch=patch, grid=volume.grid)
-        logits = logits_at(volume.native, centres=volume.candidates.zyx, scorer=self.scorer, patch=patch, grid=volume.grid)
-        zyx, probs = calibrated_detections(
-            volume.candidates, logits, calibration=self.calibration, merge_radius=volume.scale.merge_radius_voxels
-        )
-        return at_positions, zyx, probs
+        logits = logits_at(volume.native, centres=volume.detectable.zyx, scorer=self.scorer, patch=patch, grid=volume.grid)
+        return at_positions, volume.detected(logits, calibration=self.calibration, native=True)
 
 
 @dataclass(frozen=True)
@@ -230,14 +224,10 @@ def cross_validate(
             scores = np.concatenate([a[0] for a in assessed])
             labels = np.concatenate([lab for _, lab in examples])
             # Scored in the file's own voxels, against its own points, whatever the working scale.
-            pooled = pool_volumes([(v.to_native(a[1]), a[2], v.to_native(v.truth)) for v, a in zip(test, assessed)])
-            m = match_points(
-                pred=pooled[0][pooled[1] >= method.threshold], truth=pooled[2], radius=RADIUS_VOXELS, axis_scale=AXIS_WEIGHTS
-            )
+            pooled = pool_volumes([detections for _, detections in assessed])
+            m = pooled.match(threshold=method.threshold, radius=RADIUS_VOXELS, axis_scale=AXIS_WEIGHTS)
             # What a threshold tuned on the test data itself would give: separates ranking from calibration.
-            _, oracle = best_threshold(
-                pred=pooled[0], scores=pooled[1], truth=pooled[2], radius=RADIUS_VOXELS, axis_scale=AXIS_WEIGHTS
-            )
+            _, oracle = pooled.best_threshold(radius=RADIUS_VOXELS, axis_scale=AXIS_WEIGHTS)
             cells = m.tp + m.fn > 0  # without any, recall and F1 are undefined, not 0: left out of the means, as the AUC
             row = dict(
                 fold=fold.index,

@@ -14,12 +14,14 @@ from scipy.spatial import cKDTree
 
 from clarity_fast.candidates import Candidates, find_candidates
 from clarity_fast.cell_shape import corrected_scale
+from clarity_fast.detection import calibrated_detections
+from clarity_fast.evaluate import Scored
 from clarity_fast.io.block import BlockReader, context_reach, grown
 from clarity_fast.io.points import read_points
 from clarity_fast.io.volumes import open_array, open_volume
 from clarity_fast.kernels.gather import Grid, gather_patches, resample_volume
 from clarity_fast.manifest import Entry
-from clarity_fast.model.config import NetworkConfig
+from clarity_fast.model.config import Calibration, NetworkConfig
 from clarity_fast.noise_correlation import volume_noise
 from clarity_fast.plane_levels import LevelledReader
 from clarity_fast.region import within
@@ -51,7 +53,8 @@ class AnnotatedVolume:
     scale: Scale  # the working scale
     partial: bool = False  # annotations known to miss cells (see hard_negatives)
     region: tuple[tuple[int, int], ...] | None = None  # the annotated block in `native`'s voxels; None: all of it
-    listed: np.ndarray | None = None  # every annotation in the voxels read, the block's and those beside it; None: truth
+    beside: np.ndarray | None = None  # annotations in the voxels read around the block (working scale); None: no region
+    context: Candidates | None = None  # candidates in the voxels read around the block: detections there can find its cells
 
     def annotated(self, points: np.ndarray) -> np.ndarray:
         """Per point (working-scale voxels), whether it lies in the annotated block: what lies outside is context."""
@@ -64,11 +67,34 @@ class AnnotatedVolume:
     def distance_in_radii(self, points: np.ndarray) -> np.ndarray:
         """Distance from each point to the nearest annotation (the block's or one beside it), in cell radii (inf
         without annotations)."""
-        listed = self.truth if self.listed is None else self.listed
+        listed = self.truth if self.beside is None else np.concatenate([self.truth, self.beside])
         if len(listed) == 0:
             return np.full(len(points), np.inf)
         r = np.asarray(self.scale.cell_radius_voxels)
         return cKDTree(listed / r).query(np.asarray(points, dtype=float) / r)[0]
+
+    @property
+    def detectable(self) -> Candidates:
+        """Every candidate in the voxels read: the block's (first), then those around it, which detect would merge
+        with them."""
+        return self.candidates if self.context is None else Candidates.concat([self.candidates, self.context])
+
+    def scored(self, zyx: np.ndarray, scores: np.ndarray, *, counted: np.ndarray | None = None, native: bool = False) -> Scored:
+        """Detections (working voxels) with their scores, against the annotations, scored in the annotated block as
+        `evaluate --region` scores one: only its cells are found or missed and only detections in it (`counted`;
+        default: those that lie in it) can be false, so that a cell at its face found from beside it counts as found.
+        In the file's voxels where `native` (as cross-validation scores)."""
+        truth = self.truth if self.beside is None else np.concatenate([self.truth, self.beside])
+        counted = self.annotated(zyx) if counted is None else counted
+        to = self.to_native if native else np.asarray
+        return Scored(to(zyx), scores, to(truth), pred_counted=counted, truth_counted=np.arange(len(truth)) < len(self.truth))
+
+    def detected(self, logits: np.ndarray, *, calibration: Calibration, native: bool = False) -> Scored:
+        """The detections among every candidate read (`logits`: the network's for `detectable`), merged, with their
+        cell probabilities, scored in the annotated block."""
+        found = self.detectable
+        keep, probs = calibrated_detections(found, logits, calibration=calibration, merge_radius=self.scale.merge_radius_voxels)
+        return self.scored(found.zyx[keep], probs, counted=keep < len(self.candidates), native=native)
 
     @property
     def at_cells(self) -> np.ndarray:
@@ -132,22 +158,28 @@ def load_annotated(
         # The prefilter runs on the file's own voxels (interpolation would correlate the noise it measures);
         # the network sees the resampled volume.
         found = find_candidates(open_array(data, name=str(entry.volume)), settings=settings, noise=noise)
-        inside = listed = None  # the annotated block in the voxels read, and every annotation there; None: all
+        inside = beside = context = None  # the annotated block in the voxels read, and what lies around it; None: all
         if entry.region:  # the context read around the block is neither cells nor non-cells
             origin = block.origin
             inside = tuple((lo - o, hi - o) for (lo, hi), o in zip(region, origin))
             keep = within(found.zyx, bounds=inside)
-            found, listed = Candidates(found.zyx[keep], found.response[keep]), cells - origin
-            cells = listed[within(listed, bounds=inside)]
+            found, context = Candidates(found.zyx[keep], found.response[keep]), Candidates(found.zyx[~keep], found.response[~keep])
+            listed = cells - origin
+            in_block = within(listed, bounds=inside)
+            cells, beside = listed[in_block], listed[~in_block]
             log.info("%s: %d of %d points lie in region %s", source, len(cells), len(listed), entry.region.text)
         if not len(cells) and not entry.partial:
             log.warning("%s holds no cells%s: every candidate in %s is taught as a non-cell (mark it annotations=partial if cells "
                         "were left out)", entry.points, f" in region {entry.region.text!r}" if entry.region else "", entry.name)
         grid = block.working_grid(factors)  # for a region, the whole volume's cut to the voxels read
-        found = Candidates(to_voxels(grid.to_working(found.zyx), shape=grid.shape), found.response)
+
+        def working(c: Candidates) -> Candidates:
+            return Candidates(to_voxels(grid.to_working(c.zyx), shape=grid.shape), c.response)
+
         volumes.append(
             AnnotatedVolume(entry.name, entry.group, data, grid, resample_volume(data, grid=grid), grid.to_working(cells),
-                            found, scale, entry.partial, inside, None if listed is None else grid.to_working(listed))
+                            working(found), scale, entry.partial, inside, None if beside is None else grid.to_working(beside),
+                            None if context is None else working(context))
         )
     return volumes
 

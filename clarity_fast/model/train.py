@@ -13,9 +13,9 @@ from dataclasses import asdict, dataclass, field, replace
 import numpy as np
 import torch
 
-from clarity_fast.detection import calibrated_detections, logits_at
+from clarity_fast.detection import logits_at
 from clarity_fast.errors import InputError
-from clarity_fast.evaluate import balanced_threshold, match_points, pool_volumes, roc_auc
+from clarity_fast.evaluate import Scored, balanced_threshold, pool_volumes, roc_auc
 from clarity_fast.export.providers import available_cores
 from clarity_fast.model.augment import augment
 from clarity_fast.model.calibrate import fit_calibration
@@ -106,9 +106,10 @@ def recorded_scale(volumes: list[AnnotatedVolume]) -> Scale:
 
 def calibrate(net: CellNet, volumes: list[AnnotatedVolume], *, patch: int) -> tuple[Calibration, list[np.ndarray]]:
     """The Calibration fitted on the validation volumes' candidates (labelled by whether they lie at an
-    annotated cell), and the network's logits for those candidates."""
+    annotated cell), and the network's logits for every candidate read (AnnotatedVolume.detectable)."""
     scorer = TorchScorer(net)
-    logits = [logits_at(v.native, centres=v.candidates.zyx, scorer=scorer, patch=patch, grid=v.grid) for v in volumes]
+    every = [logits_at(v.native, centres=v.detectable.zyx, scorer=scorer, patch=patch, grid=v.grid) for v in volumes]
+    logits = [logit[: len(v.candidates)] for v, logit in zip(volumes, every)]  # the annotated block's candidates
     labels = [v.at_cells for v in volumes]
     response = [v.candidates.response for v in volumes]
     calibration = fit_calibration(logits=np.concatenate(logits), response=np.concatenate(response), labels=np.concatenate(labels))
@@ -120,22 +121,21 @@ def calibrate(net: CellNet, volumes: list[AnnotatedVolume], *, patch: int) -> tu
         share = float(np.concatenate(probs).mean())
         reference = max(estimate_share(histogram(p), prior=share) for p in probs)
         calibration = replace(calibration, share=share, reference_share=reference)
-    return calibration, logits
+    return calibration, every
 
 
 def choose_threshold(volumes: list[AnnotatedVolume], *, logits: list[np.ndarray], calibration: Calibration) -> tuple[float, dict]:
     """The probability threshold with the best mean detection F1 over the validation groups (each group, a
     dataset or a brain, counts about the same, one of a few cells less: evaluate.balanced_threshold), matching
-    within a cell radius; and the pooled result there."""
-    by_group: dict[str, list] = {}
+    within a cell radius, each annotated block scored as `evaluate --region` scores it; and the pooled result there.
+    `logits`: calibrate's, for every candidate read."""
+    by_group: dict[str, list[Scored]] = {}
     for v, logit in zip(volumes, logits):
-        zyx, probs = calibrated_detections(v.candidates, logit, calibration=calibration, merge_radius=v.scale.merge_radius_voxels)
-        by_group.setdefault(v.group, []).append((zyx, probs, v.truth))
+        by_group.setdefault(v.group, []).append(v.detected(logit, calibration=calibration))
     scale = volumes[0].scale
     rule = dict(radius=scale.cell_diameter / 2, axis_scale=scale.voxel_size)  # the same in every working grid
     threshold, mean_f1 = balanced_threshold([pool_volumes(items) for items in by_group.values()], **rule)
-    pred, scores, truth = pool_volumes([item for items in by_group.values() for item in items])
-    match = match_points(pred=pred[scores >= threshold], truth=truth, **rule)
+    match = pool_volumes([item for items in by_group.values() for item in items]).match(threshold=threshold, **rule)
     return threshold, dict(match.summary(), mean_group_f1=mean_f1, groups=len(by_group))
 
 
