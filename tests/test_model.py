@@ -188,6 +188,11 @@ def test_train_on_regions_of_one_volume_command(manifest, tmp_path):
     out = run_cli("train", "--manifest", tmp_path / "m.csv", "--out", tmp_path / "m.pt", "--epochs", "1", "--width", "8")
     assert out.returncode == 0, out.stderr
     assert " cells in 1 volume (1 more held out for validation), 1 epoch: " in out.stdout, out.stdout
+    (tmp_path / "g.csv").write_text(f"volume,points,region,group\n{volume},{volume.parent / 'cells.csv'},:x:32x:,a\n"
+                                    f"{volume},{volume.parent / 'cells.csv'},:x32:x:,b\n")
+    out = run_cli("cv", "--manifest", tmp_path / "g.csv", "--epochs", "1", "--width", "8", "--out", tmp_path / "cv")
+    assert out.returncode == 0, out.stderr
+    assert all(out.stdout.count(f" {method}: patch AUC ") == 2 for method in ("cnn", "blob", "template")), out.stdout
     (tmp_path / "m.csv").write_text(f"volume,points,region\n{volume},{volume.parent / 'cells.csv'},0:30x:x:\n")
     out = run_cli("train", "--manifest", tmp_path / "m.csv", "--out", tmp_path / "n.pt", "--epochs", "1")
     assert out.returncode == 2 and out.stderr.count("\n") == 1 and not (tmp_path / "n.pt").exists()
