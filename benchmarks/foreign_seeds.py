@@ -43,7 +43,8 @@ def main() -> None:
             m = match_points(pred=found.zyx, truth=truth, radius=RADIUS_VOXELS, axis_scale=AXIS_WEIGHTS)
             summary = json.loads(path.with_name(f"cells_default_None.summary.json").read_text())
             trusted = summary["mixture_odds_factor"] > 1.0
-            runs.append(dict(seed=seed, cells=len(truth), mixture_trusted=trusted, cell_share=summary["cell_share"], **m.summary()))
+            runs.append(dict(seed=seed, cells=len(truth), mixture_trusted=trusted, cell_share=summary["cell_share"],
+                             mixture=summary["mixture"], **m.summary()))  # the mixture's fit, to study the decision
             print(name, seed, f"F1 {m.f1:.3f} P {m.precision:.3f} R {m.recall:.3f} mixture {'trusted' if trusted else 'not trusted'}", flush=True)
         f1 = np.array([r["f1"] for r in runs])
         precision = np.array([r["precision"] for r in runs])
