@@ -142,7 +142,7 @@ def place(rng: np.random.Generator, n: int, extent: np.ndarray, min_dist: float)
             kept.append(p)
             if len(kept) == n:
                 break
-    return np.asarray(kept)
+    return np.asarray(kept).reshape(-1, 3)  # (0, 3) for a volume without cells
 
 
 def add_blob(image: np.ndarray, centre_um: np.ndarray, sigma_um: np.ndarray, amplitude: float, voxel: np.ndarray, *, ball: bool, hollow: float = 0.0) -> None:
