@@ -66,7 +66,7 @@ def main() -> None:
             write_tiff(path, volume, voxel_size=condition.voxel)
             found = fs.detect_cnn(path, condition, "default")
             m = match_points(pred=found.zyx, truth=truth, radius=RADIUS_VOXELS, axis_scale=AXIS_WEIGHTS)
-            summary = json.loads(path.with_name(f"cells_default_None.summary.json").read_text())
+            summary = json.loads(path.with_name("cells_default_None.summary.json").read_text())
             trusted = summary["mixture_odds_factor"] > 1.0
             runs.append(dict(seed=seed, cells=len(truth), mixture_trusted=trusted, cell_share=summary["cell_share"],
                              mixture=summary["mixture"], **m.summary()))  # the mixture's fit, to study the decision

@@ -67,11 +67,16 @@ class AnnotatedVolume:
     def distance_in_radii(self, points: np.ndarray) -> np.ndarray:
         """Distance from each point to the nearest annotation (the block's or one beside it), in cell radii (inf
         without annotations)."""
-        listed = self.truth if self.beside is None else np.concatenate([self.truth, self.beside])
+        listed = self.listed
         if len(listed) == 0:
             return np.full(len(points), np.inf)
         r = np.asarray(self.scale.cell_radius_voxels)
         return cKDTree(listed / r).query(np.asarray(points, dtype=float) / r)[0]
+
+    @property
+    def listed(self) -> np.ndarray:
+        """Every annotation in the voxels read: the block's (first), then those beside it."""
+        return self.truth if self.beside is None else np.concatenate([self.truth, self.beside])
 
     @property
     def detectable(self) -> Candidates:
@@ -84,10 +89,10 @@ class AnnotatedVolume:
         `evaluate --region` scores one: only its cells are found or missed and only detections in it (`counted`;
         default: those that lie in it) can be false, so that a cell at its face found from beside it counts as found.
         In the file's voxels where `native` (as cross-validation scores)."""
-        truth = self.truth if self.beside is None else np.concatenate([self.truth, self.beside])
+        listed = self.listed
         counted = self.annotated(zyx) if counted is None else counted
         to = self.to_native if native else np.asarray
-        return Scored(to(zyx), scores, to(truth), pred_counted=counted, truth_counted=np.arange(len(truth)) < len(self.truth))
+        return Scored(to(zyx), scores, to(listed), pred_counted=counted, truth_counted=np.arange(len(listed)) < len(self.truth))
 
     def detected(self, logits: np.ndarray, *, calibration: Calibration, native: bool = False) -> Scored:
         """The detections among every candidate read (`logits`: the network's for `detectable`), merged, with their
