@@ -51,7 +51,7 @@ def annotated_share(volumes: list[AnnotatedVolume]) -> list[list[object]]:
 def detection(volumes: list[AnnotatedVolume], trained) -> dict[str, float]:
     """Pooled detection on `volumes` at the model's threshold, and at the threshold best for them."""
     scorer, patch = TorchScorer(trained.net), trained.config.network.patch
-    logits = [logits_at(v.native, centres=v.candidates.zyx, scorer=scorer, patch=patch, grid=v.grid) for v in volumes]
+    logits = [logits_at(v.native, centres=v.detectable.zyx, scorer=scorer, patch=patch, grid=v.grid) for v in volumes]
     return test_scores(volumes, logits, calibration=trained.config.calibration, threshold=trained.config.threshold)
 
 

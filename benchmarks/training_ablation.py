@@ -21,7 +21,7 @@ from clarity_fast.evaluate import AXIS_WEIGHTS, RADIUS_VOXELS, pool_volumes
 from clarity_fast.manifest import read_manifest
 from clarity_fast.model.config import Calibration
 from clarity_fast.model.crossval import make_folds
-from clarity_fast.model.samples import load_annotated
+from clarity_fast.model.samples import AnnotatedVolume, load_annotated
 from clarity_fast.model.store import TorchScorer
 from clarity_fast.model.train import TrainSettings, choose_threshold, split_validation, train
 from clarity_fast.settings import PrefilterSettings
@@ -29,8 +29,9 @@ from clarity_fast.settings import PrefilterSettings
 SETS = {"sim": (sim_manifest, 12.0), "delivr": (delivr_manifest, 8.0)}
 
 
-def test_scores(volumes, logits, *, calibration: Calibration, threshold: float) -> dict:
-    """Pooled test detection at `threshold`, and at the threshold best for the test data itself."""
+def test_scores(volumes: list[AnnotatedVolume], logits: list[np.ndarray], *, calibration: Calibration, threshold: float) -> dict:
+    """Pooled test detection at `threshold`, and at the threshold best for the test data itself; `logits`: the
+    network's for each volume's `detectable` candidates."""
     pooled = pool_volumes([v.detected(logit, calibration=calibration, native=True) for v, logit in zip(volumes, logits)])
     m = pooled.match(threshold=threshold, radius=RADIUS_VOXELS, axis_scale=AXIS_WEIGHTS)
     _, tuned = pooled.best_threshold(radius=RADIUS_VOXELS, axis_scale=AXIS_WEIGHTS)

@@ -60,8 +60,8 @@ class Match:
 
 @dataclass(frozen=True)
 class Scored:
-    """Detections (z, y, x) with their scores, and the true centres to score them against. Where the truth is an
-    annotated block's of a larger volume, the counted masks (match_points) say which points are scored: those
+    """Detections (z, y, x) with their scores, and the true centres to score them against. Where the annotations
+    are those of a block in a larger volume, the counted masks (match_points) say which points are scored: those
     beside the block are context; None: all."""
 
     pred: np.ndarray

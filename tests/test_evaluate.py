@@ -15,12 +15,12 @@ from clarity_fast.errors import InputError
 from clarity_fast.io.points import Points, write_points
 from clarity_fast.settings import Scale
 from clarity_fast.evaluate import (
+    Scored,
     balanced_threshold,
     best_threshold,
     f1_by_threshold,
     match_in_blocks,
     match_points,
-    Scored,
     pool_volumes,
     reliability_weight,
     roc_auc,

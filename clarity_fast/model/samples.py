@@ -171,22 +171,24 @@ def load_annotated(
             found, context = Candidates(found.zyx[keep], found.response[keep]), Candidates(found.zyx[~keep], found.response[~keep])
             listed = cells - origin
             in_block = within(listed, bounds=inside)
-            cells, beside = listed[in_block], listed[~in_block]
+            read = within(listed, bounds=tuple((0, n) for n in data.shape))  # the file's other points lie beyond reach
+            cells, beside = listed[in_block], listed[read & ~in_block]
             log.info("%s: %d of %d points lie in region %s", source, len(cells), len(listed), entry.region.text)
         if not len(cells) and not entry.partial:
             log.warning("%s holds no cells%s: every candidate in %s is taught as a non-cell (mark it annotations=partial if cells "
                         "were left out)", entry.points, f" in region {entry.region.text!r}" if entry.region else "", entry.name)
         grid = block.working_grid(factors)  # for a region, the whole volume's cut to the voxels read
-
-        def working(c: Candidates) -> Candidates:
-            return Candidates(to_voxels(grid.to_working(c.zyx), shape=grid.shape), c.response)
-
         volumes.append(
             AnnotatedVolume(entry.name, entry.group, data, grid, resample_volume(data, grid=grid), grid.to_working(cells),
-                            working(found), scale, entry.partial, inside, None if beside is None else grid.to_working(beside),
-                            None if context is None else working(context))
+                            _on_grid(found, grid=grid), scale, entry.partial, inside,
+                            None if beside is None else grid.to_working(beside), None if context is None else _on_grid(context, grid=grid))
         )
     return volumes
+
+
+def _on_grid(candidates: Candidates, *, grid: Grid) -> Candidates:
+    """Candidates found in the file's voxels, moved to the nearest voxels of the working grid."""
+    return Candidates(to_voxels(grid.to_working(candidates.zyx), shape=grid.shape), candidates.response)
 
 
 def _annotated_cells(entry: Entry, *, shape: tuple[int, int, int]) -> np.ndarray:
