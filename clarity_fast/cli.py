@@ -489,7 +489,7 @@ def evaluate(
     import itertools
     import json
 
-    from clarity_fast.evaluate import AXIS_WEIGHTS, RADIUS_VOXELS, best_threshold, match_in_blocks, match_points, typed_threshold
+    from clarity_fast.evaluate import AXIS_WEIGHTS, RADIUS_VOXELS, Scored, match_in_blocks, typed_threshold
     from clarity_fast.io.points import read_points
     from clarity_fast.region import parse_region
 
@@ -515,17 +515,16 @@ def evaluate(
     else:  # in voxels, by the study's rule whatever the radius, so that --radius changes the radius only
         radius, axis_scale = RADIUS_VOXELS if radius is None else radius, AXIS_WEIGHTS
         rule = f"within {radius:g} voxels, z counted double"
-    pred_counted = truth_counted = None
-    per_block = []
+    compared, per_block = Scored(p, scores, t), []  # detections and cells, to be matched
     if blocks:  # the blocks' points, and those around them that can pair with them or compete for their partners
-        near = match_in_blocks(pred=p, scores=scores, truth=t, blocks=[b.limits for b in blocks], radius=radius, axis_scale=axis_scale)
-        match, p, scores, t, pred_counted, truth_counted = near.match, near.pred, near.scores, near.truth, near.pred_counted, near.truth_counted
+        near = match_in_blocks(compared, blocks=[b.limits for b in blocks], radius=radius, axis_scale=axis_scale)
+        match, compared = near.match, near.points
         per_block = [(b.text, m, n) for b, (m, n) in zip(blocks, near.per_block)]
         them, their = ("them", "their") if len(blocks) > 1 else ("it", "its")
-        rule += f"; region{'s' if len(blocks) > 1 else ''} {named}: {match.tp + match.fn} cells, {int(pred_counted.sum())} detections in {them}" + (
+        rule += f"; region{'s' if len(blocks) > 1 else ''} {named}: {match.tp + match.fn} cells, {int(compared.pred_counted.sum())} detections in {them}" + (
             f" and {near.found_from_outside} beside {them} that found one of {their} cells" if near.found_from_outside else "")
     else:
-        match = match_points(pred=p, truth=t, radius=radius, axis_scale=axis_scale)
+        match = compared.match(radius=radius, axis_scale=axis_scale)
     n_pred, n_truth = match.tp + match.fp, match.tp + match.fn  # the detections and cells scored
     scopes = [(f" in region {named!r}" if blocks else "", n_pred, n_truth)] + [(f" in region {text!r}", n, m.tp + m.fn) for text, m, n in per_block]
     for where, detections, cells in scopes:
@@ -538,11 +537,9 @@ def evaluate(
     lines = [f"precision {match.precision:.4f}  recall {match.recall:.4f}  F1 {match.f1:.4f}  (TP {match.tp}, FP {match.fp}, FN {match.fn}; {rule})"]
     lines += [f"  region {text}: precision {m.precision:.4f}  recall {m.recall:.4f}  F1 {m.f1:.4f}  (TP {m.tp}, FP {m.fp}, FN {m.fn}; "
               f"{m.tp + m.fn} cells, {n} detections in it)" for text, m, n in per_block]
-    if fit_threshold and len(scores) and n_truth:
-        threshold, best = best_threshold(
-            pred=p, scores=scores, truth=t, radius=radius, axis_scale=axis_scale, pred_counted=pred_counted, truth_counted=truth_counted
-        )
-        threshold = typed_threshold(scores, threshold)
+    if fit_threshold and len(compared.scores) and n_truth:
+        threshold, best = compared.best_threshold(radius=radius, axis_scale=axis_scale)
+        threshold = typed_threshold(compared.scores, threshold)
         result["best_threshold"] = dict(best.summary(), threshold=threshold)
         lines.append(
             f"keeping scores >= {np.format_float_positional(threshold, trim='-')} would give precision {best.precision:.4f}  "

@@ -65,14 +65,15 @@ class Scored:
     beside the block are context; None: all."""
 
     pred: np.ndarray
-    scores: np.ndarray
+    scores: np.ndarray | None  # None: detections without scores (evaluate's files may have none): no threshold applies
     truth: np.ndarray
     pred_counted: np.ndarray | None = None
     truth_counted: np.ndarray | None = None
 
     def __post_init__(self) -> None:
         object.__setattr__(self, "pred", np.asarray(self.pred, dtype=float).reshape(-1, 3))
-        object.__setattr__(self, "scores", np.asarray(self.scores, dtype=float).reshape(-1))
+        if self.scores is not None:
+            object.__setattr__(self, "scores", np.asarray(self.scores, dtype=float).reshape(-1))
         object.__setattr__(self, "truth", np.asarray(self.truth, dtype=float).reshape(-1, 3))
 
     @property
@@ -81,8 +82,10 @@ class Scored:
         return int(_counted(self.truth_counted, len(self.truth)).sum())
 
     def match(self, *, radius: float, axis_scale: tuple[float, float, float] = (1.0, 1.0, 1.0), threshold: float = -math.inf) -> Match:
-        """The matching of the detections scoring at least `threshold` (default: all)."""
-        keep = self.scores >= threshold
+        """The matching of the detections scoring at least `threshold` (default: all, which needs no scores)."""
+        if self.scores is None and threshold > -math.inf:
+            raise ValueError("detections without scores have no threshold")
+        keep = np.ones(len(self.pred), bool) if self.scores is None else self.scores >= threshold
         return match_points(pred=self.pred[keep], truth=self.truth, radius=radius, axis_scale=axis_scale,
                             pred_counted=_counted(self.pred_counted, len(keep))[keep], truth_counted=self.truth_counted)
 
@@ -161,34 +164,29 @@ def scored(pairs: np.ndarray, *, pred_counted: np.ndarray, truth_counted: np.nda
 @dataclass(frozen=True)
 class BlockMatch:
     """A matching scored in annotated blocks of a larger volume (match_in_blocks): the points within reach of the
-    blocks, which of them count, the pooled counts, and each block's from the same matching."""
+    blocks with which of them count, the pooled counts, and each block's from the same matching."""
 
     match: Match
-    pred: np.ndarray  # the predictions within reach of a block, and their scores (None where not given)
-    scores: np.ndarray | None
-    truth: np.ndarray
-    pred_counted: np.ndarray  # in a block
-    truth_counted: np.ndarray
+    points: Scored  # the detections and cells within reach of a block; counted: those in one
     per_block: list[tuple[Match, int]]  # per block: its counts and the detections in it (several blocks only)
 
     @property
     def found_from_outside(self) -> int:
         """Pairs of a detection beside the blocks with a cell in one: neither right nor wrong (match_points)."""
         pairs = self.match.pairs
-        return int(np.sum(~self.pred_counted[pairs[:, 0]] & self.truth_counted[pairs[:, 1]]))
+        return int(np.sum(~self.points.pred_counted[pairs[:, 0]] & self.points.truth_counted[pairs[:, 1]]))
 
 
 def match_in_blocks(
+    points: Scored,
     *,
-    pred: np.ndarray,
-    scores: np.ndarray | None,
-    truth: np.ndarray,
     blocks: list[tuple[tuple[float, float], ...]],
     radius: float,
     axis_scale: tuple[float, float, float],
 ) -> BlockMatch:
-    """One matching scored in the blocks (each (lo, hi) per axis, voxels): their cells, and the detections in them
-    or finding them. Points farther out than can pair with a block's, or compete for their partners, are left out."""
+    """One matching of a volume's `points` (their counted masks unread) scored in the blocks (each (lo, hi) per axis,
+    voxels): their cells, and the detections in them or finding them. Points farther out than can pair with a
+    block's, or compete for their partners, are left out."""
 
     def inside(points: np.ndarray, *, radii: int = 0) -> np.ndarray:
         """Per block, per point: whether it lies in the block grown by `radii` match radii."""
@@ -197,13 +195,14 @@ def match_in_blocks(
             for limits in blocks
         ]).reshape(len(blocks), len(points))
 
-    keep = inside(pred, radii=3).any(axis=0)
-    pred, scores, truth = pred[keep], None if scores is None else scores[keep], truth[inside(truth, radii=4).any(axis=0)]
+    keep = inside(points.pred, radii=3).any(axis=0)
+    pred, truth = points.pred[keep], points.truth[inside(points.truth, radii=4).any(axis=0)]
     pred_in, truth_in = inside(pred), inside(truth)
-    pred_counted, truth_counted = pred_in.any(axis=0), truth_in.any(axis=0)
-    match = match_points(pred=pred, truth=truth, radius=radius, axis_scale=axis_scale, pred_counted=pred_counted, truth_counted=truth_counted)
+    near = Scored(pred, None if points.scores is None else points.scores[keep], truth,
+                  pred_counted=pred_in.any(axis=0), truth_counted=truth_in.any(axis=0))
+    match = near.match(radius=radius, axis_scale=axis_scale)
     per_block = [(scored(match.pairs, pred_counted=p, truth_counted=t), int(p.sum())) for p, t in zip(pred_in, truth_in)] if len(blocks) > 1 else []
-    return BlockMatch(match=match, pred=pred, scores=scores, truth=truth, pred_counted=pred_counted, truth_counted=truth_counted, per_block=per_block)
+    return BlockMatch(match=match, points=near, per_block=per_block)
 
 
 def _counted(counted: np.ndarray | None, n: int) -> np.ndarray:

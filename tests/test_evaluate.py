@@ -172,12 +172,12 @@ def test_blocks_that_tile_a_volume_match_as_the_whole_volume_and_their_counts_su
     whole = match_points(pred=pred, truth=truth, **rule)
     far = ((-1e9, 1e9),) * 2
     tiles = [far + ((-1e9, 20.0),), far + ((20.0, 1e9),)]
-    near = match_in_blocks(pred=pred, scores=np.arange(len(pred), dtype=float), truth=truth, blocks=tiles, **rule)
+    near = match_in_blocks(Scored(pred, np.arange(len(pred), dtype=float), truth), blocks=tiles, **rule)
     assert (near.match.tp, near.match.fp, near.match.fn) == (whole.tp, whole.fp, whole.fn) and near.found_from_outside == 0
     assert [sum(getattr(m, k) for m, _ in near.per_block) for k in ("tp", "fp", "fn")] == [whole.tp, whole.fp, whole.fn]
-    assert sum(n for _, n in near.per_block) == len(pred) and np.array_equal(near.scores, np.arange(len(pred)))
-    one = match_in_blocks(pred=pred, scores=None, truth=truth, blocks=tiles[:1], **rule)
-    assert one.per_block == [] and one.scores is None and one.match.tp + one.match.fn == int(within(truth, bounds=tiles[0]).sum())
+    assert sum(n for _, n in near.per_block) == len(pred) and np.array_equal(near.points.scores, np.arange(len(pred)))
+    one = match_in_blocks(Scored(pred, None, truth), blocks=tiles[:1], **rule)
+    assert one.per_block == [] and one.points.scores is None and one.match.tp + one.match.fn == int(within(truth, bounds=tiles[0]).sum())
 
 
 def test_f1_by_threshold_refuses_scores_that_are_not_numbers():

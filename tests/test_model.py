@@ -8,7 +8,7 @@ from cli_runner import run_cli
 torch = pytest.importorskip("torch", reason="training needs the 'train' extra (torch)")
 
 from clarity_fast.errors import InputError, ModelError
-from clarity_fast.evaluate import AXIS_WEIGHTS, RADIUS_VOXELS, match_in_blocks
+from clarity_fast.evaluate import AXIS_WEIGHTS, RADIUS_VOXELS, Scored, match_in_blocks
 from clarity_fast.manifest import read_manifest
 from clarity_fast.model.augment import augment
 from clarity_fast.model.crossval import BlobMethod, TemplateMethod, cross_validate, make_folds
@@ -307,7 +307,7 @@ def test_a_region_is_the_whole_volume_read_there(tmp_path):
         logits = np.random.default_rng(1).normal(0.0, 2.0, len(part.detectable))
         detected = part.detected(logits, calibration=Calibration(), native=True)
         kept = detected.scores >= 0.5
-        blocks = match_in_blocks(pred=detected.pred[kept], scores=None, truth=detected.truth, blocks=[part.region],
+        blocks = match_in_blocks(Scored(detected.pred[kept], None, detected.truth), blocks=[part.region],
                                  radius=RADIUS_VOXELS, axis_scale=AXIS_WEIGHTS).match
         mine = detected.match(threshold=0.5, radius=RADIUS_VOXELS, axis_scale=AXIS_WEIGHTS)
         assert (mine.tp, mine.fp, mine.fn) == (blocks.tp, blocks.fp, blocks.fn) and not detected.pred_counted.all()
