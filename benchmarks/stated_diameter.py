@@ -66,7 +66,7 @@ def main() -> None:
     for name, volumes in test_sets().items():
         for fraction in FRACTIONS:
             found = [detect(volume, voxel=voxel, diameter=diameter * fraction) for volume, _, voxel, diameter in volumes]
-            pooled = pool_volumes([Scored(p, np.zeros(len(p)), v[1]) for p, v in zip(found, volumes)])
+            pooled = pool_volumes([Scored(p, None, v[1]) for p, v in zip(found, volumes)])
             m = pooled.match(radius=RADIUS_VOXELS, axis_scale=AXIS_WEIGHTS)
             results.append(dict(set=name, fraction=fraction, diameter=volumes[0][3] * fraction, **m.summary()))
             rows.append([name, f"{fraction:g}×", f"{volumes[0][3] * fraction:.1f}", m.precision, m.recall, m.f1])

@@ -403,7 +403,7 @@ def roc_curve(scores: np.ndarray, labels: np.ndarray) -> tuple[np.ndarray, np.nd
 
 def pool_volumes(items: list[Scored]) -> Scored:
     """Several volumes' detections and truth in one coordinate space, each far from the others, so that one
-    matching (or one threshold sweep) covers them all."""
+    matching (or one threshold sweep) covers them all; without scores where one volume has none."""
     preds, scores, truths = [np.empty((0, 3))], [np.empty(0)], [np.empty((0, 3))]
     pred_counted, truth_counted = [np.empty(0, bool)], [np.empty(0, bool)]
     for i, item in enumerate(items):
@@ -413,4 +413,6 @@ def pool_volumes(items: list[Scored]) -> Scored:
         truths.append(item.truth + offset)
         pred_counted.append(_counted(item.pred_counted, len(item.pred)))
         truth_counted.append(_counted(item.truth_counted, len(item.truth)))
-    return Scored(*(np.concatenate(parts) for parts in (preds, scores, truths, pred_counted, truth_counted)))
+    unscored = any(item.scores is None for item in items)
+    return Scored(np.concatenate(preds), None if unscored else np.concatenate(scores), np.concatenate(truths),
+                  pred_counted=np.concatenate(pred_counted), truth_counted=np.concatenate(truth_counted))

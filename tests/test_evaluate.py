@@ -331,6 +331,10 @@ def test_pooled_blocks_count_only_their_own_points():
     assert (m.tp, m.fp, m.fn) == (4, 1, 0)  # the block: its cell found from beside it, the detection at the cell beside it not false
     assert pooled.f1_by_threshold(np.array([0.0]), radius=2.0)[0] == pytest.approx(m.f1)
     assert balanced_threshold([block], radius=2.0) == (pytest.approx(0.7), 1.0)
+    unscored = pool_volumes([block, Scored(plain.pred, None, plain.truth)])  # e.g. detection files without scores
+    assert unscored.scores is None and unscored.match(radius=2.0).summary() == m.summary()
+    with pytest.raises(ValueError, match="without scores"):
+        unscored.match(radius=2.0, threshold=0.5)
 
 
 def test_balanced_threshold_counts_a_near_empty_item_less():
