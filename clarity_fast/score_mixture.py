@@ -7,6 +7,13 @@ validation had and they are lost at the threshold. The logits of such a volume f
 the clutter's, which a mixture finds; where it puts most candidates among the cells (a clean volume, unlike the
 cluttered validation volumes), the cut that maximises the mixture's own expected F1 replaces the threshold if it
 is lower. Elsewhere (clutter the majority, as in every validation and real volume measured) nothing changes.
+
+The lower group may spread no more than CLUTTER_SD: what the network calls clutter it scores tightly (the lower
+group's sd is 0.5-1.6 logits in the fits to every simulated, real and cell-free volume measured), while faint cells
+spread widely. Where clutter is only a few percent of the candidates (the faintest clean volumes, whose
+candidates are almost all cells), the most likely unbounded fit splits the cells' broad group in two instead (a
+broad lower group, Ashman's D under 2) and such a volume was left unadapted, keeping half its cells
+(benchmarks/results/foreign_seeds.md); bounded, EM finds the small clutter group below them.
 """
 
 from __future__ import annotations
@@ -23,6 +30,7 @@ MIN_GAIN = 0.01  # ... and only where two groups explain the logits clearly bett
 # a tiny group on the far tail of one broad Gaussian, which EM also finds, gains 0.000-0.002)
 MIN_CANDIDATES = 50  # fewer cannot shape two groups
 MIN_SD = 0.5  # logits; keeps a group from shrinking onto one bin
+CLUTTER_SD = 1.5  # logits: the most the lower group may spread (see above)
 STARTS = (-6.0, -4.0, -2.0, 0.0, 2.0)  # logits: EM starts with the candidates above each as the cells
 F1_TOLERANCE = 1e-3
 CUTS = np.linspace(-10.0, 10.0, 801)  # logits searched for the best cut
@@ -68,18 +76,20 @@ class Mixture:
 
 def fit_mixture(counts: np.ndarray) -> Mixture | None:
     """The most likely of the two-Gaussian fits to the logits that `counts` (volume_share.histogram) bins, started
-    from each split in STARTS (EM finds local optima); None where there are too few candidates."""
+    from each split in STARTS (EM finds local optima), the lower group's sd at most CLUTTER_SD; None where there are
+    too few candidates."""
     counts = np.asarray(counts, dtype=np.float64)
     if counts.sum() < MIN_CANDIDATES:
         return None
     filled = np.flatnonzero(counts)  # empty bins add nothing to any sum
     bins = _Bins(counts=counts[filled], low=_EDGES[filled], high=_EDGES[filled + 1])
-    fits = [f for f in (_em(bins, start=[above, 1.0 - above]) for above in ((bins.middle >= s).astype(np.float64) for s in STARTS)) if f]
+    starts = ((bins.middle >= s).astype(np.float64) for s in STARTS)
+    fits = [_em(bins, start=[above, 1.0 - above], largest_sd=(np.inf, CLUTTER_SD)) for above in starts]
+    fits = [f for f in fits if f and f[0][0][1] > f[0][1][1]]  # the bounded group must end below the other
     if not fits:
         return None
-    groups, loglik = max(fits, key=lambda f: f[1])
+    ((share, m1, s1), (_, m0, s0)), loglik = max(fits, key=lambda f: f[1])
     _, one_group_loglik = _em(bins, start=[np.ones_like(bins.counts)])
-    (share, m1, s1), (_, m0, s0) = sorted(groups, key=lambda g: -g[1])  # the cells' group is the higher
     gain = (loglik - one_group_loglik) / counts.sum()
     return Mixture(cell_share=share, cell_mean=m1, cell_sd=s1, other_mean=m0, other_sd=s0, gain=float(gain))
 
@@ -98,24 +108,28 @@ class _Bins:
         return np.clip(self.low, -LOGIT_SPAN, None) / 2 + np.clip(self.high, None, LOGIT_SPAN) / 2
 
 
-def _em(bins: _Bins, *, start: list[np.ndarray], iterations: int = 200) -> tuple[list[tuple[float, float, float]], float] | None:
-    """EM over binned logits for as many Gaussian groups as `start` holds, each bin's initial weight in each group:
-    the groups' (share, mean, sd) and the log-likelihood; None where a group empties.
+def _em(
+    bins: _Bins, *, start: list[np.ndarray], largest_sd: tuple[float, ...] | None = None, iterations: int = 200
+) -> tuple[list[tuple[float, float, float]], float] | None:
+    """EM over binned logits for as many Gaussian groups as `start` holds, each bin's initial weight in each group
+    (and each group's sd at most its `largest_sd`, if given): the groups' (share, mean, sd) and the log-likelihood;
+    None where a group empties.
 
     Each bin is an interval of logits (its probability bin's), not a point: the lowest bins span whole units of
     logit, and a group fitted to their centres as points could lock onto the tail of one broad group."""
     w, params, mid = bins.counts, None, bins.middle
     total = w.sum()
     groups = [(r, mid, mid**2) for r in start]  # to begin, each bin's logits at its middle
+    largest_sd = (np.inf,) * len(start) if largest_sd is None else largest_sd
     for _ in range(iterations):
         new = []
-        for r, ex, ex2 in groups:
+        for (r, ex, ex2), most in zip(groups, largest_sd):
             weight = np.sum(w * r)
             if weight < 1.0:
                 return None
             mean = np.sum(w * r * ex) / weight
             var = np.sum(w * r * (ex2 - 2.0 * mean * ex + mean**2)) / weight
-            new.append((float(weight / total), float(mean), max(float(np.sqrt(max(var, 0.0))), MIN_SD)))
+            new.append((float(weight / total), float(mean), min(max(float(np.sqrt(max(var, 0.0))), MIN_SD), most)))
         converged = params is not None and np.max(np.abs(np.subtract(new, params))) < 1e-7
         params = new
         moments = [_bin_moments(bins, mean=mean, sd=sd) for _, mean, sd in params]
