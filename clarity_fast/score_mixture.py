@@ -74,18 +74,19 @@ class Mixture:
         return float(CUTS[np.flatnonzero(f1 >= f1.max() - F1_TOLERANCE)[-1]])
 
 
-def fit_mixture(counts: np.ndarray) -> Mixture | None:
+def fit_mixture(counts: np.ndarray, *, clutter_sd: float = CLUTTER_SD) -> Mixture | None:
     """The most likely of the two-Gaussian fits to the logits that `counts` (volume_share.histogram) bins, started
-    from each split in STARTS (EM finds local optima), the lower group's sd at most CLUTTER_SD; None where there are
-    too few candidates."""
+    from each split in STARTS (EM finds local optima), the lower group's sd at most `clutter_sd` (inf: unbounded, as
+    benchmarks/clutter_bound.py compares); None where there are too few candidates."""
     counts = np.asarray(counts, dtype=np.float64)
     if counts.sum() < MIN_CANDIDATES:
         return None
     filled = np.flatnonzero(counts)  # empty bins add nothing to any sum
     bins = _Bins(counts=counts[filled], low=_EDGES[filled], high=_EDGES[filled + 1])
     starts = ((bins.middle >= s).astype(np.float64) for s in STARTS)
-    fits = [_em(bins, start=[above, 1.0 - above], largest_sd=(np.inf, CLUTTER_SD)) for above in starts]
-    fits = [f for f in fits if f and f[0][0][1] > f[0][1][1]]  # the bounded group must end below the other
+    fits = [_em(bins, start=[above, 1.0 - above], largest_sd=(np.inf, clutter_sd)) for above in starts]
+    fits = [(sorted(groups, key=lambda g: -g[1]), loglik) for groups, loglik in filter(None, fits)]  # the cells' group first
+    fits = [f for f in fits if f[0][1][2] <= clutter_sd]  # EM bounded one group: it must have ended the lower
     if not fits:
         return None
     ((share, m1, s1), (_, m0, s0)), loglik = max(fits, key=lambda f: f[1])
