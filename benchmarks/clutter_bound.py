@@ -1,0 +1,190 @@
+"""What bounding the score mixture's lower (clutter) group does (score_mixture.CLUTTER_SD), against the unbounded fit
+it replaced, on every kind of volume we have: the rule was chosen on one set of faint volumes and is checked here on
+volumes it was not chosen on, and on volumes where it must change nothing (real tissue, simulated brains, volumes
+without a cell).
+
+Each volume is scored once (the built-in model, candidates at detect's defaults, z rescaled where cells look
+elongated, as `detect` does), keeping every candidate's probability, position and the whole volume's histogram;
+adapting (volume_share and score_mixture, with each bound), the threshold and merging are then applied to them as
+pipeline.merged applies them, so each bound is compared on the same candidates. 'best factor per volume' is the
+F1 that the best of 30 odds factors from 1 to adapting's strongest would give each volume: what a perfect choice of
+factor could reach. Matching: 3.5 voxels, z counted double. cellfinder's crop has no manual annotations (its points
+are an old cellfinder run's), so only its odds factor is shown.
+
+Run: python benchmarks/clutter_bound.py   (needs ../shared/data for the real rows; writes results/clutter_bound.{json,md};
+about 10 minutes on 2 cores, candidates cached in benchmarks/out/clutter_bound)
+"""
+
+from __future__ import annotations
+
+import csv
+from collections.abc import Callable
+from dataclasses import replace
+
+import foreign_seeds
+import foreign_synthetic as fs
+import numpy as np
+import report
+from default_model import DELIVR, REAL, held_out_patches, held_out_sets, voxel_size
+from prior_shift import own_generator
+
+from clarity_fast.candidates import slab_ranges
+from clarity_fast.cell_shape import corrected_scale
+from clarity_fast.detection import merge_duplicates
+from clarity_fast.evaluate import AXIS_WEIGHTS, RADIUS_VOXELS, match_points
+from clarity_fast.export.model_file import resolve_model
+from clarity_fast.export.runtime import OnnxScorer
+from clarity_fast.io.points import read_points
+from clarity_fast.io.volumes import open_array, open_volume
+from clarity_fast.noise_correlation import volume_noise
+from clarity_fast.pipeline import DetectSettings, adapting, process_slabs
+from clarity_fast.score_mixture import CLUTTER_SD, fit_mixture, mixture_factor
+from clarity_fast.settings import Scale
+from clarity_fast.volume_share import adjusted, estimate_share, odds_factor, strongest_factor
+
+OUT = report.OUT / "clutter_bound"
+BOUNDS = [np.inf, 1.25, CLUTTER_SD, 1.75, 2.0]  # logits; inf: the fit before the bound
+KEEP_FROM = 1e-4  # every candidate at or above this probability is kept; no adapted threshold reaches below it
+FACTORS = 30  # odds factors tried per volume for the best-factor column
+
+
+def volume_sets() -> dict[str, list[tuple[str, Callable[[], tuple]]]]:
+    """By set: each volume's name and how to make or read it, as (volume, truth, voxel size, cell diameter)."""
+    by_name = {c.name: c for c in fs.CONDITIONS}
+    faint = [by_name[n] for n in foreign_seeds.CONDITIONS]
+    with (DELIVR / "index.csv").open() as f:
+        rows = list(csv.DictReader(f))
+    held = held_out_sets(rows, held_out_patches(rows))
+
+    def stored(path, points, geometry) -> Callable[[], tuple]:
+        def read() -> tuple:
+            with open_volume(path) as reader:
+                return reader.read_slab(0, reader.shape[0]), read_points(points).zyx, voxel_size(geometry), geometry["diameter"]
+        return read
+
+    def made(condition, seed: int) -> Callable[[], tuple]:
+        return lambda: (*fs.make_volume(condition, seed=seed), condition.voxel, condition.stated_diameter)
+
+    own = own_generator()
+    return {
+        "six faint conditions, seeds 7000-7007 (the bound chosen on these)": [
+            (f"{c.name} {s}", made(c, s)) for c in faint for s in foreign_seeds.SEEDS
+        ],
+        "six faint conditions, seeds 8100-8107": [(f"{c.name} {s}", made(c, s)) for c in faint for s in range(8100, 8108)],
+        "foreign generator, 35 conditions, seeds 2000+i": [(c.name, made(c, 2000 + i)) for i, c in enumerate(fs.CONDITIONS)],
+        "foreign generator, 35 conditions, seeds 8000+i": [(c.name, made(c, 8000 + i)) for i, c in enumerate(fs.CONDITIONS)],
+        "foreign generator without cells (false cells)": [
+            (f"{c.name} {s}", made(c, s)) for c in foreign_seeds.EMPTY for s in foreign_seeds.SEEDS
+        ],
+        "our generator, 9 volumes": [(name, lambda v=(volume, truth, voxel, d): v) for name, volume, truth, voxel, d in own],
+        "simulated held-out brains and geometries": [
+            (name, stored(path, points, g)) for key in ("simulated", "simulated_geometries") for name, path, points, g in held[key]
+        ],
+        "delivr_cfos, all 25 patches": [
+            (r["patch_id"], stored(DELIVR / r["volume_file"], DELIVR / r["points_file"], REAL)) for r in rows
+        ],
+    }
+
+
+def candidates(key: str, make: Callable[[], tuple], *, scorer: OnnxScorer) -> dict:
+    """Every candidate's position and probability, the whole volume's histogram and the merge radius (cached as `key`)."""
+    path = OUT / f"{key}.npz"
+    if path.exists():
+        return dict(np.load(path))
+    volume, truth, voxel, diameter = make()
+    cfg = scorer.config
+    reader = open_array(volume)
+    scale, _ = corrected_scale(reader, scale=Scale(voxel_size=voxel, cell_diameter=diameter))
+    settings = DetectSettings(voxel_size=scale.voxel_size, cell_diameter=diameter, threshold=KEEP_FROM,
+                              prefilter_threshold=cfg.prefilter_threshold, adapt=False)
+    settings = replace(settings, noise=volume_noise(reader))
+    parts = []
+    process_slabs(reader, scorer=scorer, model=cfg, settings=settings, slabs=slab_ranges(reader.shape[0], slab_depth=settings.slab_depth),
+                  on_result=parts.append, seconds={})
+    data = dict(
+        zyx=np.concatenate([p.zyx for p in parts]), probability=np.concatenate([p.probability for p in parts]),
+        counts=np.sum([p.histogram for p in parts], axis=0), truth=np.asarray(truth, float).reshape(-1, 3),
+        radius=np.array(settings.scale.merge_radius_voxels),
+    )
+    OUT.mkdir(parents=True, exist_ok=True)
+    np.savez(path, **data)
+    return data
+
+
+def factor(counts: np.ndarray, *, cfg, bound: float) -> tuple[float, bool]:
+    """Adapting's odds factor with the mixture's lower group bounded at `bound`, and whether the mixture set it."""
+    reference = cfg.calibration.reference_share
+    by_share = odds_factor(estimate_share(counts, prior=cfg.calibration.share), reference=reference)
+    by_mixture = mixture_factor(fit_mixture(counts, clutter_sd=bound), threshold=cfg.threshold, reference=reference)
+    return max(by_share, by_mixture), by_mixture > 1.0
+
+
+def counted(data: dict, odds: float, *, threshold: float) -> np.ndarray:
+    """(tp, fp, fn) of the volume's detections at this odds factor, thresholded and merged as pipeline.merged does."""
+    exact = adjusted(data["probability"], factor=odds)
+    above = exact >= threshold
+    zyx, p = data["zyx"][above], exact[above].astype(np.float32)
+    keep = merge_duplicates(zyx, p, radius=data["radius"])
+    m = match_points(pred=zyx[keep], truth=data["truth"], radius=RADIUS_VOXELS, axis_scale=AXIS_WEIGHTS)
+    return np.array([m.tp, m.fp, m.fn])
+
+
+def f1(tp_fp_fn: np.ndarray) -> float:
+    tp, fp, fn = tp_fp_fn
+    return 2 * tp / max(2 * tp + fp + fn, 1)
+
+
+def main() -> None:
+    scorer = OnnxScorer(resolve_model("default"))
+    cfg = scorer.config
+    grid = np.geomspace(1.0, strongest_factor(cfg.calibration.reference_share), FACTORS)
+    results, rows = [], []
+    sets = volume_sets()
+    from tifffile import imread
+
+    (crop_voxel, crop_diameter) = report.CROP_SCALE
+    crop = candidates("crop", lambda: (imread(report.CROP / "signal.tif"), np.empty((0, 3)), crop_voxel, crop_diameter), scorer=scorer)
+    for i, (set_name, volumes) in enumerate(sets.items()):
+        pooled = {b: np.zeros(3, int) for b in BOUNDS}
+        best, trusted, changed, per_volume = np.zeros(3, int), dict.fromkeys(BOUNDS, 0), dict.fromkeys(BOUNDS, 0), []
+        for k, (name, make) in enumerate(volumes):
+            data = candidates(f"set{i}_{k}", make, scorer=scorer)
+            record = dict(volume=name, candidates=int(data["counts"].sum()), cells=len(data["truth"]), bounds={})
+            unbounded, _ = factor(data["counts"], cfg=cfg, bound=np.inf)
+            for bound in BOUNDS:
+                odds, by_mixture = factor(data["counts"], cfg=cfg, bound=bound)
+                if bound == CLUTTER_SD:
+                    assert odds == adapting(data["counts"], model=cfg).factor  # the same rule as detect's
+                tp_fp_fn = counted(data, odds, threshold=cfg.threshold)
+                pooled[bound] += tp_fp_fn
+                trusted[bound] += by_mixture
+                changed[bound] += odds != unbounded
+                record["bounds"][str(bound)] = dict(odds_factor=odds, mixture_set_it=by_mixture, tp_fp_fn=tp_fp_fn.tolist())
+            options = [counted(data, g, threshold=cfg.threshold) for g in grid]
+            best += max(options, key=lambda c: (f1(c), -c[1]))
+            per_volume.append(record)
+            print(set_name, name, {b: r["tp_fp_fn"] for b, r in record["bounds"].items()}, flush=True)
+        empty = "without cells" in set_name
+        shown = (lambda c: str(int(c[1]))) if empty else (lambda c: f"{f1(c):.3f}")
+        rows.append([set_name, str(len(volumes))] + [f"{shown(pooled[b])} ({trusted[b]}; {changed[b]})" for b in BOUNDS] + ["" if empty else shown(best)])
+        results.append(dict(set=set_name, pooled={str(b): pooled[b].tolist() for b in BOUNDS}, best_factor_pooled=best.tolist(), volumes=per_volume))
+    crop_factors = {str(b): factor(crop["counts"], cfg=cfg, bound=b)[0] for b in BOUNDS}
+    rows.append(["cellfinder's crop (odds factor; no manual annotations)", "1"] + [f"{crop_factors[str(b)]:.2f}" for b in BOUNDS] + [""])
+    columns = ["set", "volumes"] + [("unbounded (before)" if b == np.inf else f"bound {b:g}" + (" (detect's)" if b == CLUTTER_SD else "")) for b in BOUNDS]
+    md = report.write(
+        "clutter_bound",
+        data=dict(bounds=[str(b) for b in BOUNDS], threshold=cfg.threshold, sets=results, crop_odds_factors=crop_factors),
+        columns=columns + ["best factor per volume"],
+        rows=rows,
+        notes=(
+            "Built-in model; each cell: pooled F1 over the set (for the volumes without cells: false cells in all), then in "
+            "brackets the volumes whose odds the score mixture raised, and the volumes whose odds factor differs from the "
+            "unbounded fit's. Candidates scored once per volume, adapting applied to them as `detect` applies it (checked "
+            f"equal to `detect`'s factor at bound {CLUTTER_SD:g}). Foreign generator volumes 192×384×384 µm, 200 or 700 cells."
+        ),
+    )
+    print(md.read_text())
+
+
+if __name__ == "__main__":
+    main()
