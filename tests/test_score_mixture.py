@@ -3,7 +3,7 @@
 import numpy as np
 import pytest
 
-from clarity_fast.score_mixture import MIN_CANDIDATES, fit_mixture, mixture_factor
+from clarity_fast.score_mixture import _EDGES, CLUTTER_SD, FEW_CLUTTER, MIN_CANDIDATES, _Bins, _most_likely, fit_mixture, mixture_factor
 from clarity_fast.volume_share import BINS, histogram, strongest_factor
 
 THRESHOLD, REFERENCE = 0.33, 0.32
@@ -40,6 +40,18 @@ def test_a_few_percent_of_clutter_below_broad_faint_cells_is_found(seed):
     mixture = fit_mixture(counts((140, -0.5, 1.2), (60, -3.0, 1.5), (12, -7.0, 0.8), seed=seed))
     assert mixture.cell_share > 0.75 and mixture.other_mean < -4.5
     assert mixture_factor(mixture, threshold=THRESHOLD, reference=REFERENCE) > 10
+
+
+def test_common_clutter_is_fitted_unbounded():
+    """Clutter the majority and broader than the bound: bounded, its upper tail would join the cells' group and move
+    the cut; where the bounded fit finds clutter more than a small minority (FEW_CLUTTER), the unbounded fit stands."""
+    histogram_ = counts((800, 3.0, 4.5), (1200, -5.5, 1.8))
+    unbounded = fit_mixture(histogram_, clutter_sd=np.inf)
+    assert unbounded.other_sd > CLUTTER_SD and fit_mixture(histogram_) == unbounded
+    filled = np.flatnonzero(histogram_)
+    bins = _Bins(counts=histogram_[filled].astype(float), low=_EDGES[filled], high=_EDGES[filled + 1])
+    bounded = _most_likely(bins, clutter_sd=CLUTTER_SD, one_group_loglik=0.0)
+    assert bounded.other_sd <= CLUTTER_SD and unbounded.cell_share < bounded.cell_share < FEW_CLUTTER
 
 
 def test_broad_clutter_is_not_taken_for_cells():
