@@ -1,7 +1,8 @@
 """What bounding the score mixture's lower (clutter) group does (score_mixture.CLUTTER_SD), against the unbounded fit
 it replaced, on every kind of volume we have: the rule was chosen on one set of faint volumes and is checked here on
 volumes it was not chosen on, and on volumes where it must change nothing (real tissue, simulated brains, volumes
-without a cell).
+without a cell). Each bound is applied as `detect` applies CLUTTER_SD: only where the bounded fit finds the clutter
+a small minority (score_mixture.FEW_CLUTTER), the unbounded fit elsewhere.
 
 Each volume is scored once (the built-in model, candidates at detect's defaults, z rescaled where cells look
 elongated, as `detect` does), keeping every candidate's probability, position and the whole volume's histogram;
@@ -40,6 +41,7 @@ from clarity_fast.noise_correlation import volume_noise
 from clarity_fast.pipeline import DetectSettings, adapting, process_slabs
 from clarity_fast.score_mixture import CLUTTER_SD, fit_mixture, mixture_factor
 from clarity_fast.settings import Scale
+from clarity_fast.simulate import SimulatedBrain, SimulationSettings
 from clarity_fast.volume_share import adjusted, estimate_share, odds_factor, strongest_factor
 
 OUT = report.OUT / "clutter_bound"
@@ -83,7 +85,18 @@ def volume_sets() -> dict[str, list[tuple[str, Callable[[], tuple]]]]:
         "delivr_cfos, all 25 patches": [
             (r["patch_id"], stored(DELIVR / r["volume_file"], DELIVR / r["points_file"], REAL)) for r in rows
         ],
+        "small simulated brains, 30×96×96 voxels, difficulty 0.5 and 1": [
+            (f"difficulty {d:g}, seed {seed}", small_brain(d, seed)) for d in (0.5, 1.0) for seed in range(21, 41)
+        ],
     }
+
+
+def small_brain(difficulty: float, seed: int) -> Callable[[], tuple]:
+    """A brain the size the test suite detects in (where a bound on clutter first showed its cost)."""
+    def make() -> tuple:
+        brain = SimulatedBrain(SimulationSettings(shape=(30, 96, 96), difficulty=difficulty, seed=seed))
+        return brain.volume(), brain.cells.zyx, brain.settings.scale.voxel_size, brain.settings.scale.cell_diameter
+    return make
 
 
 def candidates(key: str, make: Callable[[], tuple], *, scorer: OnnxScorer) -> dict:
