@@ -6,7 +6,9 @@ network still ranks them far above the clutter but calls them unlikely, so EM fi
 validation had and they are lost at the threshold. The logits of such a volume form two groups, the cells' and
 the clutter's, which a mixture finds; where it puts most candidates among the cells (a clean volume, unlike the
 cluttered validation volumes), the cut that maximises the mixture's own expected F1 replaces the threshold if it
-is lower. Elsewhere (clutter the majority, as in every validation and real volume measured) nothing changes.
+is lower. Elsewhere (clutter the majority, as in every validation and real volume measured at its true cell size)
+nothing changes. Real tissue told too small a cell diameter can look like a clean volume of faint cells here, and
+is then adapted to its cost (benchmarks/results/stated_diameter.md).
 
 The lower group may spread no more than CLUTTER_SD: what the network calls clutter it scores tightly (the lower
 group's sd is 0.5-1.6 logits in the fits to every simulated, real and cell-free volume measured), while faint cells
