@@ -6,8 +6,8 @@ a small minority (score_mixture.FEW_CLUTTER), the unbounded fit elsewhere.
 
 Each volume is scored once (the built-in model, candidates at detect's defaults, z rescaled where cells look
 elongated, as `detect` does), keeping every candidate's probability, position and the whole volume's histogram;
-adapting (volume_share and score_mixture, with each bound), the threshold and merging are then applied to them as
-pipeline.merged applies them, so each bound is compared on the same candidates. 'best factor per volume' is the
+adapting (pipeline.adapting with each bound), the threshold and merging (pipeline.kept_cells) are then applied to
+them as `detect` applies them, so each bound is compared on the same candidates. 'best factor per volume' is the
 F1 that the best of 30 odds factors from 1 to adapting's strongest would give each volume: what a perfect choice of
 factor could reach. Matching: 3.5 voxels, z counted double. cellfinder's crop has no manual annotations (its points
 are an old cellfinder run's), so only its odds factor is shown.
@@ -31,18 +31,17 @@ from prior_shift import own_generator
 
 from clarity_fast.candidates import slab_ranges
 from clarity_fast.cell_shape import corrected_scale
-from clarity_fast.detection import merge_duplicates
 from clarity_fast.evaluate import AXIS_WEIGHTS, RADIUS_VOXELS, match_points
 from clarity_fast.export.model_file import resolve_model
 from clarity_fast.export.runtime import OnnxScorer
 from clarity_fast.io.points import read_points
 from clarity_fast.io.volumes import open_array, open_volume
 from clarity_fast.noise_correlation import volume_noise
-from clarity_fast.pipeline import DetectSettings, adapting, process_slabs
-from clarity_fast.score_mixture import CLUTTER_SD, fit_mixture, mixture_factor
+from clarity_fast.pipeline import DetectSettings, adapting, kept_cells, process_slabs
+from clarity_fast.score_mixture import CLUTTER_SD
 from clarity_fast.settings import Scale
 from clarity_fast.simulate import SimulatedBrain, SimulationSettings
-from clarity_fast.volume_share import adjusted, estimate_share, odds_factor, strongest_factor
+from clarity_fast.volume_share import strongest_factor
 
 OUT = report.OUT / "clutter_bound"
 BOUNDS = [np.inf, 1.25, CLUTTER_SD, 1.75, 2.0]  # logits; inf: the fit before the bound
@@ -124,21 +123,10 @@ def candidates(key: str, make: Callable[[], tuple], *, scorer: OnnxScorer) -> di
     return data
 
 
-def factor(counts: np.ndarray, *, cfg, bound: float) -> tuple[float, bool]:
-    """Adapting's odds factor with the mixture's lower group bounded at `bound`, and whether the mixture set it."""
-    reference = cfg.calibration.reference_share
-    by_share = odds_factor(estimate_share(counts, prior=cfg.calibration.share), reference=reference)
-    by_mixture = mixture_factor(fit_mixture(counts, clutter_sd=bound), threshold=cfg.threshold, reference=reference)
-    return max(by_share, by_mixture), by_mixture > 1.0
-
-
 def counted(data: dict, odds: float, *, threshold: float) -> np.ndarray:
-    """(tp, fp, fn) of the volume's detections at this odds factor, thresholded and merged as pipeline.merged does."""
-    exact = adjusted(data["probability"], factor=odds)
-    above = exact >= threshold
-    zyx, p = data["zyx"][above], exact[above].astype(np.float32)
-    keep = merge_duplicates(zyx, p, radius=data["radius"])
-    m = match_points(pred=zyx[keep], truth=data["truth"], radius=RADIUS_VOXELS, axis_scale=AXIS_WEIGHTS)
+    """(tp, fp, fn) of the volume's detections at this odds factor, thresholded and merged as `detect` does."""
+    zyx, _, _ = kept_cells(data["zyx"], data["probability"], factor=odds, threshold=threshold, merge_radius=tuple(data["radius"]))
+    m = match_points(pred=zyx, truth=data["truth"], radius=RADIUS_VOXELS, axis_scale=AXIS_WEIGHTS)
     return np.array([m.tp, m.fp, m.fn])
 
 
@@ -163,11 +151,10 @@ def main() -> None:
         for k, (name, make) in enumerate(volumes):
             data = candidates(f"set{i}_{k}", make, scorer=scorer)
             record = dict(volume=name, candidates=int(data["counts"].sum()), cells=len(data["truth"]), bounds={})
-            unbounded, _ = factor(data["counts"], cfg=cfg, bound=np.inf)
+            unbounded = adapting(data["counts"], model=cfg, clutter_sd=np.inf).factor
             for bound in BOUNDS:
-                odds, by_mixture = factor(data["counts"], cfg=cfg, bound=bound)
-                if bound == CLUTTER_SD:
-                    assert odds == adapting(data["counts"], model=cfg).factor  # the same rule as detect's
+                adaptation = adapting(data["counts"], model=cfg, clutter_sd=bound)
+                odds, by_mixture = adaptation.factor, adaptation.mixture_factor > 1.0
                 tp_fp_fn = counted(data, odds, threshold=cfg.threshold)
                 pooled[bound] += tp_fp_fn
                 trusted[bound] += by_mixture
@@ -181,7 +168,7 @@ def main() -> None:
         shown = (lambda c: str(int(c[1]))) if empty else (lambda c: f"{f1(c):.3f}")
         rows.append([set_name, str(len(volumes))] + [f"{shown(pooled[b])} ({trusted[b]}; {changed[b]})" for b in BOUNDS] + ["" if empty else shown(best)])
         results.append(dict(set=set_name, pooled={str(b): pooled[b].tolist() for b in BOUNDS}, best_factor_pooled=best.tolist(), volumes=per_volume))
-    crop_factors = {str(b): factor(crop["counts"], cfg=cfg, bound=b)[0] for b in BOUNDS}
+    crop_factors = {str(b): adapting(crop["counts"], model=cfg, clutter_sd=b).factor for b in BOUNDS}
     rows.append(["cellfinder's crop (odds factor; no manual annotations)", "1"] + [f"{crop_factors[str(b)]:.2f}" for b in BOUNDS] + [""])
     columns = ["set", "volumes"] + [("unbounded (before)" if b == np.inf else f"bound {b:g}" + (" (detect's)" if b == CLUTTER_SD else "")) for b in BOUNDS]
     md = report.write(
@@ -192,8 +179,8 @@ def main() -> None:
         notes=(
             "Built-in model; each cell: pooled F1 over the set (for the volumes without cells: false cells in all), then in "
             "brackets the volumes whose odds the score mixture raised, and the volumes whose odds factor differs from the "
-            "unbounded fit's. Candidates scored once per volume, adapting applied to them as `detect` applies it (checked "
-            f"equal to `detect`'s factor at bound {CLUTTER_SD:g}). Foreign generator volumes 192×384×384 µm, 200 or 700 cells."
+            "unbounded fit's. Candidates scored once per volume, adapting applied to them as `detect` applies it (its "
+            f"default bound is {CLUTTER_SD:g}). Foreign generator volumes 192×384×384 µm, 200 or 700 cells."
         ),
     )
     print(md.read_text())

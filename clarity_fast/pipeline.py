@@ -34,7 +34,7 @@ from clarity_fast.kernels.turns import kernel_turns
 from clarity_fast.model.config import ModelConfig, NetworkConfig
 from clarity_fast.model.samples import to_voxels
 from clarity_fast.noise_correlation import NoiseModel, volume_noise
-from clarity_fast.score_mixture import Mixture, fit_mixture, mixture_factor
+from clarity_fast.score_mixture import CLUTTER_SD, Mixture, fit_mixture, mixture_factor
 from clarity_fast.settings import PrefilterSettings, Scale, VoxelSize, snap_factors
 from clarity_fast.volume_share import (
     BINS,
@@ -126,11 +126,12 @@ class Adaptation:
         return max(self.share_factor, self.mixture_factor)
 
 
-def adapting(counts: np.ndarray, *, model: ModelConfig) -> Adaptation:
-    """Both estimates from the histogram of every candidate's probability."""
+def adapting(counts: np.ndarray, *, model: ModelConfig, clutter_sd: float = CLUTTER_SD) -> Adaptation:
+    """Both estimates from the histogram of every candidate's probability (`clutter_sd`: score_mixture's bound, which
+    benchmarks/clutter_bound.py varies)."""
     reference = model.calibration.reference_share
     share = estimate_share(counts, prior=model.calibration.share)
-    mixture = fit_mixture(counts)
+    mixture = fit_mixture(counts, clutter_sd=clutter_sd)
     return Adaptation(
         share=share, share_factor=odds_factor(share, reference=reference),
         mixture=mixture, mixture_factor=mixture_factor(mixture, threshold=model.threshold, reference=reference),
@@ -339,16 +340,26 @@ def merged(
     zyx = np.concatenate([r.zyx for r in parts]) if parts else np.empty((0, 3), np.int64)
     prob = np.concatenate([r.probability for r in parts]) if parts else np.empty(0, np.float32)
     adaptation = adapting(np.sum([r.histogram for r in parts], axis=0), model=model) if _adapting(settings, model) else None
-    exact = prob.astype(np.float64) if adaptation is None else adjusted(prob, factor=adaptation.factor)
-    above = exact >= settings.threshold  # in float64, as slabs chose what to keep: float32 rounding could pass one they dropped
-    zyx, prob = zyx[above], exact[above].astype(np.float32)
-    keep = merge_duplicates(zyx, prob, radius=settings.scale.merge_radius_voxels)
+    zyx, prob, above = kept_cells(zyx, prob, factor=None if adaptation is None else adaptation.factor,
+                                  threshold=settings.threshold, merge_radius=settings.scale.merge_radius_voxels)
     seconds["merge"] = seconds.get("merge", 0.0) + time.perf_counter() - t
     return Result(
-        zyx=zyx[keep], probability=prob[keep], candidates=sum(r.candidates for r in parts),
-        above_threshold=len(prob), seconds=seconds, projection=projection, adaptation=adaptation,
+        zyx=zyx, probability=prob, candidates=sum(r.candidates for r in parts),
+        above_threshold=above, seconds=seconds, projection=projection, adaptation=adaptation,
         odd_planes={k: flat for r in parts for k, flat in r.odd_planes.items()},
     )
+
+
+def kept_cells(
+    zyx: np.ndarray, probability: np.ndarray, *, factor: float | None, threshold: float, merge_radius: tuple[float, float, float]
+) -> tuple[np.ndarray, np.ndarray, int]:
+    """The detections among candidates: probabilities adapted by `factor` (None: as they are), those at or above the
+    threshold, duplicates merged; with how many passed the threshold before merging."""
+    exact = probability.astype(np.float64) if factor is None else adjusted(probability, factor=factor)
+    above = exact >= threshold  # in float64, as slabs chose what to keep: float32 rounding could pass one they dropped
+    zyx, probability = zyx[above], exact[above].astype(np.float32)
+    keep = merge_duplicates(zyx, probability, radius=merge_radius)
+    return zyx[keep], probability[keep], len(probability)
 
 
 def detect(

@@ -92,8 +92,8 @@ def fit_mixture(counts: np.ndarray, *, clutter_sd: float = CLUTTER_SD) -> Mixtur
     bins = _Bins(counts=counts[filled], low=_EDGES[filled], high=_EDGES[filled + 1])
     _, one_group_loglik = _em(bins, start=[np.ones_like(bins.counts)])
     bounded = _most_likely(bins, clutter_sd=clutter_sd, one_group_loglik=one_group_loglik)
-    if bounded is not None and bounded.cell_share >= FEW_CLUTTER:
-        return bounded
+    if clutter_sd == np.inf or (bounded is not None and bounded.cell_share >= FEW_CLUTTER):
+        return bounded  # unbounded already, or kept
     return _most_likely(bins, clutter_sd=np.inf, one_group_loglik=one_group_loglik)
 
 
