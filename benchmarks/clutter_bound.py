@@ -98,8 +98,9 @@ def small_brain(difficulty: float, seed: int) -> Callable[[], tuple]:
     return make
 
 
-def candidates(key: str, make: Callable[[], tuple], *, scorer: OnnxScorer) -> dict:
-    """Every candidate's position and probability, the whole volume's histogram and the merge radius (cached as `key`)."""
+def candidates(key: str, make: Callable[[], tuple], *, scorer: OnnxScorer, prefilter_threshold: float | None = None) -> dict:
+    """Every candidate's position and probability, the whole volume's histogram and the merge radius (cached as `key`),
+    with the prefilter at `prefilter_threshold` (None: the model's, as `detect` runs it)."""
     path = OUT / f"{key}.npz"
     if path.exists():
         return dict(np.load(path))
@@ -108,7 +109,7 @@ def candidates(key: str, make: Callable[[], tuple], *, scorer: OnnxScorer) -> di
     reader = open_array(volume)
     scale, _ = corrected_scale(reader, scale=Scale(voxel_size=voxel, cell_diameter=diameter))
     settings = DetectSettings(voxel_size=scale.voxel_size, cell_diameter=diameter, threshold=KEEP_FROM,
-                              prefilter_threshold=cfg.prefilter_threshold, adapt=False)
+                              prefilter_threshold=cfg.prefilter_threshold if prefilter_threshold is None else prefilter_threshold, adapt=False)
     settings = replace(settings, noise=volume_noise(reader))
     parts = []
     process_slabs(reader, scorer=scorer, model=cfg, settings=settings, slabs=slab_ranges(reader.shape[0], slab_depth=settings.slab_depth),

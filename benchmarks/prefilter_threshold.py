@@ -14,55 +14,32 @@ results/prefilter_threshold.{json,md}; about 10 minutes on 2 cores)
 from __future__ import annotations
 
 import csv
-from dataclasses import replace
 
+import clutter_bound
 import foreign_seeds
 import foreign_synthetic as fs
 import numpy as np
 import report
 from default_model import DELIVR, REAL, voxel_size
 
-from clarity_fast.candidates import slab_ranges
-from clarity_fast.cell_shape import corrected_scale
-from clarity_fast.evaluate import AXIS_WEIGHTS, RADIUS_VOXELS, match_points
 from clarity_fast.export.model_file import resolve_model
 from clarity_fast.export.runtime import OnnxScorer
 from clarity_fast.io.points import read_points
-from clarity_fast.io.volumes import open_array, open_volume
-from clarity_fast.noise_correlation import volume_noise
-from clarity_fast.pipeline import DetectSettings, adapting, kept_cells, process_slabs
-from clarity_fast.settings import Scale
+from clarity_fast.io.volumes import open_volume
+from clarity_fast.pipeline import adapting
 
 THRESHOLDS = (2.0, 2.5, 3.0)  # noise units; 3 is the prefilter's default
-KEEP_FROM = 1e-4  # candidates at or above this probability are kept for thresholding; no adapted threshold goes lower
 
 
-def counted(volume: np.ndarray, truth: np.ndarray, *, voxel: tuple, diameter: float, scorer: OnnxScorer) -> dict[float, np.ndarray]:
-    """(tp, fp, fn) of `detect`'s result on the volume at each prefilter threshold."""
-    cfg = scorer.config
-    reader = open_array(volume)
-    noise = volume_noise(reader)
-    scale, _ = corrected_scale(reader, scale=Scale(voxel_size=voxel, cell_diameter=diameter), noise=noise)
+def counted(key: str, make, *, scorer: OnnxScorer) -> dict[float, np.ndarray]:
+    """(tp, fp, fn, candidates) of `detect`'s result on the volume at each prefilter threshold (candidates scored once
+    per threshold by clutter_bound.candidates, cached under `key`)."""
     out = {}
     for threshold in THRESHOLDS:
-        settings = replace(
-            DetectSettings(voxel_size=scale.voxel_size, cell_diameter=diameter, threshold=KEEP_FROM, prefilter_threshold=threshold, adapt=False),
-            noise=noise,
-        )
-        parts = []
-        process_slabs(reader, scorer=scorer, model=cfg, settings=settings, slabs=slab_ranges(reader.shape[0], slab_depth=settings.slab_depth),
-                      on_result=parts.append, seconds={})
-        counts = np.sum([p.histogram for p in parts], axis=0)
-        zyx, _, _ = kept_cells(np.concatenate([p.zyx for p in parts]), np.concatenate([p.probability for p in parts]),
-                               factor=adapting(counts, model=cfg).factor, threshold=cfg.threshold, merge_radius=settings.scale.merge_radius_voxels)
-        m = match_points(pred=zyx, truth=truth, radius=RADIUS_VOXELS, axis_scale=AXIS_WEIGHTS)
-        out[threshold] = np.array([m.tp, m.fp, m.fn, int(counts.sum())])
+        data = clutter_bound.candidates(f"{key}_threshold{threshold:g}", make, scorer=scorer, prefilter_threshold=threshold)
+        factor = adapting(data["counts"], model=scorer.config).factor
+        out[threshold] = np.append(clutter_bound.counted(data, factor, threshold=scorer.config.threshold), data["counts"].sum())
     return out
-
-
-def f1(tp_fp_fn: np.ndarray) -> float:
-    tp, fp, fn = tp_fp_fn[:3]
-    return 2 * tp / max(2 * tp + fp + fn, 1)
 
 
 def main() -> None:
@@ -86,12 +63,11 @@ def main() -> None:
     results, rows = [], []
     for set_name, volumes in sets.items():
         pooled = {t: np.zeros(4, int) for t in THRESHOLDS}
-        for make in volumes:
-            volume, truth, voxel, diameter = make()
-            for t, c in counted(volume, np.asarray(truth, float).reshape(-1, 3), voxel=voxel, diameter=diameter, scorer=scorer).items():
+        for k, make in enumerate(volumes):
+            for t, c in counted(f"prefilter_threshold_{len(results)}_{k}", make, scorer=scorer).items():
                 pooled[t] += c
         results.append(dict(set=set_name, volumes=len(volumes), pooled={str(t): c.tolist() for t, c in pooled.items()}))
-        rows.append([set_name, len(volumes), *[f"{f1(pooled[t]):.3f} ({pooled[t][1]} / {pooled[t][2]}; {pooled[t][3]})" for t in THRESHOLDS]])
+        rows.append([set_name, len(volumes), *[f"{clutter_bound.f1(pooled[t][:3]):.3f} ({pooled[t][1]} / {pooled[t][2]}; {pooled[t][3]})" for t in THRESHOLDS]])
         print(rows[-1], flush=True)
     md = report.write(
         "prefilter_threshold",
