@@ -9,16 +9,20 @@ it was not trained at (default_model.py's UNSEEN_GEOMETRIES, where it reads F1 0
 is another volume of the same condition (another seed). Every model runs through `clarity-fast detect` at its
 defaults; matched within 3.5 voxels, z counted double.
 Run: python benchmarks/fine_tune.py   (writes results/fine_tune.{json,md}; about an hour on 2 cores)
+     python benchmarks/fine_tune.py --neuron-shapes   (neuron_shapes.py's conditions, the built-in and fine-tuned
+     models only; writes results/fine_tune_neuron_shapes.{json,md}; about 10 minutes)
 """
 
 from __future__ import annotations
 
+import argparse
 import subprocess
 import sys
 from pathlib import Path
 
 import default_model as dm
 import foreign_synthetic as fs
+import neuron_shapes
 import numpy as np
 import report
 import structured_background as sb
@@ -64,6 +68,11 @@ def cases() -> list[tuple[str, object, object]]:
             + [("own simulator", g, simulated) for g in own])
 
 
+def neuron_cases() -> list[tuple[str, object, object]]:
+    """(generator, condition, make_volume) for the fourth generator's conditions (neuron_shapes.py)."""
+    return [("neuron shapes", c, neuron_shapes.make_volume) for c in neuron_shapes.CONDITIONS]
+
+
 def cli(*args: object) -> None:
     subprocess.run([sys.executable, "-m", "clarity_fast", *map(str, args)], check=True, capture_output=True)
 
@@ -88,9 +97,15 @@ def model_for(name: str, folder: Path, condition) -> str:
 
 
 def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--neuron-shapes", action="store_true",
+                        help="neuron_shapes.py's conditions, the built-in and fine-tuned models only (results/fine_tune_neuron_shapes.*)")
+    shapes = parser.parse_args().neuron_shapes
+    chosen, models = (neuron_cases(), ["built-in", "fine-tuned"]) if shapes else (cases(), list(MODELS))
+    out = OUT.with_name("fine_tune_neuron_shapes") if shapes else OUT
     results, rows = [], []
-    for i, (generator, condition, make) in enumerate(cases()):
-        folder = OUT / f"condition_{i}"
+    for i, (generator, condition, make) in enumerate(chosen):
+        folder = out / f"condition_{i}"
         folder.mkdir(parents=True, exist_ok=True)
         whole, whole_truth = make(condition, seed=5000 + i)
         volume, truth, region = block(whole, whole_truth)
@@ -103,7 +118,7 @@ def main() -> None:
         (folder / "block.csv").write_text("volume,points\nblock.tif,block_cells.csv\n")
         (folder / "region.csv").write_text(f"volume,points,region\nwhole.tif,whole_cells.csv,{region}\n")
         scores: dict[str, Match] = {}
-        for name in MODELS:
+        for name in models:
             model = model_for(name, folder, condition)
             scores[name] = score(fs.detect_cnn(folder / "test.tif", condition, model), test_truth)
             if name == "built-in":
@@ -116,12 +131,12 @@ def main() -> None:
         rows.append([f"{generator}: {condition.name}", len(truth), *[f"{m.f1:.3f}" for m in scores.values()]])
         print(rows[-1], flush=True)
     names = list(results[0]["models"])
-    for generator in ("structured", "foreign", "own simulator"):
-        chosen = [r for r in results if r["generator"] == generator]
-        rows.append([f"mean, {generator}", "", *[f"{np.mean([r['models'][n]['f1'] for r in chosen]):.3f}" for n in names]])
+    for generator in dict.fromkeys(r["generator"] for r in results):
+        part = [r for r in results if r["generator"] == generator]
+        rows.append([f"mean, {generator}", "", *[f"{np.mean([r['models'][n]['f1'] for r in part]):.3f}" for n in names]])
     rows.append(["mean, all", "", *[f"{np.mean([r['models'][n]['f1'] for r in results]):.3f}" for n in names]])
     md = report.write(
-        "fine_tune",
+        out.name,
         data=dict(block="a quarter of one volume: half its y and x extent, all planes", results=results),
         columns=["condition", "cells in the block", *[f"F1: {n}" for n in names]],
         rows=rows,
