@@ -34,7 +34,7 @@ from clarity_fast.kernels.turns import kernel_turns
 from clarity_fast.model.config import ModelConfig, NetworkConfig
 from clarity_fast.model.samples import to_voxels
 from clarity_fast.noise_correlation import NoiseModel, volume_noise
-from clarity_fast.score_mixture import CLUTTER_SD, Mixture, fit_mixture, mixture_factor
+from clarity_fast.score_mixture import CLUTTER_SD, Mixture, fit_mixture, mixture_factor, trusted
 from clarity_fast.settings import PrefilterSettings, Scale, VoxelSize, snap_factors
 from clarity_fast.volume_share import (
     BINS,
@@ -114,7 +114,10 @@ class DetectSettings:
 
 @dataclass(frozen=True)
 class Adaptation:
-    """A volume's two estimates of how far its probabilities understate cells; the larger applies."""
+    """A volume's two estimates of how far its probabilities understate cells. Where the score mixture is trusted its
+    factor applies, even where it is 1: it models this volume's own logits, while the share's EM assumes they keep
+    their validation meaning, and on clean volumes of confidently scored cells it raised the odds up to 40x and let the
+    clutter's upper tail through (benchmarks/results/adapt_rule.md). Elsewhere the share's factor applies."""
 
     share: float  # of cells among the candidates (EM, volume_share)
     share_factor: float
@@ -123,7 +126,7 @@ class Adaptation:
 
     @property
     def factor(self) -> float:
-        return max(self.share_factor, self.mixture_factor)
+        return self.mixture_factor if trusted(self.mixture) else self.share_factor
 
 
 def adapting(counts: np.ndarray, *, model: ModelConfig, clutter_sd: float = CLUTTER_SD) -> Adaptation:

@@ -276,7 +276,7 @@ def in_region(result: Result, *, reader: BlockReader, bounds: tuple[tuple[int, i
 def adapt_line(summary: dict) -> str:
     """What adapting the probabilities to the volume did, and how to undo it."""
     share, factor = summary["cell_share"], summary["odds_factor"]
-    by_mixture = summary["mixture_odds_factor"] >= factor  # the mixture, which is trusted only where cells are the majority, set it
+    by_mixture = summary["mixture_odds_factor"] >= factor  # the mixture, where trusted (cells the majority), sets it
     why = (f"{summary['mixture']['cell_share']:.0%} of the candidates score as a group of their own" if by_mixture
            else f"cells are {share:.0%} of the candidates")
     return f"{why}, more than in the model's validation data: probabilities' odds multiplied by {factor:.2f} (--no-adapt keeps them as calibrated)"

@@ -178,13 +178,15 @@ def _pdf(z: np.ndarray) -> np.ndarray:
     return np.exp(-0.5 * np.square(np.where(np.isfinite(z), z, 0.0))) * np.isfinite(z) / np.sqrt(2.0 * np.pi)
 
 
+def trusted(mixture: Mixture | None) -> bool:
+    """Whether the mixture's split is believed: the cells' group a majority, cleanly apart, and clearly better than one."""
+    return mixture is not None and mixture.cell_share > MAJORITY and mixture.separation > MIN_SEPARATION and mixture.gain >= MIN_GAIN
+
+
 def mixture_factor(mixture: Mixture | None, *, threshold: float, reference: float) -> float:
     """How much the odds rise so that `threshold` (the model's, chosen on validation data) falls at the mixture's best
     cut: 1 where the mixture is not trusted or its cut is higher, at most volume_share's strongest factor."""
-    trusted = (
-        mixture is not None and mixture.cell_share > MAJORITY and mixture.separation > MIN_SEPARATION and mixture.gain >= MIN_GAIN
-    )
-    if not trusted or not 0.0 < threshold < 1.0:
+    if not trusted(mixture) or not 0.0 < threshold < 1.0:
         return 1.0
     factor = odds(threshold) / float(np.exp(mixture.best_cut()))
     return float(min(max(factor, 1.0), strongest_factor(reference)))

@@ -98,3 +98,16 @@ def test_bin_masses_hold_far_into_either_tail():
         assert mass.sum() == pytest.approx(1.0) and np.all(mass > 0)
         assert mass[-1] == pytest.approx(norm.sf(_EDGES[-2], mean, sd), rel=1e-6)
         assert np.all((ex >= np.maximum(_EDGES[:-1], -20)) & (ex <= np.minimum(_EDGES[1:], 20)))
+
+
+def test_a_trusted_mixture_sets_the_factor_even_below_the_shares():
+    """Cells scored confidently and far above a small clutter group: the mixture's cut lies near the threshold, so the
+    odds barely rise, however many cells the share's EM counts (its factor would let the clutter's upper tail in)."""
+    from clarity_fast.pipeline import Adaptation
+
+    mixture = fit_mixture(counts((1700, 3.0, 1.5), (300, -4.5, 1.0)))
+    factor = mixture_factor(mixture, threshold=THRESHOLD, reference=REFERENCE)
+    assert 1.0 <= factor < 2.0
+    assert Adaptation(share=0.85, share_factor=13.5, mixture=mixture, mixture_factor=factor).factor == factor
+    clutter_majority = fit_mixture(counts((600, 3.0, 1.5), (1400, -4.5, 1.0)))  # not trusted: the share's factor stands
+    assert Adaptation(share=0.3, share_factor=2.0, mixture=clutter_majority, mixture_factor=1.0).factor == 2.0

@@ -1,0 +1,85 @@
+"""Which of adapting's two odds factors applies (pipeline.Adaptation.factor): the larger of the share's (volume_share)
+and the score mixture's (score_mixture), as from 2026-12-05, or the mixture's wherever it is trusted and the share's
+elsewhere, as since 2026-12-06. On clean volumes of confidently scored cells the share's EM counts most candidates
+as cells and raises the odds up to its cap (x39.8), letting the clutter's upper tail through, while the mixture,
+fitted to the volume's own logits, finds its best cut near the model's threshold.
+
+Every volume of benchmarks/clutter_bound.py's sets (foreign generator, faint foreign conditions at other seeds,
+volumes without cells, our generator, simulated held-out brains, delivr_cfos, small simulated brains), plus the
+test volumes of structured_background.py and neuron_shapes.py, is scored once (clutter_bound.candidates: the
+built-in model on every candidate, as `detect` scores them), and each rule's factor applied as `detect` applies it
+(pipeline.kept_cells). Matching: 3.5 voxels, z counted double.
+
+Run: python benchmarks/adapt_rule.py   (needs ../shared/data for the real rows; writes results/adapt_rule.{json,md};
+about 15 minutes on 2 cores, candidates cached in benchmarks/out/clutter_bound)
+"""
+
+from __future__ import annotations
+
+import clutter_bound
+import neuron_shapes
+import numpy as np
+import report
+import structured_background
+
+from clarity_fast.export.model_file import resolve_model
+from clarity_fast.export.runtime import OnnxScorer
+from clarity_fast.pipeline import Adaptation, adapting
+
+TEST_SEED = 600  # neuron_shapes' and structured_background's test volumes: seed TEST_SEED + condition index (assess_all)
+
+
+def previous(adaptation: Adaptation) -> float:
+    """The factor before 2026-12-06: the larger of the two."""
+    return max(adaptation.share_factor, adaptation.mixture_factor)
+
+
+def generated(module) -> list:
+    """(name, make) of a generator module's test volumes."""
+    return [
+        (c.name, lambda c=c, i=i: (*module.make_volume(c, seed=TEST_SEED + i), c.voxel, c.stated_diameter))
+        for i, c in enumerate(module.CONDITIONS)
+    ]
+
+
+def main() -> None:
+    scorer = OnnxScorer(resolve_model("default"))
+    cfg = scorer.config
+    sets = clutter_bound.volume_sets()
+    keys = {name: f"set{i}" for i, name in enumerate(sets)}  # clutter_bound's cache keys
+    for name, module in (("structured backgrounds (structured_background.py)", structured_background), ("neuron shapes (neuron_shapes.py)", neuron_shapes)):
+        sets[name], keys[name] = generated(module), f"adapt_rule_{module.__name__}"
+    results, rows = [], []
+    for set_name, volumes in sets.items():
+        pooled = {"previous": np.zeros(3, int), "current": np.zeros(3, int)}
+        changed = []
+        for k, (name, make) in enumerate(volumes):
+            data = clutter_bound.candidates(f"{keys[set_name]}_{k}", make, scorer=scorer)
+            adaptation = adapting(data["counts"], model=cfg)
+            factors = {"previous": previous(adaptation), "current": adaptation.factor}
+            counted = {rule: clutter_bound.counted(data, f, threshold=cfg.threshold) for rule, f in factors.items()}
+            for rule in pooled:
+                pooled[rule] += counted[rule]
+            if factors["previous"] != factors["current"]:
+                changed.append(dict(volume=name, factors=factors, tp_fp_fn={r: c.tolist() for r, c in counted.items()}))
+        f1 = {rule: clutter_bound.f1(c) for rule, c in pooled.items()}
+        per_volume = [clutter_bound.f1(np.array(c["tp_fp_fn"]["current"])) - clutter_bound.f1(np.array(c["tp_fp_fn"]["previous"])) for c in changed]
+        empty = "without cells" in set_name
+        shown = (lambda r: f"{pooled[r][1]} false cells") if empty else (lambda r: f"{f1[r]:.3f} ({pooled[r][1]} / {pooled[r][2]})")
+        spread = f"{min(per_volume):+.3f} to {max(per_volume):+.3f}" if per_volume and not empty else ""
+        rows.append([set_name, len(volumes), shown("previous"), shown("current"), len(changed), spread])
+        results.append(dict(set=set_name, volumes=len(volumes), pooled={r: c.tolist() for r, c in pooled.items()}, changed=changed))
+        print(rows[-1], flush=True)
+    md = report.write(
+        "adapt_rule",
+        data=dict(threshold=cfg.threshold, sets=results),
+        columns=["set", "volumes", "larger factor (before): F1 (false / missed cells)", "the mixture's where trusted (detect's): F1 (false / missed cells)",
+                 "volumes whose factor changed", "their F1 change"],
+        rows=rows,
+        notes="Built-in model; pooled over each set's volumes; candidates scored once per volume, each rule's odds factor applied as `detect` applies it.",
+    )
+    print(md.read_text())
+
+
+if __name__ == "__main__":
+    main()
