@@ -26,18 +26,16 @@ from clarity_fast.export.model_file import resolve_model
 from clarity_fast.export.runtime import OnnxScorer
 from clarity_fast.pipeline import Adaptation, adapting
 
-TEST_SEED = 600  # neuron_shapes' and structured_background's test volumes: seed TEST_SEED + condition index (assess_all)
-
 
 def previous(adaptation: Adaptation) -> float:
     """The factor before 2026-12-06: the larger of the two."""
     return max(adaptation.share_factor, adaptation.mixture_factor)
 
 
-def generated(module) -> list:
-    """(name, make) of a generator module's test volumes."""
+def generated(module, *, seed: int) -> list:
+    """(name, make) of a generator module's test volumes: seed + condition index, as its assess_all call makes them."""
     return [
-        (c.name, lambda c=c, i=i: (*module.make_volume(c, seed=TEST_SEED + i), c.voxel, c.stated_diameter))
+        (c.name, lambda c=c, i=i: (*module.make_volume(c, seed=seed + i), c.voxel, c.stated_diameter))
         for i, c in enumerate(module.CONDITIONS)
     ]
 
@@ -47,8 +45,9 @@ def main() -> None:
     cfg = scorer.config
     sets = clutter_bound.volume_sets()
     keys = {name: f"set{i}" for i, name in enumerate(sets)}  # clutter_bound's cache keys
-    for name, module in (("structured backgrounds (structured_background.py)", structured_background), ("neuron shapes (neuron_shapes.py)", neuron_shapes)):
-        sets[name], keys[name] = generated(module), f"adapt_rule_{module.__name__}"
+    for name, module, seed in (("structured backgrounds (structured_background.py)", structured_background, 4000),
+                               ("neuron shapes (neuron_shapes.py)", neuron_shapes, 600)):
+        sets[name], keys[name] = generated(module, seed=seed), f"adapt_rule_{module.__name__}_{seed}"
     results, rows = [], []
     for set_name, volumes in sets.items():
         pooled = {"previous": np.zeros(3, int), "current": np.zeros(3, int)}

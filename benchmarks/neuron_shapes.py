@@ -40,9 +40,11 @@ class Neurons(Cells):
     brightness_spread: float = 0.3  # sd of the log of each cell's brightness
     aspect: float = 1.0
     processes: int = 0  # per cell, leaving in random directions
-    process_brightness: float = 0.8  # a process's peak where it leaves the soma, over the soma's peak; tapering to 0
+    process_brightness: float = 0.8  # a process's blurred peak where it leaves the soma over the soma's brightness
+    # before the blur (which dims a soma's centre to about 0.7 of it at these voxels); tapering to 0 along it
     process_length: tuple[float, float] = (2.0, 5.0)  # cell radii
-    saturation: float = 0.0  # counts clipped at this many times the median cell peak above the background (0: none)
+    saturation: float = 0.0  # counts clipped at this many times the median cell's brightness before the blur, above the
+    # background (0: none)
     depth_falloff: float = 1.0  # signal at the last plane over the first
 
 
@@ -99,7 +101,7 @@ def _add_soma(image: np.ndarray, centre: np.ndarray, *, radius: float, aspect: f
 
 
 def _add_process(image: np.ndarray, centre: np.ndarray, *, radius: float, length: tuple[float, float], peak: float, voxel: np.ndarray, rng: np.random.Generator) -> None:
-    """A gently curving process from the soma's edge outward, its brightness tapering linearly to 0, drawn as points
+    """A gently curving process leaving the soma one radius out from its centre (inside a long soma), its brightness tapering linearly to 0, drawn as points
     PROCESS_STEP apart (weights in units of `peak`; make_volume scales the blurred lines to their brightness),
     added in place."""
     direction = rng.normal(size=3)
@@ -123,8 +125,7 @@ def _line_peak(voxel: tuple[float, float, float]) -> float:
     """The peak of a straight in-plane line of unit points PROCESS_STEP apart after the point-spread function: what a
     process's blurred brightness is divided by so that `process_brightness` is its peak over the soma's."""
     image = np.zeros((9, 9, 64), np.float32)
-    for k in range(int(40 * voxel[2] / PROCESS_STEP)):
-        image[4, 4, 12 + int(round(k * PROCESS_STEP / voxel[2]))] += 1.0
+    image[4, 4, 12:52] = voxel[2] / PROCESS_STEP  # points per voxel along x, on average (rounded positions would alternate)
     return float(gaussian_filter(image, PSF_SIGMA)[4, 4, 32])
 
 

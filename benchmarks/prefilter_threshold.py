@@ -72,7 +72,7 @@ def main() -> None:
     md = report.write(
         "prefilter_threshold",
         data=dict(thresholds=THRESHOLDS, model_threshold=scorer.config.threshold, sets=results),
-        columns=["volumes", "n", *[f"threshold {t:g}{' (default)' if t == 3.0 else ''}: F1 (false / missed cells; candidates)" for t in THRESHOLDS]],
+        columns=["set", "volumes", *[f"threshold {t:g}{' (default)' if t == 3.0 else ''}: F1 (false / missed cells; candidates)" for t in THRESHOLDS]],
         rows=rows,
         notes=(
             "Built-in model, each volume's candidates at each prefilter threshold scored and adapted as `detect` does; "

@@ -220,9 +220,10 @@ def detect(
         bool,
         typer.Option(
             "--adapt/--no-adapt",
-            help="Raise probabilities where cells are a larger share of the candidates than in the model's validation data, "
-            "or form a majority cleanly apart from the rest in a mixture of the scores (clean volumes, where faint or "
-            "unfamiliar cells would be lost); --no-adapt keeps them as calibrated.",
+            help="Raise probabilities where cells form a majority cleanly apart from the rest in a mixture of the scores "
+            "(clean volumes, where faint or unfamiliar cells would be lost; the mixture's cut then sets them), or else "
+            "where cells are a larger share of the candidates than in the model's validation data; --no-adapt keeps "
+            "them as calibrated.",
         ),
     ] = True,
     region: Annotated[

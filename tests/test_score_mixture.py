@@ -104,10 +104,14 @@ def test_a_trusted_mixture_sets_the_factor_even_below_the_shares():
     """Cells scored confidently and far above a small clutter group: the mixture's cut lies near the threshold, so the
     odds barely rise, however many cells the share's EM counts (its factor would let the clutter's upper tail in)."""
     from clarity_fast.pipeline import Adaptation
+    from clarity_fast.score_mixture import trusted
+    from clarity_fast.volume_share import odds_factor
 
     mixture = fit_mixture(counts((1700, 3.0, 1.5), (300, -4.5, 1.0)))
     factor = mixture_factor(mixture, threshold=THRESHOLD, reference=REFERENCE)
-    assert 1.0 <= factor < 2.0
-    assert Adaptation(share=0.85, share_factor=13.5, mixture=mixture, mixture_factor=factor).factor == factor
+    share_factor = odds_factor(0.85, reference=REFERENCE)
+    assert trusted(mixture) and 1.0 <= factor < 2.0 < share_factor
+    assert Adaptation(share=0.85, share_factor=share_factor, mixture=mixture, mixture_factor=factor).factor == factor
     clutter_majority = fit_mixture(counts((600, 3.0, 1.5), (1400, -4.5, 1.0)))  # not trusted: the share's factor stands
+    assert not trusted(clutter_majority)
     assert Adaptation(share=0.3, share_factor=2.0, mixture=clutter_majority, mixture_factor=1.0).factor == 2.0
