@@ -125,8 +125,13 @@ class Adaptation:
     mixture_factor: float
 
     @property
+    def by(self) -> str:
+        """Which estimate sets the factor: "mixture" or "share"."""
+        return "mixture" if trusted(self.mixture) else "share"
+
+    @property
     def factor(self) -> float:
-        return self.mixture_factor if trusted(self.mixture) else self.share_factor
+        return self.mixture_factor if self.by == "mixture" else self.share_factor
 
 
 def adapting(counts: np.ndarray, *, model: ModelConfig, clutter_sd: float = CLUTTER_SD) -> Adaptation:
@@ -173,6 +178,11 @@ class Result:
     def odds_factor(self) -> float:
         """What adapting multiplied the probabilities' odds by."""
         return 1.0 if self.adaptation is None else self.adaptation.factor
+
+    @property
+    def adapted_by(self) -> str | None:
+        """Which estimate set odds_factor ("mixture" or "share"), where adapted."""
+        return None if self.adaptation is None else self.adaptation.by
 
 
 @dataclass(frozen=True)

@@ -239,7 +239,7 @@ def run_detection(request: DetectRequest) -> DetectReport:
         slabs=len(slabs), slabs_resumed=resumed,
         levelled_planes=sorted(result.odd_planes), replaced_planes=sorted(k for k, flat in result.odd_planes.items() if flat),  # the whole volume's planes
         candidates=result.candidates, above_threshold=result.above_threshold, cells=len(result.zyx),
-        cell_share=result.cell_share, odds_factor=result.odds_factor, mixture_odds_factor=result.mixture_factor,
+        cell_share=result.cell_share, odds_factor=result.odds_factor, mixture_odds_factor=result.mixture_factor, adapted_by=result.adapted_by,
         mixture=None if result.mixture is None else result.mixture.summary(),
         workers=request.workers, scheduler=request.scheduler,
         seconds=result.seconds, voxels_per_s=float((reader.shape[0] - planes_before) * reader.shape[1] * reader.shape[2]) / max(result.seconds["total"], 1e-9),
@@ -276,8 +276,7 @@ def in_region(result: Result, *, reader: BlockReader, bounds: tuple[tuple[int, i
 def adapt_line(summary: dict) -> str:
     """What adapting the probabilities to the volume did, and how to undo it."""
     share, factor = summary["cell_share"], summary["odds_factor"]
-    by_mixture = summary["mixture_odds_factor"] >= factor  # the mixture, where trusted (cells the majority), sets it
-    why = (f"{summary['mixture']['cell_share']:.0%} of the candidates score as a group of their own" if by_mixture
+    why = (f"{summary['mixture']['cell_share']:.0%} of the candidates score as a group of their own" if summary["adapted_by"] == "mixture"
            else f"cells are {share:.0%} of the candidates")
     return f"{why}, more than in the model's validation data: probabilities' odds multiplied by {factor:.2f} (--no-adapt keeps them as calibrated)"
 

@@ -133,7 +133,7 @@ def test_a_clean_volume_of_unfamiliar_cells_is_adapted_by_its_score_mixture(scor
                               prefilter_threshold=scorer.config.prefilter_threshold)
     result = detect(open_array(volume), scorer=scorer, model=scorer.config, settings=settings)
     by_share = odds_factor(result.cell_share, reference=scorer.config.calibration.reference_share)
-    assert result.mixture.cell_share > 0.5 and result.odds_factor == result.mixture_factor > by_share
+    assert result.mixture.cell_share > 0.5 and result.odds_factor == result.mixture_factor > by_share and result.adapted_by == "mixture"
     recall = match_points(pred=result.zyx, truth=truth, radius=3.5, axis_scale=(2.0, 1.0, 1.0)).recall
     kept = adjusted(result.probability, factor=by_share / result.odds_factor) >= settings.threshold
     assert recall > match_points(pred=result.zyx[kept], truth=truth, radius=3.5, axis_scale=(2.0, 1.0, 1.0)).recall
