@@ -34,10 +34,7 @@ def previous(adaptation: Adaptation) -> float:
 
 def generated(module, *, seed: int) -> list:
     """(name, make) of a generator module's test volumes: seed + condition index, as its assess_all call makes them."""
-    return [
-        (c.name, lambda c=c, i=i: (*module.make_volume(c, seed=seed + i), c.voxel, c.stated_diameter))
-        for i, c in enumerate(module.CONDITIONS)
-    ]
+    return [(c.name, clutter_bound.made(c, seed=seed + i, make_volume=module.make_volume)) for i, c in enumerate(module.CONDITIONS)]
 
 
 def main() -> None:

@@ -21,6 +21,7 @@ from __future__ import annotations
 import csv
 from collections.abc import Callable
 from dataclasses import replace
+from pathlib import Path
 
 import foreign_seeds
 import foreign_synthetic as fs
@@ -49,6 +50,20 @@ KEEP_FROM = 1e-4  # every candidate at or above this probability is kept; no ada
 FACTORS = 30  # odds factors tried per volume for the best-factor column
 
 
+def stored(path: Path, points: Path, geometry: dict) -> Callable[[], tuple]:
+    """How to read a volume file and its points as (volume, truth, voxel size, cell diameter)."""
+    def read() -> tuple:
+        with open_volume(path) as reader:
+            return reader.read_slab(0, reader.shape[0]), read_points(points).zyx, voxel_size(geometry), geometry["diameter"]
+    return read
+
+
+def made(condition, *, seed: int, make_volume=fs.make_volume) -> Callable[[], tuple]:
+    """How to make a synthetic generator's volume (foreign_synthetic's by default) as (volume, truth, voxel size,
+    stated cell diameter)."""
+    return lambda: (*make_volume(condition, seed=seed), condition.voxel, condition.stated_diameter)
+
+
 def volume_sets() -> dict[str, list[tuple[str, Callable[[], tuple]]]]:
     """By set: each volume's name and how to make or read it, as (volume, truth, voxel size, cell diameter)."""
     by_name = {c.name: c for c in fs.CONDITIONS}
@@ -56,26 +71,16 @@ def volume_sets() -> dict[str, list[tuple[str, Callable[[], tuple]]]]:
     with (DELIVR / "index.csv").open() as f:
         rows = list(csv.DictReader(f))
     held = held_out_sets(rows, held_out_patches(rows))
-
-    def stored(path, points, geometry) -> Callable[[], tuple]:
-        def read() -> tuple:
-            with open_volume(path) as reader:
-                return reader.read_slab(0, reader.shape[0]), read_points(points).zyx, voxel_size(geometry), geometry["diameter"]
-        return read
-
-    def made(condition, seed: int) -> Callable[[], tuple]:
-        return lambda: (*fs.make_volume(condition, seed=seed), condition.voxel, condition.stated_diameter)
-
     own = own_generator()
     return {
         "six faint conditions, seeds 7000-7007 (the bound chosen on these)": [
-            (f"{c.name} {s}", made(c, s)) for c in faint for s in foreign_seeds.SEEDS
+            (f"{c.name} {s}", made(c, seed=s)) for c in faint for s in foreign_seeds.SEEDS
         ],
-        "six faint conditions, seeds 8100-8107": [(f"{c.name} {s}", made(c, s)) for c in faint for s in range(8100, 8108)],
-        "foreign generator, 35 conditions, seeds 2000+i": [(c.name, made(c, 2000 + i)) for i, c in enumerate(fs.CONDITIONS)],
-        "foreign generator, 35 conditions, seeds 8000+i": [(c.name, made(c, 8000 + i)) for i, c in enumerate(fs.CONDITIONS)],
+        "six faint conditions, seeds 8100-8107": [(f"{c.name} {s}", made(c, seed=s)) for c in faint for s in range(8100, 8108)],
+        "foreign generator, 35 conditions, seeds 2000+i": [(c.name, made(c, seed=2000 + i)) for i, c in enumerate(fs.CONDITIONS)],
+        "foreign generator, 35 conditions, seeds 8000+i": [(c.name, made(c, seed=8000 + i)) for i, c in enumerate(fs.CONDITIONS)],
         "foreign generator without cells (false cells)": [
-            (f"{c.name} {s}", made(c, s)) for c in foreign_seeds.EMPTY for s in foreign_seeds.SEEDS
+            (f"{c.name} {s}", made(c, seed=s)) for c in foreign_seeds.EMPTY for s in foreign_seeds.SEEDS
         ],
         "our generator, 9 volumes": [(name, lambda v=(volume, truth, voxel, d): v) for name, volume, truth, voxel, d in own],
         "simulated held-out brains and geometries": [

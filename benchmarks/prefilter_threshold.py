@@ -20,12 +20,10 @@ import foreign_seeds
 import foreign_synthetic as fs
 import numpy as np
 import report
-from default_model import DELIVR, REAL, voxel_size
+from default_model import DELIVR, REAL
 
 from clarity_fast.export.model_file import resolve_model
 from clarity_fast.export.runtime import OnnxScorer
-from clarity_fast.io.points import read_points
-from clarity_fast.io.volumes import open_volume
 from clarity_fast.pipeline import adapting
 
 THRESHOLDS = (2.0, 2.5, 3.0)  # noise units; 3 is the prefilter's default
@@ -48,18 +46,11 @@ def main() -> None:
     sets: dict[str, list] = {}
     for name in foreign_seeds.CONDITIONS:
         condition = by_name[name]
-        sets[f"foreign: {name}"] = [
-            lambda c=condition, s=seed: (*fs.make_volume(c, seed=s), c.voxel, c.stated_diameter) for seed in foreign_seeds.SEEDS
-        ]
+        sets[f"foreign: {name}"] = [clutter_bound.made(condition, seed=seed) for seed in foreign_seeds.SEEDS]
     with (DELIVR / "index.csv").open() as f:
-        rows_csv = list(csv.DictReader(f))
-
-    def real(row: dict):
-        with open_volume(DELIVR / row["volume_file"]) as reader:
-            volume = reader.read_slab(0, reader.shape[0])
-        return volume, read_points(DELIVR / row["points_file"]).zyx, voxel_size(REAL), REAL["diameter"]
-
-    sets["delivr_cfos, all 25 patches (annotations partial)"] = [lambda r=r: real(r) for r in rows_csv]
+        sets["delivr_cfos, all 25 patches (annotations partial)"] = [
+            clutter_bound.stored(DELIVR / r["volume_file"], DELIVR / r["points_file"], REAL) for r in csv.DictReader(f)
+        ]
     results, rows = [], []
     for set_name, volumes in sets.items():
         pooled = {t: np.zeros(4, int) for t in THRESHOLDS}
