@@ -101,9 +101,9 @@ def _add_soma(image: np.ndarray, centre: np.ndarray, *, radius: float, aspect: f
 
 
 def _add_process(image: np.ndarray, centre: np.ndarray, *, radius: float, length: tuple[float, float], peak: float, voxel: np.ndarray, rng: np.random.Generator) -> None:
-    """A gently curving process leaving the soma one radius out from its centre (inside a long soma), its brightness tapering linearly to 0, drawn as points
-    PROCESS_STEP apart (weights in units of `peak`; make_volume scales the blurred lines to their brightness),
-    added in place."""
+    """A gently curving process leaving the soma one radius out from its centre (inside a long soma), its brightness
+    tapering linearly to 0, drawn as points PROCESS_STEP apart (weights in units of `peak`; make_volume scales the
+    blurred lines to their brightness), added in place."""
     direction = rng.normal(size=3)
     direction /= np.linalg.norm(direction)
     steps = int(rng.uniform(*length) * radius / PROCESS_STEP)
@@ -123,7 +123,8 @@ def _add_process(image: np.ndarray, centre: np.ndarray, *, radius: float, length
 @lru_cache(maxsize=None)
 def _line_peak(voxel: tuple[float, float, float]) -> float:
     """The peak of a straight in-plane line of unit points PROCESS_STEP apart after the point-spread function: what a
-    process's blurred brightness is divided by so that `process_brightness` is its peak over the soma's."""
+    process's blurred brightness is divided by so that `process_brightness` is its peak over the soma's brightness
+    before the blur."""
     image = np.zeros((9, 9, 64), np.float32)
     image[4, 4, 12:52] = voxel[2] / PROCESS_STEP  # points per voxel along x, on average (rounded positions would alternate)
     return float(gaussian_filter(image, PSF_SIGMA)[4, 4, 32])
