@@ -16,6 +16,8 @@ about 15 minutes on 2 cores, candidates cached in benchmarks/out/clutter_bound)
 
 from __future__ import annotations
 
+from collections.abc import Callable
+
 import clutter_bound
 import neuron_shapes
 import numpy as np
@@ -37,20 +39,25 @@ def generated(module, *, seed: int) -> list:
     return [(c.name, clutter_bound.made(c, seed=seed + i, make_volume=module.make_volume)) for i, c in enumerate(module.CONDITIONS)]
 
 
+def every_set() -> dict[str, list[tuple[str, str, Callable[[], tuple]]]]:
+    """By set: each volume's name, its cache key for clutter_bound.candidates, and how to make or read it: clutter_bound's
+    sets, then the test volumes of structured_background.py and neuron_shapes.py."""
+    sets = {name: [(v, f"set{i}_{k}", make) for k, (v, make) in enumerate(volumes)] for i, (name, volumes) in enumerate(clutter_bound.volume_sets().items())}
+    for name, module, seed in (("structured backgrounds (structured_background.py)", structured_background, 4000),
+                               ("neuron shapes (neuron_shapes.py)", neuron_shapes, 600)):
+        sets[name] = [(v, f"adapt_rule_{module.__name__}_{seed}_{k}", make) for k, (v, make) in enumerate(generated(module, seed=seed))]
+    return sets
+
+
 def main() -> None:
     scorer = OnnxScorer(resolve_model("default"))
     cfg = scorer.config
-    sets = clutter_bound.volume_sets()
-    keys = {name: f"set{i}" for i, name in enumerate(sets)}  # clutter_bound's cache keys
-    for name, module, seed in (("structured backgrounds (structured_background.py)", structured_background, 4000),
-                               ("neuron shapes (neuron_shapes.py)", neuron_shapes, 600)):
-        sets[name], keys[name] = generated(module, seed=seed), f"adapt_rule_{module.__name__}_{seed}"
     results, rows = [], []
-    for set_name, volumes in sets.items():
+    for set_name, volumes in every_set().items():
         pooled = {"previous": np.zeros(3, int), "current": np.zeros(3, int)}
         changed = []
-        for k, (name, make) in enumerate(volumes):
-            data = clutter_bound.candidates(f"{keys[set_name]}_{k}", make, scorer=scorer)
+        for name, key, make in volumes:
+            data = clutter_bound.candidates(key, make, scorer=scorer)
             adaptation = adapting(data["counts"], model=cfg)
             factors = {"previous": previous(adaptation), "current": adaptation.factor}
             counted = {rule: clutter_bound.counted(data, f, threshold=cfg.threshold) for rule, f in factors.items()}

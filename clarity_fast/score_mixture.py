@@ -32,7 +32,8 @@ from clarity_fast.volume_share import BINS, odds, strongest_factor
 MAJORITY = 0.5  # the mixture is trusted only where it puts more than this share of the candidates among the cells
 MIN_SEPARATION = 2.0  # ... and only where its groups are cleanly apart (Ashman's D; 2 is the usual bound)
 MIN_GAIN = 0.01  # ... and only where two groups explain the logits clearly better than one (nats per candidate;
-# a tiny group on the far tail of one broad Gaussian, which EM also finds, gains 0.000-0.002)
+# a small group on the tail of one broad Gaussian, which EM also finds, gains 0.0002-0.0015 with 2,000 candidates,
+# up to 0.01 with 200; lower gates trust such splits twice as often: benchmarks/results/mixture_gain.md)
 MIN_CANDIDATES = 50  # fewer cannot shape two groups
 MIN_SD = 0.5  # logits; keeps a group from shrinking onto one bin
 CLUTTER_SD = 1.5  # logits: the most the lower group may spread (see above) ...
@@ -178,15 +179,17 @@ def _pdf(z: np.ndarray) -> np.ndarray:
     return np.exp(-0.5 * np.square(np.where(np.isfinite(z), z, 0.0))) * np.isfinite(z) / np.sqrt(2.0 * np.pi)
 
 
-def trusted(mixture: Mixture | None) -> bool:
-    """Whether the mixture's split is believed: the cells' group a majority, cleanly apart, and clearly better than one."""
-    return mixture is not None and mixture.cell_share > MAJORITY and mixture.separation > MIN_SEPARATION and mixture.gain >= MIN_GAIN
+def trusted(mixture: Mixture | None, *, min_gain: float = MIN_GAIN) -> bool:
+    """Whether the mixture's split is believed: the cells' group a majority, cleanly apart, and clearly better than one
+    (`min_gain`: nats per candidate, MIN_GAIN unless benchmarks/mixture_gain.py varies it)."""
+    return mixture is not None and mixture.cell_share > MAJORITY and mixture.separation > MIN_SEPARATION and mixture.gain >= min_gain
 
 
-def mixture_factor(mixture: Mixture | None, *, threshold: float, reference: float) -> float:
+def mixture_factor(mixture: Mixture | None, *, threshold: float, reference: float, min_gain: float = MIN_GAIN) -> float:
     """How much the odds rise so that `threshold` (the model's, chosen on validation data) falls at the mixture's best
-    cut: 1 where the mixture is not trusted or its cut is higher, at most volume_share's strongest factor."""
-    if not trusted(mixture) or not 0.0 < threshold < 1.0:
+    cut: 1 where the mixture is not trusted (`min_gain` as for trusted) or its cut is higher, at most volume_share's
+    strongest factor."""
+    if not trusted(mixture, min_gain=min_gain) or not 0.0 < threshold < 1.0:
         return 1.0
     factor = odds(threshold) / float(np.exp(mixture.best_cut()))
     return float(min(max(factor, 1.0), strongest_factor(reference)))

@@ -115,3 +115,20 @@ def test_a_trusted_mixture_sets_the_factor_even_below_the_shares():
     clutter_majority = fit_mixture(counts((600, 3.0, 1.5), (1400, -4.5, 1.0)))  # not trusted: the share's factor stands
     assert not trusted(clutter_majority)
     assert Adaptation(share=0.3, share_factor=2.0, mixture=clutter_majority, mixture_factor=1.0).factor == 2.0
+
+
+def test_the_gain_gate_decides_between_the_estimates():
+    """A split explaining the logits by less than the gate is not trusted, and the share's factor stands; below a gate
+    set lower (benchmarks/mixture_gain.py) the same split sets the factor."""
+    import dataclasses
+
+    from clarity_fast.pipeline import Adaptation
+    from clarity_fast.score_mixture import MIN_GAIN, trusted
+
+    weak = dataclasses.replace(fit_mixture(counts((1600, -1.5, 1.5), (400, -7.0, 1.0))), gain=MIN_GAIN / 2)
+    assert not trusted(weak) and trusted(weak, min_gain=MIN_GAIN / 4)
+    assert mixture_factor(weak, threshold=THRESHOLD, reference=REFERENCE) == 1.0
+    lowered = mixture_factor(weak, threshold=THRESHOLD, reference=REFERENCE, min_gain=MIN_GAIN / 4)
+    assert lowered > 1.0
+    assert Adaptation(share=0.5, share_factor=2.0, mixture=weak, mixture_factor=1.0).by == "share"
+    assert Adaptation(share=0.5, share_factor=2.0, mixture=weak, mixture_factor=lowered, min_gain=MIN_GAIN / 4).factor == lowered

@@ -1,0 +1,110 @@
+"""Whether the score mixture's gain gate (score_mixture.MIN_GAIN: two groups must explain the logits by at least 0.01
+nats per candidate over one before the mixture sets the odds) should be lower. It is the only thing keeping the
+mixture from a few faint clean volumes, where the share's factor then keeps too few cells: on the foreign generator's
+'low SNR + gradient + distractors' the mixture finds 96% cells (Ashman's D 2.7) with a gain of 0.006, and the
+share's factor of 1.4 keeps 69 of 200 cells where the mixture's would keep 143. But a gate in nats per candidate is
+what stops a split of one group: EM also finds a small group on the tail of one broad Gaussian of logits, whose gain
+shrinks with the number of candidates (0.0002-0.0015 for 2,000, up to 0.01 for 200).
+
+Two measurements, each at gates 0.01 (detect's), 0.005, 0.003 and 0:
+1. every volume of adapt_rule.py's sets (foreign generator, faint foreign conditions at other seeds, volumes without
+   cells, our generator, simulated held-out brains, delivr_cfos, small simulated brains, structured backgrounds,
+   neuron shapes), scored once (clutter_bound.candidates), adapted at each gate and thresholded and merged as
+   `detect` does; matching 3.5 voxels, z counted double;
+2. histograms of one Gaussian group of logits alone (no second group, so any split is spurious), SEEDS draws of each
+   of GROUPS: how often each gate trusts a split, and so would raise the odds of what may be clutter alone.
+
+Run: python benchmarks/mixture_gain.py   (needs ../shared/data for the real rows; writes results/mixture_gain.{json,md};
+a few minutes on 2 cores with adapt_rule.py's candidates cached in benchmarks/out/clutter_bound, about 15 without)
+"""
+
+from __future__ import annotations
+
+import clutter_bound
+import numpy as np
+import report
+from adapt_rule import every_set
+
+from clarity_fast.export.model_file import resolve_model
+from clarity_fast.export.runtime import OnnxScorer
+from clarity_fast.pipeline import adapting
+from clarity_fast.score_mixture import MIN_GAIN, fit_mixture, trusted
+from clarity_fast.volume_share import histogram
+
+GATES = (MIN_GAIN, 0.005, 0.003, 0.0)  # nats per candidate
+GROUPS = [  # (candidates, mean logit, sd): one group of logits, in the range clutter and faint cells are scored in
+    (100, -6.0, 1.2), (150, -4.0, 1.0), (200, -6.0, 1.0), (200, -6.0, 1.5), (200, -5.0, 2.0), (200, -4.0, 1.5),
+    (300, -4.5, 1.3), (400, -3.0, 2.0), (500, -6.0, 1.2), (1000, -5.0, 1.5),
+]
+SEEDS = 60
+
+
+def one_group(candidates: int, mean: float, sd: float, *, seed: int) -> np.ndarray:
+    """The probability histogram (volume_share.histogram) of `candidates` logits drawn from one Gaussian."""
+    logits = np.random.default_rng(seed).normal(mean, sd, candidates)
+    return histogram(1.0 / (1.0 + np.exp(-logits)))
+
+
+def gate_label(gate: float) -> str:
+    return f"gate {gate:g}" + (" (detect's)" if gate == MIN_GAIN else "")
+
+
+def volumes(scorer: OnnxScorer) -> tuple[list, list]:
+    """Measurement 1: per set, pooled (tp, fp, fn) at each gate and the volumes whose factor a lower gate changes."""
+    cfg = scorer.config
+    results, rows = [], []
+    for set_name, entries in every_set().items():
+        pooled = {g: np.zeros(3, int) for g in GATES}
+        changed = []
+        for name, key, make in entries:
+            data = clutter_bound.candidates(key, make, scorer=scorer)
+            factors = {g: adapting(data["counts"], model=cfg, min_gain=g).factor for g in GATES}
+            counted = {g: clutter_bound.counted(data, f, threshold=cfg.threshold) for g, f in factors.items()}
+            for g in GATES:
+                pooled[g] += counted[g]
+            if len(set(factors.values())) > 1:
+                mixture = adapting(data["counts"], model=cfg).mixture
+                changed.append(dict(volume=name, gain=mixture.gain, factors={str(g): f for g, f in factors.items()},
+                                    tp_fp_fn={str(g): c.tolist() for g, c in counted.items()}))
+        empty = "without cells" in set_name
+        shown = (lambda c: f"{c[1]} false cells") if empty else (lambda c: f"{clutter_bound.f1(c):.3f} ({c[1]} / {c[2]})")
+        rows.append([set_name, len(entries), *[shown(pooled[g]) for g in GATES], len(changed)])
+        results.append(dict(set=set_name, volumes=len(entries), pooled={str(g): c.tolist() for g, c in pooled.items()}, changed=changed))
+        print(rows[-1], flush=True)
+    return results, rows
+
+
+def spurious() -> tuple[list, list]:
+    """Measurement 2: per group, the draws whose split each gate trusts."""
+    results, rows = [], []
+    for candidates, mean, sd in GROUPS:
+        fits = [fit_mixture(one_group(candidates, mean, sd, seed=seed)) for seed in range(SEEDS)]
+        counts = {g: sum(trusted(m, min_gain=g) for m in fits) for g in GATES}
+        results.append(dict(candidates=candidates, mean=mean, sd=sd, seeds=SEEDS, trusted={str(g): c for g, c in counts.items()}))
+        rows.append([f"{candidates} logits, mean {mean:g}, sd {sd:g}", *[f"{counts[g]} / {SEEDS}" for g in GATES], ""])
+    totals = {g: sum(r["trusted"][str(g)] for r in results) for g in GATES}
+    rows.append(["all", *[f"{totals[g]} / {SEEDS * len(GROUPS)} ({totals[g] / (SEEDS * len(GROUPS)):.1%})" for g in GATES], ""])
+    return results, rows
+
+
+def main() -> None:
+    scorer = OnnxScorer(resolve_model("default"))
+    measured, rows = volumes(scorer)
+    split, split_rows = spurious()
+    md = report.write(
+        "mixture_gain",
+        data=dict(gates=GATES, threshold=scorer.config.threshold, sets=measured, one_group=split),
+        columns=["set (above) / one group of logits alone (below)", "volumes", *[gate_label(g) for g in GATES], "volumes whose factor a lower gate changes"],
+        rows=rows + [["**one group alone: draws whose split is trusted**", "", *[""] * len(GATES), ""]] + [[r[0], "", *r[1:]] for r in split_rows],
+        notes=(
+            "Built-in model. Above: pooled F1 (false / missed cells) over each set's volumes, each scored once and adapted "
+            "at each gate as `detect` adapts (for the volumes without cells: false cells in all). Below: histograms of one "
+            f"Gaussian group of logits, {SEEDS} draws each, where a trusted split would raise the odds of a group that may be "
+            "clutter alone."
+        ),
+    )
+    print(md.read_text())
+
+
+if __name__ == "__main__":
+    main()
