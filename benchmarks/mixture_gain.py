@@ -1,4 +1,4 @@
-"""Whether the score mixture's gain gate (score_mixture.MIN_GAIN: two groups must explain the logits by at least 0.01
+"""Whether the score mixture's gain gate (score_mixture.Trust.min_gain: two groups must explain the logits by at least 0.01
 nats per candidate over one before the mixture sets the odds) should be lower. It is the only thing keeping the
 mixture from a few faint clean volumes, where the share's factor then keeps too few cells: on the foreign generator's
 'low SNR + gradient + distractors' the mixture finds 96% cells (Ashman's D 2.7) with a gain of 0.006, and the
@@ -20,6 +20,8 @@ a few minutes on 2 cores with adapt_rule.py's candidates cached in benchmarks/ou
 
 from __future__ import annotations
 
+from dataclasses import replace
+
 import clutter_bound
 import numpy as np
 import report
@@ -28,10 +30,10 @@ from adapt_rule import every_set
 from clarity_fast.export.model_file import resolve_model
 from clarity_fast.export.runtime import OnnxScorer
 from clarity_fast.pipeline import adapting
-from clarity_fast.score_mixture import MIN_GAIN, fit_mixture, trusted
+from clarity_fast.score_mixture import TRUST, fit_mixture, trusted
 from clarity_fast.volume_share import histogram
 
-GATES = (MIN_GAIN, 0.005, 0.003, 0.0)  # nats per candidate
+GATES = (TRUST.min_gain, 0.005, 0.003, 0.0)  # nats per candidate
 GROUPS = [  # (candidates, mean logit, sd): one group of logits, in the range clutter and faint cells are scored in
     (100, -6.0, 1.2), (150, -4.0, 1.0), (200, -6.0, 1.0), (200, -6.0, 1.5), (200, -5.0, 2.0), (200, -4.0, 1.5),
     (300, -4.5, 1.3), (400, -3.0, 2.0), (500, -6.0, 1.2), (1000, -5.0, 1.5),
@@ -46,7 +48,7 @@ def one_group(candidates: int, mean: float, sd: float, *, seed: int) -> np.ndarr
 
 
 def gate_label(gate: float) -> str:
-    return f"gate {gate:g}" + (" (detect's)" if gate == MIN_GAIN else "")
+    return f"gate {gate:g}" + (" (detect's)" if gate == TRUST.min_gain else "")
 
 
 def volumes(scorer: OnnxScorer) -> tuple[list, list]:
@@ -58,7 +60,7 @@ def volumes(scorer: OnnxScorer) -> tuple[list, list]:
         changed = []
         for name, key, make in entries:
             data = clutter_bound.candidates(key, make, scorer=scorer)
-            factors = {g: adapting(data["counts"], model=cfg, min_gain=g).factor for g in GATES}
+            factors = {g: adapting(data["counts"], model=cfg, rule=replace(TRUST, min_gain=g)).factor for g in GATES}
             counted = {g: clutter_bound.counted(data, f, threshold=cfg.threshold) for g, f in factors.items()}
             for g in GATES:
                 pooled[g] += counted[g]
@@ -79,7 +81,7 @@ def spurious() -> tuple[list, list]:
     results, rows = [], []
     for candidates, mean, sd in GROUPS:
         fits = [fit_mixture(one_group(candidates, mean, sd, seed=seed)) for seed in range(SEEDS)]
-        counts = {g: sum(trusted(m, min_gain=g) for m in fits) for g in GATES}
+        counts = {g: sum(trusted(m, rule=replace(TRUST, min_gain=g)) for m in fits) for g in GATES}
         results.append(dict(candidates=candidates, mean=mean, sd=sd, seeds=SEEDS, trusted={str(g): c for g, c in counts.items()}))
         rows.append([f"{candidates} logits, mean {mean:g}, sd {sd:g}", *[f"{counts[g]} / {SEEDS}" for g in GATES], ""])
     totals = {g: sum(r["trusted"][str(g)] for r in results) for g in GATES}

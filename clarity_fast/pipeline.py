@@ -34,7 +34,7 @@ from clarity_fast.kernels.turns import kernel_turns
 from clarity_fast.model.config import ModelConfig, NetworkConfig
 from clarity_fast.model.samples import to_voxels
 from clarity_fast.noise_correlation import NoiseModel, volume_noise
-from clarity_fast.score_mixture import CLUTTER_SD, MIN_GAIN, Mixture, fit_mixture, mixture_factor, trusted
+from clarity_fast.score_mixture import CLUTTER_SD, TRUST, Mixture, Trust, fit_mixture, mixture_factor, trusted
 from clarity_fast.settings import PrefilterSettings, Scale, VoxelSize, snap_factors
 from clarity_fast.volume_share import (
     BINS,
@@ -123,27 +123,27 @@ class Adaptation:
     share_factor: float
     mixture: Mixture | None  # the two groups of the candidates' logits (score_mixture)
     mixture_factor: float
-    min_gain: float = MIN_GAIN  # the mixture's least gain to be trusted (score_mixture.trusted)
+    rule: Trust = TRUST  # when the mixture is believed (score_mixture.Trust)
 
     @property
     def by(self) -> str:
         """Which estimate sets the factor: "mixture" or "share"."""
-        return "mixture" if trusted(self.mixture, min_gain=self.min_gain) else "share"
+        return "mixture" if trusted(self.mixture, rule=self.rule) else "share"
 
     @property
     def factor(self) -> float:
         return self.mixture_factor if self.by == "mixture" else self.share_factor
 
 
-def adapting(counts: np.ndarray, *, model: ModelConfig, clutter_sd: float = CLUTTER_SD, min_gain: float = MIN_GAIN) -> Adaptation:
-    """Both estimates from the histogram of every candidate's probability (`clutter_sd` and `min_gain`: score_mixture's
-    bound and gate, which benchmarks/clutter_bound.py and benchmarks/mixture_gain.py vary)."""
+def adapting(counts: np.ndarray, *, model: ModelConfig, clutter_sd: float = CLUTTER_SD, rule: Trust = TRUST) -> Adaptation:
+    """Both estimates from the histogram of every candidate's probability (`clutter_sd` and `rule`: score_mixture's
+    bound and when it is believed, which benchmarks/clutter_bound.py, mixture_gain.py and minority_cells.py vary)."""
     reference = model.calibration.reference_share
     share = estimate_share(counts, prior=model.calibration.share)
     mixture = fit_mixture(counts, clutter_sd=clutter_sd)
     return Adaptation(
         share=share, share_factor=odds_factor(share, reference=reference), mixture=mixture,
-        mixture_factor=mixture_factor(mixture, threshold=model.threshold, reference=reference, min_gain=min_gain), min_gain=min_gain,
+        mixture_factor=mixture_factor(mixture, threshold=model.threshold, reference=reference, rule=rule), rule=rule,
     )
 
 

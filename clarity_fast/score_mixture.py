@@ -6,8 +6,12 @@ network still ranks them far above the clutter but calls them unlikely, so EM fi
 validation had and they are lost at the threshold. The logits of such a volume form two groups, the cells' and
 the clutter's, which a mixture finds; where it puts most candidates among the cells (a clean volume, unlike the
 cluttered validation volumes), the cut that maximises the mixture's own expected F1 replaces the threshold if it
-is lower. Elsewhere (clutter the majority, as in every validation and real volume measured at its true cell size)
-nothing changes. Real tissue told too small a cell diameter can look like a clean volume of faint cells here, and
+is lower. Where clutter is the majority, the cells' group is believed only where the groups lie far apart (Ashman's
+D above 3) and it holds a fifth of the candidates or more: the network's own kind of clutter, in every simulated
+and real volume measured, overlaps its cells (D 2.0-2.8), while clutter it finds nothing like cells (fibres,
+cell-scale texture, smoothed noise, the edge of the tissue) lies far below them and says nothing of how faint the
+cells are; a spurious split of one group of logits puts a few percent of them in its upper group, and volumes
+without cells at most 5% (benchmarks/results/minority_cells.md). Elsewhere nothing changes. Real tissue told too small a cell diameter can look like a clean volume of faint cells here, and
 is then adapted to its cost (benchmarks/results/stated_diameter.md).
 
 The lower group may spread no more than CLUTTER_SD: what the network calls clutter it scores tightly (the lower
@@ -29,11 +33,6 @@ import numpy as np
 
 from clarity_fast.volume_share import BINS, odds, strongest_factor
 
-MAJORITY = 0.5  # the mixture is trusted only where it puts more than this share of the candidates among the cells
-MIN_SEPARATION = 2.0  # ... and only where its groups are cleanly apart (Ashman's D; 2 is the usual bound)
-MIN_GAIN = 0.01  # ... and only where two groups explain the logits clearly better than one (nats per candidate;
-# a small group on the tail of one broad Gaussian, which EM also finds, gains 0.0002-0.0015 with 2,000 candidates,
-# up to 0.01 with 200; lower gates trust such splits twice as often: benchmarks/results/mixture_gain.md)
 MIN_CANDIDATES = 50  # fewer cannot shape two groups
 MIN_SD = 0.5  # logits; keeps a group from shrinking onto one bin
 CLUTTER_SD = 1.5  # logits: the most the lower group may spread (see above) ...
@@ -179,17 +178,39 @@ def _pdf(z: np.ndarray) -> np.ndarray:
     return np.exp(-0.5 * np.square(np.where(np.isfinite(z), z, 0.0))) * np.isfinite(z) / np.sqrt(2.0 * np.pi)
 
 
-def trusted(mixture: Mixture | None, *, min_gain: float = MIN_GAIN) -> bool:
-    """Whether the mixture's split is believed: the cells' group a majority, cleanly apart, and clearly better than one
-    (`min_gain`: nats per candidate, MIN_GAIN unless benchmarks/mixture_gain.py varies it)."""
-    return mixture is not None and mixture.cell_share > MAJORITY and mixture.separation > MIN_SEPARATION and mixture.gain >= min_gain
+@dataclass(frozen=True)
+class Trust:
+    """When a mixture's split is believed (benchmarks/mixture_gain.py and minority_cells.py vary it)."""
+
+    majority: float = 0.5  # the cells' group more than this share of the candidates ...
+    separation: float = 2.0  # ... and cleanly apart from the rest (Ashman's D; 2 is the usual bound)
+    minority: float | None = 0.2  # or at least this share (None: never a minority) ...
+    far_apart: float = 3.0  # ... and further apart than the network's own clutter lies from its cells (D 2.0-2.8)
+    min_gain: float = 0.01  # and, either way, two groups explain the logits clearly better than one (nats per
+    # candidate; a small group on the tail of one broad Gaussian, which EM also finds, gains 0.0002-0.0015 with 2,000
+    # candidates, up to 0.01 with 200; lower gates trust such splits twice as often: benchmarks/results/mixture_gain.md)
+
+    def believes(self, mixture: Mixture | None) -> bool:
+        if mixture is None or mixture.gain < self.min_gain:
+            return False
+        if mixture.cell_share > self.majority and mixture.separation > self.separation:
+            return True
+        return self.minority is not None and mixture.cell_share >= self.minority and mixture.separation > self.far_apart
 
 
-def mixture_factor(mixture: Mixture | None, *, threshold: float, reference: float, min_gain: float = MIN_GAIN) -> float:
+TRUST = Trust()  # detect's
+
+
+def trusted(mixture: Mixture | None, *, rule: Trust = TRUST) -> bool:
+    """Whether the mixture's split is believed: the cells' group a majority cleanly apart from the rest, or a fifth of
+    the candidates far apart from it, and two groups clearly better than one."""
+    return rule.believes(mixture)
+
+
+def mixture_factor(mixture: Mixture | None, *, threshold: float, reference: float, rule: Trust = TRUST) -> float:
     """How much the odds rise so that `threshold` (the model's, chosen on validation data) falls at the mixture's best
-    cut: 1 where the mixture is not trusted (`min_gain` as for trusted) or its cut is higher, at most volume_share's
-    strongest factor."""
-    if not trusted(mixture, min_gain=min_gain) or not 0.0 < threshold < 1.0:
+    cut: 1 where the mixture is not trusted (by `rule`) or its cut is higher, at most volume_share's strongest factor."""
+    if not trusted(mixture, rule=rule) or not 0.0 < threshold < 1.0:
         return 1.0
     factor = odds(threshold) / float(np.exp(mixture.best_cut()))
     return float(min(max(factor, 1.0), strongest_factor(reference)))
