@@ -8,7 +8,8 @@ Every volume of benchmarks/clutter_bound.py's sets (foreign generator, faint for
 volumes without cells, our generator, simulated held-out brains, delivr_cfos, small simulated brains), plus the
 test volumes of structured_background.py and neuron_shapes.py, is scored once (clutter_bound.candidates: the
 built-in model on every candidate, as `detect` scores them), and each rule's factor applied as `detect` applies it
-(pipeline.kept_cells). Matching: 3.5 voxels, z counted double.
+(pipeline.kept_cells), both with the mixture believed only as a majority, as then (minority_cells.py measures
+believing a far minority too). Matching: 3.5 voxels, z counted double.
 
 Run: python benchmarks/adapt_rule.py   (needs ../shared/data for the real rows; writes results/adapt_rule.{json,md};
 about 15 minutes on 2 cores, candidates cached in benchmarks/out/clutter_bound)
@@ -58,7 +59,7 @@ def main() -> None:
         changed = []
         for name, key, make in volumes:
             data = clutter_bound.candidates(key, make, scorer=scorer)
-            adaptation = adapting(data["counts"], model=cfg)
+            adaptation = adapting(data["counts"], model=cfg, rule=clutter_bound.MAJORITY_ONLY)
             factors = {"previous": previous(adaptation), "current": adaptation.factor}
             counted = {rule: clutter_bound.counted(data, f, threshold=cfg.threshold) for rule, f in factors.items()}
             for rule in pooled:

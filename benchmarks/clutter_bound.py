@@ -39,7 +39,7 @@ from clarity_fast.io.points import read_points
 from clarity_fast.io.volumes import open_array, open_volume
 from clarity_fast.noise_correlation import volume_noise
 from clarity_fast.pipeline import DetectSettings, adapting, kept_cells, process_slabs
-from clarity_fast.score_mixture import CLUTTER_SD
+from clarity_fast.score_mixture import CLUTTER_SD, TRUST
 from clarity_fast.settings import Scale
 from clarity_fast.simulate import SimulatedBrain, SimulationSettings
 from clarity_fast.volume_share import strongest_factor
@@ -48,6 +48,8 @@ OUT = report.OUT / "clutter_bound"
 BOUNDS = [np.inf, 1.25, CLUTTER_SD, 1.75, 2.0]  # logits; inf: the fit before the bound
 KEEP_FROM = 1e-4  # every candidate at or above this probability is kept; no adapted threshold reaches below it
 FACTORS = 30  # odds factors tried per volume for the best-factor column
+MAJORITY_ONLY = replace(TRUST, minority=None)  # the mixture believed only as a majority, as when the bound was chosen
+# (2026-12-06; minority_cells.py measures believing a far minority too)
 
 
 def stored(path: Path, points: Path, geometry: dict) -> Callable[[], tuple]:
@@ -157,9 +159,9 @@ def main() -> None:
         for k, (name, make) in enumerate(volumes):
             data = candidates(f"set{i}_{k}", make, scorer=scorer)
             record = dict(volume=name, candidates=int(data["counts"].sum()), cells=len(data["truth"]), bounds={})
-            unbounded = adapting(data["counts"], model=cfg, clutter_sd=np.inf).factor
+            unbounded = adapting(data["counts"], model=cfg, clutter_sd=np.inf, rule=MAJORITY_ONLY).factor
             for bound in BOUNDS:
-                adaptation = adapting(data["counts"], model=cfg, clutter_sd=bound)
+                adaptation = adapting(data["counts"], model=cfg, clutter_sd=bound, rule=MAJORITY_ONLY)
                 odds, by_mixture = adaptation.factor, adaptation.mixture_factor > 1.0
                 tp_fp_fn = counted(data, odds, threshold=cfg.threshold)
                 pooled[bound] += tp_fp_fn
@@ -174,7 +176,7 @@ def main() -> None:
         shown = (lambda c: str(int(c[1]))) if empty else (lambda c: f"{f1(c):.3f}")
         rows.append([set_name, str(len(volumes))] + [f"{shown(pooled[b])} ({trusted[b]}; {changed[b]})" for b in BOUNDS] + ["" if empty else shown(best)])
         results.append(dict(set=set_name, pooled={str(b): pooled[b].tolist() for b in BOUNDS}, best_factor_pooled=best.tolist(), volumes=per_volume))
-    crop_factors = {str(b): adapting(crop["counts"], model=cfg, clutter_sd=b).factor for b in BOUNDS}
+    crop_factors = {str(b): adapting(crop["counts"], model=cfg, clutter_sd=b, rule=MAJORITY_ONLY).factor for b in BOUNDS}
     rows.append(["cellfinder's crop (odds factor; no manual annotations)", "1"] + [f"{crop_factors[str(b)]:.2f}" for b in BOUNDS] + [""])
     columns = ["set", "volumes"] + [("unbounded (before)" if b == np.inf else f"bound {b:g}" + (" (detect's)" if b == CLUTTER_SD else "")) for b in BOUNDS]
     md = report.write(

@@ -21,7 +21,7 @@ results/minority_cells.{json,md}; a few minutes on 2 cores with adapt_rule.py's 
 from __future__ import annotations
 
 from collections.abc import Callable
-from dataclasses import asdict, replace
+from dataclasses import asdict
 
 import clutter_bound
 import foreign_synthetic as fs
@@ -38,7 +38,7 @@ from clarity_fast.export.runtime import OnnxScorer
 from clarity_fast.pipeline import adapting
 from clarity_fast.score_mixture import TRUST, fit_mixture, trusted
 
-RULES = {"majority only (before)": replace(TRUST, minority=None), "or a far minority (detect's)": TRUST}
+RULES = {"majority only (before)": clutter_bound.MAJORITY_ONLY, "or a far minority (detect's)": TRUST}
 EDGE_CONDITIONS = (0, 1, 2, 20, 22)  # foreign_synthetic.CONDITIONS: high and low SNR, blurred balls, 2.5 sd, photon counting
 EDGE_SOFTNESS = (5.0, 10.0)  # µm: the Gaussian blur of the tissue's edge
 TISSUE = 0.9  # the tissue: an ellipsoid this far out towards the volume's faces

@@ -220,8 +220,9 @@ def detect(
         bool,
         typer.Option(
             "--adapt/--no-adapt",
-            help="Raise probabilities where cells form a majority cleanly apart from the rest in a mixture of the scores "
-            "(clean volumes, where faint or unfamiliar cells would be lost; the mixture's cut then sets them), or else "
+            help="Raise probabilities where cells form a majority cleanly apart from the rest in a mixture of the scores, "
+            "or a fifth or more far apart from it (clean volumes, or clutter unlike cells: fibres, texture, smoothed noise; "
+            "faint or unfamiliar cells would be lost there; the mixture's cut then sets them), or else "
             "where cells are a larger share of the candidates than in the model's validation data; --no-adapt keeps "
             "them as calibrated.",
         ),
