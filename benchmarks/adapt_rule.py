@@ -50,35 +50,54 @@ def every_set() -> dict[str, list[tuple[str, str, Callable[[], tuple]]]]:
     return sets
 
 
+def compared(rules: dict[str, Callable[[np.ndarray], float]], *, scorer: OnnxScorer, sets: dict | None = None) -> tuple[list, list]:
+    """Each rule's odds factor (a function of a volume's probability histogram) applied as `detect` applies it to every
+    volume of `sets` (every_set's by default), each scored once: per set, the pooled (tp, fp, fn) under each rule, the
+    volumes whose factor the rules set differently, and their F1 change from the first rule to the last (report rows
+    for compared_columns)."""
+    cfg = scorer.config
+    first, last = list(rules)[0], list(rules)[-1]
+    results, rows = [], []
+    for set_name, entries in (every_set() if sets is None else sets).items():
+        pooled = {r: np.zeros(3, int) for r in rules}
+        changed = []
+        for name, key, make in entries:
+            data = clutter_bound.candidates(key, make, scorer=scorer)
+            factors = {r: factor(data["counts"]) for r, factor in rules.items()}
+            counted = {r: clutter_bound.counted(data, f, threshold=cfg.threshold) for r, f in factors.items()}
+            for r in rules:
+                pooled[r] += counted[r]
+            if len(set(factors.values())) > 1:
+                mixture = adapting(data["counts"], model=cfg).mixture
+                changed.append(dict(volume=name, mixture=None if mixture is None else mixture.summary(), factors=factors,
+                                    tp_fp_fn={r: c.tolist() for r, c in counted.items()}))
+        deltas = [clutter_bound.f1(np.array(c["tp_fp_fn"][last])) - clutter_bound.f1(np.array(c["tp_fp_fn"][first])) for c in changed]
+        empty = "without cells" in set_name
+        shown = (lambda c: f"{c[1]} false cells") if empty else (lambda c: f"{clutter_bound.f1(c):.3f} ({c[1]} / {c[2]})")
+        spread = f"{min(deltas):+.3f} to {max(deltas):+.3f}" if deltas and not empty else ""
+        rows.append([set_name, len(entries), *[shown(pooled[r]) for r in rules], len(changed), spread])
+        results.append(dict(set=set_name, volumes=len(entries), pooled={r: c.tolist() for r, c in pooled.items()}, changed=changed))
+        print(rows[-1], flush=True)
+    return results, rows
+
+
+def compared_columns(rules: dict) -> list[str]:
+    return ["set", "volumes", *[f"{r}: F1 (false / missed cells)" for r in rules], "volumes whose factor changed", "their F1 change"]
+
+
 def main() -> None:
     scorer = OnnxScorer(resolve_model("default"))
     cfg = scorer.config
-    results, rows = [], []
-    for set_name, volumes in every_set().items():
-        pooled = {"previous": np.zeros(3, int), "current": np.zeros(3, int)}
-        changed = []
-        for name, key, make in volumes:
-            data = clutter_bound.candidates(key, make, scorer=scorer)
-            adaptation = adapting(data["counts"], model=cfg, rule=clutter_bound.MAJORITY_ONLY)
-            factors = {"previous": previous(adaptation), "current": adaptation.factor}
-            counted = {rule: clutter_bound.counted(data, f, threshold=cfg.threshold) for rule, f in factors.items()}
-            for rule in pooled:
-                pooled[rule] += counted[rule]
-            if factors["previous"] != factors["current"]:
-                changed.append(dict(volume=name, factors=factors, tp_fp_fn={r: c.tolist() for r, c in counted.items()}))
-        f1 = {rule: clutter_bound.f1(c) for rule, c in pooled.items()}
-        per_volume = [clutter_bound.f1(np.array(c["tp_fp_fn"]["current"])) - clutter_bound.f1(np.array(c["tp_fp_fn"]["previous"])) for c in changed]
-        empty = "without cells" in set_name
-        shown = (lambda r: f"{pooled[r][1]} false cells") if empty else (lambda r: f"{f1[r]:.3f} ({pooled[r][1]} / {pooled[r][2]})")
-        spread = f"{min(per_volume):+.3f} to {max(per_volume):+.3f}" if per_volume and not empty else ""
-        rows.append([set_name, len(volumes), shown("previous"), shown("current"), len(changed), spread])
-        results.append(dict(set=set_name, volumes=len(volumes), pooled={r: c.tolist() for r, c in pooled.items()}, changed=changed))
-        print(rows[-1], flush=True)
+    then = clutter_bound.MAJORITY_ONLY
+    rules = {
+        "larger factor (before)": lambda counts: previous(adapting(counts, model=cfg, rule=then)),
+        "the mixture's where trusted (detect's from 2026-12-06)": lambda counts: adapting(counts, model=cfg, rule=then).factor,
+    }
+    results, rows = compared(rules, scorer=scorer)
     md = report.write(
         "adapt_rule",
         data=dict(threshold=cfg.threshold, sets=results),
-        columns=["set", "volumes", "larger factor (before): F1 (false / missed cells)", "the mixture's where trusted (detect's): F1 (false / missed cells)",
-                 "volumes whose factor changed", "their F1 change"],
+        columns=compared_columns(rules),
         rows=rows,
         notes="Built-in model; pooled over each set's volumes; candidates scored once per volume, each rule's odds factor applied as `detect` applies it.",
     )

@@ -4,8 +4,8 @@ clutter the majority meant a volume like the cluttered validation volumes, where
 the network finds nothing like cells (a tissue edge, fibre bundles, cell-scale texture) also makes cells a minority,
 and then faint cells that only a clean volume's adapting kept were lost: a foreign-generator volume of 200 cells
 cut to an ellipsoid of tissue with a soft 10 µm edge (dark outside) kept 42 of the 64 cells inside where, uncut,
-adapting keeps 63. The network's own kind of clutter overlaps its cells (Ashman's D 2.0-2.8 in every simulated and
-real volume measured); what it finds unlike cells lies far below them. So a cells' group holding a fifth of the
+adapting keeps 63 (an exploration). The network's own kind of clutter overlaps its cells (Ashman's D 1.4-2.8 on every
+real patch and held-out simulated brain); what it finds unlike cells lies far below them. So a cells' group holding a fifth of the
 candidates or more and further than D 3 from the rest is believed too.
 
 Both rules are applied, as `detect` applies them, to every volume of adapt_rule.py's sets (each scored once,
@@ -29,14 +29,14 @@ import neuron_shapes
 import numpy as np
 import report
 import structured_background
-from adapt_rule import every_set, generated
-from mixture_gain import GROUPS, SEEDS, one_group
+from adapt_rule import compared, compared_columns, every_set, generated
+from mixture_gain import one_group_fits
 from scipy.ndimage import gaussian_filter
 
 from clarity_fast.export.model_file import resolve_model
 from clarity_fast.export.runtime import OnnxScorer
 from clarity_fast.pipeline import adapting
-from clarity_fast.score_mixture import TRUST, fit_mixture, trusted
+from clarity_fast.score_mixture import TRUST, trusted
 
 RULES = {"majority only (before)": clutter_bound.MAJORITY_ONLY, "or a far minority (detect's)": TRUST}
 EDGE_CONDITIONS = (0, 1, 2, 20, 22)  # foreign_synthetic.CONDITIONS: high and low SNR, blurred balls, 2.5 sd, photon counting
@@ -74,50 +74,25 @@ def new_sets() -> dict[str, list[tuple[str, str, Callable[[], tuple]]]]:
     return sets
 
 
-def volumes(scorer: OnnxScorer) -> tuple[list, list]:
-    """Per set, pooled (tp, fp, fn) under each rule, and the volumes whose factor the rules set differently."""
-    cfg = scorer.config
-    results, rows = [], []
-    for set_name, entries in {**every_set(), **new_sets()}.items():
-        pooled = {r: np.zeros(3, int) for r in RULES}
-        changed = []
-        for name, key, make in entries:
-            data = clutter_bound.candidates(key, make, scorer=scorer)
-            factors = {r: adapting(data["counts"], model=cfg, rule=rule).factor for r, rule in RULES.items()}
-            counted = {r: clutter_bound.counted(data, f, threshold=cfg.threshold) for r, f in factors.items()}
-            for r in RULES:
-                pooled[r] += counted[r]
-            if len(set(factors.values())) > 1:
-                mixture = adapting(data["counts"], model=cfg).mixture
-                changed.append(dict(volume=name, mixture=mixture.summary(), factors=factors, tp_fp_fn={r: c.tolist() for r, c in counted.items()}))
-        empty = "without cells" in set_name
-        shown = (lambda c: f"{c[1]} false cells") if empty else (lambda c: f"{clutter_bound.f1(c):.3f} ({c[1]} / {c[2]})")
-        deltas = [clutter_bound.f1(np.array(c["tp_fp_fn"][list(RULES)[1]])) - clutter_bound.f1(np.array(c["tp_fp_fn"][list(RULES)[0]])) for c in changed]
-        spread = f"{min(deltas):+.3f} to {max(deltas):+.3f}" if deltas and not empty else ""
-        rows.append([set_name, len(entries), *[shown(pooled[r]) for r in RULES], len(changed), spread])
-        results.append(dict(set=set_name, volumes=len(entries), pooled={r: c.tolist() for r, c in pooled.items()}, changed=changed))
-        print(rows[-1], flush=True)
-    return results, rows
-
-
-def spurious() -> tuple[dict, list]:
-    """Draws of one group of logits whose split each rule believes, over all of mixture_gain's GROUPS."""
-    fits = [fit_mixture(one_group(*group, seed=seed)) for group in GROUPS for seed in range(SEEDS)]
+def spurious() -> list:
+    """A report row: draws of one group of logits alone (mixture_gain's) whose split each rule believes."""
+    fits = [m for group in one_group_fits().values() for m in group]
     believed = {r: sum(trusted(m, rule=rule) for m in fits) for r, rule in RULES.items()}
-    row = ["one Gaussian group of logits alone (mixture_gain.py's 10 groups): draws whose split is believed", len(fits),
-           *[f"{believed[r]} ({believed[r] / len(fits):.1%})" for r in RULES], "", ""]
-    return dict(draws=len(fits), believed=believed), [row]
+    return ["one Gaussian group of logits alone (mixture_gain.py's 10 groups): draws whose split is believed", len(fits),
+            *[f"{believed[r]} ({believed[r] / len(fits):.1%})" for r in RULES], "", ""]
 
 
 def main() -> None:
     scorer = OnnxScorer(resolve_model("default"))
-    measured, rows = volumes(scorer)
-    split, split_rows = spurious()
+    cfg = scorer.config
+    rules = {r: (lambda counts, rule=rule: adapting(counts, model=cfg, rule=rule).factor) for r, rule in RULES.items()}
+    measured, rows = compared(rules, scorer=scorer, sets={**every_set(), **new_sets()})
+    split = spurious()
     md = report.write(
         "minority_cells",
-        data=dict(rules={r: asdict(rule) for r, rule in RULES.items()}, threshold=scorer.config.threshold, sets=measured, one_group=split),
-        columns=["set", "volumes", *[f"{r}: F1 (false / missed cells)" for r in RULES], "volumes whose factor changed", "their F1 change"],
-        rows=rows + split_rows,
+        data=dict(rules={r: asdict(rule) for r, rule in RULES.items()}, threshold=cfg.threshold, sets=measured, one_group=split),
+        columns=compared_columns(rules),
+        rows=rows + [split],
         notes=(
             "Built-in model; pooled over each set's volumes (for the volumes without cells: false cells in all); candidates "
             "scored once per volume, each rule's odds factor applied as `detect` applies it. The minority rule: the cells' "

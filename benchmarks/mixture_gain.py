@@ -22,10 +22,9 @@ from __future__ import annotations
 
 from dataclasses import replace
 
-import clutter_bound
 import numpy as np
 import report
-from adapt_rule import every_set
+from adapt_rule import compared, compared_columns
 
 from clarity_fast.export.model_file import resolve_model
 from clarity_fast.export.runtime import OnnxScorer
@@ -51,58 +50,40 @@ def gate_label(gate: float) -> str:
     return f"gate {gate:g}" + (" (detect's)" if gate == TRUST.min_gain else "")
 
 
-def volumes(scorer: OnnxScorer) -> tuple[list, list]:
-    """Measurement 1: per set, pooled (tp, fp, fn) at each gate and the volumes whose factor a lower gate changes."""
-    cfg = scorer.config
-    results, rows = [], []
-    for set_name, entries in every_set().items():
-        pooled = {g: np.zeros(3, int) for g in GATES}
-        changed = []
-        for name, key, make in entries:
-            data = clutter_bound.candidates(key, make, scorer=scorer)
-            factors = {g: adapting(data["counts"], model=cfg, rule=replace(TRUST, min_gain=g)).factor for g in GATES}
-            counted = {g: clutter_bound.counted(data, f, threshold=cfg.threshold) for g, f in factors.items()}
-            for g in GATES:
-                pooled[g] += counted[g]
-            if len(set(factors.values())) > 1:
-                mixture = adapting(data["counts"], model=cfg).mixture
-                changed.append(dict(volume=name, gain=mixture.gain, factors={str(g): f for g, f in factors.items()},
-                                    tp_fp_fn={str(g): c.tolist() for g, c in counted.items()}))
-        empty = "without cells" in set_name
-        shown = (lambda c: f"{c[1]} false cells") if empty else (lambda c: f"{clutter_bound.f1(c):.3f} ({c[1]} / {c[2]})")
-        rows.append([set_name, len(entries), *[shown(pooled[g]) for g in GATES], len(changed)])
-        results.append(dict(set=set_name, volumes=len(entries), pooled={str(g): c.tolist() for g, c in pooled.items()}, changed=changed))
-        print(rows[-1], flush=True)
-    return results, rows
+def one_group_fits() -> dict[tuple[float, float, float], list]:
+    """Measurement 2's mixtures: per group of GROUPS, the fits to SEEDS draws of it alone."""
+    return {group: [fit_mixture(one_group(*group, seed=seed)) for seed in range(SEEDS)] for group in GROUPS}
 
 
 def spurious() -> tuple[list, list]:
-    """Measurement 2: per group, the draws whose split each gate trusts."""
+    """Measurement 2: per group, the draws whose split each gate trusts (rows for the volumes' columns: the gates in
+    the rules' place)."""
     results, rows = [], []
-    for candidates, mean, sd in GROUPS:
-        fits = [fit_mixture(one_group(candidates, mean, sd, seed=seed)) for seed in range(SEEDS)]
+    for (candidates, mean, sd), fits in one_group_fits().items():
         counts = {g: sum(trusted(m, rule=replace(TRUST, min_gain=g)) for m in fits) for g in GATES}
         results.append(dict(candidates=candidates, mean=mean, sd=sd, seeds=SEEDS, trusted={str(g): c for g, c in counts.items()}))
-        rows.append([f"{candidates} logits, mean {mean:g}, sd {sd:g}", *[f"{counts[g]} / {SEEDS}" for g in GATES], ""])
+        rows.append([f"{candidates} logits, mean {mean:g}, sd {sd:g}", "", *[f"{counts[g]} / {SEEDS}" for g in GATES], "", ""])
     totals = {g: sum(r["trusted"][str(g)] for r in results) for g in GATES}
-    rows.append(["all", *[f"{totals[g]} / {SEEDS * len(GROUPS)} ({totals[g] / (SEEDS * len(GROUPS)):.1%})" for g in GATES], ""])
+    rows.append(["all", "", *[f"{totals[g]} / {SEEDS * len(GROUPS)} ({totals[g] / (SEEDS * len(GROUPS)):.1%})" for g in GATES], "", ""])
     return results, rows
 
 
 def main() -> None:
     scorer = OnnxScorer(resolve_model("default"))
-    measured, rows = volumes(scorer)
+    cfg = scorer.config
+    rules = {gate_label(g): (lambda counts, g=g: adapting(counts, model=cfg, rule=replace(TRUST, min_gain=g)).factor) for g in GATES}
+    measured, rows = compared(rules, scorer=scorer)
     split, split_rows = spurious()
     md = report.write(
         "mixture_gain",
-        data=dict(gates=GATES, threshold=scorer.config.threshold, sets=measured, one_group=split),
-        columns=["set (above) / one group of logits alone (below)", "volumes", *[gate_label(g) for g in GATES], "volumes whose factor a lower gate changes"],
-        rows=rows + [["**one group alone: draws whose split is trusted**", "", *[""] * len(GATES), ""]] + [[r[0], "", *r[1:]] for r in split_rows],
+        data=dict(gates=GATES, threshold=cfg.threshold, sets=measured, one_group=split),
+        columns=compared_columns(rules),
+        rows=rows + [["**one group of logits alone: draws whose split is trusted**", "", *[""] * len(GATES), "", ""]] + split_rows,
         notes=(
             "Built-in model. Above: pooled F1 (false / missed cells) over each set's volumes, each scored once and adapted "
-            "at each gate as `detect` adapts (for the volumes without cells: false cells in all). Below: histograms of one "
-            f"Gaussian group of logits, {SEEDS} draws each, where a trusted split would raise the odds of a group that may be "
-            "clutter alone."
+            "at each gate as `detect` adapts (for the volumes without cells: false cells in all); the F1 change is from "
+            "detect's gate to no gate. Below: histograms of one Gaussian group of logits, "
+            f"{SEEDS} draws each, where a trusted split would raise the odds of a group that may be clutter alone."
         ),
     )
     print(md.read_text())

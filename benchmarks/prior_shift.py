@@ -3,7 +3,8 @@
 The built-in model's probabilities are calibrated on validation candidates of which a fifth are cells. In a
 clean volume most candidates are cells; `detect` (unless `--no-adapt`) estimates that share by EM over the whole volume and raises
 the probabilities' odds where it exceeds the largest share among the validation volumes, or more where a two-group
-mixture of the candidates' logits finds the cells a majority cleanly apart from the rest (score_mixture). Measured through
+mixture of the candidates' logits finds the cells a majority cleanly apart from the rest, or a fifth or more far apart
+from it (score_mixture). Measured through
 `detect` itself, with and without it, on: the foreign-generator volumes (benchmarks/foreign_synthetic.py), our own
 generator at difficulty 0, 0.5 and 1 at three voxel sizes, the held-out simulated brains, the eight simulated
 geometries of default_model.py and the held-out delivr patches. Matching: the study's rule (3.5 voxels, z counted double).

@@ -276,9 +276,9 @@ def in_region(result: Result, *, reader: BlockReader, bounds: tuple[tuple[int, i
 def adapt_line(summary: dict) -> str:
     """What adapting the probabilities to the volume did, and how to undo it."""
     share, factor = summary["cell_share"], summary["odds_factor"]
-    why = (f"{summary['mixture']['cell_share']:.0%} of the candidates score as a group of their own" if summary["adapted_by"] == "mixture"
-           else f"cells are {share:.0%} of the candidates")
-    return f"{why}, more than in the model's validation data: probabilities' odds multiplied by {factor:.2f} (--no-adapt keeps them as calibrated)"
+    why = (f"{summary['mixture']['cell_share']:.0%} of the candidates score as a group of their own, apart from the rest" if summary["adapted_by"] == "mixture"
+           else f"cells are {share:.0%} of the candidates, more than in the model's validation data")
+    return f"{why}: probabilities' odds multiplied by {factor:.2f} (--no-adapt keeps them as calibrated)"
 
 
 def odd_planes_line(levelled: list[int], replaced: list[int], *, shown: int = 10) -> str:

@@ -7,11 +7,12 @@ validation had and they are lost at the threshold. The logits of such a volume f
 the clutter's, which a mixture finds; where it puts most candidates among the cells (a clean volume, unlike the
 cluttered validation volumes), the cut that maximises the mixture's own expected F1 replaces the threshold if it
 is lower. Where clutter is the majority, the cells' group is believed only where the groups lie far apart (Ashman's
-D above 3) and it holds a fifth of the candidates or more: the network's own kind of clutter, in every simulated
-and real volume measured, overlaps its cells (D 2.0-2.8), while clutter it finds nothing like cells (fibres,
-cell-scale texture, smoothed noise, the edge of the tissue) lies far below them and says nothing of how faint the
-cells are; a spurious split of one group of logits puts a few percent of them in its upper group, and volumes
-without cells at most 5% (benchmarks/results/minority_cells.md). Elsewhere nothing changes. Real tissue told too small a cell diameter can look like a clean volume of faint cells here, and
+D above 3) and it holds a fifth of the candidates or more: the network's own kind of clutter overlaps its cells
+(D 1.4-2.8 on every real patch and held-out simulated brain measured), while clutter it finds nothing like cells
+(fibres, cell-scale texture, smoothed noise, the edge of the tissue) lies far below them and says nothing of how
+faint the cells are; a spurious split of one group of logits, or of a volume without cells, puts only a few percent
+of the candidates in its upper group where it lies that far (benchmarks/results/minority_cells.md). Elsewhere
+nothing changes. Real tissue told too small a cell diameter can look like a clean volume of faint cells here, and
 is then adapted to its cost (benchmarks/results/stated_diameter.md).
 
 The lower group may spread no more than CLUTTER_SD: what the network calls clutter it scores tightly (the lower
@@ -185,17 +186,11 @@ class Trust:
     majority: float = 0.5  # the cells' group more than this share of the candidates ...
     separation: float = 2.0  # ... and cleanly apart from the rest (Ashman's D; 2 is the usual bound)
     minority: float | None = 0.2  # or at least this share (None: never a minority) ...
-    far_apart: float = 3.0  # ... and further apart than the network's own clutter lies from its cells (D 2.0-2.8)
+    far_apart: float = 3.0  # ... and further apart than the network's own clutter lies from its cells (D 1.4-2.8 on
+    # real patches and held-out simulated brains; 3.0-3.8 on a few small simulated brains, which change by -0.01 to +0.02)
     min_gain: float = 0.01  # and, either way, two groups explain the logits clearly better than one (nats per
     # candidate; a small group on the tail of one broad Gaussian, which EM also finds, gains 0.0002-0.0015 with 2,000
     # candidates, up to 0.01 with 200; lower gates trust such splits twice as often: benchmarks/results/mixture_gain.md)
-
-    def believes(self, mixture: Mixture | None) -> bool:
-        if mixture is None or mixture.gain < self.min_gain:
-            return False
-        if mixture.cell_share > self.majority and mixture.separation > self.separation:
-            return True
-        return self.minority is not None and mixture.cell_share >= self.minority and mixture.separation > self.far_apart
 
 
 TRUST = Trust()  # detect's
@@ -204,7 +199,11 @@ TRUST = Trust()  # detect's
 def trusted(mixture: Mixture | None, *, rule: Trust = TRUST) -> bool:
     """Whether the mixture's split is believed: the cells' group a majority cleanly apart from the rest, or a fifth of
     the candidates far apart from it, and two groups clearly better than one."""
-    return rule.believes(mixture)
+    if mixture is None or mixture.gain < rule.min_gain:
+        return False
+    if mixture.cell_share > rule.majority and mixture.separation > rule.separation:
+        return True
+    return rule.minority is not None and mixture.cell_share >= rule.minority and mixture.separation > rule.far_apart
 
 
 def mixture_factor(mixture: Mixture | None, *, threshold: float, reference: float, rule: Trust = TRUST) -> float:

@@ -1,10 +1,15 @@
 """The two-group mixture of a volume's candidate logits (score_mixture), on histograms of known mixtures."""
 
+import dataclasses
+
 import numpy as np
 import pytest
 
-from clarity_fast.score_mixture import _EDGES, CLUTTER_SD, FEW_CLUTTER, MIN_CANDIDATES, _Bins, _most_likely, fit_mixture, mixture_factor
-from clarity_fast.volume_share import BINS, histogram, strongest_factor
+from clarity_fast.pipeline import Adaptation
+from clarity_fast.score_mixture import (
+    _EDGES, CLUTTER_SD, FEW_CLUTTER, MIN_CANDIDATES, TRUST, _Bins, _most_likely, fit_mixture, mixture_factor, trusted,
+)
+from clarity_fast.volume_share import BINS, histogram, odds_factor, strongest_factor
 
 THRESHOLD, REFERENCE = 0.33, 0.32
 
@@ -103,10 +108,6 @@ def test_bin_masses_hold_far_into_either_tail():
 def test_a_trusted_mixture_sets_the_factor_even_below_the_shares():
     """Cells scored confidently and far above a small clutter group: the mixture's cut lies near the threshold, so the
     odds barely rise, however many cells the share's EM counts (its factor would let the clutter's upper tail in)."""
-    from clarity_fast.pipeline import Adaptation
-    from clarity_fast.score_mixture import trusted
-    from clarity_fast.volume_share import odds_factor
-
     mixture = fit_mixture(counts((1700, 3.0, 1.5), (300, -4.5, 1.0)))
     factor = mixture_factor(mixture, threshold=THRESHOLD, reference=REFERENCE)
     share_factor = odds_factor(0.85, reference=REFERENCE)
@@ -120,11 +121,6 @@ def test_a_trusted_mixture_sets_the_factor_even_below_the_shares():
 def test_the_gain_gate_decides_between_the_estimates():
     """A split explaining the logits by less than the gate is not trusted, and the share's factor stands; below a gate
     set lower (benchmarks/mixture_gain.py) the same split sets the factor."""
-    import dataclasses
-
-    from clarity_fast.pipeline import Adaptation
-    from clarity_fast.score_mixture import TRUST, trusted
-
     weak = dataclasses.replace(fit_mixture(counts((1600, -1.5, 1.5), (400, -7.0, 1.0))), gain=TRUST.min_gain / 2)
     lower = dataclasses.replace(TRUST, min_gain=TRUST.min_gain / 4)
     assert not trusted(weak) and trusted(weak, rule=lower)
@@ -137,10 +133,8 @@ def test_the_gain_gate_decides_between_the_estimates():
 
 def test_a_minority_of_cells_far_apart_from_the_clutter_is_trusted():
     """Clutter the network finds nothing like cells (a tissue edge, fibres) lies far below faint cells: a third of
-    the candidates, D about 4, sets the factor. The network's own kind of clutter overlaps its cells (D 2-2.8 in every
-    simulated and real volume): not trusted, nor a few percent far above the rest (a spurious split)."""
-    from clarity_fast.score_mixture import trusted
-
+    the candidates, D about 4, sets the factor. The network's own kind of clutter overlaps its cells (D 1.4-2.8 on
+    every real patch and held-out simulated brain): not trusted, nor a few percent far above the rest (a spurious split)."""
     far = fit_mixture(counts((700, -1.0, 1.5), (1300, -8.0, 1.0)))
     assert far.cell_share < 0.5 and far.separation > 3 and trusted(far)
     assert mixture_factor(far, threshold=THRESHOLD, reference=REFERENCE) > 5
