@@ -105,10 +105,13 @@ def small_brain(difficulty: float, seed: int) -> Callable[[], tuple]:
     return make
 
 
-def candidates(key: str, make: Callable[[], tuple], *, scorer: OnnxScorer, prefilter_threshold: float | None = None) -> dict:
-    """Every candidate's position and probability, the whole volume's histogram and the merge radius (cached as `key`),
-    with the prefilter at `prefilter_threshold` (None: the model's, as `detect` runs it)."""
-    path = OUT / f"{key}.npz"
+def candidates(
+    key: str, make: Callable[[], tuple], *, scorer: OnnxScorer, prefilter_threshold: float | None = None, drop_slopes: bool = True
+) -> dict:
+    """Every candidate's position and probability, the whole volume's histogram, the merge radius and the candidates
+    left unscored on a slope (cached as `key`, with a suffix for drop_slopes False), with the prefilter at
+    `prefilter_threshold` (None: the model's, as `detect` runs it)."""
+    path = OUT / f"{key}{'' if drop_slopes else '_keep_slopes'}.npz"
     if path.exists():
         return dict(np.load(path))
     volume, truth, voxel, diameter = make()
@@ -116,7 +119,8 @@ def candidates(key: str, make: Callable[[], tuple], *, scorer: OnnxScorer, prefi
     reader = open_array(volume)
     scale, _ = corrected_scale(reader, scale=Scale(voxel_size=voxel, cell_diameter=diameter))
     settings = DetectSettings(voxel_size=scale.voxel_size, cell_diameter=diameter, threshold=KEEP_FROM,
-                              prefilter_threshold=cfg.prefilter_threshold if prefilter_threshold is None else prefilter_threshold, adapt=False)
+                              prefilter_threshold=cfg.prefilter_threshold if prefilter_threshold is None else prefilter_threshold, adapt=False,
+                              drop_slopes=drop_slopes)
     settings = replace(settings, noise=volume_noise(reader))
     parts = []
     process_slabs(reader, scorer=scorer, model=cfg, settings=settings, slabs=slab_ranges(reader.shape[0], slab_depth=settings.slab_depth),
@@ -124,7 +128,7 @@ def candidates(key: str, make: Callable[[], tuple], *, scorer: OnnxScorer, prefi
     data = dict(
         zyx=np.concatenate([p.zyx for p in parts]), probability=np.concatenate([p.probability for p in parts]),
         counts=np.sum([p.histogram for p in parts], axis=0), truth=np.asarray(truth, float).reshape(-1, 3),
-        radius=np.array(settings.scale.merge_radius_voxels),
+        radius=np.array(settings.scale.merge_radius_voxels), on_slope=np.array(sum(p.on_slope for p in parts)),
     )
     OUT.mkdir(parents=True, exist_ok=True)
     np.savez(path, **data)

@@ -17,9 +17,8 @@ import report
 
 from clarity_fast.candidates import find_candidates
 from clarity_fast.io.volumes import open_array
-from clarity_fast.kernels.gather import Grid, gather_patches, working_grid
+from clarity_fast.kernels.gather import Grid, gather_patches, to_voxels, working_grid
 from clarity_fast.kernels.reference import reflected
-from clarity_fast.model.samples import to_voxels
 from clarity_fast.resample import points_to
 from clarity_fast.settings import PrefilterSettings, Scale
 

@@ -19,7 +19,7 @@ from clarity_fast.io.atomic import atomic_path, make_output_dir
 from clarity_fast.pipeline import SlabResult
 
 FINGERPRINT = "run.json"
-CHECKPOINT_FORMAT = 3  # 2: one running projection, 3: odd planes; in a fingerprint, so an older layout is never resumed
+CHECKPOINT_FORMAT = 4  # 2: one running projection, 3: odd planes, 4: candidates on a slope; in a fingerprint, so an older layout is never resumed
 PROJECTION = "projection.npy"  # the maximum over the finished slabs' projections: one plane, not one per slab
 log = logging.getLogger("clarity_fast")
 
@@ -80,7 +80,7 @@ class Checkpoint:
                 np.savez(
                     f, zyx=result.zyx, probability=result.probability, counts=np.array([result.candidates]),
                     range=np.array([result.low, result.high]), histogram=result.histogram,
-                    odd_planes=np.array(sorted(result.odd_planes.items()), np.int64).reshape(-1, 2),
+                    odd_planes=np.array(sorted(result.odd_planes.items()), np.int64).reshape(-1, 2), on_slope=np.array([result.on_slope]),
                 )
 
     def projection(self) -> np.ndarray | None:
@@ -98,7 +98,8 @@ class Checkpoint:
             with np.load(self._slab(z0)) as data:
                 low, high = data["range"]
                 odd = {int(k): bool(flat) for k, flat in data["odd_planes"]}
-                return SlabResult(z0, z1, data["zyx"], data["probability"], int(data["counts"][0]), float(low), float(high), None, data["histogram"], odd)
+                return SlabResult(z0, z1, data["zyx"], data["probability"], int(data["counts"][0]), float(low), float(high), None, data["histogram"], odd,
+                                  int(data["on_slope"][0]))
         except (OSError, ValueError, KeyError, EOFError, zipfile.BadZipFile) as exc:
             raise OutputError(f"{self._slab(z0)}: unreadable checkpoint ({exc}); rerun without --resume") from exc
 

@@ -8,7 +8,8 @@ import numpy as np
 from scipy.spatial import cKDTree
 
 from clarity_fast.candidates import Candidates
-from clarity_fast.kernels.gather import Grid, gather_patches
+from clarity_fast.kernels.gather import Grid, gather_patches, to_voxels
+from clarity_fast.kernels.slope import SlopeTest
 from clarity_fast.kernels.suppress import suppress
 from clarity_fast.model.config import Calibration
 
@@ -16,18 +17,35 @@ Scorer = Callable[[np.ndarray], np.ndarray]
 """Maps a float32 (N, 1, P, P, P) batch of normalised patches to N logits."""
 
 
+def _per_patch(
+    volume: np.ndarray, *, centres: np.ndarray, judge: Callable[[np.ndarray], np.ndarray], patch: int, grid: Grid | None, batch: int, dtype
+) -> np.ndarray:
+    """judge(patches) for the patch around each centre (working-grid voxels), gathered `batch` at a time."""
+    centres = np.rint(np.asarray(centres)).astype(np.int64).reshape(-1, 3)
+    out = np.empty(len(centres), dtype=dtype)
+    buffer = np.empty((min(batch, max(len(centres), 1)), 1, patch, patch, patch), dtype=np.float32)
+    for start in range(0, len(centres), batch):
+        chunk = centres[start : start + batch]
+        out[start : start + len(chunk)] = judge(gather_patches(volume, centres=chunk, out=buffer, grid=grid))
+    return out
+
+
 def logits_at(
     volume: np.ndarray, *, centres: np.ndarray, scorer: Scorer, patch: int, grid: Grid | None = None, batch: int = 4096
 ) -> np.ndarray:
     """The network's logit for the patch around each centre (working-grid voxels), gathered and scored `batch` at a time."""
-    centres = np.rint(np.asarray(centres)).astype(np.int64).reshape(-1, 3)
-    out = np.empty(len(centres), dtype=np.float32)
-    buffer = np.empty((min(batch, max(len(centres), 1)), 1, patch, patch, patch), dtype=np.float32)
-    for start in range(0, len(centres), batch):
-        chunk = centres[start : start + batch]
-        patches = gather_patches(volume, centres=chunk, out=buffer, grid=grid)
-        out[start : start + len(chunk)] = scorer(patches)
-    return out
+    return _per_patch(volume, centres=centres, judge=scorer, patch=patch, grid=grid, batch=batch, dtype=np.float32)
+
+
+def off_slope(candidates: Candidates, *, volume: np.ndarray, grid: Grid, patch: int, radius: tuple[float, float, float]) -> Candidates:
+    """The candidates (in `volume`'s voxels) detect scores: those whose patch on `grid` is not on a slope
+    (kernels.slope) for cells of `radius` working voxels; all where the patch cannot hold the test."""
+    test = SlopeTest.for_patch(patch=patch, radius=radius)
+    if test is None or not len(candidates):
+        return candidates
+    centres = to_voxels(grid.to_working(candidates.zyx), shape=grid.shape)
+    keep = ~_per_patch(volume, centres=centres, judge=test.on_slope, patch=patch, grid=grid, batch=4096, dtype=bool)
+    return Candidates(candidates.zyx[keep], candidates.response[keep])
 
 
 def merge_duplicates(zyx: np.ndarray, scores: np.ndarray, *, radius: tuple[float, float, float]) -> np.ndarray:

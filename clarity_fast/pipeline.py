@@ -1,4 +1,5 @@
-"""Whole-volume detection, streamed in z-slabs: read -> prefilter -> gather patches -> score -> keep -> merge.
+"""Whole-volume detection, streamed in z-slabs: read -> prefilter -> gather patches (leaving out those on a slope,
+kernels.slope) -> score -> keep -> merge.
 
 Three stages overlap: one thread reads and prefilters slab k+1 while another gathers the patches of slab k
 and the caller's thread scores them (numba kernels and onnxruntime release the GIL); the numba stages use the
@@ -29,10 +30,10 @@ from clarity_fast.detection import Scorer, merge_duplicates
 from clarity_fast.errors import InputError, ModelError
 from clarity_fast.export.providers import physical_memory
 from clarity_fast.io.volumes import VolumeReader
-from clarity_fast.kernels.gather import Grid, gather_patches
+from clarity_fast.kernels.gather import Grid, gather_patches, to_voxels
+from clarity_fast.kernels.slope import SlopeTest
 from clarity_fast.kernels.turns import kernel_turns
 from clarity_fast.model.config import ModelConfig, NetworkConfig
-from clarity_fast.model.samples import to_voxels
 from clarity_fast.noise_correlation import NoiseModel, volume_noise
 from clarity_fast.score_mixture import CLUTTER_SD, TRUST, Mixture, Trust, fit_mixture, mixture_factor, trusted
 from clarity_fast.settings import PrefilterSettings, Scale, VoxelSize, snap_factors
@@ -87,6 +88,7 @@ class DetectSettings:
     slab_depth: int = 32
     project: bool = False  # keep each slab's maximum projection along z (the --preview picture)
     adapt: bool = True  # adapt probabilities to the volume's share of cells (volume_share), where the model allows it
+    drop_slopes: bool = True  # leave unscored the candidates dimmer than their surround on some side (kernels.slope)
     noise: NoiseModel | None = None  # the volume's noise correlation (noise_correlation); None: measured from the volume
 
     def __post_init__(self) -> None:
@@ -110,6 +112,13 @@ class DetectSettings:
         cell_voxels = [model.cell_diameter / v for v in model.voxel_size]  # a training cell, in model voxels
         factors = [c * v / self.cell_diameter for c, v in zip(cell_voxels, self.voxel_size)]
         return snap_factors(factors)
+
+
+def slope_test(settings: DetectSettings, model: ModelConfig) -> SlopeTest | None:
+    """The slope test of this model's patches, where asked for and its patches can hold it."""
+    if not settings.drop_slopes:
+        return None
+    return SlopeTest.for_patch(patch=model.network.patch, radius=model.scale.cell_radius_voxels)
 
 
 @dataclass(frozen=True)
@@ -154,6 +163,7 @@ class Result:
     zyx: np.ndarray  # (N, 3) int, the input's voxels
     probability: np.ndarray
     candidates: int = 0
+    on_slope: int = 0  # candidates left unscored as dimmer than their surround on some side (kernels.slope)
     above_threshold: int = 0
     seconds: dict[str, float] = field(default_factory=dict)  # busy time per stage, and "total" wall time
     projection: np.ndarray | None = None  # the volume's maximum along z, where settings.project asked for it
@@ -200,6 +210,7 @@ class SlabResult:
     projection: np.ndarray | None = None  # their maximum along z (settings.project)
     histogram: np.ndarray = field(default_factory=lambda: np.zeros(BINS, np.int64))  # of every candidate's probability
     odd_planes: dict[int, bool] = field(default_factory=dict)  # planes of z0..z1 the reader levelled (True: replaced as flat)
+    on_slope: int = 0  # of its candidates, those left unscored on a slope (kernels.slope)
 
 
 class _BufferPool:
@@ -247,8 +258,9 @@ class _Slab:
 class _Batch:
     z0: int
     z1: int
-    zyx: np.ndarray  # native candidate positions
+    zyx: np.ndarray  # native positions of the candidates scored
     response: np.ndarray  # their prefilter response
+    on_slope: int  # the batch's candidates left out of it on a slope
     buffer: np.ndarray  # from the pool, its first len(zyx) patches filled; the consumer releases it once scored
     last: bool  # the slab's final batch
     candidates: int  # in the slab
@@ -301,8 +313,8 @@ def process_slabs(
         ),
         threading.Thread(
             target=_gather_batches,
-            kwargs=dict(grid=grid, batch=settings.batch, pool=pool, source=slab_queue, room=slab_room, out=handoff, stop=stop,
-                        threads=threads, seconds=seconds, turns=turns),
+            kwargs=dict(grid=grid, batch=settings.batch, slope=slope_test(settings, model), pool=pool, source=slab_queue, room=slab_room,
+                        out=handoff, stop=stop, threads=threads, seconds=seconds, turns=turns),
             name="clarity-fast-gather",
             daemon=True,
         ),
@@ -313,7 +325,7 @@ def process_slabs(
     if _adapting(settings, model):
         keep_from = lowest_kept(settings.threshold, reference=model.calibration.reference_share)
     try:
-        kept_zyx, kept_prob, counts, done = [], [], np.zeros(BINS, np.int64), 0
+        kept_zyx, kept_prob, counts, on_slope, done = [], [], np.zeros(BINS, np.int64), 0, 0
         while done < len(slabs):
             item = handoff.get()
             if isinstance(item, BaseException):
@@ -332,11 +344,13 @@ def process_slabs(
                 kept_zyx.append(item.zyx[keep]), kept_prob.append(prob[keep])
                 counts += histogram(prob)
             pool.release(item.buffer)
+            on_slope += item.on_slope
             if item.last:
                 zyx = np.concatenate(kept_zyx) if kept_zyx else np.empty((0, 3), np.int64)
                 prob = np.concatenate(kept_prob) if kept_prob else np.empty(0, np.float32)
-                on_result(SlabResult(item.z0, item.z1, zyx, prob, item.candidates, item.low, item.high, item.projection, counts, item.odd_planes))
-                kept_zyx, kept_prob, counts = [], [], np.zeros(BINS, np.int64)
+                on_result(SlabResult(item.z0, item.z1, zyx, prob, item.candidates, item.low, item.high, item.projection, counts, item.odd_planes,
+                                     on_slope))
+                kept_zyx, kept_prob, counts, on_slope = [], [], np.zeros(BINS, np.int64), 0
                 done += 1
     finally:
         stop.set()
@@ -358,7 +372,7 @@ def merged(
                                   threshold=settings.threshold, merge_radius=settings.scale.merge_radius_voxels)
     seconds["merge"] = seconds.get("merge", 0.0) + time.perf_counter() - t
     return Result(
-        zyx=zyx, probability=prob, candidates=sum(r.candidates for r in parts),
+        zyx=zyx, probability=prob, candidates=sum(r.candidates for r in parts), on_slope=sum(r.on_slope for r in parts),
         above_threshold=above, seconds=seconds, projection=projection, adaptation=adaptation,
         odd_planes={k: flat for r in parts for k, flat in r.odd_planes.items()},
     )
@@ -501,10 +515,11 @@ def _prefilter_slabs(
 
 
 def _gather_batches(
-    *, grid: Grid, batch: int, pool: _BufferPool, source: queue.Queue, room, out: queue.Queue, stop, threads: int, seconds, turns
+    *, grid: Grid, batch: int, slope: SlopeTest | None, pool: _BufferPool, source: queue.Queue, room, out: queue.Queue, stop, threads: int,
+    seconds, turns
 ) -> None:
-    """Cut each slab's candidates into batches and gather their patches into pooled buffers; hand them on, and
-    give the slab's room back after its last batch."""
+    """Cut each slab's candidates into batches and gather their patches into pooled buffers, leaving out those on a
+    slope (`slope` None: none); hand them on, and give the slab's room back after its last batch."""
     numba.set_num_threads(threads)
     try:
         while not stop.is_set():
@@ -522,11 +537,17 @@ def _gather_batches(
                     return
                 t = time.perf_counter()
                 chunk = slab.centres[s : s + batch]
+                zyx, response = found.zyx[s : s + batch], found.response[s : s + batch]
                 with turns:
                     gather_patches(slab.planes, centres=chunk, out=buffer, grid=grid, src_z0=slab.first)
+                    flat = np.zeros(len(chunk), bool) if slope is None else slope.on_slope(buffer[: len(chunk)])
+                if flat.any():
+                    keep = ~flat
+                    buffer[: int(keep.sum())] = buffer[: len(chunk)][keep]
+                    zyx, response = zyx[keep], response[keep]
                 seconds["gather"] += time.perf_counter() - t
                 item = _Batch(
-                    slab.z0, slab.z1, found.zyx[s : s + batch], found.response[s : s + batch], buffer,
+                    slab.z0, slab.z1, zyx, response, int(flat.sum()), buffer,
                     s + batch >= len(found), len(found), slab.low, slab.high, slab.projection, slab.odd_planes,
                 )
                 if not _put(out, item, stop):

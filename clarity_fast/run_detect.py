@@ -98,6 +98,7 @@ class DetectReport:
         return [
             f"{s['cells']} cells in {where}{s['volume']} {tuple(s['shape'])} ({s['candidates']} candidates{read}, "
             f"{s['above_threshold']} above probability {shown_probability(s['threshold'])} before merging)",
+            *([slope_line(s["candidates_on_slope"], s["candidates"])] if s["candidates_on_slope"] > SLOPE_SAID * s["candidates"] else []),
             *([adapt_line(s)] if s.get("cell_share") is not None and round(s["odds_factor"], 2) > 1 else []),  # not "x1.00"
             *scale_notes(blur=s["noise_model"]["blur"], gain=s["noise_gain"], elongation=s["cell_elongation"], stretch=s["axial_stretch"]),
             *([f"resumed: {s['slabs_resumed']} of {s['slabs']} slabs were done by the interrupted run"] if s["slabs_resumed"] else []),
@@ -105,6 +106,15 @@ class DetectReport:
             f"{seconds['total']:.2f} s, {s['voxels_per_s'] / 1e6:.1f} Mvoxel/s on {s['device']}; busy seconds: {busy}",
             f"wrote {s['out']} and {s['summary']}" + (f" and {s['preview']}" if s.get("preview") else ""),
         ]
+
+
+SLOPE_SAID = 0.1  # the share of candidates on a slope above which detect says so: 0-5% in tissue without an edge
+
+
+def slope_line(on_slope: int, candidates: int) -> str:
+    """What the slope test left out, and what so many mean."""
+    return (f"{on_slope} of the {candidates} candidates ({on_slope / candidates:.0%}) were left unscored, dimmer than their surround "
+            "on some side: a bright region's edge (the tissue's?) runs through the volume")
 
 
 def shown_probability(p: float) -> str:
@@ -238,7 +248,7 @@ def run_detection(request: DetectRequest) -> DetectReport:
         cell_elongation=reading.elongation if math.isfinite(reading.elongation) else None, axial_stretch=axial_stretch(reading.elongation),
         slabs=len(slabs), slabs_resumed=resumed,
         levelled_planes=sorted(result.odd_planes), replaced_planes=sorted(k for k, flat in result.odd_planes.items() if flat),  # the whole volume's planes
-        candidates=result.candidates, above_threshold=result.above_threshold, cells=len(result.zyx),
+        candidates=result.candidates, candidates_on_slope=result.on_slope, above_threshold=result.above_threshold, cells=len(result.zyx),
         cell_share=result.cell_share, odds_factor=result.odds_factor, mixture_odds_factor=result.mixture_factor, adapted_by=result.adapted_by,
         mixture=None if result.mixture is None else result.mixture.summary(),
         workers=request.workers, scheduler=request.scheduler,

@@ -16,17 +16,18 @@ from cli_runner import run_cli
 
 from clarity_fast.candidates import find_candidates
 from clarity_fast.checkpoint import Checkpoint
-from clarity_fast.detection import logits_at, merge_duplicates
+from clarity_fast.detection import logits_at, merge_duplicates, off_slope
 from clarity_fast.evaluate import AXIS_WEIGHTS, RADIUS_VOXELS, match_points
 from clarity_fast.export.model_file import DEFAULT_MODEL, resolve_model
 from clarity_fast.export.runtime import OnnxScorer
-from clarity_fast.io.points import read_points
-from clarity_fast.io.volumes import open_array, write_tiff
-from clarity_fast.kernels.gather import working_grid
-from clarity_fast.model.samples import to_voxels
+from clarity_fast.io.points import Points, read_points, write_points
+from clarity_fast.manifest import Entry
+from clarity_fast.model.samples import load_annotated
+from clarity_fast.io.volumes import open_array, open_volume, write_tiff
+from clarity_fast.kernels.gather import to_voxels, working_grid
 from clarity_fast.pipeline import DetectSettings, SlabResult, adapting, detect
 from clarity_fast.resample import points_to
-from clarity_fast.run_detect import DetectRequest, run_detection
+from clarity_fast.run_detect import SLOPE_SAID, DetectRequest, run_detection, slope_line
 from clarity_fast.settings import PrefilterSettings, Scale
 from clarity_fast.simulate import SimulatedBrain, SimulationSettings
 from clarity_fast.volume_share import adjusted, histogram, odds_factor
@@ -55,14 +56,24 @@ def settings_for(scorer, brain, **kw) -> DetectSettings:
     )
 
 
-def test_streaming_equals_the_whole_volume_computation(scorer, brain):
+def tissue_cut(volume: np.ndarray) -> np.ndarray:
+    """The volume dark (a camera's offset and noise) beyond a sharp edge across x: the edge of the tissue."""
+    tissue = 1.0 / (1.0 + np.exp((np.arange(volume.shape[2]) - 0.6 * volume.shape[2]) / 1.0))
+    noise = np.random.default_rng(0).normal(100.0, 5.0, volume.shape)
+    return np.clip(np.rint(volume * tissue + noise), 0, 65535).astype(np.uint16)
+
+
+@pytest.mark.parametrize("cut", [False, True], ids=["brain", "brain cut by a tissue edge"])
+def test_streaming_equals_the_whole_volume_computation(scorer, brain, cut):
+    """With the candidates on a slope left out as the whole volume's would be (an edge proposes some)."""
     brain, _ = brain
-    volume = brain.volume()
+    volume = tissue_cut(brain.volume()) if cut else brain.volume()
     settings = settings_for(scorer, brain, slab_depth=7, batch=100, adapt=True)
     streamed = detect(open_array(volume), scorer=scorer, model=scorer.config, settings=settings)
-    found = find_candidates(open_array(volume), settings=PrefilterSettings(scale=settings.scale, threshold=settings.prefilter_threshold))
+    every = find_candidates(open_array(volume), settings=PrefilterSettings(scale=settings.scale, threshold=settings.prefilter_threshold))
     factors = settings.zoom(scorer.config)
     grid = working_grid(volume.shape, factors=factors)
+    found = off_slope(every, volume=volume, grid=grid, patch=scorer.config.network.patch, radius=scorer.config.scale.cell_radius_voxels)
     centres = to_voxels(points_to(found.zyx, factors=factors), shape=grid.shape)
     logits = logits_at(volume, centres=centres, scorer=scorer, patch=scorer.config.network.patch, grid=grid)
     calibration = scorer.config.calibration
@@ -75,7 +86,10 @@ def test_streaming_equals_the_whole_volume_computation(scorer, brain):
     keep = merge_duplicates(found.zyx[above], kept, radius=settings.scale.merge_radius_voxels)
     np.testing.assert_array_equal(streamed.zyx, found.zyx[above][keep])
     np.testing.assert_array_equal(streamed.probability, kept[keep])
-    assert streamed.candidates == len(found) and streamed.above_threshold == int(above.sum())
+    assert streamed.candidates == len(every) and streamed.on_slope == len(every) - len(found)
+    if cut:
+        assert streamed.on_slope > 0
+    assert streamed.above_threshold == int(above.sum())
 
 
 def clean_cells(rng: np.random.Generator, *, shape: tuple[int, int, int], tries: int, peak: Callable[[], float]) -> tuple[np.ndarray, np.ndarray]:
@@ -281,6 +295,38 @@ def test_detect_command_writes_cells_summary_and_preview(scorer, brain, tmp_path
     np.testing.assert_array_equal(read_points(tmp_path / "cells.xml").zyx, np.rint(cells.zyx))
     out = run_cli("detect", path, "--out", tmp_path / "suffix.XML")  # the format follows the name unless given
     assert out.returncode == 0 and (tmp_path / "suffix.XML").read_bytes() == (tmp_path / "cells.xml").read_bytes()
+
+
+def test_a_tissue_edge_is_said_and_its_slope_candidates_are_not_scored(scorer, brain, tmp_path):
+    """detect counts and says the candidates it left unscored; without the test (drop_slopes=False) every one is scored;
+    training reads the candidates detect scores."""
+    brain, _ = brain
+    path = tmp_path / "cut.tif"
+    write_tiff(path, tissue_cut(brain.volume()), voxel_size=brain.settings.scale.voxel_size)
+    out = run_cli("detect", path, "--out", tmp_path / "cells.csv")
+    assert out.returncode == 0, out.stderr
+    summary = json.loads((tmp_path / "cells.summary.json").read_text())
+    assert 0 < summary["candidates_on_slope"] < summary["candidates"]
+    assert ("were left unscored" in out.stdout) == (summary["candidates_on_slope"] > SLOPE_SAID * summary["candidates"])
+    reader = open_volume(path)
+    everything = detect(reader, scorer=scorer, model=scorer.config, settings=settings_for(scorer, brain, drop_slopes=False))
+    assert everything.on_slope == 0 and everything.candidates == summary["candidates"]
+    write_points(tmp_path / "p.csv", Points(zyx=brain.cells.zyx))
+    entry = Entry(volume=path, points=tmp_path / "p.csv", name="cut", group="cut", voxel_size=None)
+    (annotated,) = load_annotated([entry], cell_diameter=brain.settings.scale.cell_diameter, voxel_size=None,
+                                  prefilter_threshold=scorer.config.prefilter_threshold)
+    assert len(annotated.candidates) == summary["candidates"] - summary["candidates_on_slope"]
+
+
+def test_the_slope_line_says_what_so_many_mean():
+    assert slope_line(60, 100) == ("60 of the 100 candidates (60%) were left unscored, dimmer than their surround on some side: "
+                                   "a bright region's edge (the tissue's?) runs through the volume")
+
+
+def test_a_checkpoint_keeps_the_slabs_candidates_on_a_slope(tmp_path):
+    checkpoint = Checkpoint(tmp_path / "p", fingerprint=dict(run=1), resume=False)
+    checkpoint.save(SlabResult(0, 4, np.zeros((1, 3), np.int64), np.ones(1, np.float32), 9, 0.0, 9.0, on_slope=4))
+    assert checkpoint.load(0, 4).on_slope == 4
 
 
 @pytest.mark.parametrize(

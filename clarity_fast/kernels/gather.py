@@ -26,6 +26,11 @@ STD_FLOOR = 1e-7  # of the patch's mean magnitude
 TINY = 1e-30  # ... and at least this, so that a patch of zeros is not divided by zero
 
 
+def to_voxels(points: np.ndarray, *, shape: tuple[int, ...]) -> np.ndarray:
+    """Nearest voxel indices inside a volume of `shape`."""
+    return np.clip(np.rint(points).astype(np.int64), 0, np.asarray(shape) - 1).reshape(-1, 3)
+
+
 @dataclass(frozen=True)
 class Grid:
     """Per axis (z, y, x) and per working index: the native voxels below and above it and the weight of the

@@ -164,3 +164,23 @@ def suppress_duplicates(zyx: np.ndarray, scores: np.ndarray, *, radius: tuple[fl
             kept.append(i)
             alive[tree.query_ball_point(tree.data[i], 1.0)] = False
     return np.sort(np.asarray(kept, dtype=np.int64))
+
+
+def on_slope(patches: np.ndarray, *, radius: tuple[float, float, float]) -> np.ndarray:
+    """Patches whose core is dimmer than some half-shell's mean and some half-shell's median: the slope test's
+    reference, its voxels chosen from distances afresh (kernels.slope)."""
+    from clarity_fast.kernels.slope import CORE, SHELL_INNER, SHELL_OUTER
+
+    size = patches.shape[-1]
+    grids = np.meshgrid(*[(np.arange(size) - size // 2) / r for r in radius], indexing="ij")
+    scaled = np.stack([g.ravel() for g in grids], axis=1)
+    distance = np.sqrt(np.sum(scaled**2, axis=1))
+    shell = (distance >= SHELL_INNER) & (distance <= SHELL_OUTER)
+    directions = [np.array(d, float) for d in np.ndindex(3, 3, 3) if d != (1, 1, 1)]
+    sides = [scaled[shell] @ (np.array(d) - 1.0) > 0.0 for d in directions]
+    flat = np.asarray(patches, dtype=np.float64).reshape(len(patches), -1)
+    centre = flat[:, distance <= CORE].mean(axis=1)
+    values = flat[:, shell]
+    means = np.stack([values[:, s].mean(axis=1) for s in sides], axis=1)
+    medians = np.stack([np.median(values[:, s], axis=1) for s in sides], axis=1)
+    return np.any(centre[:, None] < means, axis=1) & np.any(centre[:, None] < medians, axis=1)

@@ -22,7 +22,8 @@ from clarity_fast.evaluate import (
     roc_auc,
     roc_curve,
 )
-from clarity_fast.model.samples import AnnotatedVolume, cut, to_voxels
+from clarity_fast.kernels.gather import to_voxels
+from clarity_fast.model.samples import AnnotatedVolume, cut
 
 if TYPE_CHECKING:
     from clarity_fast.model.start import StartingModel

@@ -14,12 +14,12 @@ from scipy.spatial import cKDTree
 
 from clarity_fast.candidates import Candidates, find_candidates
 from clarity_fast.cell_shape import corrected_scale
-from clarity_fast.detection import calibrated_detections
+from clarity_fast.detection import calibrated_detections, off_slope
 from clarity_fast.evaluate import Scored
 from clarity_fast.io.block import BlockReader, context_reach, grown
 from clarity_fast.io.points import read_points
 from clarity_fast.io.volumes import open_array, open_volume
-from clarity_fast.kernels.gather import Grid, gather_patches, resample_volume
+from clarity_fast.kernels.gather import Grid, gather_patches, resample_volume, to_voxels
 from clarity_fast.manifest import Entry
 from clarity_fast.model.config import Calibration, NetworkConfig
 from clarity_fast.noise_correlation import volume_noise
@@ -162,7 +162,9 @@ def load_annotated(
             cells = _annotated_cells(entry, shape=reader.shape)
         # The prefilter runs on the file's own voxels (interpolation would correlate the noise it measures);
         # the network sees the resampled volume.
-        found = find_candidates(open_array(data, name=str(entry.volume)), settings=settings, noise=noise)
+        grid = block.working_grid(factors)  # for a region, the whole volume's cut to the voxels read
+        found = off_slope(find_candidates(open_array(data, name=str(entry.volume)), settings=settings, noise=noise),  # those detect scores
+                          volume=data, grid=grid, patch=patch, radius=scale.cell_radius_voxels)
         inside = beside = context = None  # the annotated block in the voxels read, and what lies around it; None: all
         if entry.region:  # the context read around the block is neither cells nor non-cells
             origin = block.origin
@@ -177,7 +179,6 @@ def load_annotated(
         if not len(cells) and not entry.partial:
             log.warning("%s holds no cells%s: every candidate in %s is taught as a non-cell (mark it annotations=partial if cells "
                         "were left out)", entry.points, f" in region {entry.region.text!r}" if entry.region else "", entry.name)
-        grid = block.working_grid(factors)  # for a region, the whole volume's cut to the voxels read
         volumes.append(
             AnnotatedVolume(entry.name, entry.group, data, grid, resample_volume(data, grid=grid), grid.to_working(cells),
                             _on_grid(found, grid=grid), scale, entry.partial, inside,
@@ -199,11 +200,6 @@ def _annotated_cells(entry: Entry, *, shape: tuple[int, int, int]) -> np.ndarray
     if len(unique) < len(cells):
         log.warning("%s lists %d of its points more than once; each is taken once", entry.points, len(cells) - len(unique))
     return unique
-
-
-def to_voxels(points: np.ndarray, *, shape: tuple[int, ...]) -> np.ndarray:
-    """Nearest voxel indices inside a volume of `shape`."""
-    return np.clip(np.rint(points).astype(np.int64), 0, np.asarray(shape) - 1).reshape(-1, 3)
 
 
 def jitter_reach(scale: Scale) -> np.ndarray:
