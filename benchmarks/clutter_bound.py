@@ -109,9 +109,9 @@ def candidates(
     key: str, make: Callable[[], tuple], *, scorer: OnnxScorer, prefilter_threshold: float | None = None, drop_slopes: bool = True
 ) -> dict:
     """Every candidate's position and probability, the whole volume's histogram, the merge radius and the candidates
-    left unscored on a slope (cached as `key`, with a suffix for drop_slopes False), with the prefilter at
+    left unscored on a slope (cached as `key` with a suffix saying which), with the prefilter at
     `prefilter_threshold` (None: the model's, as `detect` runs it)."""
-    path = OUT / f"{key}{'' if drop_slopes else '_keep_slopes'}.npz"
+    path = OUT / f"{key}{'_without_slopes' if drop_slopes else '_keep_slopes'}.npz"
     if path.exists():
         return dict(np.load(path))
     volume, truth, voxel, diameter = make()

@@ -77,8 +77,8 @@ def main() -> None:
         rows=rows,
         notes=(
             "Built-in model, adapting as detect's; pooled over each set's volumes (for the volumes without cells: false cells "
-            "in all). A candidate is left out where its patch's core (within 0.6 cell radii) is dimmer than both the mean and "
-            "the median of the patch's shell (1.4-2 cell radii) on one of 26 sides (kernels/slope.py)."
+            "in all). A candidate is left out where its patch's core (within 0.6 cell radii) is dimmer than the median of the "
+            "patch's shell (1.4-2 cell radii) on one of its 26 sides, and than the shell's mean on one of them (kernels/slope.py)."
         ),
     )
     print(md.read_text())

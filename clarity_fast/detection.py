@@ -17,8 +17,12 @@ Scorer = Callable[[np.ndarray], np.ndarray]
 """Maps a float32 (N, 1, P, P, P) batch of normalised patches to N logits."""
 
 
+BATCH = 4096  # patches gathered at once
+
+
 def _per_patch(
-    volume: np.ndarray, *, centres: np.ndarray, judge: Callable[[np.ndarray], np.ndarray], patch: int, grid: Grid | None, batch: int, dtype
+    volume: np.ndarray, *, centres: np.ndarray, judge: Callable[[np.ndarray], np.ndarray], patch: int, grid: Grid | None, batch: int,
+    dtype: type,
 ) -> np.ndarray:
     """judge(patches) for the patch around each centre (working-grid voxels), gathered `batch` at a time."""
     centres = np.rint(np.asarray(centres)).astype(np.int64).reshape(-1, 3)
@@ -31,7 +35,7 @@ def _per_patch(
 
 
 def logits_at(
-    volume: np.ndarray, *, centres: np.ndarray, scorer: Scorer, patch: int, grid: Grid | None = None, batch: int = 4096
+    volume: np.ndarray, *, centres: np.ndarray, scorer: Scorer, patch: int, grid: Grid | None = None, batch: int = BATCH
 ) -> np.ndarray:
     """The network's logit for the patch around each centre (working-grid voxels), gathered and scored `batch` at a time."""
     return _per_patch(volume, centres=centres, judge=scorer, patch=patch, grid=grid, batch=batch, dtype=np.float32)
@@ -44,7 +48,7 @@ def off_slope(candidates: Candidates, *, volume: np.ndarray, grid: Grid, patch: 
     if test is None or not len(candidates):
         return candidates
     centres = to_voxels(grid.to_working(candidates.zyx), shape=grid.shape)
-    keep = ~_per_patch(volume, centres=centres, judge=test.on_slope, patch=patch, grid=grid, batch=4096, dtype=bool)
+    keep = ~_per_patch(volume, centres=centres, judge=test.on_slope, patch=patch, grid=grid, batch=BATCH, dtype=bool)
     return Candidates(candidates.zyx[keep], candidates.response[keep])
 
 

@@ -114,7 +114,7 @@ class DetectSettings:
         return snap_factors(factors)
 
 
-def slope_test(settings: DetectSettings, model: ModelConfig) -> SlopeTest | None:
+def _slope_test(settings: DetectSettings, model: ModelConfig) -> SlopeTest | None:
     """The slope test of this model's patches, where asked for and its patches can hold it."""
     if not settings.drop_slopes:
         return None
@@ -145,7 +145,7 @@ class Adaptation:
 
 
 def adapting(counts: np.ndarray, *, model: ModelConfig, clutter_sd: float = CLUTTER_SD, rule: Trust = TRUST) -> Adaptation:
-    """Both estimates from the histogram of every candidate's probability (`clutter_sd` and `rule`: score_mixture's
+    """Both estimates from the histogram of every scored candidate's probability (`clutter_sd` and `rule`: score_mixture's
     bound and when it is believed, which benchmarks/clutter_bound.py, mixture_gain.py and minority_cells.py vary)."""
     reference = model.calibration.reference_share
     share = estimate_share(counts, prior=model.calibration.share)
@@ -208,7 +208,7 @@ class SlabResult:
     low: float  # the smallest and largest value in the slab's planes
     high: float
     projection: np.ndarray | None = None  # their maximum along z (settings.project)
-    histogram: np.ndarray = field(default_factory=lambda: np.zeros(BINS, np.int64))  # of every candidate's probability
+    histogram: np.ndarray = field(default_factory=lambda: np.zeros(BINS, np.int64))  # of every scored candidate's probability
     odd_planes: dict[int, bool] = field(default_factory=dict)  # planes of z0..z1 the reader levelled (True: replaced as flat)
     on_slope: int = 0  # of its candidates, those left unscored on a slope (kernels.slope)
 
@@ -313,7 +313,7 @@ def process_slabs(
         ),
         threading.Thread(
             target=_gather_batches,
-            kwargs=dict(grid=grid, batch=settings.batch, slope=slope_test(settings, model), pool=pool, source=slab_queue, room=slab_room,
+            kwargs=dict(grid=grid, batch=settings.batch, slope=_slope_test(settings, model), pool=pool, source=slab_queue, room=slab_room,
                         out=handoff, stop=stop, threads=threads, seconds=seconds, turns=turns),
             name="clarity-fast-gather",
             daemon=True,
@@ -540,14 +540,14 @@ def _gather_batches(
                 zyx, response = found.zyx[s : s + batch], found.response[s : s + batch]
                 with turns:
                     gather_patches(slab.planes, centres=chunk, out=buffer, grid=grid, src_z0=slab.first)
-                    flat = np.zeros(len(chunk), bool) if slope is None else slope.on_slope(buffer[: len(chunk)])
-                if flat.any():
-                    keep = ~flat
+                    sloped = np.zeros(len(chunk), bool) if slope is None else slope.on_slope(buffer[: len(chunk)])
+                if sloped.any():
+                    keep = ~sloped
                     buffer[: int(keep.sum())] = buffer[: len(chunk)][keep]
                     zyx, response = zyx[keep], response[keep]
                 seconds["gather"] += time.perf_counter() - t
                 item = _Batch(
-                    slab.z0, slab.z1, zyx, response, int(flat.sum()), buffer,
+                    slab.z0, slab.z1, zyx, response, int(sloped.sum()), buffer,
                     s + batch >= len(found), len(found), slab.low, slab.high, slab.projection, slab.odd_planes,
                 )
                 if not _put(out, item, stop):

@@ -98,7 +98,7 @@ class DetectReport:
         return [
             f"{s['cells']} cells in {where}{s['volume']} {tuple(s['shape'])} ({s['candidates']} candidates{read}, "
             f"{s['above_threshold']} above probability {shown_probability(s['threshold'])} before merging)",
-            *([slope_line(s["candidates_on_slope"], s["candidates"])] if s["candidates_on_slope"] > SLOPE_SAID * s["candidates"] else []),
+            *([slope_line(on_slope=s["candidates_on_slope"], candidates=s["candidates"])] if s["candidates_on_slope"] > SLOPE_SAID * s["candidates"] else []),
             *([adapt_line(s)] if s.get("cell_share") is not None and round(s["odds_factor"], 2) > 1 else []),  # not "x1.00"
             *scale_notes(blur=s["noise_model"]["blur"], gain=s["noise_gain"], elongation=s["cell_elongation"], stretch=s["axial_stretch"]),
             *([f"resumed: {s['slabs_resumed']} of {s['slabs']} slabs were done by the interrupted run"] if s["slabs_resumed"] else []),
@@ -111,7 +111,7 @@ class DetectReport:
 SLOPE_SAID = 0.1  # the share of candidates on a slope above which detect says so: 0-5% in tissue without an edge
 
 
-def slope_line(on_slope: int, candidates: int) -> str:
+def slope_line(*, on_slope: int, candidates: int) -> str:
     """What the slope test left out, and what so many mean."""
     return (f"{on_slope} of the {candidates} candidates ({on_slope / candidates:.0%}) were left unscored, dimmer than their surround "
             "on some side: a bright region's edge (the tissue's?) runs through the volume")

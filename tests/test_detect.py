@@ -319,7 +319,7 @@ def test_a_tissue_edge_is_said_and_its_slope_candidates_are_not_scored(scorer, b
 
 
 def test_the_slope_line_says_what_so_many_mean():
-    assert slope_line(60, 100) == ("60 of the 100 candidates (60%) were left unscored, dimmer than their surround on some side: "
+    assert slope_line(on_slope=60, candidates=100) == ("60 of the 100 candidates (60%) were left unscored, dimmer than their surround on some side: "
                                    "a bright region's edge (the tissue's?) runs through the volume")
 
 

@@ -56,11 +56,18 @@ def test_a_flat_patch_and_no_patches():
     assert TEST.on_slope(np.zeros((0, 1, PATCH, PATCH, PATCH), np.float32)).shape == (0,)
 
 
-def test_a_patch_too_small_for_its_cells_has_no_test():
-    assert SlopeTest.for_patch(patch=8, radius=(3.0, 3.0, 3.0)) is None
+@pytest.mark.parametrize("patch, radius", [(8, (3.0, 3.0, 3.0)), (PATCH, (0.5, 0.5, 0.5))], ids=["shell past the patch", "half-shells too small"])
+def test_a_patch_that_cannot_hold_the_test_has_none(patch, radius):
+    assert SlopeTest.for_patch(patch=patch, radius=radius) is None
 
 
-@pytest.mark.parametrize("patch", [PATCH, 16])
-def test_every_side_is_read(patch):
-    test = SlopeTest.for_patch(patch=patch, radius=RADIUS)
-    assert len(test.counts) == 26 and test.counts.min() >= 16
+def test_a_voxel_between_two_opposite_sides_is_on_neither():
+    """(-2, -3, -1) at radii (1.5, 3, 3) lies on the plane between sides (1, -1, -1) and (-1, 1, 1); rounding put it on one."""
+    scaled = np.array([-2.0, -3.0, -1.0]) / np.array(RADIUS)
+    index = int(np.ravel_multi_index(tuple(np.array([-2, -3, -1]) + PATCH // 2), (PATCH,) * 3))
+    position = int(np.flatnonzero(TEST.shell == index)[0])
+    members = [set(TEST.sides[d, : TEST.counts[d]]) for d in range(26)]
+    facing = [d for d, m in enumerate(members) if position in m]
+    assert 1.4 <= np.linalg.norm(scaled) <= 2.0 and len(facing) > 0
+    directions = np.array([(a, b, c) for a in (-1, 0, 1) for b in (-1, 0, 1) for c in (-1, 0, 1) if (a, b, c) != (0, 0, 0)])
+    assert not any(tuple(directions[d]) in {(1, -1, -1), (-1, 1, 1)} for d in facing)

@@ -169,7 +169,7 @@ def suppress_duplicates(zyx: np.ndarray, scores: np.ndarray, *, radius: tuple[fl
 def on_slope(patches: np.ndarray, *, radius: tuple[float, float, float]) -> np.ndarray:
     """Patches whose core is dimmer than some half-shell's mean and some half-shell's median: the slope test's
     reference, its voxels chosen from distances afresh (kernels.slope)."""
-    from clarity_fast.kernels.slope import CORE, SHELL_INNER, SHELL_OUTER
+    from clarity_fast.kernels.slope import CORE, ON_THE_PLANE, SHELL_INNER, SHELL_OUTER
 
     size = patches.shape[-1]
     grids = np.meshgrid(*[(np.arange(size) - size // 2) / r for r in radius], indexing="ij")
@@ -177,7 +177,7 @@ def on_slope(patches: np.ndarray, *, radius: tuple[float, float, float]) -> np.n
     distance = np.sqrt(np.sum(scaled**2, axis=1))
     shell = (distance >= SHELL_INNER) & (distance <= SHELL_OUTER)
     directions = [np.array(d, float) for d in np.ndindex(3, 3, 3) if d != (1, 1, 1)]
-    sides = [scaled[shell] @ (np.array(d) - 1.0) > 0.0 for d in directions]
+    sides = [scaled[shell] @ (np.array(d) - 1.0) > ON_THE_PLANE for d in directions]
     flat = np.asarray(patches, dtype=np.float64).reshape(len(patches), -1)
     centre = flat[:, distance <= CORE].mean(axis=1)
     values = flat[:, shell]

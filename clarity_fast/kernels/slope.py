@@ -22,6 +22,7 @@ CORE = 0.6  # cell radii: the centre whose mean brightness is compared
 SHELL_INNER = 1.4  # cell radii: the surround read on each side ...
 SHELL_OUTER = 2.0  # ... out to this
 MIN_SIDE = 16  # voxels: a half-shell with fewer (a patch too small for its cells) cannot be judged, and the test is off
+ON_THE_PLANE = 1e-9  # a voxel this close to the plane between two opposite sides (0, but for rounding) is on neither
 _DIRECTIONS = np.array([(a, b, c) for a in (-1, 0, 1) for b in (-1, 0, 1) for c in (-1, 0, 1) if (a, b, c) != (0, 0, 0)], float)
 
 
@@ -44,7 +45,7 @@ class SlopeTest:
         scaled = offsets / np.asarray(radius, dtype=float)
         distance = np.linalg.norm(scaled, axis=1)
         in_shell = (distance >= SHELL_INNER) & (distance <= SHELL_OUTER)
-        facing = scaled[in_shell] @ _DIRECTIONS.T > 0.0  # the side a voxel lies on (exactly 0: on neither)
+        facing = scaled[in_shell] @ _DIRECTIONS.T > ON_THE_PLANE  # the sides a voxel lies on
         counts = facing.sum(axis=0)
         if counts.min() < MIN_SIDE:
             return None

@@ -164,7 +164,7 @@ def load_annotated(
         # the network sees the resampled volume.
         grid = block.working_grid(factors)  # for a region, the whole volume's cut to the voxels read
         found = off_slope(find_candidates(open_array(data, name=str(entry.volume)), settings=settings, noise=noise),  # those detect scores
-                          volume=data, grid=grid, patch=patch, radius=scale.cell_radius_voxels)
+                          volume=data, grid=grid, patch=patch, radius=native.working.cell_radius_voxels)  # the model's cells
         inside = beside = context = None  # the annotated block in the voxels read, and what lies around it; None: all
         if entry.region:  # the context read around the block is neither cells nor non-cells
             origin = block.origin
