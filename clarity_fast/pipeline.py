@@ -514,6 +514,14 @@ def _prefilter_slabs(
         _put(out, exc, stop)
 
 
+def _compact(buffer: np.ndarray, keep: np.ndarray) -> None:
+    """Move the patches `keep` marks to the front of `buffer`, in order, in place: no second batch-sized array
+    (check_batch_memory counts the pool's buffers only)."""
+    for dst, src in enumerate(np.flatnonzero(keep)):
+        if dst != src:
+            buffer[dst] = buffer[src]
+
+
 def _gather_batches(
     *, grid: Grid, batch: int, slope: SlopeTest | None, pool: _BufferPool, source: queue.Queue, room, out: queue.Queue, stop, threads: int,
     seconds, turns
@@ -543,7 +551,7 @@ def _gather_batches(
                     sloped = np.zeros(len(chunk), bool) if slope is None else slope.on_slope(buffer[: len(chunk)])
                 if sloped.any():
                     keep = ~sloped
-                    buffer[: int(keep.sum())] = buffer[: len(chunk)][keep]
+                    _compact(buffer, keep)
                     zyx, response = zyx[keep], response[keep]
                 seconds["gather"] += time.perf_counter() - t
                 item = _Batch(
