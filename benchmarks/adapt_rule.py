@@ -72,13 +72,19 @@ def compared(rules: dict[str, Callable[[np.ndarray], float]], *, scorer: OnnxSco
                 changed.append(dict(volume=name, mixture=None if mixture is None else mixture.summary(), factors=factors,
                                     tp_fp_fn={r: c.tolist() for r, c in counted.items()}))
         deltas = [clutter_bound.f1(np.array(c["tp_fp_fn"][last])) - clutter_bound.f1(np.array(c["tp_fp_fn"][first])) for c in changed]
-        empty = "without cells" in set_name
-        shown = (lambda c: f"{c[1]} false cells") if empty else (lambda c: f"{clutter_bound.f1(c):.3f} ({c[1]} / {c[2]})")
-        spread = f"{min(deltas):+.3f} to {max(deltas):+.3f}" if deltas and not empty else ""
-        rows.append([set_name, len(entries), *[shown(pooled[r]) for r in rules], len(changed), spread])
+        shown, spread = pooled_cells(set_name, [pooled[r] for r in rules], deltas)
+        rows.append([set_name, len(entries), *shown, len(changed), spread])
         results.append(dict(set=set_name, volumes=len(entries), pooled={r: c.tolist() for r, c in pooled.items()}, changed=changed))
         print(rows[-1], flush=True)
     return results, rows
+
+
+def pooled_cells(set_name: str, pooled: list[np.ndarray], deltas: list[float]) -> tuple[list[str], str]:
+    """A set's report cells: each way's pooled (tp, fp, fn) as F1 (false / missed cells), or false cells alone for a set
+    without cells; and the spread of its changed volumes' F1 change."""
+    empty = "without cells" in set_name
+    shown = [f"{c[1]} false cells" if empty else f"{clutter_bound.f1(c):.3f} ({c[1]} / {c[2]})" for c in pooled]
+    return shown, f"{min(deltas):+.3f} to {max(deltas):+.3f}" if deltas and not empty else ""
 
 
 def compared_columns(rules: dict) -> list[str]:

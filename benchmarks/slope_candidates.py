@@ -21,7 +21,7 @@ import foreign_synthetic as fs
 import minority_cells
 import numpy as np
 import report
-from adapt_rule import every_set
+from adapt_rule import every_set, pooled_cells
 
 from clarity_fast.export.model_file import resolve_model
 from clarity_fast.export.runtime import OnnxScorer
@@ -61,11 +61,9 @@ def main() -> None:
             if np.any(before != after):
                 changed.append(dict(volume=name, tp_fp_fn={w: c.tolist() for w, c in counted.items()}))
                 deltas.append(clutter_bound.f1(after) - clutter_bound.f1(before))
-        empty = "without cells" in set_name
-        shown = (lambda c: f"{c[1]} false cells") if empty else (lambda c: f"{clutter_bound.f1(c):.3f} ({c[1]} / {c[2]})")
-        spread = f"{min(deltas):+.3f} to {max(deltas):+.3f}" if deltas and not empty else ""
+        shown, spread = pooled_cells(set_name, [pooled[w] for w in WAYS], deltas)
         total = candidates[list(WAYS)[-1]]
-        rows.append([set_name, len(entries), *[shown(pooled[w]) for w in WAYS], f"{left_out / max(total, 1):.1%}", len(changed), spread])
+        rows.append([set_name, len(entries), *shown, f"{left_out / max(total, 1):.1%}", len(changed), spread])
         results.append(dict(set=set_name, volumes=len(entries), pooled={w: c.tolist() for w, c in pooled.items()},
                             candidates=total, left_out=left_out, changed=changed))
         print(rows[-1], flush=True)

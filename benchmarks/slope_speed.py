@@ -18,9 +18,9 @@ from clarity_fast.export.model_file import resolve_model
 from clarity_fast.export.runtime import OnnxScorer, RuntimeSettings
 from clarity_fast.io.volumes import open_array
 from clarity_fast.kernels import reference
-from clarity_fast.kernels.gather import gather_patches, to_voxels, working_grid
+from clarity_fast.kernels.gather import gather_patches, working_grid
 from clarity_fast.kernels.slope import SlopeTest
-from clarity_fast.resample import points_to
+from clarity_fast.pipeline import DetectSettings
 from clarity_fast.settings import PrefilterSettings, Scale
 
 BATCH = 4096
@@ -38,10 +38,11 @@ def volumes(shape: tuple[int, int, int]) -> list[tuple[str, np.ndarray, Scale]]:
 def measure(volume: np.ndarray, scale: Scale, *, scorer: OnnxScorer, seconds: float) -> dict:
     """Patches per second of the slope test, its reference and scoring, on (up to a batch of) the volume's candidates."""
     cfg = scorer.config
-    factors = tuple(c * v / scale.cell_diameter for c, v in zip(cfg.scale.cell_diameter_voxels, scale.voxel_size))
+    factors = DetectSettings(voxel_size=scale.voxel_size, cell_diameter=scale.cell_diameter, threshold=cfg.threshold,
+                             prefilter_threshold=cfg.prefilter_threshold).zoom(cfg)  # detect's grid for these cells
     grid = working_grid(volume.shape, factors=factors)
     found = find_candidates(open_array(volume), settings=PrefilterSettings(scale=scale))
-    centres = to_voxels(points_to(found.zyx, factors=factors), shape=grid.shape)[:BATCH]
+    centres = grid.nearest(found.zyx)[:BATCH]
     patch = cfg.network.patch
     patches = gather_patches(volume, centres=centres, out=np.empty((len(centres), 1, patch, patch, patch), np.float32), grid=grid)
     test = SlopeTest.for_patch(patch=patch, radius=cfg.scale.cell_radius_voxels)

@@ -8,7 +8,7 @@ import numpy as np
 from scipy.spatial import cKDTree
 
 from clarity_fast.candidates import Candidates
-from clarity_fast.kernels.gather import Grid, gather_patches, to_voxels
+from clarity_fast.kernels.gather import Grid, gather_patches
 from clarity_fast.kernels.slope import SlopeTest
 from clarity_fast.kernels.suppress import suppress
 from clarity_fast.model.config import Calibration
@@ -47,8 +47,7 @@ def off_slope(candidates: Candidates, *, volume: np.ndarray, grid: Grid, patch: 
     test = SlopeTest.for_patch(patch=patch, radius=radius)
     if test is None or not len(candidates):
         return candidates
-    centres = to_voxels(grid.to_working(candidates.zyx), shape=grid.shape)
-    keep = ~_per_patch(volume, centres=centres, judge=test.on_slope, patch=patch, grid=grid, batch=BATCH, dtype=bool)
+    keep = ~_per_patch(volume, centres=grid.nearest(candidates.zyx), judge=test.on_slope, patch=patch, grid=grid, batch=BATCH, dtype=bool)
     return Candidates(candidates.zyx[keep], candidates.response[keep])
 
 

@@ -30,7 +30,7 @@ from clarity_fast.detection import Scorer, merge_duplicates
 from clarity_fast.errors import InputError, ModelError
 from clarity_fast.export.providers import physical_memory
 from clarity_fast.io.volumes import VolumeReader
-from clarity_fast.kernels.gather import Grid, gather_patches, to_voxels
+from clarity_fast.kernels.gather import Grid, gather_patches
 from clarity_fast.kernels.slope import SlopeTest
 from clarity_fast.kernels.turns import kernel_turns
 from clarity_fast.model.config import ModelConfig, NetworkConfig
@@ -492,7 +492,7 @@ def _prefilter_slabs(
             if not _acquire(room, stop):
                 return
             a, b = prefilter.planes_needed(z0, z1)
-            wz = to_voxels(grid.to_working(np.array([[z0, 0, 0], [z1 - 1, 0, 0]])), shape=grid.shape)[:, 0]
+            wz = grid.nearest(np.array([[z0, 0, 0], [z1 - 1, 0, 0]]))[:, 0]
             ga, gb = grid.native_rows(int(wz[0]) - half, int(wz[1]) + patch - half)
             first, last = min(a, ga), max(b, gb)
             t = time.perf_counter()
@@ -505,7 +505,7 @@ def _prefilter_slabs(
             with turns:
                 found = prefilter.run(planes, first=first, z0=z0, z1=z1)
             seconds["prefilter"] += time.perf_counter() - t
-            centres = to_voxels(grid.to_working(found.zyx), shape=grid.shape)
+            centres = grid.nearest(found.zyx)
             if (z0, z1) == slabs[-1]:
                 prefilter.release()
             if not _put(out, _Slab(z0, z1, first, planes, found, centres, low, high, projection, reader.odd_planes(z0, z1)), stop):

@@ -49,6 +49,11 @@ class Grid:
         """Native voxel coordinates (of the block, for a block's grid) -> this grid's working voxel coordinates."""
         return points_to(np.asarray(points, dtype=float) + self.origin, factors=self.factors) - self.first
 
+    def nearest(self, points: np.ndarray) -> np.ndarray:
+        """Native voxel coordinates -> the nearest working voxels inside the grid: where a candidate's patch is cut,
+        in detect and in training alike."""
+        return to_voxels(self.to_working(points), shape=self.shape)
+
     def to_native(self, points: np.ndarray) -> np.ndarray:
         """This grid's working voxel coordinates -> native voxel coordinates (of the block, for a block's grid)."""
         return points_from(np.asarray(points, dtype=float) + self.first, factors=self.factors) - self.origin

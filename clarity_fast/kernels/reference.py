@@ -176,8 +176,8 @@ def on_slope(patches: np.ndarray, *, radius: tuple[float, float, float]) -> np.n
     scaled = np.stack([g.ravel() for g in grids], axis=1)
     distance = np.sqrt(np.sum(scaled**2, axis=1))
     shell = (distance >= SHELL_INNER) & (distance <= SHELL_OUTER)
-    directions = [np.array(d, float) for d in np.ndindex(3, 3, 3) if d != (1, 1, 1)]
-    sides = [scaled[shell] @ (np.array(d) - 1.0) > ON_THE_PLANE for d in directions]
+    directions = [np.array(d, float) - 1.0 for d in np.ndindex(3, 3, 3) if d != (1, 1, 1)]
+    sides = [scaled[shell] @ d > ON_THE_PLANE for d in directions]
     flat = np.asarray(patches, dtype=np.float64).reshape(len(patches), -1)
     centre = flat[:, distance <= CORE].mean(axis=1)
     values = flat[:, shell]

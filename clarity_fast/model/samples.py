@@ -189,7 +189,7 @@ def load_annotated(
 
 def _on_grid(candidates: Candidates, *, grid: Grid) -> Candidates:
     """Candidates found in the file's voxels, moved to the nearest voxels of the working grid."""
-    return Candidates(to_voxels(grid.to_working(candidates.zyx), shape=grid.shape), candidates.response)
+    return Candidates(grid.nearest(candidates.zyx), candidates.response)
 
 
 def _annotated_cells(entry: Entry, *, shape: tuple[int, int, int]) -> np.ndarray:
