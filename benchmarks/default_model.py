@@ -9,8 +9,9 @@ brains at 4×2×2 µm with 12 µm cells, and on one fresh brain at each training
 (other seeds), matched with the study's rule (3.5 voxels, z counted double).
 
 Run: python benchmarks/default_model.py --install   (needs ../shared/data; writes results/default_model.{json,md})
-(--size-spread S trains on brains whose somata vary more in size, in their own folders and model file; the
-built-in model keeps the simulator's default, see the README's "How we got here")
+(--size-spread S trains on brains whose somata vary more in size, --processes N on brains whose somata carry 0 to N
+dendrites, each in their own folders and model file; the built-in model keeps the simulator's defaults, see the
+README's "How we got here")
 """
 
 from __future__ import annotations
@@ -62,7 +63,7 @@ def held_out_patches(rows: list[dict]) -> set[str]:
     return chosen
 
 
-def simulated(folder: Path, *, seed: int, n: int, geometry: dict = SIM, size_spread: float = SIZE_SPREAD) -> Path:
+def simulated(folder: Path, *, seed: int, n: int, geometry: dict = SIM, size_spread: float = SIZE_SPREAD, processes: int = 0) -> Path:
     """n simulated difficulty-1 brains at `geometry` (spanning EXTENT_UM), written once and reused."""
     if not (folder / "manifest.csv").exists():
         voxel = voxel_size(geometry)
@@ -70,15 +71,16 @@ def simulated(folder: Path, *, seed: int, n: int, geometry: dict = SIM, size_spr
         cli(
             "simulate", folder, "--shape", shape, "--difficulty", 1, "--brains", n, "--seed", seed,
             "--voxel-size", geometry["voxel"].replace("x", ","), "--cell-diameter", geometry["diameter"], "--size-spread", size_spread,
+            "--processes", processes,
         )
     return folder / "manifest.csv"
 
 
 def simulated_volumes(
-    folder: Path, *, seed: int, n: int, geometry: dict, size_spread: float = SIZE_SPREAD
+    folder: Path, *, seed: int, n: int, geometry: dict, size_spread: float = SIZE_SPREAD, processes: int = 0
 ) -> list[tuple[str, Path, Path, dict]]:
     """(name, volume, points, geometry) of each simulated brain in `folder`."""
-    manifest = simulated(folder, seed=seed, n=n, geometry=geometry, size_spread=size_spread)
+    manifest = simulated(folder, seed=seed, n=n, geometry=geometry, size_spread=size_spread, processes=processes)
     with manifest.open() as f:
         return [(f"{folder.name}-{r['group']}", manifest.parent / r["volume"], manifest.parent / r["points"], geometry) for r in csv.DictReader(f)]
 
@@ -97,27 +99,29 @@ def relative(path: Path) -> str:
     return os.path.relpath(path, OUT)
 
 
-def spread_suffix(size_spread: float) -> str:
-    """What names the files of brains with another soma-size spread than the simulator's default ("" for it)."""
-    return "" if size_spread == SIZE_SPREAD else f"_spread{size_spread:g}"
+def variant_suffix(*, size_spread: float, processes: int) -> str:
+    """What names the files of brains simulated otherwise than by the simulator's defaults ("" for them)."""
+    return ("" if size_spread == SIZE_SPREAD else f"_spread{size_spread:g}") + (f"_processes{processes}" if processes else "")
 
 
-def model_file(*, epochs: int = DEFAULT_EPOCHS, sim_brains: int = SIM_BRAINS, size_spread: float = TRAINING_SIZE_SPREAD) -> Path:
+def model_file(*, epochs: int = DEFAULT_EPOCHS, sim_brains: int = SIM_BRAINS, size_spread: float = TRAINING_SIZE_SPREAD, processes: int = 0) -> Path:
     """Where the model trained with these settings is kept (it is trained again only when this file is missing)."""
-    return OUT / f"default_e{epochs}_s{sim_brains}_g{len(GEOMETRIES)}{spread_suffix(size_spread)}.pt"
+    return OUT / f"default_e{epochs}_s{sim_brains}_g{len(GEOMETRIES)}{variant_suffix(size_spread=size_spread, processes=processes)}.pt"
 
 
-def training_manifest(rows: list[dict], held_out: set[str], *, sim_brains: int, size_spread: float, path: Path | None = None) -> Path:
+def training_manifest(
+    rows: list[dict], held_out: set[str], *, sim_brains: int, size_spread: float, processes: int = 0, path: Path | None = None
+) -> Path:
     """The built-in model's training data (the simulated brains, the delivr patches not in `held_out`) as a
     manifest at `path` (default: train.csv in OUT, what default_model.py trains on)."""
     per_geometry = max(sim_brains // len(GEOMETRIES), 1)
-    suffix = spread_suffix(size_spread)
+    suffix = variant_suffix(size_spread=size_spread, processes=processes)
     path = path or OUT / f"train{suffix}.csv"
     with path.open("w") as out:
         out.write("volume,points,group,voxel_size,cell_diameter,annotations\n")
         for i, geometry in enumerate(GEOMETRIES):
             folder = OUT / f"train_sims{suffix}" / geometry_name(geometry)
-            for name, volume, points, g in simulated_volumes(folder, seed=100 + i, n=per_geometry, geometry=geometry, size_spread=size_spread):
+            for name, volume, points, g in simulated_volumes(folder, seed=100 + i, n=per_geometry, geometry=geometry, size_spread=size_spread, processes=processes):
                 out.write(f"{relative(volume)},{relative(points)},{name},{g['voxel']},{g['diameter']},complete\n")
         for row in rows:
             if row["patch_id"] not in held_out:
@@ -165,14 +169,15 @@ def main() -> None:
     parser.add_argument("--epochs", type=int, default=DEFAULT_EPOCHS)
     parser.add_argument("--sim-brains", type=int, default=SIM_BRAINS)
     parser.add_argument("--size-spread", type=float, default=TRAINING_SIZE_SPREAD, help="sd of log soma size in the training brains")
+    parser.add_argument("--processes", type=int, default=0, help="dendrites per soma in the training brains, 0 to N each")
     parser.add_argument("--install", action="store_true", help="copy the model into the package as the built-in one")
     args = parser.parse_args()
     OUT.mkdir(parents=True, exist_ok=True)
     with (DELIVR / "index.csv").open() as f:
         rows = list(csv.DictReader(f))
     held_out = held_out_patches(rows)
-    manifest = training_manifest(rows, held_out, sim_brains=args.sim_brains, size_spread=args.size_spread)
-    model_pt = model_file(epochs=args.epochs, sim_brains=args.sim_brains, size_spread=args.size_spread)
+    manifest = training_manifest(rows, held_out, sim_brains=args.sim_brains, size_spread=args.size_spread, processes=args.processes)
+    model_pt = model_file(epochs=args.epochs, sim_brains=args.sim_brains, size_spread=args.size_spread, processes=args.processes)
     if not model_pt.exists():  # delete benchmarks/out/default_model to train again
         cli("train", "--manifest", manifest, "--out", model_pt, "--epochs", args.epochs, "--seed", 0, "--cell-diameter", SIM["diameter"])
     cli("export", "--onnx", model_pt, "--out", OUT / "default.onnx")
@@ -192,7 +197,7 @@ def main() -> None:
         ]
     md = report.write(
         "default_model",
-        data=dict(held_out=sorted(held_out), epochs=args.epochs, sim_brains=args.sim_brains, size_spread=args.size_spread, geometries=GEOMETRIES,
+        data=dict(held_out=sorted(held_out), epochs=args.epochs, sim_brains=args.sim_brains, size_spread=args.size_spread, processes=args.processes, geometries=GEOMETRIES,
                   unseen_geometries=UNSEEN_GEOMETRIES, training=training, **results["default"], previous=results["previous"]),
         columns=["model", "test set", "volumes", "precision", "recall", "F1", "TP", "FP", "FN"],
         rows=table,

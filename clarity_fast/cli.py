@@ -104,6 +104,9 @@ def simulate(
     density: Annotated[
         float, typer.Option("--density", help="Labelled cells per mm³ on average (14000: dense; c-Fos: a few hundred to thousands).")
     ] = 14000.0,
+    processes: Annotated[
+        int, typer.Option("--processes", help="Dendrites leaving each soma, 0 to N each (a cytoplasmic label); 0: a short stub on some.")
+    ] = 0,
 ) -> None:
     """Simulate cleared-brain volumes with ground-truth cell centres."""
     from clarity_fast.simulate import SimulationSettings, write_brain, write_brains
@@ -115,6 +118,7 @@ def simulate(
         seed=seed,
         size_spread=size_spread,
         density=density,
+        processes=processes,
     )
     if brains < 0:
         raise InputError(f"--brains must be >= 0, got {brains}")

@@ -144,3 +144,29 @@ def test_planes_too_large_for_the_machine_are_refused_before_any_work():
 
     with pytest.raises(InputError, match="planes of 100000×100000 voxels need about 4657 GB"):
         SimulationSettings(shape=(1, 100_000, 100_000))
+
+
+def test_processes_leave_somata_and_keep_the_scene_without_them():
+    # Same seed: the same cells and clutter; the dendrites are drawn last, as extra tubes, 0 to N per soma, starting
+    # inside a soma and reaching 1-2.5 diameters out, so a scene without them is bit for bit the default one.
+    plain = SimulatedBrain(SimulationSettings(shape=(32, 128, 128), seed=9, difficulty=0.5))
+    dendritic = SimulatedBrain(SimulationSettings(shape=(32, 128, 128), seed=9, difficulty=0.5, processes=4))
+    assert np.array_equal(plain.cells.zyx, dendritic.cells.zyx)
+    assert np.array_equal(plain.scene.clutter.centre, dendritic.scene.clutter.centre)
+    n = len(plain.scene.tubes)
+    assert np.array_equal(plain.scene.tubes.start, dendritic.scene.tubes.start[:n])
+    extra = len(dendritic.scene.tubes) - n
+    cells = len(plain.cells)
+    assert extra % 3 == 0 and 0.5 * 2 * cells < extra / 3 < 4 * cells  # three segments each, 2 per soma on average
+    radius = plain.settings.scale.cell_diameter / 2
+    first = dendritic.scene.tubes.start[n : n + extra // 3]
+    nearest = np.min(np.linalg.norm(first[:, None] - plain.scene.cells.centre[None], axis=-1), axis=1)
+    assert np.allclose(nearest, 0.8 * radius)
+    assert np.array_equal(plain.volume(), SimulatedBrain(SimulationSettings(shape=(32, 128, 128), seed=9, difficulty=0.5, processes=0)).volume())
+
+
+def test_processes_out_of_range_are_refused():
+    from clarity_fast.errors import InputError
+
+    with pytest.raises(InputError, match="processes per soma"):
+        SimulationSettings(shape=SMALL, processes=7)

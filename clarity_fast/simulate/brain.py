@@ -13,7 +13,7 @@ from clarity_fast.io.points import Points
 from clarity_fast.settings import Scale
 from clarity_fast.simulate.imaging import Microscope, sample_imaging
 from clarity_fast.simulate.render import render_foreground
-from clarity_fast.simulate.scene import CELLS_PER_MM3, SIZE_SPREAD, Scene, make_scene
+from clarity_fast.simulate.scene import CELLS_PER_MM3, MAX_PROCESSES, SIZE_SPREAD, Scene, make_scene
 
 # Cells are spaced by the nominal diameter: far wider spreads would overlap neighbours and shrink some below a voxel.
 MAX_SIZE_SPREAD = 0.5
@@ -32,6 +32,7 @@ class SimulationSettings:
     seed: int = 0
     size_spread: float = SIZE_SPREAD  # sd of the log of each soma's size: wider for a population of mixed sizes
     density: float = CELLS_PER_MM3  # labelled somata per mm³ on average (cell-sized clutter scales with it): lower for sparse labels
+    processes: int = 0  # dendrites leaving each soma, 0 to this many (a cytoplasmic or membrane label); 0: a stub on some
 
     def __post_init__(self) -> None:
         if len(self.shape) != 3 or min(self.shape) < 1:
@@ -42,6 +43,8 @@ class SimulationSettings:
             raise InputError(f"seed must be >= 0, got {self.seed}")
         if not 0.0 <= self.size_spread <= MAX_SIZE_SPREAD:
             raise InputError(f"size spread (sd of log soma size) must be between 0 and {MAX_SIZE_SPREAD}, got {self.size_spread}")
+        if not 0 <= self.processes <= MAX_PROCESSES:
+            raise InputError(f"processes per soma must be between 0 and {MAX_PROCESSES}, got {self.processes}")
         if not 0 < self.density <= MAX_DENSITY:
             raise InputError(f"density must be > 0 and at most {MAX_DENSITY:.0f} cells per mm³, got {self.density}")
         needed = RENDER_BYTES_PER_PLANE_VOXEL * self.shape[1] * self.shape[2]
@@ -65,6 +68,7 @@ class SimulatedBrain:
             difficulty=settings.difficulty,
             size_spread=settings.size_spread,
             density=settings.density,
+            processes=settings.processes,
             rng=np.random.default_rng(scene_seed),
         )
         imaging_rng = np.random.default_rng(imaging_seed)

@@ -17,6 +17,7 @@ from clarity_fast.settings import Scale
 # around it. Sparse labels such as c-Fos after a stimulus are a few hundred to a few thousand.
 CELLS_PER_MM3 = 14_000.0
 SIZE_SPREAD = 0.15  # sd of the log of a soma's size, before each axis varies by 0.7-1.3
+MAX_PROCESSES = 6  # proximal dendrites per soma at most: beyond, the processes fill the space between somata
 
 
 @dataclass(frozen=True)
@@ -187,6 +188,29 @@ def _sticks(
     )
 
 
+def _processes(rng: np.random.Generator, cells: Ellipsoids, *, most: int, radius: float) -> Capsules:
+    """0 to `most` proximal dendrites per soma, as a cytoplasmic or membrane label fills them: each leaves the soma,
+    bends as it goes and thins and dims outwards over 1-2.5 diameters, three segments each. Drawn after everything
+    else, so that a scene without them is the same scene, bit for bit."""
+    count = rng.integers(0, most + 1, size=len(cells))
+    owner = np.repeat(np.arange(len(cells)), count)
+    n = len(owner)
+    direction = _unit_vectors(rng, n)
+    start = cells.centre[owner] + direction * radius * 0.8
+    step = rng.uniform(1.0, 2.5, size=(n, 1)) * 2 * radius / 3
+    thickness = rng.uniform(1.5, 2.5, size=n)
+    brightness = cells.contrast[owner] * rng.uniform(0.5, 1.0, size=n)
+    parts = []
+    for k in range(3):
+        direction = direction + rng.normal(0.0, 0.3, size=(n, 3))
+        direction /= np.linalg.norm(direction, axis=1, keepdims=True)
+        end = start + direction * step
+        taper = 1.0 - 0.25 * k
+        parts.append(Capsules(start, end, thickness * taper, brightness * taper, np.zeros(n, dtype=bool)))
+        start = end
+    return Capsules.concat(*parts)
+
+
 def make_scene(
     *,
     shape: tuple[int, int, int],
@@ -195,8 +219,10 @@ def make_scene(
     rng: np.random.Generator,
     size_spread: float = SIZE_SPREAD,
     density: float = CELLS_PER_MM3,
+    processes: int = 0,
 ) -> Scene:
-    """Sample one brain's objects for a volume of `shape` voxels at `scale`, with `density` cells per mm³ on average."""
+    """Sample one brain's objects for a volume of `shape` voxels at `scale`, with `density` cells per mm³ on average
+    and up to `processes` dendrites leaving each soma."""
     extent = np.asarray(shape, dtype=float) * np.asarray(scale.voxel_size)
     radius = scale.cell_diameter / 2
     d = float(np.clip(difficulty, 0.0, 1.0))
@@ -254,9 +280,7 @@ def make_scene(
     )
     n_vessels = int(rng.poisson(clutter_rate * 40.0 * volume_mm3 / 0.067))
     vessels = _vessels(rng, extent, n_vessels, contrast=median)
-    return Scene(
-        cells=cells,
-        clutter=Ellipsoids.concat(debris, rods),
-        haze=haze,
-        tubes=Capsules.concat(stubs, fragments, vessels),
-    )
+    tubes = Capsules.concat(stubs, fragments, vessels)
+    if processes:
+        tubes = Capsules.concat(tubes, _processes(rng, cells, most=processes, radius=radius))
+    return Scene(cells=cells, clutter=Ellipsoids.concat(debris, rods), haze=haze, tubes=tubes)
