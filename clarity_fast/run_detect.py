@@ -189,7 +189,7 @@ def run_detection(request: DetectRequest) -> DetectReport:
             **({"region": [list(b) for b in region]} if region is not None else {}),
             model=model_digest(model_path), voxel_size=list(settings.voxel_size), cell_diameter=settings.cell_diameter,
             threshold=settings.threshold, prefilter_threshold=settings.prefilter_threshold, slab_depth=settings.slab_depth,
-            project=settings.project, adapt=settings.adapt, noise=asdict(noise), version=__version__, checkpoint_format=CHECKPOINT_FORMAT,  # another release may cut candidates differently
+            project=settings.project, adapt=settings.adapt, drop_slopes=settings.drop_slopes, noise=asdict(noise), version=__version__, checkpoint_format=CHECKPOINT_FORMAT,  # another release may cut candidates differently
         )
         checkpoint = Checkpoint(request.checkpoint_path, fingerprint=fingerprint, resume=request.resume)
         slabs = slab_ranges(reader.shape[0], slab_depth=settings.slab_depth)
