@@ -10,11 +10,13 @@ of them at difficulty 1) and is run through `clarity-fast detect` at its default
 maximises F1 on a calibration volume of the same condition; the LoG baseline gets a fitted threshold the same way
 (foreign_synthetic.assess). Matching: the study's rule (3.5 voxels, z counted double).
 
-Run: python benchmarks/neuron_shapes.py   (writes results/neuron_shapes.{json,md}; about 5 minutes on 2 cores)
+Run: python benchmarks/neuron_shapes.py   (writes results/neuron_shapes.{json,md}; about 5 minutes on 2 cores;
+--models default,other.onnx --name N compares models, written to results/N.{json,md})
 """
 
 from __future__ import annotations
 
+import argparse
 from dataclasses import dataclass
 from functools import lru_cache
 
@@ -131,21 +133,27 @@ def _line_peak(voxel: tuple[float, float, float]) -> float:
 
 
 def main() -> None:
-    results, rows = assess_all(CONDITIONS, make=make_volume, seeds=(500, 600), out=OUT, models=["default"], blob_detail=True)
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--models", default="default", help="comma-separated models for detect --model")
+    parser.add_argument("--name", default="neuron_shapes", help="results/<name>.{json,md}: another name for trying other models")
+    args = parser.parse_args()
+    models = args.models.split(",")
+    results, rows = assess_all(CONDITIONS, make=make_volume, seeds=(500, 600), out=OUT, models=models, blob_detail=True)
     mean = dict(
-        cnn=float(np.mean([r["cnn"]["default"]["f1"] for r in results])),
-        cnn_fitted_threshold=float(np.mean([r["cnn_fitted_threshold"]["default"]["f1"] for r in results])),
+        cnn={m: float(np.mean([r["cnn"][m]["f1"] for r in results])) for m in models},
+        cnn_fitted_threshold={m: float(np.mean([r["cnn_fitted_threshold"][m]["f1"] for r in results])) for m in models},
         blob=float(np.mean([r["blob_calibrated"]["f1"] for r in results])),
     )
-    rows.append(["mean F1", "", "", f"{mean['cnn']:.3f}; fitted {mean['cnn_fitted_threshold']:.3f}", f"{mean['blob']:.3f}"])
+    rows.append(["mean F1", "", "", *[f"{mean['cnn'][m]:.3f}; fitted {mean['cnn_fitted_threshold'][m]:.3f}" for m in models], f"{mean['blob']:.3f}"])
     md = report.write(
-        "neuron_shapes",
-        data=dict(extent_um=EXTENT_UM, background_photons=BACKGROUND, psf_sigma_voxels=PSF_SIGMA, conditions=results, mean=mean),
-        columns=["condition", "cells", "prefilter recall (candidates)", "CNN: precision / recall / F1 at its threshold, with a fitted threshold F1",
+        args.name,
+        data=dict(extent_um=EXTENT_UM, background_photons=BACKGROUND, psf_sigma_voxels=PSF_SIGMA, models=models, conditions=results, mean=mean),
+        columns=["condition", "cells", "prefilter recall (candidates)",
+                 *[f"CNN `{m}`: precision / recall / F1 at its threshold, with a fitted threshold F1" for m in models],
                  "LoG: precision / recall / F1 (threshold fitted on a calibration volume)"],
         rows=rows,
         notes=(
-            "Built-in model through `clarity-fast detect` at its defaults on volumes of "
+            "Models through `clarity-fast detect` at their defaults on volumes of "
             f"{EXTENT_UM[0]:g}×{EXTENT_UM[1]:g}×{EXTENT_UM[2]:g} µm (4×2×2 µm voxels, 12 µm somata, median peak 8 noise sd unless "
             f"stated), blurred by a Gaussian point-spread function of {PSF_SIGMA} voxels before Poisson and read noise; "
             "the truth is the soma centres; matched within 3.5 voxels, z counted double."
