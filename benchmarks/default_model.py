@@ -9,9 +9,10 @@ brains at 4×2×2 µm with 12 µm cells, and on one fresh brain at each training
 (other seeds), matched with the study's rule (3.5 voxels, z counted double).
 
 Run: python benchmarks/default_model.py --install   (needs ../shared/data; writes results/default_model.{json,md})
-(--size-spread S trains on brains whose somata vary more in size, --processes N on brains whose somata carry 0 to N
-dendrites, each in their own folders and model file; the built-in model keeps the simulator's defaults, see the
-README's "How we got here")
+The training brains' somata carry 0 to 4 dendrites each (simulate --processes 4; since 2026-12-07: the network
+learns that a soma with processes is a cell and a candidate on a process is not); the test brains keep the
+simulator's defaults. --size-spread S and --processes N train on brains simulated otherwise, in their own folders
+and model file (see the README's "How we got here").
 """
 
 from __future__ import annotations
@@ -48,6 +49,7 @@ UNSEEN_GEOMETRIES = [dict(voxel="2.5x1.25x1.25", diameter=15.0), dict(voxel="7x2
 EXTENT_UM = (192.0, 384.0, 384.0)
 SIM_BRAINS = 18  # simulated training brains, spread over GEOMETRIES
 TRAINING_SIZE_SPREAD = SIZE_SPREAD  # sd of log soma size in the training brains; test brains keep the simulator's default
+TRAINING_PROCESSES = 4  # dendrites per soma in the training brains, 0 to this many; test brains keep the simulator's none
 
 
 def cli(*args: object) -> None:
@@ -104,13 +106,15 @@ def variant_suffix(*, size_spread: float, processes: int) -> str:
     return ("" if size_spread == SIZE_SPREAD else f"_spread{size_spread:g}") + (f"_processes{processes}" if processes else "")
 
 
-def model_file(*, epochs: int = DEFAULT_EPOCHS, sim_brains: int = SIM_BRAINS, size_spread: float = TRAINING_SIZE_SPREAD, processes: int = 0) -> Path:
+def model_file(
+    *, epochs: int = DEFAULT_EPOCHS, sim_brains: int = SIM_BRAINS, size_spread: float = TRAINING_SIZE_SPREAD, processes: int = TRAINING_PROCESSES
+) -> Path:
     """Where the model trained with these settings is kept (it is trained again only when this file is missing)."""
     return OUT / f"default_e{epochs}_s{sim_brains}_g{len(GEOMETRIES)}{variant_suffix(size_spread=size_spread, processes=processes)}.pt"
 
 
 def training_manifest(
-    rows: list[dict], held_out: set[str], *, sim_brains: int, size_spread: float, processes: int = 0, path: Path | None = None
+    rows: list[dict], held_out: set[str], *, sim_brains: int, size_spread: float, processes: int = TRAINING_PROCESSES, path: Path | None = None
 ) -> Path:
     """The built-in model's training data (the simulated brains, the delivr patches not in `held_out`) as a
     manifest at `path` (default: train.csv in OUT, what default_model.py trains on)."""
@@ -169,7 +173,7 @@ def main() -> None:
     parser.add_argument("--epochs", type=int, default=DEFAULT_EPOCHS)
     parser.add_argument("--sim-brains", type=int, default=SIM_BRAINS)
     parser.add_argument("--size-spread", type=float, default=TRAINING_SIZE_SPREAD, help="sd of log soma size in the training brains")
-    parser.add_argument("--processes", type=int, default=0, help="dendrites per soma in the training brains, 0 to N each")
+    parser.add_argument("--processes", type=int, default=TRAINING_PROCESSES, help="dendrites per soma in the training brains, 0 to N each")
     parser.add_argument("--install", action="store_true", help="copy the model into the package as the built-in one")
     args = parser.parse_args()
     OUT.mkdir(parents=True, exist_ok=True)
