@@ -275,6 +275,17 @@ def assess(condition: Cells, *, calibration: tuple[np.ndarray, np.ndarray], test
     return Outcome(cells=len(truth), cnn=cnn, fitted=fitted, blob=blob, prefilter=prefilter)
 
 
+def mean_row(label: str, results: list[dict], *, models: list[str]) -> tuple[dict, list]:
+    """Mean F1 over `results` of each model at its defaults and with a fitted threshold, and of the LoG: the record and
+    its table row (for this script, structured_background.py and neuron_shapes.py alike)."""
+    mean = dict(
+        cnn={m: float(np.mean([r["cnn"][m]["f1"] for r in results])) for m in models},
+        cnn_fitted_threshold={m: float(np.mean([r["cnn_fitted_threshold"][m]["f1"] for r in results])) for m in models},
+        blob=float(np.mean([r["blob_calibrated"]["f1"] for r in results])),
+    )
+    return mean, [label, "", "", *[f"{mean['cnn'][m]:.3f}; fitted {mean['cnn_fitted_threshold'][m]:.3f}" for m in models], f"{mean['blob']:.3f}"]
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--models", default="default", help="comma-separated models for detect --model")
@@ -291,11 +302,8 @@ def main() -> None:
         ("mean F1, all", results),
     )
     for label, part in groups:
-        cnn_mean = {m: float(np.mean([r["cnn"][m]["f1"] for r in part])) for m in models}
-        fitted_mean = {m: float(np.mean([r["cnn_fitted_threshold"][m]["f1"] for r in part])) for m in models}
-        blob_mean = float(np.mean([r["blob_calibrated"]["f1"] for r in part]))
-        means[label] = dict(cnn=cnn_mean, cnn_fitted_threshold=fitted_mean, blob=blob_mean)
-        rows.append([label, "", "", *[f"{cnn_mean[m]:.3f}; fitted {fitted_mean[m]:.3f}" for m in models], f"{blob_mean:.3f}"])
+        means[label], row = mean_row(label, part, models=models)
+        rows.append(row)
     md = report.write(
         "foreign_synthetic",
         data=dict(extent_um=EXTENT_UM, background_photons=BACKGROUND, read_noise=READ_NOISE, conditions=results, means=means),

@@ -21,7 +21,7 @@ from dataclasses import dataclass
 
 import numpy as np
 import report
-from foreign_synthetic import EXTENT_UM, OFFSET, READ_NOISE, Cells, add_blob, assess_all, place
+from foreign_synthetic import EXTENT_UM, OFFSET, READ_NOISE, Cells, add_blob, assess_all, mean_row, place
 from scipy.ndimage import gaussian_filter
 
 
@@ -105,12 +105,11 @@ def main() -> None:
     parser.add_argument("--models", default="default", help="comma-separated models for detect --model")
     models = parser.parse_args().models.split(",")
     results, rows = assess_all(CONDITIONS, make=make_volume, seeds=(3000, 4000), out=OUT, models=models, blob_detail=True)
-    means = {m: float(np.mean([r["cnn"][m]["f1"] for r in results])) for m in models}
-    rows.append(["mean F1", "", "", *[f"{means[m]:.3f}; fitted {np.mean([r['cnn_fitted_threshold'][m]['f1'] for r in results]):.3f}" for m in models],
-                 f"{np.mean([r['blob_calibrated']['f1'] for r in results]):.3f}"])
+    mean, row = mean_row("mean F1", results, models=models)
+    rows.append(row)
     md = report.write(
         "structured_background",
-        data=dict(extent_um=EXTENT_UM, background_photons=BACKGROUND, read_noise=READ_NOISE, conditions=results, mean_f1=means),
+        data=dict(extent_um=EXTENT_UM, background_photons=BACKGROUND, read_noise=READ_NOISE, conditions=results, mean_f1=mean["cnn"]),
         columns=["condition", "cells", "prefilter recall (candidates)", *[f"CNN `{m}`: precision / recall / F1 at its defaults; F1 with a fitted threshold" for m in models],
                  "LoG, threshold fitted on a calibration volume: precision / recall / F1"],
         rows=rows,
