@@ -33,7 +33,7 @@ from prior_shift import own_generator
 from clarity_fast.candidates import slab_ranges
 from clarity_fast.cell_shape import corrected_scale
 from clarity_fast.evaluate import AXIS_WEIGHTS, RADIUS_VOXELS, match_points
-from clarity_fast.export.model_file import resolve_model
+from clarity_fast.export.model_file import model_digest, resolve_model
 from clarity_fast.export.runtime import OnnxScorer
 from clarity_fast.io.points import read_points
 from clarity_fast.io.volumes import open_array, open_volume
@@ -111,7 +111,8 @@ def candidates(
     """Every candidate's position and probability, the whole volume's histogram, the merge radius and the candidates
     left unscored on a slope (cached as `key` with a suffix saying which), with the prefilter at
     `prefilter_threshold` (None: the model's, as `detect` runs it)."""
-    path = OUT / f"{key}{'_without_slopes' if drop_slopes else '_keep_slopes'}.npz"
+    folder = OUT / model_digest(scorer.path)[:12]  # scores of one model are never read as another's
+    path = folder / f"{key}{'_without_slopes' if drop_slopes else '_keep_slopes'}.npz"
     if path.exists():
         return dict(np.load(path))
     volume, truth, voxel, diameter = make()
@@ -130,7 +131,7 @@ def candidates(
         counts=np.sum([p.histogram for p in parts], axis=0), truth=np.asarray(truth, float).reshape(-1, 3),
         radius=np.array(settings.scale.merge_radius_voxels), on_slope=np.array(sum(p.on_slope for p in parts)),
     )
-    OUT.mkdir(parents=True, exist_ok=True)
+    folder.mkdir(parents=True, exist_ok=True)
     np.savez(path, **data)
     return data
 

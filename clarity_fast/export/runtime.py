@@ -81,6 +81,7 @@ class OnnxScorer:
         options.graph_optimization_level = ort.GraphOptimizationLevel.ORT_ENABLE_ALL
         # A CPU session first: cheap, and it validates the file and yields the patch size a GPU profile needs.
         self.session = _session(ort, path, options, [CPU])
+        self.path = path  # the model file scored with: what a cache of its scores is keyed by (model_digest)
         self.config: ModelConfig = model_config(self.session, source=path)
         failures = None
         if chain[0] != CPU:
