@@ -126,9 +126,13 @@ class Adaptation:
     """A volume's two estimates of how far its probabilities understate cells. Where the score mixture is trusted its
     factor applies, even where it is 1: it models this volume's own logits, while the share's EM assumes they keep
     their validation meaning, and on clean volumes of confidently scored cells it raised the odds up to 40x and let the
-    clutter's upper tail through (benchmarks/results/adapt_rule.md). Elsewhere the share's factor applies."""
+    clutter's upper tail through (benchmarks/results/adapt_rule.md). Elsewhere the share's factor applies, the share
+    read no higher than the mixture's upper group where one was fitted: where a volume's clutter scores higher than
+    the validation clutter did, EM counts it as cells (0.67 of the candidates where 0.41 were cells) while the
+    mixture, untrusted as it is there, still puts it with the clutter (benchmarks/results/share_fallback.md)."""
 
-    share: float  # of cells among the candidates (EM, volume_share)
+    share: float  # of cells among the candidates, as adapting reads it: EM's, at most the mixture's upper group
+    em_share: float  # EM's own estimate (volume_share)
     share_factor: float
     mixture: Mixture | None  # the two groups of the candidates' logits (score_mixture)
     mixture_factor: float
@@ -148,10 +152,11 @@ def adapting(counts: np.ndarray, *, model: ModelConfig, clutter_sd: float = CLUT
     """Both estimates from the histogram of every scored candidate's probability (`clutter_sd` and `rule`: score_mixture's
     bound and when it is believed, which benchmarks/clutter_bound.py, mixture_gain.py and minority_cells.py vary)."""
     reference = model.calibration.reference_share
-    share = estimate_share(counts, prior=model.calibration.share)
+    em_share = estimate_share(counts, prior=model.calibration.share)
     mixture = fit_mixture(counts, clutter_sd=clutter_sd)
+    share = em_share if mixture is None else min(em_share, mixture.cell_share)
     return Adaptation(
-        share=share, share_factor=odds_factor(share, reference=reference), mixture=mixture,
+        share=share, em_share=em_share, share_factor=odds_factor(share, reference=reference), mixture=mixture,
         mixture_factor=mixture_factor(mixture, threshold=model.threshold, reference=reference, rule=rule), rule=rule,
     )
 

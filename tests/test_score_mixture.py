@@ -5,7 +5,9 @@ import dataclasses
 import numpy as np
 import pytest
 
-from clarity_fast.pipeline import Adaptation
+from clarity_fast.export.model_file import resolve_model
+from clarity_fast.export.runtime import OnnxScorer
+from clarity_fast.pipeline import Adaptation, adapting
 from clarity_fast.score_mixture import (
     _EDGES, CLUTTER_SD, FEW_CLUTTER, MIN_CANDIDATES, TRUST, _Bins, _most_likely, fit_mixture, mixture_factor, trusted,
 )
@@ -112,10 +114,24 @@ def test_a_trusted_mixture_sets_the_factor_even_below_the_shares():
     factor = mixture_factor(mixture, threshold=THRESHOLD, reference=REFERENCE)
     share_factor = odds_factor(0.85, reference=REFERENCE)
     assert trusted(mixture) and 1.0 <= factor < 2.0 < share_factor
-    assert Adaptation(share=0.85, share_factor=share_factor, mixture=mixture, mixture_factor=factor).factor == factor
+    assert Adaptation(share=0.85, em_share=0.85, share_factor=share_factor, mixture=mixture, mixture_factor=factor).factor == factor
     clutter_majority = fit_mixture(counts((600, 1.5, 1.5), (1400, -3.0, 1.5)))  # not trusted: the share's factor stands
     assert not trusted(clutter_majority)
-    assert Adaptation(share=0.3, share_factor=2.0, mixture=clutter_majority, mixture_factor=1.0).factor == 2.0
+    assert Adaptation(share=0.3, em_share=0.3, share_factor=2.0, mixture=clutter_majority, mixture_factor=1.0).factor == 2.0
+
+
+def test_an_untrusted_mixture_still_bounds_the_share():
+    """Where the mixture is not trusted the share's factor applies, but from a share no higher than the mixture's upper
+    group: EM, assuming validation's calibration, reads clutter that scores high as cells."""
+    model = OnnxScorer(resolve_model("default")).config
+    overlapping = adapting(counts((900, 0.5, 1.5), (1100, -2.5, 1.2)), model=model)
+    assert not trusted(overlapping.mixture) and overlapping.em_share > overlapping.mixture.cell_share
+    assert overlapping.share == overlapping.mixture.cell_share and overlapping.by == "share"
+    assert overlapping.factor == odds_factor(overlapping.mixture.cell_share, reference=model.calibration.reference_share)
+    above = adapting(counts((700, 1.0, 1.5), (1300, -3.5, 1.5)), model=model)  # EM reads less: it stands
+    assert above.share == above.em_share < above.mixture.cell_share
+    too_few = adapting(histogram(np.full(MIN_CANDIDATES - 1, 0.9)), model=model)  # no mixture: EM alone
+    assert too_few.mixture is None and too_few.share == too_few.em_share
 
 
 def test_the_gain_gate_decides_between_the_estimates():
@@ -127,8 +143,8 @@ def test_the_gain_gate_decides_between_the_estimates():
     assert mixture_factor(weak, threshold=THRESHOLD, reference=REFERENCE) == 1.0
     lowered = mixture_factor(weak, threshold=THRESHOLD, reference=REFERENCE, rule=lower)
     assert lowered > 1.0
-    assert Adaptation(share=0.5, share_factor=2.0, mixture=weak, mixture_factor=1.0).by == "share"
-    assert Adaptation(share=0.5, share_factor=2.0, mixture=weak, mixture_factor=lowered, rule=lower).factor == lowered
+    assert Adaptation(share=0.5, em_share=0.5, share_factor=2.0, mixture=weak, mixture_factor=1.0).by == "share"
+    assert Adaptation(share=0.5, em_share=0.5, share_factor=2.0, mixture=weak, mixture_factor=lowered, rule=lower).factor == lowered
 
 
 def test_a_minority_of_cells_far_apart_from_the_clutter_is_trusted():
