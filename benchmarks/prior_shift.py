@@ -81,14 +81,15 @@ def main() -> None:
                 result = detect(open_array(volume), scorer=scorer, model=cfg, settings=settings)
                 m = match_points(pred=result.zyx, truth=truth, radius=RADIUS_VOXELS, axis_scale=AXIS_WEIGHTS)
                 row["adapt" if adapt else "no_adapt"] = dict(
-                    m.summary(), cell_share=result.cell_share, odds_factor=result.odds_factor, mixture_odds_factor=result.mixture_factor,
+                    m.summary(), cell_share=result.cell_share,
+                    em_cell_share=None if result.adaptation is None else result.adaptation.em_share, odds_factor=result.odds_factor, mixture_odds_factor=result.mixture_factor,
                     mixture=None if result.mixture is None else result.mixture.summary(),
                 )
                 pooled[adapt] += (m.tp, m.fp, m.fn)
             results.append(row)
             d, a = row["no_adapt"], row["adapt"]
             table.append([f"{key}: {name}", f"{d['precision']:.3f} / {d['recall']:.3f} / {d['f1']:.3f}",
-                          f"{a['precision']:.3f} / {a['recall']:.3f} / {a['f1']:.3f}", f"{a['cell_share']:.2f}",
+                          f"{a['precision']:.3f} / {a['recall']:.3f} / {a['f1']:.3f}", f"{a['em_cell_share']:.2f} / {a['cell_share']:.2f}",
                           mixture_text(a['mixture']), f"{a['odds_factor']:.2f}"])
             print(table[-1], flush=True)
         f1 = {k: 2 * tp / max(2 * tp + fp + fn, 1) for k, (tp, fp, fn) in pooled.items()}
@@ -96,7 +97,7 @@ def main() -> None:
     md = report.write(
         "prior_shift",
         data=dict(calibration=dict(share=cfg.calibration.share, reference_share=cfg.calibration.reference_share), volumes=results),
-        columns=["volume", "--no-adapt: precision / recall / F1", "default (adapted): precision / recall / F1", "estimated share of cells (EM)", "score mixture: cells' share, D, gain", "odds factor"],
+        columns=["volume", "--no-adapt: precision / recall / F1", "default (adapted): precision / recall / F1", "share of cells: EM's / as adapting reads it (at most the mixture's cells' share)", "score mixture: cells' share, D, gain", "odds factor"],
         rows=table,
         notes=(
             f"Built-in model through `detect` (threshold {cfg.threshold:.3f}); validation share {cfg.calibration.share:.3f}, "

@@ -1,6 +1,6 @@
-"""What adapting does where the score mixture is not trusted (pipeline.Adaptation): the share's factor, as `detect` has
-since 2026-12-05; the share's factor with the share read no higher than the mixture's upper group, wherever a mixture
-was fitted; or no adapting at all.
+"""What adapting does where the score mixture is not trusted (pipeline.Adaptation): the factor of EM's share, as
+`detect` had from 2026-12-05; that of the share read no higher than the mixture's upper group wherever a mixture was
+fitted, as `detect` has since 2026-12-07; or no adapting at all.
 
 The share's EM assumes the network's probabilities keep their validation meaning. Where the clutter of a volume scores
 higher than the validation clutter did (our generator at 6x1.62x1.62 um: EM read 0.67 cells among the candidates where
@@ -24,11 +24,9 @@ from clarity_fast.pipeline import Adaptation, adapting
 from clarity_fast.volume_share import odds_factor
 
 
-def capped(adaptation: Adaptation, *, reference: float) -> float:
-    """The share's factor with the share no higher than the fitted mixture's upper group, where it is not trusted."""
-    if adaptation.by == "mixture" or adaptation.mixture is None:
-        return adaptation.factor
-    return odds_factor(min(adaptation.share, adaptation.mixture.cell_share), reference=reference)
+def em_alone(adaptation: Adaptation, *, reference: float) -> float:
+    """The factor before 2026-12-07: EM's share, unbounded, where the mixture is not trusted."""
+    return adaptation.factor if adaptation.by == "mixture" else odds_factor(adaptation.em_share, reference=reference)
 
 
 def main() -> None:
@@ -36,9 +34,9 @@ def main() -> None:
     cfg = scorer.config
     reference = cfg.calibration.reference_share
     rules = {
-        "the share's factor (detect's)": lambda counts: adapting(counts, model=cfg).factor,
-        "the share capped by the mixture's upper group": lambda counts: capped(adapting(counts, model=cfg), reference=reference),
+        "EM's share (before)": lambda counts: em_alone(adapting(counts, model=cfg), reference=reference),
         "none": lambda counts: (lambda a: a.factor if a.by == "mixture" else 1.0)(adapting(counts, model=cfg)),
+        "the share capped by the mixture's upper group (detect's since 2026-12-07)": lambda counts: adapting(counts, model=cfg).factor,
     }
     results, rows = adapt_rule.compared(rules, scorer=scorer)
     md = report.write(
@@ -48,7 +46,7 @@ def main() -> None:
         rows=rows,
         notes="Built-in model; where the score mixture is trusted its factor applies under every rule; pooled over each "
         "set's volumes; candidates scored once per volume, each rule's odds factor applied as `detect` applies it; the "
-        "F1 change is from the first rule to the last.",
+        "F1 change is from EM's share to the capped share.",
     )
     print(md.read_text())
 
