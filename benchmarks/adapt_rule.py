@@ -28,11 +28,23 @@ import structured_background
 from clarity_fast.export.model_file import resolve_model
 from clarity_fast.export.runtime import OnnxScorer
 from clarity_fast.pipeline import Adaptation, adapting
+from clarity_fast.volume_share import odds_factor
 
 
-def previous(adaptation: Adaptation) -> float:
+def em_factor(adaptation: Adaptation, *, reference: float) -> float:
+    """The share's factor from EM's own estimate, as before 2026-12-07, when the mixture's cells' group came to cap
+    the share (share_fallback.py)."""
+    return odds_factor(adaptation.em_share, reference=reference)
+
+
+def previous(adaptation: Adaptation, *, reference: float) -> float:
     """The factor before 2026-12-06: the larger of the two."""
-    return max(adaptation.share_factor, adaptation.mixture_factor)
+    return max(em_factor(adaptation, reference=reference), adaptation.mixture_factor)
+
+
+def then(adaptation: Adaptation, *, reference: float) -> float:
+    """The factor from 2026-12-06 to 2026-12-07: the mixture's where trusted, elsewhere EM's share's."""
+    return adaptation.mixture_factor if adaptation.by == "mixture" else em_factor(adaptation, reference=reference)
 
 
 def generated(module, *, seed: int) -> list:
@@ -94,10 +106,10 @@ def compared_columns(rules: dict) -> list[str]:
 def main() -> None:
     scorer = OnnxScorer(resolve_model("default"))
     cfg = scorer.config
-    then = clutter_bound.MAJORITY_ONLY
+    trust, reference = clutter_bound.MAJORITY_ONLY, cfg.calibration.reference_share  # the mixture believed as then
     rules = {
-        "larger factor (before)": lambda counts: previous(adapting(counts, model=cfg, rule=then)),
-        "the mixture's where trusted (detect's from 2026-12-06)": lambda counts: adapting(counts, model=cfg, rule=then).factor,
+        "larger factor (before)": lambda counts: previous(adapting(counts, model=cfg, rule=trust), reference=reference),
+        "the mixture's where trusted (detect's from 2026-12-06)": lambda counts: then(adapting(counts, model=cfg, rule=trust), reference=reference),
     }
     results, rows = compared(rules, scorer=scorer)
     md = report.write(

@@ -20,13 +20,7 @@ import report
 
 from clarity_fast.export.model_file import resolve_model
 from clarity_fast.export.runtime import OnnxScorer
-from clarity_fast.pipeline import Adaptation, adapting
-from clarity_fast.volume_share import odds_factor
-
-
-def em_alone(adaptation: Adaptation, *, reference: float) -> float:
-    """The factor before 2026-12-07: EM's share, unbounded, where the mixture is not trusted."""
-    return adaptation.factor if adaptation.by == "mixture" else odds_factor(adaptation.em_share, reference=reference)
+from clarity_fast.pipeline import adapting
 
 
 def main() -> None:
@@ -34,7 +28,7 @@ def main() -> None:
     cfg = scorer.config
     reference = cfg.calibration.reference_share
     rules = {
-        "EM's share (before)": lambda counts: em_alone(adapting(counts, model=cfg), reference=reference),
+        "EM's share (before)": lambda counts: adapt_rule.then(adapting(counts, model=cfg), reference=reference),
         "none": lambda counts: (lambda a: a.factor if a.by == "mixture" else 1.0)(adapting(counts, model=cfg)),
         "the share capped by the mixture's upper group (detect's since 2026-12-07)": lambda counts: adapting(counts, model=cfg).factor,
     }

@@ -45,6 +45,7 @@ class DetectRequest:
     output_format: str | None = None  # csv or xml; None: from the suffix of `out`
     batch: int = 4096
     threshold: float | None = None
+    prefilter_threshold: float | None = None  # noise units; None: the model's (3 for the built-in one)
     voxel_size: VoxelSize | None = None
     cell_diameter: float | None = None
     device: str = "auto"
@@ -62,6 +63,8 @@ class DetectRequest:
         points_format(self.out, self.output_format)  # a format it cannot write is refused before any work
         if self.region is not None and (self.scheduler is not None or self.workers is not None):
             raise InputError("--region runs in this process: leave out --workers and --scheduler")
+        if self.prefilter_threshold is not None and not (math.isfinite(self.prefilter_threshold) and self.prefilter_threshold > 0):
+            raise InputError(f"--prefilter-threshold must be a positive, finite number of noise units, got {self.prefilter_threshold}")
         if self.preview is not None and self.preview.suffix.lower() != ".png":
             raise InputError(f"{self.preview}: --preview writes a PNG image; give it a .png name")
 
@@ -176,7 +179,7 @@ def run_detection(request: DetectRequest) -> DetectReport:
             voxel_size=reading.scale.voxel_size,  # z finer than stated where cells look elongated along it (cell_shape)
             cell_diameter=reading.scale.cell_diameter,
             threshold=model.threshold if request.threshold is None else request.threshold,
-            prefilter_threshold=model.prefilter_threshold,
+            prefilter_threshold=model.prefilter_threshold if request.prefilter_threshold is None else request.prefilter_threshold,
             batch=request.batch,
             slab_depth=request.slab_depth,
             project=request.preview is not None,

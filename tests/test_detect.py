@@ -344,6 +344,8 @@ def test_a_checkpoint_keeps_the_slabs_candidates_on_a_slope(tmp_path):
         (["--format", "xml"], 2, "--format xml but the name ends .csv; name it cells.xml"),
         (["--batch", "0"], 2, "--batch"),
         (["--threshold", "1.5"], 2, "--threshold"),
+        (["--prefilter-threshold", "0"], 2, "--prefilter-threshold must be a positive, finite number of noise units"),
+        (["--prefilter-threshold", "nan"], 2, "--prefilter-threshold must be a positive, finite number of noise units"),
         (["--device", "gpu"], 2, "--device"),
         (["--region", "0:31x:x:"], 2, "region '0:31x:x:' ends at z = 31, past the volume's 30 voxels along z"),
         (["--region", "5:5x:x:"], 2, "--region '5:5x:x:' holds no voxel along z"),
@@ -356,6 +358,18 @@ def test_detect_refuses_bad_requests_with_one_line(brain, tmp_path, args, code, 
     out = run_cli("detect", path, "--out", tmp_path / "cells.csv", *args)
     assert out.returncode == code and message in out.stderr and len(out.stderr.strip().splitlines()) == 1
     assert not (tmp_path / "cells.csv").exists()
+
+
+def test_a_lower_prefilter_threshold_proposes_more_and_is_recorded(brain, tmp_path):
+    """--prefilter-threshold replaces the model's (3 noise units) for this run: more candidates, the value in the
+    summary; the detections at the model's own threshold are the default run's."""
+    _, path = brain
+    runs = {}
+    for value in (None, 3.0, 2.0):
+        report = run_detection(DetectRequest(volume=path, out=tmp_path / f"{value}.csv", prefilter_threshold=value, progress=False))
+        runs[value] = (report.summary, (tmp_path / f"{value}.csv").read_bytes())
+    assert runs[None][0]["prefilter_threshold"] == runs[3.0][0]["prefilter_threshold"] == 3.0 and runs[None][1] == runs[3.0][1]
+    assert runs[2.0][0]["prefilter_threshold"] == 2.0 and runs[2.0][0]["candidates"] > runs[3.0][0]["candidates"]
 
 
 @pytest.mark.parametrize("scale", [{}, dict(voxel_size=(5.0, 2.5, 2.5)), dict(voxel_size=(5.3, 1.7, 1.9)), dict(cell_diameter=16.0)])
