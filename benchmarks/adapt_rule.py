@@ -1,6 +1,6 @@
 """Which of adapting's two odds factors applies (pipeline.Adaptation.factor): the larger of the share's (volume_share)
-and the score mixture's (score_mixture), as from 2026-12-05, or the mixture's wherever it is trusted and the share's
-elsewhere, as since 2026-12-06. On clean volumes of confidently scored cells the share's EM counts most candidates
+and the score mixture's (score_mixture), as from 2026-12-05, or the mixture's wherever it is trusted and EM's share's
+elsewhere, as from 2026-12-06 (since 2026-12-07 that share is capped by the mixture's cells' group: share_fallback.py). On clean volumes of confidently scored cells the share's EM counts most candidates
 as cells and raises the odds up to its cap (x39.8), letting the clutter's upper tail through, while the mixture,
 fitted to the volume's own logits, finds its best cut near the model's threshold.
 
@@ -65,8 +65,8 @@ def every_set() -> dict[str, list[tuple[str, str, Callable[[], tuple]]]]:
 def compared(rules: dict[str, Callable[[np.ndarray], float]], *, scorer: OnnxScorer, sets: dict | None = None) -> tuple[list, list]:
     """Each rule's odds factor (a function of a volume's probability histogram) applied as `detect` applies it to every
     volume of `sets` (every_set's by default), each scored once: per set, the pooled (tp, fp, fn) under each rule, the
-    volumes whose factor the rules set differently, and their F1 change from the first rule to the last (report rows
-    for compared_columns)."""
+    volumes whose factor the first rule and the last set differently, and their F1 change from the one to the other
+    (report rows for compared_columns)."""
     cfg = scorer.config
     first, last = list(rules)[0], list(rules)[-1]
     results, rows = [], []
@@ -79,7 +79,7 @@ def compared(rules: dict[str, Callable[[np.ndarray], float]], *, scorer: OnnxSco
             counted = {r: clutter_bound.counted(data, f, threshold=cfg.threshold) for r, f in factors.items()}
             for r in rules:
                 pooled[r] += counted[r]
-            if len(set(factors.values())) > 1:
+            if factors[first] != factors[last]:
                 mixture = adapting(data["counts"], model=cfg).mixture
                 changed.append(dict(volume=name, mixture=None if mixture is None else mixture.summary(), factors=factors,
                                     tp_fp_fn={r: c.tolist() for r, c in counted.items()}))

@@ -2,7 +2,8 @@
 it replaced, on every kind of volume we have: the rule was chosen on one set of faint volumes and is checked here on
 volumes it was not chosen on, and on volumes where it must change nothing (real tissue, simulated brains, volumes
 without a cell). Each bound is applied as `detect` applies CLUTTER_SD: only where the bounded fit finds the clutter
-a small minority (score_mixture.FEW_CLUTTER), the unbounded fit elsewhere.
+a small minority (score_mixture.FEW_CLUTTER), the unbounded fit elsewhere. Since 2026-12-07 a fitted mixture also
+caps the share adapting falls back to where the mixture is not trusted, so a bound moves that cap too, as in `detect`.
 
 Each volume is scored once (the built-in model, candidates at detect's defaults, z rescaled where cells look
 elongated, as `detect` does), keeping every candidate's probability, position and the whole volume's histogram;

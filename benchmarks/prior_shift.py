@@ -2,9 +2,10 @@
 
 The built-in model's probabilities are calibrated on validation candidates of which a fifth are cells. In a
 clean volume most candidates are cells; `detect` (unless `--no-adapt`) estimates that share by EM over the whole volume and raises
-the probabilities' odds where it exceeds the largest share among the validation volumes, or more where a two-group
-mixture of the candidates' logits finds the cells a majority cleanly apart from the rest, or a fifth or more far apart
-from it (score_mixture). Measured through
+the probabilities' odds where it exceeds the largest share among the validation volumes; where a two-group mixture
+of the candidates' logits finds the cells a majority cleanly apart from the rest, or a fifth or more far apart from
+it (score_mixture), the mixture's best cut sets the factor instead, and elsewhere a fitted mixture's cells' group
+caps the share (since 2026-12-07, share_fallback.py). Measured through
 `detect` itself, with and without it, on: the foreign-generator volumes (benchmarks/foreign_synthetic.py), our own
 generator at difficulty 0, 0.5 and 1 at three voxel sizes, the held-out simulated brains, the eight simulated
 geometries of default_model.py and the held-out delivr patches. Matching: the study's rule (3.5 voxels, z counted double).
@@ -82,7 +83,7 @@ def main() -> None:
                 m = match_points(pred=result.zyx, truth=truth, radius=RADIUS_VOXELS, axis_scale=AXIS_WEIGHTS)
                 row["adapt" if adapt else "no_adapt"] = dict(
                     m.summary(), cell_share=result.cell_share,
-                    em_cell_share=None if result.adaptation is None else result.adaptation.em_share, odds_factor=result.odds_factor, mixture_odds_factor=result.mixture_factor,
+                    em_cell_share=result.em_cell_share, odds_factor=result.odds_factor, mixture_odds_factor=result.mixture_factor,
                     mixture=None if result.mixture is None else result.mixture.summary(),
                 )
                 pooled[adapt] += (m.tp, m.fp, m.fn)

@@ -1,5 +1,5 @@
 """What adapting does where the score mixture is not trusted (pipeline.Adaptation): the factor of EM's share, as
-`detect` had from 2026-12-05; that of the share read no higher than the mixture's upper group wherever a mixture was
+`detect` had from 2026-12-06 (adapt_rule.then); that of the share read no higher than the mixture's upper group wherever a mixture was
 fitted, as `detect` has since 2026-12-07; or no adapting at all.
 
 The share's EM assumes the network's probabilities keep their validation meaning. Where the clutter of a volume scores

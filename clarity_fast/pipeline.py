@@ -177,8 +177,13 @@ class Result:
 
     @property
     def cell_share(self) -> float | None:
-        """The estimated share of cells among the candidates, where adapted."""
+        """The share of cells among the candidates adapting read (EM's, at most the mixture's cells' group), where adapted."""
         return None if self.adaptation is None else self.adaptation.share
+
+    @property
+    def em_cell_share(self) -> float | None:
+        """EM's own estimate of that share, where adapted."""
+        return None if self.adaptation is None else self.adaptation.em_share
 
     @property
     def mixture(self) -> Mixture | None:

@@ -252,7 +252,7 @@ def run_detection(request: DetectRequest) -> DetectReport:
         slabs=len(slabs), slabs_resumed=resumed,
         levelled_planes=sorted(result.odd_planes), replaced_planes=sorted(k for k, flat in result.odd_planes.items() if flat),  # the whole volume's planes
         candidates=result.candidates, candidates_on_slope=result.on_slope, above_threshold=result.above_threshold, cells=len(result.zyx),
-        cell_share=result.cell_share, em_cell_share=None if result.adaptation is None else result.adaptation.em_share, odds_factor=result.odds_factor, mixture_odds_factor=result.mixture_factor, adapted_by=result.adapted_by,
+        cell_share=result.cell_share, em_cell_share=result.em_cell_share, odds_factor=result.odds_factor, mixture_odds_factor=result.mixture_factor, adapted_by=result.adapted_by,
         mixture=None if result.mixture is None else result.mixture.summary(),
         workers=request.workers, scheduler=request.scheduler,
         seconds=result.seconds, voxels_per_s=float((reader.shape[0] - planes_before) * reader.shape[1] * reader.shape[2]) / max(result.seconds["total"], 1e-9),

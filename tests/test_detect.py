@@ -160,11 +160,11 @@ def test_adapt_is_the_default_and_recorded(brain, tmp_path):
         out = run_cli("detect", path, "--out", tmp_path / "cells.csv", *flags)
         assert out.returncode == 0, out.stderr
         summary = json.loads((tmp_path / "cells.summary.json").read_text())
-        assert (summary["cell_share"] is not None) == adapted
-        if adapted:  # the share adapting reads is EM's, at most the mixture's cells' group
-            assert summary["cell_share"] == min(summary["em_cell_share"], summary["mixture"]["cell_share"])
+        assert (summary["cell_share"] is not None) == (summary["em_cell_share"] is not None) == adapted
         assert summary["odds_factor"] >= 1.0 if adapted else summary["odds_factor"] == 1.0
         assert (summary["mixture"] is not None) == adapted
+        if adapted:  # the share adapting reads is EM's, at most the mixture's cells' group
+            assert summary["cell_share"] == min(summary["em_cell_share"], summary["mixture"]["cell_share"])
     assert DetectRequest(volume=path, out=tmp_path / "c.csv").adapt  # the API's defaults (demo uses them) agree
     assert DetectSettings(voxel_size=(1.0, 1.0, 1.0), cell_diameter=12.0, threshold=0.5, prefilter_threshold=3.0).adapt
 

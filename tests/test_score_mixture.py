@@ -122,14 +122,15 @@ def test_a_trusted_mixture_sets_the_factor_even_below_the_shares():
 
 def test_an_untrusted_mixture_still_bounds_the_share():
     """Where the mixture is not trusted the share's factor applies, but from a share no higher than the mixture's upper
-    group: EM, assuming validation's calibration, reads clutter that scores high as cells."""
+    group: EM, assuming validation's calibration, reads clutter that scores high as cells. (The share is capped by any
+    fitted mixture, trusted or not; only where it is not does the share's factor apply.)"""
     model = OnnxScorer(resolve_model("default")).config
     overlapping = adapting(counts((900, 0.5, 1.5), (1100, -2.5, 1.2)), model=model)
     assert not trusted(overlapping.mixture) and overlapping.em_share > overlapping.mixture.cell_share
     assert overlapping.share == overlapping.mixture.cell_share and overlapping.by == "share"
     assert overlapping.factor == odds_factor(overlapping.mixture.cell_share, reference=model.calibration.reference_share)
     above = adapting(counts((700, 1.0, 1.5), (1300, -3.5, 1.5)), model=model)  # EM reads less: it stands
-    assert above.share == above.em_share < above.mixture.cell_share
+    assert not trusted(above.mixture) and above.share == above.em_share < above.mixture.cell_share
     too_few = adapting(histogram(np.full(MIN_CANDIDATES - 1, 0.9)), model=model)  # no mixture: EM alone
     assert too_few.mixture is None and too_few.share == too_few.em_share
 
