@@ -64,9 +64,9 @@ def every_set() -> dict[str, list[tuple[str, str, Callable[[], tuple]]]]:
 
 def compared(rules: dict[str, Callable[[np.ndarray], float]], *, scorer: OnnxScorer, sets: dict | None = None) -> tuple[list, list]:
     """Each rule's odds factor (a function of a volume's probability histogram) applied as `detect` applies it to every
-    volume of `sets` (every_set's by default), each scored once: per set, the pooled (tp, fp, fn) under each rule, the
-    volumes whose factor the first rule and the last set differently, and their F1 change from the one to the other
-    (report rows for compared_columns)."""
+    volume of `sets` (every_set's by default), each scored once: per set, the pooled (tp, fp, fn) under each rule, each
+    volume whose factor any two rules set differently, and the count of those the first rule and the last set
+    differently with their F1 change from the one to the other (report rows for compared_columns)."""
     cfg = scorer.config
     first, last = list(rules)[0], list(rules)[-1]
     results, rows = [], []
@@ -79,13 +79,14 @@ def compared(rules: dict[str, Callable[[np.ndarray], float]], *, scorer: OnnxSco
             counted = {r: clutter_bound.counted(data, f, threshold=cfg.threshold) for r, f in factors.items()}
             for r in rules:
                 pooled[r] += counted[r]
-            if factors[first] != factors[last]:
+            if len(set(factors.values())) > 1:  # recorded where any rule differs; counted where the first and last do
                 mixture = adapting(data["counts"], model=cfg).mixture
                 changed.append(dict(volume=name, mixture=None if mixture is None else mixture.summary(), factors=factors,
                                     tp_fp_fn={r: c.tolist() for r, c in counted.items()}))
-        deltas = [clutter_bound.f1(np.array(c["tp_fp_fn"][last])) - clutter_bound.f1(np.array(c["tp_fp_fn"][first])) for c in changed]
+        moved = [c for c in changed if c["factors"][first] != c["factors"][last]]
+        deltas = [clutter_bound.f1(np.array(c["tp_fp_fn"][last])) - clutter_bound.f1(np.array(c["tp_fp_fn"][first])) for c in moved]
         shown, spread = pooled_cells(set_name, [pooled[r] for r in rules], deltas)
-        rows.append([set_name, len(entries), *shown, len(changed), spread])
+        rows.append([set_name, len(entries), *shown, len(moved), spread])
         results.append(dict(set=set_name, volumes=len(entries), pooled={r: c.tolist() for r, c in pooled.items()}, changed=changed))
         print(rows[-1], flush=True)
     return results, rows
