@@ -1,0 +1,73 @@
+"""A second prefilter pass at a lower threshold, only on volumes whose first pass the score mixture finds clean.
+
+At 2.5 noise units instead of 3 the prefilter proposes the faint cells of clean volumes that it otherwise loses, but
+on smoothed noise and real tissue the extra candidates are clutter (benchmarks/results/prefilter_threshold.md). The
+score mixture of the first pass tells the two apart without labels: where it is trusted with the cells a majority
+of the candidates, the volume is clean. This measures, offline, the rule "detect again at 2.5 where the first pass
+at 3 finds the volume clean" against 3 everywhere (`detect`'s) and 2.5 everywhere, on every volume of adapt_rule.py's
+sets, each scored once at each threshold and adapted, thresholded and merged as `detect` does. Not built into
+`detect`: it would read and score such volumes twice. Candidates counts what each rule scores (the rule: both
+passes where it runs the second). Matching: 3.5 voxels, z counted double.
+
+Run: python benchmarks/second_pass.py   (needs ../shared/data for the real rows; writes results/second_pass.{json,md};
+about 10 minutes on 2 cores with adapt_rule.py's candidates cached)
+"""
+
+from __future__ import annotations
+
+import adapt_rule
+import clutter_bound
+import numpy as np
+import report
+
+from clarity_fast.export.model_file import resolve_model
+from clarity_fast.export.runtime import OnnxScorer
+from clarity_fast.pipeline import Adaptation, adapting
+from clarity_fast.score_mixture import trusted
+
+LOWER = 2.5  # noise units: the second pass's prefilter threshold
+RULES = ("3 (detect's)", f"{LOWER:g} everywhere", f"{LOWER:g} where the first pass is clean")
+
+
+def clean(adaptation: Adaptation) -> bool:
+    """Whether the first pass's score mixture is trusted with the cells a majority of the candidates."""
+    return trusted(adaptation.mixture) and adaptation.mixture.cell_share > 0.5
+
+
+def main() -> None:
+    scorer = OnnxScorer(resolve_model("default"))
+    cfg = scorer.config
+    results, rows = [], []
+    for set_name, entries in adapt_rule.every_set().items():
+        pooled = {r: np.zeros(4, int) for r in RULES}  # tp, fp, fn, candidates scored
+        second = 0
+        for name, key, make in entries:
+            passes = {}
+            for threshold, suffix in ((3.0, ""), (LOWER, f"_prefilter{LOWER:g}")):
+                data = clutter_bound.candidates(key + suffix, make, scorer=scorer, prefilter_threshold=None if threshold == 3.0 else threshold)
+                adaptation = adapting(data["counts"], model=cfg)
+                passes[threshold] = (clutter_bound.counted(data, adaptation.factor, threshold=cfg.threshold), int(data["counts"].sum()), adaptation)
+            again = clean(passes[3.0][2])
+            second += again
+            first, lower = passes[3.0], passes[LOWER]
+            pooled[RULES[0]] += np.append(first[0], first[1])
+            pooled[RULES[1]] += np.append(lower[0], lower[1])
+            pooled[RULES[2]] += np.append(lower[0], first[1] + lower[1]) if again else np.append(first[0], first[1])
+        empty = "without cells" in set_name
+        shown = [f"{c[1]} false cells ({c[3]})" if empty else f"{clutter_bound.f1(c[:3]):.3f} ({c[1]} / {c[2]}; {c[3]})" for c in pooled.values()]
+        rows.append([set_name, len(entries), *shown, second])
+        results.append(dict(set=set_name, volumes=len(entries), second_pass=second, pooled={r: c.tolist() for r, c in pooled.items()}))
+        print(rows[-1], flush=True)
+    md = report.write(
+        "second_pass",
+        data=dict(lower=LOWER, model_threshold=cfg.threshold, sets=results),
+        columns=["set", "volumes", *[f"{r}: F1 (false / missed cells; candidates scored)" for r in RULES], "volumes given the second pass"],
+        rows=rows,
+        notes="Built-in model; each volume's candidates at each prefilter threshold scored once and adapted, thresholded "
+        "and merged as `detect` does; pooled over each set's volumes. Offline: `detect` does not run a second pass.",
+    )
+    print(md.read_text())
+
+
+if __name__ == "__main__":
+    main()
