@@ -236,6 +236,12 @@ def detect(
             "them as calibrated.",
         ),
     ] = True,
+    second_pass: Annotated[
+        bool,
+        typer.Option("--second-pass/--no-second-pass", help="Where the first pass finds the volume clean (its candidates' scores form a "
+                     "majority group of cells apart from the rest), prefilter and score it again at 2.5 noise units to find faint cells; "
+                     "such volumes are then read and scored twice. Off by default; see the README."),
+    ] = False,
     region: Annotated[
         Optional[str],
         typer.Option("--region", metavar="Z0:Z1xY0:Y1xX0:X1", help="Detect in this block only (voxels, end exclusive, : for a whole axis), reading "
@@ -251,7 +257,7 @@ def detect(
         volume=volume, model=model, out=out, output_format=output_format, batch=batch, threshold=threshold, prefilter_threshold=prefilter_threshold,
         voxel_size=parse_triple(voxel_size, name="--voxel-size") if voxel_size else None, cell_diameter=cell_diameter,
         device=device, slab_depth=slab_depth, preview=preview, resume=resume, channel=channel, scheduler=scheduler,
-        workers=workers, adapt=adapt, region=parse_region(region, name="--region") if region is not None else None,
+        workers=workers, adapt=adapt, second_pass=second_pass, region=parse_region(region, name="--region") if region is not None else None,
     )
     for line in run_detection(request).lines():
         typer.echo(line)

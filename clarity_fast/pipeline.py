@@ -139,6 +139,11 @@ class Adaptation:
     rule: Trust = TRUST  # when the mixture is believed (score_mixture.Trust)
 
     @property
+    def clean(self) -> bool:
+        """Whether the volume reads as clean: the mixture trusted with the cells a majority of the candidates."""
+        return trusted(self.mixture, rule=self.rule) and self.mixture.cell_share > self.rule.majority
+
+    @property
     def by(self) -> str:
         """Which estimate sets the factor: "mixture" or "share"."""
         return "mixture" if trusted(self.mixture, rule=self.rule) else "share"

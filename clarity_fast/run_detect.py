@@ -57,10 +57,13 @@ class DetectRequest:
     workers: int | None = None  # ... or a LocalCluster of this many processes; neither: this process alone
     progress: bool | None = None  # None: a bar when stderr is a terminal
     adapt: bool = True  # adapt probabilities to the volume's share of cells (volume_share)
+    second_pass: bool = False  # where the first pass finds the volume clean, detect again at SECOND_PASS_THRESHOLD
     region: Region | None = None  # detect in this block of the volume only (with the context it needs read around it)
 
     def __post_init__(self) -> None:
-        points_format(self.out, self.output_format)  # a format it cannot write is refused before any work
+        points_format(self.out, self.output_format)
+        if self.second_pass and not self.adapt:
+            raise InputError("--second-pass reads how clean the volume is from adapting: leave out --no-adapt")  # a format it cannot write is refused before any work
         if self.region is not None and (self.scheduler is not None or self.workers is not None):
             raise InputError("--region runs in this process: leave out --workers and --scheduler")
         if self.prefilter_threshold is not None and not (math.isfinite(self.prefilter_threshold) and self.prefilter_threshold > 0):
@@ -103,6 +106,7 @@ class DetectReport:
             f"{s['above_threshold']} above probability {shown_probability(s['threshold'])} before merging)",
             *([slope_line(on_slope=s["candidates_on_slope"], candidates=s["candidates"])] if s["candidates_on_slope"] > SLOPE_SAID * s["candidates"] else []),
             *([adapt_line(s)] if s.get("cell_share") is not None and round(s["odds_factor"], 2) > 1 else []),  # not "x1.00"
+            *([second_pass_line(s)] if s.get("second_pass") else []),
             *scale_notes(blur=s["noise_model"]["blur"], gain=s["noise_gain"], elongation=s["cell_elongation"], stretch=s["axial_stretch"]),
             *([f"resumed: {s['slabs_resumed']} of {s['slabs']} slabs were done by the interrupted run"] if s["slabs_resumed"] else []),
             *([odd_planes_line(s["levelled_planes"], s["replaced_planes"])] if s["levelled_planes"] else []),
@@ -198,35 +202,44 @@ def run_detection(request: DetectRequest) -> DetectReport:
         slabs = slab_ranges(reader.shape[0], slab_depth=settings.slab_depth)
         done_before = [(z0, z1) for z0, z1 in slabs if checkpoint.finished(z0)]  # by an interrupted run
         resumed, planes_before = len(done_before), sum(z1 - z0 for z0, z1 in done_before)
-        plane_voxels, started, done = reader.shape[1] * reader.shape[2], time.perf_counter(), [0]
-        with progress_bar(total=len(slabs), description="detect", enabled=request.progress) as bar:
-            for _ in range(resumed):  # loaded from the checkpoint, not computed again
-                step(bar, status="resumed")
 
-            def on_slab(z0: int, z1: int, cells: int) -> None:
-                done[0] += (z1 - z0) * plane_voxels
-                rate = done[0] / max(time.perf_counter() - started, 1e-9) / 1e6
-                step(bar, status=f"{rate:.1f} Mvoxel/s, {cells} cells")
+        def scan(settings: DetectSettings, *, checkpoint: Checkpoint | None, resumed: int, description: str) -> Result:
+            """One pass of the pipeline over the volume, with its progress bar (and its slabs on a cluster, where asked)."""
+            plane_voxels, started, done = reader.shape[1] * reader.shape[2], time.perf_counter(), [0]
+            with progress_bar(total=len(slabs), description=description, enabled=request.progress) as bar:
+                for _ in range(resumed):  # loaded from the checkpoint, not computed again
+                    step(bar, status="resumed")
 
-            run_slabs = None
-            if cluster is not None:
-                from clarity_fast.distributed import run_on_cluster
+                def on_slab(z0: int, z1: int, cells: int) -> None:
+                    done[0] += (z1 - z0) * plane_voxels
+                    rate = done[0] / max(time.perf_counter() - started, 1e-9) / 1e6
+                    step(bar, status=f"{rate:.1f} Mvoxel/s, {cells} cells")
 
-                run_slabs = partial(
-                    run_on_cluster, volume=request.volume, channel=request.channel, model=model_path, runtime=runtime,
-                    settings=settings, cluster=cluster,
-                )
-            try:
-                result = detect(
-                    reader, scorer=scorer, model=model, settings=settings, checkpoint=checkpoint, on_slab=on_slab, run_slabs=run_slabs
-                )
-            except (InputError, ModelError):
-                checkpoint.clear()  # resuming cannot mend the input or the model: leave nothing behind
-                raise
-            except BaseException:
-                if not checkpoint.holds_slabs():  # stopped before a slab was done: nothing to resume from
-                    checkpoint.clear()
-                raise
+                run_slabs = None
+                if cluster is not None:
+                    from clarity_fast.distributed import run_on_cluster
+
+                    run_slabs = partial(
+                        run_on_cluster, volume=request.volume, channel=request.channel, model=model_path, runtime=runtime,
+                        settings=settings, cluster=cluster,
+                    )
+                return detect(reader, scorer=scorer, model=model, settings=settings, checkpoint=checkpoint, on_slab=on_slab, run_slabs=run_slabs)
+
+        try:
+            result = scan(settings, checkpoint=checkpoint, resumed=resumed, description="detect")
+            first = None
+            if request.second_pass and settings.prefilter_threshold > SECOND_PASS_THRESHOLD and result.adaptation is not None and result.adaptation.clean:
+                first, first_threshold = result, settings.prefilter_threshold
+                settings = replace(settings, prefilter_threshold=SECOND_PASS_THRESHOLD)
+                result = scan(settings, checkpoint=None, resumed=0, description="second pass")  # not checkpointed: --resume redoes it
+                result.seconds.update({k: v + first.seconds.get(k, 0.0) for k, v in result.seconds.items()})
+        except (InputError, ModelError):
+            checkpoint.clear()  # resuming cannot mend the input or the model: leave nothing behind
+            raise
+        except BaseException:
+            if not checkpoint.holds_slabs():  # stopped before a slab was done: nothing to resume from
+                checkpoint.clear()
+            raise
         shape = whole.shape
     if region is not None:  # back to the whole volume's voxels; the context read around the region is dropped
         result = in_region(result, reader=reader, bounds=region)
@@ -254,6 +267,7 @@ def run_detection(request: DetectRequest) -> DetectReport:
         candidates=result.candidates, candidates_on_slope=result.on_slope, above_threshold=result.above_threshold, cells=len(result.zyx),
         cell_share=result.cell_share, em_cell_share=result.em_cell_share, odds_factor=result.odds_factor, mixture_odds_factor=result.mixture_factor, adapted_by=result.adapted_by,
         mixture=None if result.mixture is None else result.mixture.summary(),
+        second_pass=None if first is None else dict(first_prefilter_threshold=first_threshold, first_candidates=first.candidates, first_cells=len(first.zyx), first_cell_share=first.mixture.cell_share),
         workers=request.workers, scheduler=request.scheduler,
         seconds=result.seconds, voxels_per_s=float((reader.shape[0] - planes_before) * reader.shape[1] * reader.shape[2]) / max(result.seconds["total"], 1e-9),
         out=str(request.out), summary=str(request.summary_path), preview=str(request.preview) if request.preview else None,
@@ -264,6 +278,7 @@ def run_detection(request: DetectRequest) -> DetectReport:
     return DetectReport(summary)
 
 
+SECOND_PASS_THRESHOLD = 2.5  # noise units: on clean volumes it finds faint cells that 3 loses (benchmarks/results/second_pass.md)
 MERGE_CHAIN = 2  # merge radii of detections read beside a region: one there can take over one in it only if it outlives its own neighbours
 
 
@@ -292,6 +307,14 @@ def adapt_line(summary: dict) -> str:
     why = (f"{summary['mixture']['cell_share']:.0%} of the candidates score as a group of their own, apart from the rest" if summary["adapted_by"] == "mixture"
            else f"cells are {share:.0%} of the candidates, more than in the model's validation data")
     return f"{why}: probabilities' odds multiplied by {factor:.2f} (--no-adapt keeps them as calibrated)"
+
+
+def second_pass_line(summary: dict) -> str:
+    """What the second pass did, where the first found the volume clean."""
+    first = summary["second_pass"]
+    return (f"the volume reads as clean ({first['first_cell_share']:.0%} of the first pass's candidates score as cells apart from the rest): "
+            f"prefiltered again at {summary['prefilter_threshold']:g} noise units instead of {first['first_prefilter_threshold']:g} for faint cells "
+            f"(first pass: {first['first_candidates']} candidates, {first['first_cells']} cells)")
 
 
 def odd_planes_line(levelled: list[int], replaced: list[int], *, shown: int = 10) -> str:

@@ -346,6 +346,7 @@ def test_a_checkpoint_keeps_the_slabs_candidates_on_a_slope(tmp_path):
         (["--threshold", "1.5"], 2, "--threshold"),
         (["--prefilter-threshold", "0"], 2, "--prefilter-threshold must be a positive, finite number of noise units"),
         (["--prefilter-threshold", "nan"], 2, "--prefilter-threshold must be a positive, finite number of noise units"),
+        (["--second-pass", "--no-adapt"], 2, "--second-pass reads how clean the volume is from adapting: leave out --no-adapt"),
         (["--device", "gpu"], 2, "--device"),
         (["--region", "0:31x:x:"], 2, "region '0:31x:x:' ends at z = 31, past the volume's 30 voxels along z"),
         (["--region", "5:5x:x:"], 2, "--region '5:5x:x:' holds no voxel along z"),
@@ -358,6 +359,35 @@ def test_detect_refuses_bad_requests_with_one_line(brain, tmp_path, args, code, 
     out = run_cli("detect", path, "--out", tmp_path / "cells.csv", *args)
     assert out.returncode == code and message in out.stderr and len(out.stderr.strip().splitlines()) == 1
     assert not (tmp_path / "cells.csv").exists()
+
+
+def clean_blobs(path) -> None:
+    """A clean volume: 80 Gaussian cells of 12 µm at 4×2×2 µm on flat noise, peaks 3-10 noise sd, no clutter."""
+    from scipy.ndimage import gaussian_filter
+
+    rng = np.random.default_rng(0)
+    shape = (40, 128, 128)
+    centres = np.column_stack([rng.uniform(4, 36, 80), rng.uniform(8, 120, 80), rng.uniform(8, 120, 80)]).astype(int)
+    image = np.zeros(shape, np.float32)
+    image[tuple(centres.T)] = rng.uniform(0.6, 2.0, len(centres))
+    image = gaussian_filter(image, (0.75, 1.5, 1.5))
+    image *= 60.0 / np.median(image[tuple(centres.T)])
+    write_tiff(path, np.clip(100 + image + rng.normal(0, 3, shape), 0, None).astype(np.uint16), voxel_size=(4.0, 2.0, 2.0))
+
+
+def test_a_second_pass_runs_only_where_the_first_finds_the_volume_clean(brain, tmp_path):
+    """--second-pass prefilters again at 2.5 noise units where the first pass's score mixture is trusted with the
+    cells a majority (a clean volume), and says so; on a cluttered brain it changes nothing, not a byte."""
+    clean_blobs(tmp_path / "clean.tif")
+    report = run_detection(DetectRequest(volume=tmp_path / "clean.tif", out=tmp_path / "clean.csv", cell_diameter=12.0, second_pass=True, progress=False))
+    s = report.summary
+    assert s["second_pass"]["first_prefilter_threshold"] == 3.0 and s["prefilter_threshold"] == 2.5
+    assert s["candidates"] >= s["second_pass"]["first_candidates"] and s["second_pass"]["first_cell_share"] > 0.5
+    assert any(line.startswith("the volume reads as clean") for line in report.lines())
+    _, path = brain
+    runs = [run_detection(DetectRequest(volume=path, out=tmp_path / f"{k}.csv", second_pass=k, progress=False)) for k in (False, True)]
+    assert [r.summary["second_pass"] for r in runs] == [None, None] and runs[1].summary["prefilter_threshold"] == 3.0
+    assert (tmp_path / "False.csv").read_bytes() == (tmp_path / "True.csv").read_bytes()
 
 
 def test_a_lower_prefilter_threshold_proposes_more_and_is_recorded(brain, tmp_path):
