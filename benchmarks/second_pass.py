@@ -5,7 +5,7 @@ on smoothed noise and real tissue the extra candidates are clutter (benchmarks/r
 score mixture of the first pass tells the two apart without labels: where it is trusted with the cells a majority
 of the candidates, the volume is clean. This measures, offline, the rule "detect again at 2.5 where the first pass
 at 3 finds the volume clean" against 3 everywhere (`detect`'s) and 2.5 everywhere, on every volume of adapt_rule.py's
-sets, each scored once at each threshold and adapted, thresholded and merged as `detect` does; `detect
+sets and minority_cells.py's new ones (structured backgrounds and neuron shapes at new seeds, tissue with a soft edge), each scored once at each threshold and adapted, thresholded and merged as `detect` does; `detect
 --second-pass` runs the rule (off by default: such volumes are read and scored twice). Candidates counts what each rule scores (the rule: both
 passes where it runs the second). Matching: 3.5 voxels, z counted double.
 
@@ -17,6 +17,7 @@ from __future__ import annotations
 
 import adapt_rule
 import clutter_bound
+import minority_cells
 import numpy as np
 import report
 
@@ -33,7 +34,7 @@ def main() -> None:
     scorer = OnnxScorer(resolve_model("default"))
     cfg = scorer.config
     results, rows = [], []
-    for set_name, entries in adapt_rule.every_set().items():
+    for set_name, entries in {**adapt_rule.every_set(), **minority_cells.new_sets()}.items():
         pooled = {r: np.zeros(4, int) for r in RULES}  # tp, fp, fn, candidates scored
         second = 0
         for name, key, make in entries:
