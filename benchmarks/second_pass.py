@@ -5,9 +5,10 @@ on smoothed noise and real tissue the extra candidates are clutter (benchmarks/r
 score mixture of the first pass tells the two apart without labels: where it is trusted with the cells a majority
 of the candidates, the volume is clean. This measures, offline, the rule "detect again at 2.5 where the first pass
 at 3 finds the volume clean" against 3 everywhere (`detect`'s) and 2.5 everywhere, on every volume of adapt_rule.py's
-sets and minority_cells.py's new ones (structured backgrounds and neuron shapes at new seeds, tissue with a soft edge), each scored once at each threshold and adapted, thresholded and merged as `detect` does; `detect
---second-pass` runs the rule (off by default: such volumes are read and scored twice). Candidates counts what each rule scores (the rule: both
-passes where it runs the second). Matching: 3.5 voxels, z counted double.
+sets and minority_cells.py's new ones (structured backgrounds and neuron shapes at new seeds, tissue with a soft
+edge), each scored once at each threshold and adapted, thresholded and merged as `detect` does; `detect
+--second-pass` runs the rule (off by default: such volumes are read and scored twice). Candidates counts what each
+rule scores (the rule: both passes where it runs the second). Matching: 3.5 voxels, z counted double.
 
 Run: python benchmarks/second_pass.py   (needs ../shared/data for the real rows; writes results/second_pass.{json,md};
 about 10 minutes on 2 cores with adapt_rule.py's candidates cached)
