@@ -230,9 +230,11 @@ def run_detection(request: DetectRequest) -> DetectReport:
             first = None
             if request.second_pass and settings.prefilter_threshold > SECOND_PASS_THRESHOLD and result.adaptation is not None and result.adaptation.clean:
                 first, first_threshold = result, settings.prefilter_threshold
-                settings = replace(settings, prefilter_threshold=SECOND_PASS_THRESHOLD)
-                result = scan(settings, checkpoint=None, resumed=0, description="second pass")  # not checkpointed: --resume redoes it
-                result.seconds.update({k: v + first.seconds.get(k, 0.0) for k, v in result.seconds.items()})
+                lower = replace(settings, prefilter_threshold=SECOND_PASS_THRESHOLD)
+                second = scan(lower, checkpoint=None, resumed=0, description="second pass")  # not checkpointed: --resume redoes it
+                kept = second.adaptation.clean  # else its extra candidates made the volume read as cluttered: the first pass stands
+                result, settings = (second, lower) if kept else (first, settings)
+                result.seconds.update({k: first.seconds.get(k, 0.0) + second.seconds.get(k, 0.0) for k in result.seconds})
         except (InputError, ModelError):
             checkpoint.clear()  # resuming cannot mend the input or the model: leave nothing behind
             raise
@@ -267,7 +269,10 @@ def run_detection(request: DetectRequest) -> DetectReport:
         candidates=result.candidates, candidates_on_slope=result.on_slope, above_threshold=result.above_threshold, cells=len(result.zyx),
         cell_share=result.cell_share, em_cell_share=result.em_cell_share, odds_factor=result.odds_factor, mixture_odds_factor=result.mixture_factor, adapted_by=result.adapted_by,
         mixture=None if result.mixture is None else result.mixture.summary(),
-        second_pass=None if first is None else dict(first_prefilter_threshold=first_threshold, first_candidates=first.candidates, first_cells=len(first.zyx), first_cell_share=first.mixture.cell_share),
+        second_pass=None if first is None else dict(
+            kept=kept, first_prefilter_threshold=first_threshold, first_candidates=first.candidates, first_cells=len(first.zyx),
+            first_cell_share=first.mixture.cell_share, second_candidates=second.candidates, second_cells=len(second.zyx),
+        ),
         workers=request.workers, scheduler=request.scheduler,
         seconds=result.seconds, voxels_per_s=float((reader.shape[0] - planes_before) * reader.shape[1] * reader.shape[2]) / max(result.seconds["total"], 1e-9),
         out=str(request.out), summary=str(request.summary_path), preview=str(request.preview) if request.preview else None,
@@ -312,9 +317,12 @@ def adapt_line(summary: dict) -> str:
 def second_pass_line(summary: dict) -> str:
     """What the second pass did, where the first found the volume clean."""
     first = summary["second_pass"]
-    return (f"the volume reads as clean ({first['first_cell_share']:.0%} of the first pass's candidates score as cells apart from the rest): "
-            f"prefiltered again at {summary['prefilter_threshold']:g} noise units instead of {first['first_prefilter_threshold']:g} for faint cells "
-            f"(first pass: {first['first_candidates']} candidates, {first['first_cells']} cells)")
+    why = (f"the volume reads as clean ({first['first_cell_share']:.0%} of the first pass's candidates score as cells apart from the rest): "
+           f"prefiltered again at {SECOND_PASS_THRESHOLD:g} noise units instead of {first['first_prefilter_threshold']:g} for faint cells")
+    if first["kept"]:
+        return f"{why} (first pass: {first['first_candidates']} candidates, {first['first_cells']} cells)"
+    return (f"{why}, but its {first['second_candidates']} candidates no longer read as clean: the first pass's "
+            f"{first['first_cells']} cells are kept")
 
 
 def odd_planes_line(levelled: list[int], replaced: list[int], *, shown: int = 10) -> str:

@@ -27,7 +27,7 @@ from clarity_fast.io.volumes import open_array, open_volume, write_tiff
 from clarity_fast.kernels.gather import to_voxels, working_grid
 from clarity_fast.pipeline import DetectSettings, SlabResult, adapting, detect
 from clarity_fast.resample import points_to
-from clarity_fast.run_detect import SLOPE_SAID, DetectRequest, run_detection, slope_line
+from clarity_fast.run_detect import SLOPE_SAID, DetectRequest, run_detection, second_pass_line, slope_line
 from clarity_fast.settings import PrefilterSettings, Scale
 from clarity_fast.simulate import SimulatedBrain, SimulationSettings
 from clarity_fast.volume_share import adjusted, histogram, odds_factor
@@ -377,17 +377,26 @@ def clean_blobs(path) -> None:
 
 def test_a_second_pass_runs_only_where_the_first_finds_the_volume_clean(brain, tmp_path):
     """--second-pass prefilters again at 2.5 noise units where the first pass's score mixture is trusted with the
-    cells a majority (a clean volume), and says so; on a cluttered brain it changes nothing, not a byte."""
+    cells a majority (a clean volume), keeps that pass where it reads clean too, and says so; on a cluttered brain it
+    changes nothing, not a byte."""
     clean_blobs(tmp_path / "clean.tif")
     report = run_detection(DetectRequest(volume=tmp_path / "clean.tif", out=tmp_path / "clean.csv", cell_diameter=12.0, second_pass=True, progress=False))
     s = report.summary
-    assert s["second_pass"]["first_prefilter_threshold"] == 3.0 and s["prefilter_threshold"] == 2.5
+    assert s["second_pass"]["kept"] and s["second_pass"]["first_prefilter_threshold"] == 3.0 and s["prefilter_threshold"] == 2.5
     assert s["candidates"] >= s["second_pass"]["first_candidates"] and s["second_pass"]["first_cell_share"] > 0.5
     assert any(line.startswith("the volume reads as clean") for line in report.lines())
     _, path = brain
     runs = [run_detection(DetectRequest(volume=path, out=tmp_path / f"{k}.csv", second_pass=k, progress=False)) for k in (False, True)]
     assert [r.summary["second_pass"] for r in runs] == [None, None] and runs[1].summary["prefilter_threshold"] == 3.0
     assert (tmp_path / "False.csv").read_bytes() == (tmp_path / "True.csv").read_bytes()
+
+
+def test_the_second_pass_line_says_which_pass_was_kept():
+    first = dict(first_cell_share=0.9, first_prefilter_threshold=3.0, first_candidates=84, first_cells=79, second_candidates=300, second_cells=90)
+    kept = second_pass_line(dict(second_pass=dict(first, kept=True)))
+    dropped = second_pass_line(dict(second_pass=dict(first, kept=False)))
+    assert kept.startswith("the volume reads as clean (90% of the first pass's candidates") and kept.endswith("(first pass: 84 candidates, 79 cells)")
+    assert dropped.endswith("but its 300 candidates no longer read as clean: the first pass's 79 cells are kept")
 
 
 def test_a_lower_prefilter_threshold_proposes_more_and_is_recorded(brain, tmp_path):
