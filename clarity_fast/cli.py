@@ -239,8 +239,8 @@ def detect(
     second_pass: Annotated[
         bool,
         typer.Option("--second-pass/--no-second-pass", help="Where the first pass finds the volume clean (its candidates' scores form a "
-                     "majority group of cells apart from the rest), prefilter and score it again at 2.5 noise units to find faint cells; "
-                     "such volumes are then read and scored twice. Off by default; see the README."),
+                     "majority group of cells apart from the rest), prefilter and score it again at 2.5 noise units to find faint cells, "
+                     "keeping that pass where it reads clean too; such volumes are read and scored twice. Off by default; see the README."),
     ] = False,
     region: Annotated[
         Optional[str],

@@ -57,7 +57,7 @@ class DetectRequest:
     workers: int | None = None  # ... or a LocalCluster of this many processes; neither: this process alone
     progress: bool | None = None  # None: a bar when stderr is a terminal
     adapt: bool = True  # adapt probabilities to the volume's share of cells (volume_share)
-    second_pass: bool = False  # where the first pass finds the volume clean, detect again at SECOND_PASS_THRESHOLD
+    second_pass: bool = False  # where the first pass finds the volume clean, detect again at SECOND_PASS_THRESHOLD (kept if clean too)
     region: Region | None = None  # detect in this block of the volume only (with the context it needs read around it)
 
     def __post_init__(self) -> None:
