@@ -41,14 +41,14 @@ def main() -> None:
         pooled = {r: np.zeros(4, int) for r in RULES}  # tp, fp, fn, candidates scored
         second = 0
         for name, key, make in entries:
-            passes = {}
-            for threshold, suffix in ((3.0, ""), (LOWER, f"_prefilter{LOWER:g}")):
-                data = clutter_bound.candidates(key + suffix, make, scorer=scorer, prefilter_threshold=None if threshold == 3.0 else threshold)
+            passes = []  # the model's prefilter threshold (as `detect` runs it), then LOWER
+            for suffix, threshold in (("", None), (f"_prefilter{LOWER:g}", LOWER)):
+                data = clutter_bound.candidates(key + suffix, make, scorer=scorer, prefilter_threshold=threshold)
                 adaptation = adapting(data["counts"], model=cfg)
-                passes[threshold] = (clutter_bound.counted(data, adaptation.factor, threshold=cfg.threshold), int(data["counts"].sum()), adaptation)
-            again = passes[3.0][2].clean
+                passes.append((clutter_bound.counted(data, adaptation.factor, threshold=cfg.threshold), int(data["counts"].sum()), adaptation))
+            first, lower = passes
+            again = first[2].clean
             second += again
-            first, lower = passes[3.0], passes[LOWER]
             pooled[RULES[0]] += np.append(first[0], first[1])
             pooled[RULES[1]] += np.append(lower[0], lower[1])
             pooled[RULES[2]] += np.append(lower[0], first[1] + lower[1]) if again else np.append(first[0], first[1])

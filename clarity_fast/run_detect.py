@@ -61,9 +61,9 @@ class DetectRequest:
     region: Region | None = None  # detect in this block of the volume only (with the context it needs read around it)
 
     def __post_init__(self) -> None:
-        points_format(self.out, self.output_format)
+        points_format(self.out, self.output_format)  # a format it cannot write is refused before any work
         if self.second_pass and not self.adapt:
-            raise InputError("--second-pass reads how clean the volume is from adapting: leave out --no-adapt")  # a format it cannot write is refused before any work
+            raise InputError("--second-pass reads how clean the volume is from adapting: leave out --no-adapt")
         if self.region is not None and (self.scheduler is not None or self.workers is not None):
             raise InputError("--region runs in this process: leave out --workers and --scheduler")
         if self.prefilter_threshold is not None and not (math.isfinite(self.prefilter_threshold) and self.prefilter_threshold > 0):
