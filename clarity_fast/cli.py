@@ -237,11 +237,12 @@ def detect(
         ),
     ] = True,
     second_pass: Annotated[
-        bool,
+        Optional[bool],
         typer.Option("--second-pass/--no-second-pass", help="Where the first pass finds the volume clean (its candidates' scores form a "
                      "majority group of cells apart from the rest), prefilter and score it again at 2.5 noise units to find faint cells, "
-                     "keeping that pass where it reads clean too; such volumes are read and scored twice. Off by default; see the README."),
-    ] = False,
+                     "keeping that pass where it reads clean too; such volumes are read and scored twice. On by default "
+                     "where probabilities are adapted (not with --no-adapt) at the model's prefilter threshold; see the README."),
+    ] = None,
     region: Annotated[
         Optional[str],
         typer.Option("--region", metavar="Z0:Z1xY0:Y1xX0:X1", help="Detect in this block only (voxels, end exclusive, : for a whole axis), reading "

@@ -57,12 +57,12 @@ class DetectRequest:
     workers: int | None = None  # ... or a LocalCluster of this many processes; neither: this process alone
     progress: bool | None = None  # None: a bar when stderr is a terminal
     adapt: bool = True  # adapt probabilities to the volume's share of cells (volume_share)
-    second_pass: bool = False  # where the first pass finds the volume clean, detect again at SECOND_PASS_THRESHOLD (kept if clean too)
+    second_pass: bool | None = None  # where the first pass finds the volume clean, detect again at SECOND_PASS_THRESHOLD (kept if clean too); None: where adapting at the model's prefilter threshold
     region: Region | None = None  # detect in this block of the volume only (with the context it needs read around it)
 
     def __post_init__(self) -> None:
         points_format(self.out, self.output_format)  # a format it cannot write is refused before any work
-        if self.second_pass and not self.adapt:
+        if self.second_pass is True and not self.adapt:
             raise InputError("--second-pass reads how clean the volume is from adapting: leave out --no-adapt")
         if self.region is not None and (self.scheduler is not None or self.workers is not None):
             raise InputError("--region runs in this process: leave out --workers and --scheduler")
@@ -70,6 +70,12 @@ class DetectRequest:
             raise InputError(f"--prefilter-threshold must be a positive, finite number of noise units, got {self.prefilter_threshold}")
         if self.preview is not None and self.preview.suffix.lower() != ".png":
             raise InputError(f"{self.preview}: --preview writes a PNG image; give it a .png name")
+
+    @property
+    def rescans(self) -> bool:
+        """Whether a clean first pass is followed by the second: by default where probabilities are adapted and the
+        prefilter's threshold is the model's (one the user chose is kept)."""
+        return self.adapt and self.prefilter_threshold is None if self.second_pass is None else self.second_pass
 
     @property
     def summary_path(self) -> Path:
@@ -228,7 +234,7 @@ def run_detection(request: DetectRequest) -> DetectReport:
         try:
             result = scan(settings, checkpoint=checkpoint, resumed=resumed, description="detect")
             first = None
-            if request.second_pass and settings.prefilter_threshold > SECOND_PASS_THRESHOLD and result.adaptation is not None and result.adaptation.clean:
+            if request.rescans and settings.prefilter_threshold > SECOND_PASS_THRESHOLD and result.adaptation is not None and result.adaptation.clean:
                 first, first_threshold = result, settings.prefilter_threshold
                 lower = replace(settings, prefilter_threshold=SECOND_PASS_THRESHOLD)
                 second = scan(lower, checkpoint=None, resumed=0, description="second pass")  # not checkpointed: --resume redoes it
