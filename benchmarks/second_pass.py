@@ -26,7 +26,7 @@ import report
 from clarity_fast.export.model_file import resolve_model
 from clarity_fast.export.runtime import OnnxScorer
 from clarity_fast.pipeline import adapting
-from clarity_fast.run_detect import SECOND_PASS_THRESHOLD
+from clarity_fast.second_pass import SECOND_PASS_THRESHOLD
 
 LOWER = SECOND_PASS_THRESHOLD  # noise units: the second pass's prefilter threshold
 RULES = ("3 (detect's default)", f"{LOWER:g} everywhere", f"{LOWER:g} where the first pass is clean",

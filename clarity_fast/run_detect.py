@@ -31,6 +31,7 @@ from clarity_fast.pipeline import STAGES, DetectSettings, Result, check_batch_me
 from clarity_fast.plane_levels import LevelledReader
 from clarity_fast.progress import progress_bar, step
 from clarity_fast.region import Region, in_whole
+from clarity_fast.second_pass import second_pass_line, with_second_pass
 from clarity_fast.settings import Scale, VoxelSize, resolve_voxel_size
 
 
@@ -57,7 +58,7 @@ class DetectRequest:
     workers: int | None = None  # ... or a LocalCluster of this many processes; neither: this process alone
     progress: bool | None = None  # None: a bar when stderr is a terminal
     adapt: bool = True  # adapt probabilities to the volume's share of cells (volume_share)
-    second_pass: bool | None = None  # where the first pass finds the volume clean, detect again at SECOND_PASS_THRESHOLD (kept if clean too); None: where adapting at the model's prefilter threshold
+    second_pass: bool | None = None  # where the first pass finds the volume clean, detect again at a lower prefilter threshold (second_pass); None: where adapting at the model's prefilter threshold
     region: Region | None = None  # detect in this block of the volume only (with the context it needs read around it)
 
     def __post_init__(self) -> None:
@@ -112,7 +113,7 @@ class DetectReport:
             f"{s['above_threshold']} above probability {shown_probability(s['threshold'])} before merging)",
             *([slope_line(on_slope=s["candidates_on_slope"], candidates=s["candidates"])] if s["candidates_on_slope"] > SLOPE_SAID * s["candidates"] else []),
             *([adapt_line(s)] if s.get("cell_share") is not None and round(s["odds_factor"], 2) > 1 else []),  # not "x1.00"
-            *([second_pass_line(s)] if s.get("second_pass") else []),
+            *([second_pass_line(s["second_pass"])] if s.get("second_pass") else []),
             *scale_notes(blur=s["noise_model"]["blur"], gain=s["noise_gain"], elongation=s["cell_elongation"], stretch=s["axial_stretch"]),
             *([f"resumed: {s['slabs_resumed']} of {s['slabs']} slabs were done by the interrupted run"] if s["slabs_resumed"] else []),
             *([odd_planes_line(s["levelled_planes"], s["replaced_planes"])] if s["levelled_planes"] else []),
@@ -233,14 +234,10 @@ def run_detection(request: DetectRequest) -> DetectReport:
 
         try:
             result = scan(settings, checkpoint=checkpoint, resumed=resumed, description="detect")
-            first = None
-            if request.rescans and settings.prefilter_threshold > SECOND_PASS_THRESHOLD and result.adaptation is not None and result.adaptation.clean:
-                first, first_threshold = result, settings.prefilter_threshold
-                lower = replace(settings, prefilter_threshold=SECOND_PASS_THRESHOLD)
-                second = scan(lower, checkpoint=None, resumed=0, description="second pass")  # not checkpointed: --resume redoes it
-                kept = second.adaptation.clean  # else its extra candidates made the volume read as cluttered: the first pass stands
-                result, settings = (second, lower) if kept else (first, settings)
-                result.seconds.update({k: first.seconds.get(k, 0.0) + second.seconds.get(k, 0.0) for k in result.seconds})
+            second_pass = None
+            if request.rescans:  # not checkpointed: --resume redoes it
+                result, settings, second_pass = with_second_pass(
+                    result, settings=settings, scan=lambda lower: scan(lower, checkpoint=None, resumed=0, description="second pass"))
         except (InputError, ModelError):
             checkpoint.clear()  # resuming cannot mend the input or the model: leave nothing behind
             raise
@@ -275,10 +272,7 @@ def run_detection(request: DetectRequest) -> DetectReport:
         candidates=result.candidates, candidates_on_slope=result.on_slope, above_threshold=result.above_threshold, cells=len(result.zyx),
         cell_share=result.cell_share, em_cell_share=result.em_cell_share, odds_factor=result.odds_factor, mixture_odds_factor=result.mixture_factor, adapted_by=result.adapted_by,
         mixture=None if result.mixture is None else result.mixture.summary(),
-        second_pass=None if first is None else dict(
-            kept=kept, first_prefilter_threshold=first_threshold, first_candidates=first.candidates, first_cells=len(first.zyx),
-            first_cell_share=first.mixture.cell_share, second_candidates=second.candidates, second_cells=len(second.zyx),
-        ),
+        second_pass=None if second_pass is None else asdict(second_pass),
         workers=request.workers, scheduler=request.scheduler,
         seconds=result.seconds, voxels_per_s=float((reader.shape[0] - planes_before) * reader.shape[1] * reader.shape[2]) / max(result.seconds["total"], 1e-9),
         out=str(request.out), summary=str(request.summary_path), preview=str(request.preview) if request.preview else None,
@@ -289,7 +283,6 @@ def run_detection(request: DetectRequest) -> DetectReport:
     return DetectReport(summary)
 
 
-SECOND_PASS_THRESHOLD = 2.5  # noise units: on clean volumes it finds faint cells that 3 loses (benchmarks/results/second_pass.md)
 MERGE_CHAIN = 2  # merge radii of detections read beside a region: one there can take over one in it only if it outlives its own neighbours
 
 
@@ -318,17 +311,6 @@ def adapt_line(summary: dict) -> str:
     why = (f"{summary['mixture']['cell_share']:.0%} of the candidates score as a group of their own, apart from the rest" if summary["adapted_by"] == "mixture"
            else f"cells are {share:.0%} of the candidates, more than in the model's validation data")
     return f"{why}: probabilities' odds multiplied by {factor:.2f} (--no-adapt keeps them as calibrated)"
-
-
-def second_pass_line(summary: dict) -> str:
-    """What the second pass did, where the first found the volume clean."""
-    first = summary["second_pass"]
-    why = (f"the volume reads as clean ({first['first_cell_share']:.0%} of the first pass's candidates score as cells apart from the rest): "
-           f"prefiltered again at {SECOND_PASS_THRESHOLD:g} noise units instead of {first['first_prefilter_threshold']:g} for faint cells")
-    if first["kept"]:
-        return f"{why} (first pass: {first['first_candidates']} candidates, {first['first_cells']} cells)"
-    return (f"{why}, but its {first['second_candidates']} candidates no longer read as clean: the first pass's "
-            f"{first['first_cells']} cells are kept")
 
 
 def odd_planes_line(levelled: list[int], replaced: list[int], *, shown: int = 10) -> str:

@@ -27,7 +27,8 @@ from clarity_fast.io.volumes import open_array, open_volume, write_tiff
 from clarity_fast.kernels.gather import to_voxels, working_grid
 from clarity_fast.pipeline import DetectSettings, SlabResult, adapting, detect
 from clarity_fast.resample import points_to
-from clarity_fast.run_detect import SLOPE_SAID, DetectRequest, run_detection, second_pass_line, slope_line
+from clarity_fast.run_detect import SLOPE_SAID, DetectRequest, run_detection, slope_line
+from clarity_fast.second_pass import second_pass_line
 from clarity_fast.settings import PrefilterSettings, Scale
 from clarity_fast.simulate import SimulatedBrain, SimulationSettings
 from clarity_fast.volume_share import adjusted, histogram, odds_factor
@@ -396,8 +397,8 @@ def test_a_second_pass_runs_by_default_only_where_the_first_finds_the_volume_cle
 
 def test_the_second_pass_line_says_which_pass_was_kept():
     first = dict(first_cell_share=0.9, first_prefilter_threshold=3.0, first_candidates=84, first_cells=79, second_candidates=300, second_cells=90)
-    kept = second_pass_line(dict(second_pass=dict(first, kept=True)))
-    dropped = second_pass_line(dict(second_pass=dict(first, kept=False)))
+    kept = second_pass_line(dict(first, kept=True))
+    dropped = second_pass_line(dict(first, kept=False))
     assert kept.startswith("the volume reads as clean (90% of the first pass's candidates") and kept.endswith("(first pass: 84 candidates, 79 cells)")
     assert dropped.endswith("but its 300 candidates no longer read as clean: the first pass's 79 cells are kept")
 
