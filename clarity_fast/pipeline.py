@@ -35,6 +35,7 @@ from clarity_fast.kernels.slope import SlopeTest
 from clarity_fast.kernels.turns import kernel_turns
 from clarity_fast.model.config import ModelConfig, NetworkConfig
 from clarity_fast.noise_correlation import NoiseModel, volume_noise
+from clarity_fast.score_memo import ScoreMemo
 from clarity_fast.score_mixture import CLUTTER_SD, TRUST, Mixture, Trust, fit_mixture, mixture_factor, trusted
 from clarity_fast.settings import PrefilterSettings, Scale, VoxelSize, snap_factors
 from clarity_fast.volume_share import (
@@ -298,8 +299,10 @@ def process_slabs(
     slabs: list[tuple[int, int]],
     on_result: Callable[[SlabResult], None],
     seconds: dict[str, float],
+    memo: ScoreMemo | None = None,
 ) -> None:
-    """Detect in the given slabs, in order, calling on_result as each finishes; adds busy time to `seconds`."""
+    """Detect in the given slabs, in order, calling on_result as each finishes; adds busy time to `seconds`.
+    A memo scores only candidates it has not seen scored (a second pass over the volume), and remembers them."""
     for stage in STAGES:
         seconds.setdefault(stage, 0.0)
     grid = reader.working_grid(settings.zoom(model))
@@ -347,7 +350,7 @@ def process_slabs(
                 raise item
             if len(item.zyx):
                 t = time.perf_counter()
-                logits = scorer(item.patches)
+                logits = scorer(item.patches) if memo is None else memo.scored(item.zyx, item.patches, scorer=scorer)
                 if not np.all(np.isfinite(logits)):
                     raise ModelError(
                         f"the model scored {int(np.sum(~np.isfinite(logits)))} of {len(logits)} patches as NaN or infinite: "
@@ -414,12 +417,14 @@ def detect(
     checkpoint: Checkpoint | None = None,
     on_slab: Callable[[int, int, int], None] | None = None,
     run_slabs: SlabRunner | None = None,
+    memo: ScoreMemo | None = None,
 ) -> Result:
     """Cells in the volume: candidate positions whose patch scores above the threshold, duplicates merged.
 
     Slabs a checkpoint holds are loaded, not recomputed; each finished slab is saved to it.
     on_slab(z0, z1, detections so far) is called as each slab finishes (progress). run_slabs(slabs, on_result,
-    seconds) computes slabs elsewhere (distributed.run_on_cluster); by default, here with process_slabs. One value
+    seconds) computes slabs elsewhere (distributed.run_on_cluster); by default, here with process_slabs, scoring through
+    `memo` where given (score_memo; not on a cluster). One value
     throughout is an error where the reader's volume is blank (VolumeReader.blank; a block's background need not be).
     """
     start = time.perf_counter()
@@ -456,7 +461,7 @@ def detect(
             on_slab(result.z0, result.z1, sum(len(r.probability) for r in parts))
 
     if run_slabs is None:
-        process_slabs(reader, scorer=scorer, model=model, settings=settings, slabs=todo, on_result=finished, seconds=seconds)
+        process_slabs(reader, scorer=scorer, model=model, settings=settings, slabs=todo, on_result=finished, seconds=seconds, memo=memo)
     else:
         run_slabs(todo, finished, seconds)
     low, high = min((r.low for r in parts), default=0.0), max((r.high for r in parts), default=0.0)

@@ -31,6 +31,7 @@ from clarity_fast.pipeline import STAGES, DetectSettings, Result, check_batch_me
 from clarity_fast.plane_levels import LevelledReader
 from clarity_fast.progress import progress_bar, step
 from clarity_fast.region import Region, in_whole
+from clarity_fast.score_memo import ScoreMemo
 from clarity_fast.second_pass import second_pass_line, with_second_pass
 from clarity_fast.settings import Scale, VoxelSize, resolve_voxel_size
 
@@ -210,6 +211,8 @@ def run_detection(request: DetectRequest) -> DetectReport:
         done_before = [(z0, z1) for z0, z1 in slabs if checkpoint.finished(z0)]  # by an interrupted run
         resumed, planes_before = len(done_before), sum(z1 - z0 for z0, z1 in done_before)
 
+        memo = ScoreMemo(shape=reader.shape) if request.rescans and cluster is None else None  # a second pass scores only its new candidates
+
         def scan(settings: DetectSettings, *, checkpoint: Checkpoint | None, resumed: int, description: str) -> Result:
             """One pass of the pipeline over the volume, with its progress bar (and its slabs on a cluster, where asked)."""
             plane_voxels, started, done = reader.shape[1] * reader.shape[2], time.perf_counter(), [0]
@@ -230,14 +233,15 @@ def run_detection(request: DetectRequest) -> DetectReport:
                         run_on_cluster, volume=request.volume, channel=request.channel, model=model_path, runtime=runtime,
                         settings=settings, cluster=cluster,
                     )
-                return detect(reader, scorer=scorer, model=model, settings=settings, checkpoint=checkpoint, on_slab=on_slab, run_slabs=run_slabs)
+                return detect(reader, scorer=scorer, model=model, settings=settings, checkpoint=checkpoint, on_slab=on_slab, run_slabs=run_slabs,
+                              memo=memo)
 
         try:
             result = scan(settings, checkpoint=checkpoint, resumed=resumed, description="detect")
             second_pass = None
             if request.rescans:  # not checkpointed: --resume redoes it
                 result, settings, second_pass = with_second_pass(
-                    result, settings=settings, scan=lambda lower: scan(lower, checkpoint=None, resumed=0, description="second pass"))
+                    result, settings=settings, scan=lambda lower: scan(lower, checkpoint=None, resumed=0, description="second pass"), memo=memo)
         except (InputError, ModelError):
             checkpoint.clear()  # resuming cannot mend the input or the model: leave nothing behind
             raise

@@ -9,6 +9,7 @@ from collections.abc import Callable
 from dataclasses import dataclass, replace
 
 from clarity_fast.pipeline import DetectSettings, Result
+from clarity_fast.score_memo import ScoreMemo
 
 SECOND_PASS_THRESHOLD = 2.5  # noise units: on clean volumes it finds faint cells that 3 loses
 
@@ -24,15 +25,22 @@ class SecondPass:
     first_cell_share: float
     second_candidates: int
     second_cells: int
+    scores_reused: int  # of the second pass's candidates, those scored by the first (score_memo)
 
 
-def with_second_pass(first: Result, *, settings: DetectSettings, scan: Callable[[DetectSettings], Result]) -> tuple[Result, DetectSettings, SecondPass | None]:
+def with_second_pass(
+    first: Result, *, settings: DetectSettings, scan: Callable[[DetectSettings], Result], memo: ScoreMemo | None = None
+) -> tuple[Result, DetectSettings, SecondPass | None]:
     """The result that stands, the settings that gave it, and the second pass's record (None where it did not run:
-    a first pass not clean, or already at or below SECOND_PASS_THRESHOLD). `scan` runs a pass with the settings given;
-    the result's busy seconds are both passes'."""
+    a first pass not clean, or already at or below SECOND_PASS_THRESHOLD). `scan` runs a pass with the settings given,
+    scoring through `memo` where the first did (then only the candidates new to the second pass are scored); the
+    result's busy seconds are both passes'."""
     if settings.prefilter_threshold <= SECOND_PASS_THRESHOLD or first.adaptation is None or not first.adaptation.clean:
         return first, settings, None
     lower = replace(settings, prefilter_threshold=SECOND_PASS_THRESHOLD)
+    reused = 0 if memo is None else memo.reused
+    if memo is not None:
+        memo.settle()
     second = scan(lower)
     kept = second.adaptation is not None and second.adaptation.clean
     result, used = (second, lower) if kept else (first, settings)
@@ -40,6 +48,7 @@ def with_second_pass(first: Result, *, settings: DetectSettings, scan: Callable[
     record = SecondPass(
         kept=kept, first_prefilter_threshold=settings.prefilter_threshold, first_candidates=first.candidates, first_cells=len(first.zyx),
         first_cell_share=first.mixture.cell_share, second_candidates=second.candidates, second_cells=len(second.zyx),
+        scores_reused=0 if memo is None else memo.reused - reused,
     )
     return replace(result, seconds=seconds), used, record
 

@@ -378,14 +378,18 @@ def clean_blobs(path) -> None:
 
 def test_a_second_pass_runs_by_default_only_where_the_first_finds_the_volume_clean(brain, tmp_path):
     """detect prefilters again at 2.5 noise units where the first pass's score mixture is trusted with the cells a
-    majority (a clean volume), keeps that pass where it reads clean too, and says so; on a cluttered brain it changes
-    nothing, not a byte. --no-second-pass, --no-adapt or a prefilter threshold of the user's own leave it out."""
+    majority (a clean volume), keeps that pass where it reads clean too, and says so; it scores only its new
+    candidates, yet writes what one pass at 2.5 writes, byte for byte; on a cluttered brain it changes nothing, not a
+    byte. --no-second-pass, --no-adapt or a prefilter threshold of the user's own leave it out."""
     clean_blobs(tmp_path / "clean.tif")
     report = run_detection(DetectRequest(volume=tmp_path / "clean.tif", out=tmp_path / "clean.csv", cell_diameter=12.0, progress=False))
     s = report.summary
     assert s["second_pass"]["kept"] and s["second_pass"]["first_prefilter_threshold"] == 3.0 and s["prefilter_threshold"] == 2.5
     assert s["candidates"] >= s["second_pass"]["first_candidates"] and s["second_pass"]["first_cell_share"] > 0.5
     assert any(line.startswith("the volume reads as clean") for line in report.lines())
+    assert 0 < s["second_pass"]["scores_reused"] <= s["second_pass"]["first_candidates"]  # the first pass's scores, looked up
+    direct = run_detection(DetectRequest(volume=tmp_path / "clean.tif", out=tmp_path / "direct.csv", cell_diameter=12.0, prefilter_threshold=2.5, progress=False))
+    assert direct.summary["second_pass"] is None and (tmp_path / "direct.csv").read_bytes() == (tmp_path / "clean.csv").read_bytes()
     for k, options in enumerate([dict(second_pass=False), dict(adapt=False), dict(prefilter_threshold=3.0)]):
         once = run_detection(DetectRequest(volume=tmp_path / "clean.tif", out=tmp_path / f"once{k}.csv", cell_diameter=12.0, progress=False, **options))
         assert once.summary["second_pass"] is None and once.summary["prefilter_threshold"] == 3.0, options
