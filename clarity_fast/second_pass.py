@@ -1,6 +1,8 @@
 """The second prefilter pass: where the first pass's score mixture reads the volume as clean (the cells a majority
 of the candidates, apart from the rest), faint cells the prefilter's threshold lost are worth a second look at a
-lower one; that pass is kept only where it too reads as clean, else its extra candidates were clutter
+lower one. The second pass's cells are added where they lie at least a cell diameter from every cell of the first,
+and only where that pass too reads as clean (else its extra candidates were clutter): near a cell already found, a
+new maximum is more likely a second one of that cell (a large or elongated soma) than a faint neighbour
 (benchmarks/results/second_pass.md)."""
 
 from __future__ import annotations
@@ -8,10 +10,14 @@ from __future__ import annotations
 from collections.abc import Callable
 from dataclasses import dataclass, replace
 
+import numpy as np
+from scipy.spatial import cKDTree
+
 from clarity_fast.pipeline import DetectSettings, Result
 from clarity_fast.score_memo import ScoreMemo
 
 SECOND_PASS_THRESHOLD = 2.5  # noise units: on clean volumes it finds faint cells that 3 loses
+NEW_CELL_DIAMETERS = 1.0  # a second-pass cell closer than this to a first-pass one is taken for a second maximum of it
 
 
 @dataclass(frozen=True)
@@ -25,16 +31,18 @@ class SecondPass:
     first_cell_share: float
     second_candidates: int
     second_cells: int
+    added_cells: int  # of the second pass's cells, those added to the first's (0 where it was not kept)
     scores_reused: int  # of the second pass's candidates, those scored by the first (score_memo)
 
 
 def with_second_pass(
     first: Result, *, settings: DetectSettings, scan: Callable[[DetectSettings], Result], memo: ScoreMemo | None = None
 ) -> tuple[Result, DetectSettings, SecondPass | None]:
-    """The result that stands, the settings that gave it, and the second pass's record (None where it did not run:
-    a first pass not clean, or already at or below SECOND_PASS_THRESHOLD). `scan` runs a pass with the settings given,
-    scoring through `memo` where the first did (then only the candidates new to the second pass are scored); the
-    result's busy seconds are both passes'."""
+    """The result that stands (the first pass's cells, with the second's new ones where it is kept), the settings of
+    the pass that adapted it, and the second pass's record (None where it did not run: a first pass not clean, or
+    already at or below SECOND_PASS_THRESHOLD). `scan` runs a pass with the settings given, scoring through `memo`
+    where the first did (then only the candidates new to the second pass are scored); the result's busy seconds are
+    both passes'."""
     if settings.prefilter_threshold <= SECOND_PASS_THRESHOLD or first.adaptation is None or not first.adaptation.clean:
         return first, settings, None
     lower = replace(settings, prefilter_threshold=SECOND_PASS_THRESHOLD)
@@ -43,14 +51,32 @@ def with_second_pass(
         memo.settle()
     second = scan(lower)
     kept = second.adaptation is not None and second.adaptation.clean
-    result, used = (second, lower) if kept else (first, settings)
+    new = far_from(second.zyx, first.zyx, diameter_voxels=np.asarray(settings.scale.cell_diameter_voxels)) if kept else np.zeros(0, bool)
+    result, used = (with_cells(second, first=first, new=new), lower) if kept else (first, settings)
     seconds = {k: first.seconds.get(k, 0.0) + second.seconds.get(k, 0.0) for k in result.seconds}
     record = SecondPass(
         kept=kept, first_prefilter_threshold=settings.prefilter_threshold, first_candidates=first.candidates, first_cells=len(first.zyx),
         first_cell_share=first.mixture.cell_share, second_candidates=second.candidates, second_cells=len(second.zyx),
-        scores_reused=0 if memo is None else memo.reused - reused,
+        added_cells=int(new.sum()), scores_reused=0 if memo is None else memo.reused - reused,
     )
     return replace(result, seconds=seconds), used, record
+
+
+def far_from(points: np.ndarray, others: np.ndarray, *, diameter_voxels: np.ndarray) -> np.ndarray:
+    """Which of `points` lie NEW_CELL_DIAMETERS cell diameters or more from every one of `others` (voxels, per axis)."""
+    if len(points) == 0 or len(others) == 0:
+        return np.ones(len(points), bool)
+    unit = NEW_CELL_DIAMETERS * diameter_voxels
+    distance, _ = cKDTree(np.asarray(others, float) / unit).query(np.asarray(points, float) / unit)
+    return distance >= 1.0
+
+
+def with_cells(second: Result, *, first: Result, new: np.ndarray) -> Result:
+    """The second pass's result holding the first pass's cells and its own `new` ones, in z, y, x order."""
+    zyx = np.concatenate([first.zyx, second.zyx[new]])
+    probability = np.concatenate([first.probability, second.probability[new]])
+    order = np.lexsort(zyx.T[::-1])
+    return replace(second, zyx=zyx[order], probability=probability[order])
 
 
 def second_pass_line(record: dict) -> str:
@@ -58,6 +84,7 @@ def second_pass_line(record: dict) -> str:
     why = (f"the volume reads as clean ({record['first_cell_share']:.0%} of the first pass's candidates score as cells apart from the rest): "
            f"prefiltered again at {SECOND_PASS_THRESHOLD:g} noise units instead of {record['first_prefilter_threshold']:g} for faint cells")
     if record["kept"]:
-        return f"{why} (first pass: {record['first_candidates']} candidates, {record['first_cells']} cells)"
+        return (f"{why}: {record['added_cells']} cells added to the first pass's {record['first_cells']} "
+                f"({record['first_candidates']} candidates, {record['second_candidates']} in the second)")
     return (f"{why}, but its {record['second_candidates']} candidates no longer read as clean: the first pass's "
             f"{record['first_cells']} cells are kept")

@@ -8,6 +8,8 @@ import sys
 import threading
 import time
 from collections.abc import Callable
+from dataclasses import replace
+from types import SimpleNamespace
 
 import numba
 import numpy as np
@@ -25,10 +27,10 @@ from clarity_fast.manifest import Entry
 from clarity_fast.model.samples import load_annotated
 from clarity_fast.io.volumes import open_array, open_volume, write_tiff
 from clarity_fast.kernels.gather import to_voxels, working_grid
-from clarity_fast.pipeline import DetectSettings, SlabResult, adapting, detect
+from clarity_fast.pipeline import DetectSettings, Result, SlabResult, adapting, detect
 from clarity_fast.resample import points_to
 from clarity_fast.run_detect import SLOPE_SAID, DetectRequest, run_detection, slope_line
-from clarity_fast.second_pass import second_pass_line
+from clarity_fast.second_pass import far_from, second_pass_line, with_second_pass
 from clarity_fast.settings import PrefilterSettings, Scale
 from clarity_fast.simulate import SimulatedBrain, SimulationSettings
 from clarity_fast.volume_share import adjusted, histogram, odds_factor
@@ -378,9 +380,10 @@ def clean_blobs(path) -> None:
 
 def test_a_second_pass_runs_by_default_only_where_the_first_finds_the_volume_clean(brain, tmp_path):
     """detect prefilters again at 2.5 noise units where the first pass's score mixture is trusted with the cells a
-    majority (a clean volume), keeps that pass where it reads clean too, and says so; it scores only its new
-    candidates, yet writes what one pass at 2.5 writes, byte for byte; on a cluttered brain it changes nothing, not a
-    byte. --no-second-pass, --no-adapt or a prefilter threshold of the user's own leave it out."""
+    majority (a clean volume), and where that pass reads clean too adds its cells that lie a cell diameter or more
+    from the first pass's, and says so; it scores only its new candidates, yet its cells are those of one pass at
+    2.5; on a cluttered brain it changes nothing, not a byte. --no-second-pass, --no-adapt or a prefilter threshold of
+    the user's own leave it out."""
     clean_blobs(tmp_path / "clean.tif")
     report = run_detection(DetectRequest(volume=tmp_path / "clean.tif", out=tmp_path / "clean.csv", cell_diameter=12.0, progress=False))
     s = report.summary
@@ -389,7 +392,12 @@ def test_a_second_pass_runs_by_default_only_where_the_first_finds_the_volume_cle
     assert any(line.startswith("the volume reads as clean") for line in report.lines())
     assert 0 < s["second_pass"]["scores_reused"] <= s["second_pass"]["first_candidates"]  # the first pass's scores, looked up
     direct = run_detection(DetectRequest(volume=tmp_path / "clean.tif", out=tmp_path / "direct.csv", cell_diameter=12.0, prefilter_threshold=2.5, progress=False))
-    assert direct.summary["second_pass"] is None and (tmp_path / "direct.csv").read_bytes() == (tmp_path / "clean.csv").read_bytes()
+    first = run_detection(DetectRequest(volume=tmp_path / "clean.tif", out=tmp_path / "first.csv", cell_diameter=12.0, second_pass=False, progress=False))
+    rows = {name: set((tmp_path / f"{name}.csv").read_text().splitlines()[1:]) for name in ("clean", "direct", "first")}
+    added = rows["clean"] - rows["first"]
+    assert direct.summary["second_pass"] is None and direct.summary["cells"] == s["second_pass"]["second_cells"]
+    assert rows["first"] <= rows["clean"] and added <= rows["direct"] and len(added) == s["second_pass"]["added_cells"]
+    assert s["cells"] == first.summary["cells"] + len(added)  # none added here: its faint cells are near bright ones
     for k, options in enumerate([dict(second_pass=False), dict(adapt=False), dict(prefilter_threshold=3.0)]):
         once = run_detection(DetectRequest(volume=tmp_path / "clean.tif", out=tmp_path / f"once{k}.csv", cell_diameter=12.0, progress=False, **options))
         assert once.summary["second_pass"] is None and once.summary["prefilter_threshold"] == 3.0, options
@@ -401,10 +409,38 @@ def test_a_second_pass_runs_by_default_only_where_the_first_finds_the_volume_cle
 
 def test_the_second_pass_line_says_which_pass_was_kept():
     first = dict(first_cell_share=0.9, first_prefilter_threshold=3.0, first_candidates=84, first_cells=79, second_candidates=300, second_cells=90)
-    kept = second_pass_line(dict(first, kept=True))
-    dropped = second_pass_line(dict(first, kept=False))
-    assert kept.startswith("the volume reads as clean (90% of the first pass's candidates") and kept.endswith("(first pass: 84 candidates, 79 cells)")
+    kept = second_pass_line(dict(first, kept=True, added_cells=8))
+    dropped = second_pass_line(dict(first, kept=False, added_cells=0))
+    assert kept.startswith("the volume reads as clean (90% of the first pass's candidates")
+    assert kept.endswith("for faint cells: 8 cells added to the first pass's 79 (84 candidates, 300 in the second)")
     assert dropped.endswith("but its 300 candidates no longer read as clean: the first pass's 79 cells are kept")
+
+
+def test_the_second_pass_adds_its_cells_far_from_the_first_passs_where_it_reads_clean_too():
+    """The first pass's cells stay; the second's a cell diameter or more from all of them are added, in z, y, x order,
+    each with its own pass's probability; a second pass not clean adds nothing. (Adaptations stand in by their verdict.)"""
+    clean = SimpleNamespace(clean=True, mixture=SimpleNamespace(cell_share=0.9))
+    settings = DetectSettings(voxel_size=(4.0, 2.0, 2.0), cell_diameter=12.0, threshold=0.5, prefilter_threshold=3.0)  # diameter (3, 6, 6) voxels
+    first = Result(zyx=np.array([[10, 10, 10], [20, 40, 40]]), probability=np.array([0.9, 0.8], np.float32), candidates=5,
+                   adaptation=clean, seconds={"score": 1.0})
+    second = Result(zyx=np.array([[10, 10, 15], [10, 10, 17], [20, 40, 40], [30, 60, 60]]), probability=np.array([0.7, 0.6, 0.95, 0.5], np.float32),
+                    candidates=9, adaptation=clean, seconds={"score": 0.5})
+    result, used, record = with_second_pass(first, settings=settings, scan=lambda lower: second)
+    np.testing.assert_array_equal(result.zyx, [[10, 10, 10], [10, 10, 17], [20, 40, 40], [30, 60, 60]])
+    np.testing.assert_array_equal(result.probability, np.array([0.9, 0.6, 0.8, 0.5], np.float32))
+    assert used.prefilter_threshold == 2.5 and result.candidates == 9 and result.seconds == {"score": 1.5}
+    assert record.kept and (record.first_cells, record.second_cells, record.added_cells) == (2, 4, 2)
+    cluttered = replace(second, adaptation=SimpleNamespace(clean=False, mixture=None))
+    result, used, record = with_second_pass(first, settings=settings, scan=lambda lower: cluttered)
+    assert result.zyx is first.zyx and used is settings and not record.kept and record.added_cells == 0
+
+
+def test_second_pass_cells_count_as_new_a_cell_diameter_or_more_from_the_first_passs():
+    """Distances are in cell diameters per axis (voxels anisotropic): beyond a diameter is new, within it is not."""
+    first = np.array([[10, 10, 10]])
+    second = np.array([[10, 10, 17], [10, 10, 15], [14, 10, 10], [12, 10, 10], [30, 30, 30]])
+    np.testing.assert_array_equal(far_from(second, first, diameter_voxels=np.array([3.0, 6.0, 6.0])), [True, False, True, False, True])
+    assert far_from(second, first[:0], diameter_voxels=np.array([3.0, 6.0, 6.0])).all()
 
 
 def test_a_lower_prefilter_threshold_proposes_more_and_is_recorded(brain, tmp_path):
