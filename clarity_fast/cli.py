@@ -239,8 +239,9 @@ def detect(
     second_pass: Annotated[
         Optional[bool],
         typer.Option("--second-pass/--no-second-pass", help="Where the first pass finds the volume clean (its candidates' scores form a "
-                     "majority group of cells apart from the rest), prefilter and score it again at 2.5 noise units to find faint cells, "
-                     "keeping that pass where it reads clean too; such volumes are read and scored twice. On by default "
+                     "majority group of cells apart from the rest), prefilter it again at 2.5 noise units to find faint cells, adding "
+                     "that pass's cells a cell diameter or more from the first's where it reads clean too; such volumes are read "
+                     "twice (only new candidates are scored). On by default "
                      "where probabilities are adapted (not with --no-adapt) at the model's prefilter threshold; see the README."),
     ] = None,
     region: Annotated[
