@@ -6,7 +6,9 @@ which asks whether a lower threshold would serve everyone better. Here each held
 the test volume of each foreign_synthetic.py condition are detected once at a low threshold (otherwise at detect's
 defaults: probabilities adapted to each volume's share of cells, a factor that does not depend on the threshold); since duplicates are
 merged greedily by score, keeping the detections above T afterwards equals detecting at T, so one run per volume
-serves the whole sweep. A last row lets each volume choose its own threshold without labels: the one that
+serves the whole sweep (but for the second prefilter pass on clean volumes, detect's default since 2026-12-07, whose
+cells are added where they lie a diameter from the first pass's cells at the threshold of the run: there it is
+close, not exact). A last row lets each volume choose its own threshold without labels: the one that
 maximises the F1 its own probabilities expect, were they calibrated for it (the F1-optimal rule for calibrated
 scores); it shows whether a per-volume threshold could stand in for the model's one.
 
