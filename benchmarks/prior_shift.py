@@ -89,7 +89,7 @@ def main() -> None:
                 result = scan(settings)
                 runs = {"adapt" if adapt else "no_adapt": (result, None)}
                 if adapt:  # and detect's default, the second pass where this one reads clean
-                    second, _, record = with_second_pass(result, settings=settings, scan=scan)
+                    second, record = with_second_pass(result, settings=settings, scan=scan)
                     runs["default"] = (second, record)
                 for label, (result, record) in runs.items():
                     m = match_points(pred=result.zyx, truth=truth, radius=RADIUS_VOXELS, axis_scale=AXIS_WEIGHTS)

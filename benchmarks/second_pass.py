@@ -7,7 +7,8 @@ of the candidates, the volume is clean. This measures, offline, the rule "detect
 at 3 finds the volume clean" against 3 everywhere (`detect`'s) and 2.5 everywhere, on every volume of adapt_rule.py's
 sets and minority_cells.py's new ones (structured backgrounds and neuron shapes at new seeds, tissue with a soft
 edge), each scored once at each threshold and adapted, thresholded and merged as `detect` does. Candidates counts
-what each rule scores (the rules: both passes where they run the second). The last two keep the second pass only
+every candidate of each pass a rule runs (both passes where it runs the second; `detect` itself scores only the
+second pass's new ones, clarity_fast/score_memo.py: 5-40% of that pass's in second_pass_speed.md). The last two keep the second pass only
 where it too reads as clean (where its extra candidates make the volume read as cluttered, they were clutter): the
 first replaces the first pass's cells by the second's (`detect --second-pass` as it was first built, opt-in), the
 last, `detect`'s default since the evening of 2026-12-07, adds to the first pass's cells the second's that lie a
@@ -79,7 +80,8 @@ def main() -> None:
         columns=["set", "volumes", *[f"{r}: F1 (false / missed cells; candidates scored)" for r in RULES], "volumes given the second pass"],
         rows=rows,
         notes="Built-in model; each volume's candidates at each prefilter threshold scored once and adapted, thresholded "
-        "and merged as `detect` does; pooled over each set's volumes. Offline; `detect` runs the last rule by default.",
+        "and merged as `detect` does; pooled over each set's volumes; candidates scored: every candidate of each pass a rule "
+        "runs (`detect` scores only the second pass's new ones). Offline; `detect` runs the last rule by default.",
     )
     print(md.read_text())
 

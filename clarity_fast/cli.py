@@ -241,7 +241,7 @@ def detect(
         typer.Option("--second-pass/--no-second-pass", help="Where the first pass finds the volume clean (its candidates' scores form a "
                      "majority group of cells apart from the rest), prefilter it again at 2.5 noise units to find faint cells, adding "
                      "that pass's cells a cell diameter or more from the first's where it reads clean too; such volumes are read "
-                     "twice (only new candidates are scored). On by default "
+                     "twice (on one machine, only the new candidates are scored). On by default "
                      "where probabilities are adapted (not with --no-adapt) at the model's prefilter threshold; see the README."),
     ] = None,
     region: Annotated[

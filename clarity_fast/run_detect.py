@@ -32,7 +32,7 @@ from clarity_fast.plane_levels import LevelledReader
 from clarity_fast.progress import progress_bar, step
 from clarity_fast.region import Region, in_whole
 from clarity_fast.score_memo import ScoreMemo
-from clarity_fast.second_pass import second_pass_line, with_second_pass
+from clarity_fast.second_pass import SECOND_PASS_THRESHOLD, second_pass_line, with_second_pass
 from clarity_fast.settings import Scale, VoxelSize, resolve_voxel_size
 
 
@@ -211,7 +211,8 @@ def run_detection(request: DetectRequest) -> DetectReport:
         done_before = [(z0, z1) for z0, z1 in slabs if checkpoint.finished(z0)]  # by an interrupted run
         resumed, planes_before = len(done_before), sum(z1 - z0 for z0, z1 in done_before)
 
-        memo = ScoreMemo(shape=reader.shape) if request.rescans and cluster is None else None  # a second pass scores only its new candidates
+        second_may_run = request.rescans and model.calibration.adapts and settings.prefilter_threshold > SECOND_PASS_THRESHOLD
+        memo = ScoreMemo(shape=reader.shape) if second_may_run and cluster is None else None  # a second pass scores only its new candidates
 
         def scan(settings: DetectSettings, *, checkpoint: Checkpoint | None, resumed: int, description: str) -> Result:
             """One pass of the pipeline over the volume, with its progress bar (and its slabs on a cluster, where asked)."""
@@ -240,8 +241,9 @@ def run_detection(request: DetectRequest) -> DetectReport:
             result = scan(settings, checkpoint=checkpoint, resumed=resumed, description="detect")
             second_pass = None
             if request.rescans:  # not checkpointed: --resume redoes it
-                result, settings, second_pass = with_second_pass(
+                result, second_pass = with_second_pass(
                     result, settings=settings, scan=lambda lower: scan(lower, checkpoint=None, resumed=0, description="second pass"), memo=memo)
+                memo = None  # its lookups are done: free it before writing
         except (InputError, ModelError):
             checkpoint.clear()  # resuming cannot mend the input or the model: leave nothing behind
             raise

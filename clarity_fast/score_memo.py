@@ -10,16 +10,17 @@ import numpy as np
 
 
 class ScoreMemo:
-    """Logits by voxel position (z, y, x) in a volume of `shape`: 12 bytes a candidate.
+    """Logits by voxel position (z, y, x) in a volume of `shape`: 12 bytes a candidate of the first pass.
 
-    `scored` looks positions up among those remembered before the last `settle` and scores the others, remembering
-    them; one pass's candidates are distinct, so a pass need not see its own."""
+    While recording (the first pass), `scored` scores every patch and remembers it; after `freeze` (the second
+    pass), it looks positions up among those remembered and scores only the others, remembering nothing more."""
 
     def __init__(self, *, shape: tuple[int, int, int]) -> None:
         self._strides = np.array([shape[1] * shape[2], shape[2], 1], np.int64)
         self._keys, self._logits = np.empty(0, np.int64), np.empty(0, np.float32)  # sorted by key
         self._new_keys: list[np.ndarray] = []
         self._new_logits: list[np.ndarray] = []
+        self._recording = True
         self.reused = 0  # candidates whose logits were looked up, not scored
 
     def scored(self, zyx: np.ndarray, patches: np.ndarray, *, scorer: Callable[[np.ndarray], np.ndarray]) -> np.ndarray:
@@ -33,15 +34,16 @@ class ScoreMemo:
             fresh = scorer(patches if not known.any() else patches[~known])
             logits = np.empty(len(keys), np.float32)
             logits[~known], logits[known] = fresh, self._logits[at[known]]
-            self._new_keys.append(keys[~known]), self._new_logits.append(np.asarray(fresh, np.float32))
+            if self._recording:
+                self._new_keys.append(keys[~known]), self._new_logits.append(np.asarray(fresh, np.float32))
         self.reused += int(known.sum())
         return logits
 
-    def settle(self) -> None:
-        """Make the logits scored since the last call available to lookups (between passes)."""
+    def freeze(self) -> None:
+        """Make the logits scored so far available to lookups, and stop remembering (between the passes)."""
         if self._new_keys:
-            keys = np.concatenate([self._keys, *self._new_keys])
-            logits = np.concatenate([self._logits, *self._new_logits])
-            order = np.argsort(keys, kind="stable")
-            self._keys, self._logits = keys[order], logits[order]
+            keys, logits = np.concatenate(self._new_keys), np.concatenate(self._new_logits)
             self._new_keys, self._new_logits = [], []
+            order = np.argsort(keys)
+            self._keys, self._logits = keys[order], logits[order]
+        self._recording = False

@@ -22,44 +22,45 @@ NEW_CELL_DIAMETERS = 1.0  # a second-pass cell closer than this to a first-pass 
 
 @dataclass(frozen=True)
 class SecondPass:
-    """What the second pass found beside the first, and which of the two stands."""
+    """What the second pass found beside the first, and whether its cells were added (the rest of a run's summary
+    describes the first pass, whose cells and probabilities stand)."""
 
     kept: bool
     first_prefilter_threshold: float
     first_candidates: int
     first_cells: int
     first_cell_share: float
+    second_prefilter_threshold: float
     second_candidates: int
     second_cells: int
+    second_odds_factor: float  # what adapting multiplied the second pass's odds by: its added cells' probabilities carry it
     added_cells: int  # of the second pass's cells, those added to the first's (0 where it was not kept)
     scores_reused: int  # of the second pass's candidates, those scored by the first (score_memo)
 
 
 def with_second_pass(
     first: Result, *, settings: DetectSettings, scan: Callable[[DetectSettings], Result], memo: ScoreMemo | None = None
-) -> tuple[Result, DetectSettings, SecondPass | None]:
-    """The result that stands (the first pass's cells, with the second's new ones where it is kept), the settings of
-    the pass that adapted it, and the second pass's record (None where it did not run: a first pass not clean, or
-    already at or below SECOND_PASS_THRESHOLD). `scan` runs a pass with the settings given, scoring through `memo`
-    where the first did (then only the candidates new to the second pass are scored); the result's busy seconds are
-    both passes'."""
+) -> tuple[Result, SecondPass | None]:
+    """The result that stands (the first pass's, with the second's new cells added where it is kept) and the second
+    pass's record (None where it did not run: a first pass not clean, or already at or below SECOND_PASS_THRESHOLD).
+    `scan` runs a pass with the settings given, scoring through `memo` where the first did (then only the candidates
+    new to the second pass are scored); the result's busy seconds are both passes'."""
     if settings.prefilter_threshold <= SECOND_PASS_THRESHOLD or first.adaptation is None or not first.adaptation.clean:
-        return first, settings, None
-    lower = replace(settings, prefilter_threshold=SECOND_PASS_THRESHOLD)
-    reused = 0 if memo is None else memo.reused
+        return first, None
     if memo is not None:
-        memo.settle()
-    second = scan(lower)
+        memo.freeze()
+    reused = 0 if memo is None else memo.reused
+    second = scan(replace(settings, prefilter_threshold=SECOND_PASS_THRESHOLD))
     kept = second.adaptation is not None and second.adaptation.clean
     new = far_from(second.zyx, first.zyx, diameter_voxels=np.asarray(settings.scale.cell_diameter_voxels)) if kept else np.zeros(0, bool)
-    result, used = (with_cells(second, first=first, new=new), lower) if kept else (first, settings)
-    seconds = {k: first.seconds.get(k, 0.0) + second.seconds.get(k, 0.0) for k in result.seconds}
+    seconds = {k: first.seconds.get(k, 0.0) + second.seconds.get(k, 0.0) for k in first.seconds}
     record = SecondPass(
         kept=kept, first_prefilter_threshold=settings.prefilter_threshold, first_candidates=first.candidates, first_cells=len(first.zyx),
-        first_cell_share=first.mixture.cell_share, second_candidates=second.candidates, second_cells=len(second.zyx),
-        added_cells=int(new.sum()), scores_reused=0 if memo is None else memo.reused - reused,
+        first_cell_share=first.mixture.cell_share, second_prefilter_threshold=SECOND_PASS_THRESHOLD, second_candidates=second.candidates,
+        second_cells=len(second.zyx), second_odds_factor=second.odds_factor, added_cells=int(new.sum()),
+        scores_reused=0 if memo is None else memo.reused - reused,
     )
-    return replace(result, seconds=seconds), used, record
+    return replace(with_cells(first, added=second, new=new), seconds=seconds), record
 
 
 def far_from(points: np.ndarray, others: np.ndarray, *, diameter_voxels: np.ndarray) -> np.ndarray:
@@ -71,12 +72,14 @@ def far_from(points: np.ndarray, others: np.ndarray, *, diameter_voxels: np.ndar
     return distance >= 1.0
 
 
-def with_cells(second: Result, *, first: Result, new: np.ndarray) -> Result:
-    """The second pass's result holding the first pass's cells and its own `new` ones, in z, y, x order."""
-    zyx = np.concatenate([first.zyx, second.zyx[new]])
-    probability = np.concatenate([first.probability, second.probability[new]])
+def with_cells(first: Result, *, added: Result, new: np.ndarray) -> Result:
+    """The first pass's result holding its cells and the `new` ones of `added`, in z, y, x order."""
+    if not new.any():
+        return first
+    zyx = np.concatenate([first.zyx, added.zyx[new]])
+    probability = np.concatenate([first.probability, added.probability[new]])
     order = np.lexsort(zyx.T[::-1])
-    return replace(second, zyx=zyx[order], probability=probability[order])
+    return replace(first, zyx=zyx[order], probability=probability[order], above_threshold=first.above_threshold + int(new.sum()))
 
 
 def second_pass_line(record: dict) -> str:
@@ -85,6 +88,7 @@ def second_pass_line(record: dict) -> str:
            f"prefiltered again at {SECOND_PASS_THRESHOLD:g} noise units instead of {record['first_prefilter_threshold']:g} for faint cells")
     if record["kept"]:
         return (f"{why}: {record['added_cells']} cells added to the first pass's {record['first_cells']} "
-                f"({record['first_candidates']} candidates, {record['second_candidates']} in the second)")
+                f"({record['first_candidates']} candidates, {record['second_candidates']} in the second; "
+                f"the added cells' odds multiplied by {record['second_odds_factor']:.2f})")
     return (f"{why}, but its {record['second_candidates']} candidates no longer read as clean: the first pass's "
             f"{record['first_cells']} cells are kept")

@@ -387,8 +387,8 @@ def test_a_second_pass_runs_by_default_only_where_the_first_finds_the_volume_cle
     clean_blobs(tmp_path / "clean.tif")
     report = run_detection(DetectRequest(volume=tmp_path / "clean.tif", out=tmp_path / "clean.csv", cell_diameter=12.0, progress=False))
     s = report.summary
-    assert s["second_pass"]["kept"] and s["second_pass"]["first_prefilter_threshold"] == 3.0 and s["prefilter_threshold"] == 2.5
-    assert s["candidates"] >= s["second_pass"]["first_candidates"] and s["second_pass"]["first_cell_share"] > 0.5
+    assert s["second_pass"]["kept"] and s["second_pass"]["second_prefilter_threshold"] == 2.5 and s["prefilter_threshold"] == 3.0
+    assert s["second_pass"]["second_candidates"] >= s["candidates"] == s["second_pass"]["first_candidates"] and s["second_pass"]["first_cell_share"] > 0.5
     assert any(line.startswith("the volume reads as clean") for line in report.lines())
     assert 0 < s["second_pass"]["scores_reused"] <= s["second_pass"]["first_candidates"]  # the first pass's scores, looked up
     direct = run_detection(DetectRequest(volume=tmp_path / "clean.tif", out=tmp_path / "direct.csv", cell_diameter=12.0, prefilter_threshold=2.5, progress=False))
@@ -408,31 +408,34 @@ def test_a_second_pass_runs_by_default_only_where_the_first_finds_the_volume_cle
 
 
 def test_the_second_pass_line_says_which_pass_was_kept():
-    first = dict(first_cell_share=0.9, first_prefilter_threshold=3.0, first_candidates=84, first_cells=79, second_candidates=300, second_cells=90)
+    first = dict(first_cell_share=0.9, first_prefilter_threshold=3.0, first_candidates=84, first_cells=79, second_candidates=300, second_cells=90,
+                 second_odds_factor=2.5)
     kept = second_pass_line(dict(first, kept=True, added_cells=8))
     dropped = second_pass_line(dict(first, kept=False, added_cells=0))
     assert kept.startswith("the volume reads as clean (90% of the first pass's candidates")
-    assert kept.endswith("for faint cells: 8 cells added to the first pass's 79 (84 candidates, 300 in the second)")
+    assert kept.endswith("for faint cells: 8 cells added to the first pass's 79 (84 candidates, 300 in the second; the added cells' odds multiplied by 2.50)")
     assert dropped.endswith("but its 300 candidates no longer read as clean: the first pass's 79 cells are kept")
 
 
 def test_the_second_pass_adds_its_cells_far_from_the_first_passs_where_it_reads_clean_too():
     """The first pass's cells stay; the second's a cell diameter or more from all of them are added, in z, y, x order,
     each with its own pass's probability; a second pass not clean adds nothing. (Adaptations stand in by their verdict.)"""
-    clean = SimpleNamespace(clean=True, mixture=SimpleNamespace(cell_share=0.9))
+    clean = SimpleNamespace(clean=True, mixture=SimpleNamespace(cell_share=0.9), factor=2.0)
     settings = DetectSettings(voxel_size=(4.0, 2.0, 2.0), cell_diameter=12.0, threshold=0.5, prefilter_threshold=3.0)  # diameter (3, 6, 6) voxels
     first = Result(zyx=np.array([[10, 10, 10], [20, 40, 40]]), probability=np.array([0.9, 0.8], np.float32), candidates=5,
                    adaptation=clean, seconds={"score": 1.0})
     second = Result(zyx=np.array([[10, 10, 15], [10, 10, 17], [20, 40, 40], [30, 60, 60]]), probability=np.array([0.7, 0.6, 0.95, 0.5], np.float32),
                     candidates=9, adaptation=clean, seconds={"score": 0.5})
-    result, used, record = with_second_pass(first, settings=settings, scan=lambda lower: second)
+    scanned = []
+    result, record = with_second_pass(first, settings=settings, scan=lambda lower: scanned.append(lower.prefilter_threshold) or second)
     np.testing.assert_array_equal(result.zyx, [[10, 10, 10], [10, 10, 17], [20, 40, 40], [30, 60, 60]])
     np.testing.assert_array_equal(result.probability, np.array([0.9, 0.6, 0.8, 0.5], np.float32))
-    assert used.prefilter_threshold == 2.5 and result.candidates == 9 and result.seconds == {"score": 1.5}
-    assert record.kept and (record.first_cells, record.second_cells, record.added_cells) == (2, 4, 2)
-    cluttered = replace(second, adaptation=SimpleNamespace(clean=False, mixture=None))
-    result, used, record = with_second_pass(first, settings=settings, scan=lambda lower: cluttered)
-    assert result.zyx is first.zyx and used is settings and not record.kept and record.added_cells == 0
+    assert scanned == [2.5] and result.candidates == 5 and result.seconds == {"score": 1.5} and result.adaptation is clean
+    assert record.kept and (record.first_cells, record.second_cells, record.added_cells, record.second_odds_factor) == (2, 4, 2, 2.0)
+    cluttered = replace(second, adaptation=SimpleNamespace(clean=False, mixture=None, factor=1.0))
+    result, record = with_second_pass(first, settings=settings, scan=lambda lower: cluttered)
+    np.testing.assert_array_equal(result.zyx, first.zyx)
+    assert not record.kept and record.added_cells == 0 and result.seconds == {"score": 1.5}
 
 
 def test_second_pass_cells_count_as_new_a_cell_diameter_or_more_from_the_first_passs():

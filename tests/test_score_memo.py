@@ -1,5 +1,5 @@
-"""The score memo: positions scored once give the scorer's own logits when looked up again, and only new positions
-reach the scorer (the second pass scores only its new candidates)."""
+"""The score memo: positions scored in the first pass give the scorer's own logits when looked up in the second, and
+only new positions reach the scorer then (the second pass scores only its new candidates)."""
 
 import numpy as np
 from hypothesis import given, settings
@@ -36,5 +36,5 @@ def test_a_memo_returns_the_scorers_logits_and_scores_only_what_it_has_not_seen(
         np.testing.assert_array_equal(logits, np.sin(patches[:, 0]).astype(np.float32))
         new = len(set(positions) - set(first)) if positions is second else len(positions)
         assert sum(seen) - before == new
-        memo.settle()
+        memo.freeze()
     assert memo.reused == len(set(first) & set(second))
