@@ -29,8 +29,8 @@ import report
 from clarity_fast.export.model_file import resolve_model
 from clarity_fast.export.runtime import OnnxScorer
 from clarity_fast.evaluate import AXIS_WEIGHTS, RADIUS_VOXELS, match_points
-from clarity_fast.pipeline import adapting, kept_cells
-from clarity_fast.second_pass import SECOND_PASS_THRESHOLD, far_from
+from clarity_fast.pipeline import Result, adapting, kept_cells
+from clarity_fast.second_pass import SECOND_PASS_THRESHOLD, with_cells
 from clarity_fast.settings import MERGE_DIAMETERS
 
 LOWER = SECOND_PASS_THRESHOLD  # noise units: the second pass's prefilter threshold
@@ -40,9 +40,10 @@ RULES = ("3 (the first pass alone)", f"{LOWER:g} everywhere", f"{LOWER:g} where 
 
 def added(first: dict, second: dict, *, factors: tuple[float, float], threshold: float) -> np.ndarray:
     """(tp, fp, fn) of the first pass's cells with the second's a cell diameter or more from them, as `detect` adds them."""
-    cells = [kept_cells(d["zyx"], d["probability"], factor=f, threshold=threshold, merge_radius=tuple(d["radius"]))[0] for d, f in zip((first, second), factors)]
-    new = far_from(cells[1], cells[0], diameter_voxels=np.asarray(first["radius"]) / MERGE_DIAMETERS)
-    m = match_points(pred=np.concatenate([cells[0], cells[1][new]]), truth=first["truth"], radius=RADIUS_VOXELS, axis_scale=AXIS_WEIGHTS)
+    passes = [Result(*kept_cells(d["zyx"], d["probability"], factor=f, threshold=threshold, merge_radius=tuple(d["radius"]))[:2])
+              for d, f in zip((first, second), factors)]
+    cells = with_cells(passes[0], added=passes[1], diameter_voxels=np.asarray(first["radius"]) / MERGE_DIAMETERS).zyx
+    m = match_points(pred=cells, truth=first["truth"], radius=RADIUS_VOXELS, axis_scale=AXIS_WEIGHTS)
     return np.array([m.tp, m.fp, m.fn])
 
 

@@ -240,7 +240,7 @@ def run_detection(request: DetectRequest) -> DetectReport:
         try:
             result = scan(settings, checkpoint=checkpoint, resumed=resumed, description="detect")
             second_pass = None
-            if request.rescans:  # not checkpointed: --resume redoes it
+            if second_may_run:  # not checkpointed: --resume redoes it
                 result, second_pass = with_second_pass(
                     result, settings=settings, scan=lambda lower: scan(lower, checkpoint=None, resumed=0, description="second pass"), memo=memo)
                 memo = None  # its lookups are done: free it before writing

@@ -52,15 +52,15 @@ def with_second_pass(
     reused = 0 if memo is None else memo.reused
     second = scan(replace(settings, prefilter_threshold=SECOND_PASS_THRESHOLD))
     kept = second.adaptation is not None and second.adaptation.clean
-    new = far_from(second.zyx, first.zyx, diameter_voxels=np.asarray(settings.scale.cell_diameter_voxels)) if kept else np.zeros(0, bool)
+    result = with_cells(first, added=second, diameter_voxels=np.asarray(settings.scale.cell_diameter_voxels)) if kept else first
     seconds = {k: first.seconds.get(k, 0.0) + second.seconds.get(k, 0.0) for k in first.seconds}
     record = SecondPass(
         kept=kept, first_prefilter_threshold=settings.prefilter_threshold, first_candidates=first.candidates, first_cells=len(first.zyx),
         first_cell_share=first.mixture.cell_share, second_prefilter_threshold=SECOND_PASS_THRESHOLD, second_candidates=second.candidates,
-        second_cells=len(second.zyx), second_odds_factor=second.odds_factor, added_cells=int(new.sum()),
+        second_cells=len(second.zyx), second_odds_factor=second.odds_factor, added_cells=len(result.zyx) - len(first.zyx),
         scores_reused=0 if memo is None else memo.reused - reused,
     )
-    return replace(with_cells(first, added=second, new=new), seconds=seconds), record
+    return replace(result, seconds=seconds), record
 
 
 def far_from(points: np.ndarray, others: np.ndarray, *, diameter_voxels: np.ndarray) -> np.ndarray:
@@ -72,8 +72,9 @@ def far_from(points: np.ndarray, others: np.ndarray, *, diameter_voxels: np.ndar
     return distance >= 1.0
 
 
-def with_cells(first: Result, *, added: Result, new: np.ndarray) -> Result:
-    """The first pass's result holding its cells and the `new` ones of `added`, in z, y, x order."""
+def with_cells(first: Result, *, added: Result, diameter_voxels: np.ndarray) -> Result:
+    """The first pass's result holding its cells and those of `added` far from them (far_from), in z, y, x order."""
+    new = far_from(added.zyx, first.zyx, diameter_voxels=diameter_voxels)
     if not new.any():
         return first
     zyx = np.concatenate([first.zyx, added.zyx[new]])
