@@ -20,6 +20,7 @@ about 10 minutes on 2 cores, candidates cached in benchmarks/out/clutter_bound)
 from __future__ import annotations
 
 import csv
+import hashlib
 from collections.abc import Callable
 from dataclasses import replace
 from pathlib import Path
@@ -31,6 +32,7 @@ import report
 from default_model import DELIVR, REAL, held_out_patches, held_out_sets, voxel_size
 from prior_shift import own_generator
 
+import clarity_fast
 from clarity_fast.candidates import slab_ranges
 from clarity_fast.cell_shape import corrected_scale
 from clarity_fast.evaluate import AXIS_WEIGHTS, RADIUS_VOXELS, match_points
@@ -46,6 +48,10 @@ from clarity_fast.simulate import SimulatedBrain, SimulationSettings
 from clarity_fast.volume_share import strongest_factor
 
 OUT = report.OUT / "clutter_bound"
+# The package's sources that make and score candidates: a change to any of them makes a fresh cache, so cached
+# scores are never read as another version's.
+CANDIDATE_CODE = ("kernels", "candidates.py", "settings.py", "pipeline.py", "noise_correlation.py", "cell_shape.py", "plane_levels.py",
+                  "export/runtime.py")
 BOUNDS = [np.inf, 1.25, CLUTTER_SD, 1.75, 2.0]  # logits; inf: the fit before the bound
 KEEP_FROM = 1e-4  # every candidate at or above this probability is kept; no adapted threshold reaches below it
 FACTORS = 30  # odds factors tried per volume for the best-factor column
@@ -106,13 +112,23 @@ def small_brain(difficulty: float, seed: int) -> Callable[[], tuple]:
     return make
 
 
+def code_digest() -> str:
+    """A digest of the candidate and scoring code (CANDIDATE_CODE) as it is on disk."""
+    root = Path(clarity_fast.__file__).parent
+    digest = hashlib.sha256()
+    for name in CANDIDATE_CODE:
+        for path in sorted((root / name).rglob("*.py")) if (root / name).is_dir() else [root / name]:
+            digest.update(path.relative_to(root).as_posix().encode() + b"\0" + path.read_bytes())
+    return digest.hexdigest()
+
+
 def candidates(
     key: str, make: Callable[[], tuple], *, scorer: OnnxScorer, prefilter_threshold: float | None = None, drop_slopes: bool = True
 ) -> dict:
     """Every candidate's position and probability, the whole volume's histogram, the merge radius and the candidates
     left unscored on a slope (cached as `key` with a suffix saying which), with the prefilter at
     `prefilter_threshold` (None: the model's, as `detect` runs it)."""
-    folder = OUT / model_digest(scorer.path)[:12]  # scores of one model are never read as another's
+    folder = OUT / f"{model_digest(scorer.path)[:12]}_{code_digest()[:12]}"  # scores of one model and code are never read as another's
     path = folder / f"{key}{'_without_slopes' if drop_slopes else '_keep_slopes'}.npz"
     if path.exists():
         return dict(np.load(path))

@@ -280,13 +280,20 @@ def run_detection(request: DetectRequest) -> DetectReport:
         mixture=None if result.mixture is None else result.mixture.summary(),
         second_pass=None if second_pass is None else asdict(second_pass),
         workers=request.workers, scheduler=request.scheduler,
-        seconds=result.seconds, voxels_per_s=float((reader.shape[0] - planes_before) * reader.shape[1] * reader.shape[2]) / max(result.seconds["total"], 1e-9),
+        seconds=result.seconds, voxels_per_s=throughput(reader.shape, planes_before=planes_before, passes=1 + (second_pass is not None), seconds=result.seconds["total"]),
         out=str(request.out), summary=str(request.summary_path), preview=str(request.preview) if request.preview else None,
         version=__version__,
     )
     write_json(request.summary_path, summary)
     checkpoint.clear()
     return DetectReport(summary)
+
+
+def throughput(shape: tuple[int, ...], *, planes_before: int, passes: int, seconds: float) -> float:
+    """The volume's voxels per second of this run: the planes its passes read, over the number of passes (a second
+    pass reads the volume again), with those an interrupted run finished left out of the first pass's."""
+    planes = passes * shape[0] - planes_before
+    return float(planes / passes * shape[1] * shape[2]) / max(seconds, 1e-9)
 
 
 MERGE_CHAIN = 2  # merge radii of detections read beside a region: one there can take over one in it only if it outlives its own neighbours

@@ -57,6 +57,19 @@ def test_streamed_candidates_equal_the_reference_maths(brain):
     assert len(got ^ want) <= 0.01 * len(want)
 
 
+def test_pure_noise_gives_candidates_no_denser_on_the_faces_than_inside():
+    """Reflection at the faces reads samples twice and inflated the noise there: the faces' planes held ten times
+    the candidates of planes inside. With the fold scales they hold no more than about twice (a face voxel is
+    compared with half the neighbours a voxel inside is)."""
+    volume = (100 + np.random.default_rng(0).normal(0, 3, (48, 160, 160))).astype(np.uint16)
+    settings = PrefilterSettings(scale=Scale(voxel_size=(2.0, 2.0, 2.0), cell_diameter=12.0), threshold=2.0)
+    zyx = find_candidates(open_array(volume), settings=settings).zyx
+    for axis, n in enumerate(volume.shape):
+        on_face = np.isin(zyx[:, axis], (0, n - 1)).sum() / 2
+        inside = ((zyx[:, axis] >= 10) & (zyx[:, axis] < n - 10)).sum() / (n - 20)
+        assert on_face <= 2.5 * inside, (axis, on_face, inside)
+
+
 def test_recall_on_a_hard_simulated_volume(brain):
     found = find_candidates(open_array(brain.volume()), settings=PrefilterSettings(scale=brain.settings.scale))
     match = match_points(pred=found.zyx, truth=brain.cells.zyx, radius=RADIUS_VOXELS, axis_scale=AXIS_WEIGHTS)

@@ -29,7 +29,7 @@ from clarity_fast.io.volumes import open_array, open_volume, write_tiff
 from clarity_fast.kernels.gather import to_voxels, working_grid
 from clarity_fast.pipeline import DetectSettings, Result, SlabResult, adapting, detect
 from clarity_fast.resample import points_to
-from clarity_fast.run_detect import SLOPE_SAID, DetectRequest, run_detection, slope_line
+from clarity_fast.run_detect import SLOPE_SAID, DetectRequest, run_detection, slope_line, throughput
 from clarity_fast.second_pass import far_from, second_pass_line, with_second_pass
 from clarity_fast.settings import PrefilterSettings, Scale
 from clarity_fast.simulate import SimulatedBrain, SimulationSettings
@@ -572,6 +572,14 @@ def test_default_model_finds_simulated_cells_at_any_voxel_size(scorer, voxel_siz
     radius = max(diameter / 2, voxel_size[0])
     match = match_points(pred=result.zyx, truth=sim.cells.zyx, radius=radius, axis_scale=voxel_size)
     assert match.f1 >= 0.8, match.summary()
+
+
+def test_throughput_counts_the_planes_each_pass_read_this_run():
+    """Voxels/s is the volume's over the run's seconds; a resumed run leaves out the first pass's finished planes, but
+    its second pass reads them all again."""
+    assert throughput((48, 10, 10), planes_before=0, passes=1, seconds=2.0) == throughput((48, 10, 10), planes_before=0, passes=2, seconds=2.0) == 2400
+    assert throughput((48, 10, 10), planes_before=8, passes=1, seconds=2.0) == 40 * 100 / 2
+    assert throughput((48, 10, 10), planes_before=8, passes=2, seconds=2.0) == (40 + 48) / 2 * 100 / 2
 
 
 @pytest.mark.parametrize("sig", [signal.SIGINT, signal.SIGTERM])

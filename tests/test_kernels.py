@@ -6,10 +6,10 @@ import numpy as np
 import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
-from scipy.ndimage import gaussian_filter1d
+from scipy.ndimage import correlate1d, gaussian_filter1d
 
 from clarity_fast.kernels import reference
-from clarity_fast.kernels.filters import add_rows, blob_snr, correlate_x, gaussian_kernel, reflect, y_pass_response, z_halo, z_pass
+from clarity_fast.kernels.filters import add_rows, axis_fold_scales, blob_snr, correlate_x, gaussian_kernel, reflect, y_pass_response, z_halo, z_pass
 from clarity_fast.kernels.gather import STD_FLOOR, TINY, gather_patches, working_grid
 from clarity_fast.kernels.maxima import footprint_offsets, local_maxima
 
@@ -99,15 +99,17 @@ def test_z_and_y_passes_add_tap_by_tap_bit_for_bit(taps, box, rows, planes, dtyp
     xo = (rng.standard_normal((4, rows, cols)) * 100).astype(np.float32)
     xo[3] = np.abs(xo[3]) + 1
     scale = np.asarray([0.5, 2.0, 2.0], np.float32)
+    fold_z, fold_y, fold_x = (rng.uniform(0.7, 1.0, (2, *n)).astype(np.float32) for n in ((), (rows,), (cols,)))
     got = np.empty((rows, cols), np.float32)
-    y_pass_response(xo, gz0, gz2, boxz, scale, np.float32(0.7), np.float32(0.1), planar, got)
+    y_pass_response(xo, gz0, gz2, boxz, scale, fold_z, fold_y, fold_x, np.float32(0.7), np.float32(0.1), planar, got)
     rg, rb = taps // 2, box // 2
     acc = {name: np.stack([tap_by_tap([xo[c, reflect(y - rg + j, rows)] for j in range(taps)], w) for y in range(rows)])
            for name, c, w in (("x", 1, gz0), ("y", 0, gz2), ("z", 2, gz0))}
     noise = np.stack([tap_by_tap([xo[3, reflect(y - rb + j, rows)] for j in range(box)], boxz) for y in range(rows)])
-    response = np.minimum(-scale[2] * acc["x"], -scale[1] * acc["y"])
+    fy, fx = fold_y[:, :, None], fold_x[:, None, :]
+    response = np.minimum(-(scale[2] * fy[0] * fold_z[0] * fx[1]) * acc["x"], -(scale[1] * fy[1] * fold_z[0] * fx[0]) * acc["y"])
     if not planar:
-        response = np.minimum(response, -scale[0] * acc["z"])
+        response = np.minimum(response, -(scale[0] * fy[0] * fold_z[1] * fx[0]) * acc["z"])
     np.testing.assert_array_equal(got, response / np.maximum(np.float32(0.7) * noise, np.float32(0.1)))
 
 
@@ -117,14 +119,30 @@ def test_blob_snr_refuses_a_halo_shorter_than_its_z_passes():
         blob_snr(block, pad=2, sigma=(1.0, 2.0, 2.0), noise_half_width=(2, 4, 4), noise_floor=0.5, planar=False)
 
 
-def test_blob_snr_reads_a_plane_map_as_a_padded_copy():
-    """Reflections given as a map of planes (what detect passes) equal a block that carries them as copies."""
-    volume = np.random.default_rng(3).integers(0, 4000, (7, 30, 40)).astype(np.uint16)
+def test_blob_snr_reads_a_plane_map_as_a_padded_copy_but_knows_its_reflections():
+    """Reflections given as a map of planes (what detect passes) equal a block that carries them as copies, but
+    within the z kernel's reach of the ends: only the map tells that a plane is read twice (fold_scale)."""
+    volume = np.random.default_rng(3).integers(0, 4000, (14, 30, 40)).astype(np.uint16)
     sigma, half_width = (1.0, 2.0, 2.0), (2, 4, 4)
     pad = z_halo(sigma_z=sigma[0], noise_half_width_z=half_width[0])
     padded = np.pad(volume, ((pad, pad), (0, 0), (0, 0)), mode="symmetric")
-    expected = blob_snr(padded, pad=pad, sigma=sigma, noise_half_width=half_width, noise_floor=0.5, planar=False)
-    np.testing.assert_array_equal(numba_snr(volume, sigma, half_width), expected)
+    copied = blob_snr(padded, pad=pad, sigma=sigma, noise_half_width=half_width, noise_floor=0.5, planar=False)
+    mapped = numba_snr(volume, sigma, half_width)
+    reach = len(gaussian_kernel(sigma[0], 0)) // 2
+    np.testing.assert_array_equal(mapped[reach:-reach], copied[reach:-reach])
+    assert not np.array_equal(mapped[0], copied[0]) and np.abs(mapped[0]).mean() < np.abs(copied[0]).mean()
+
+
+def test_fold_scales_bring_the_noise_at_the_faces_back_to_the_inside_level():
+    """White noise: the curvature's spread at a face (where reflection reads samples twice) is some 30% above that
+    inside, and the fold scale takes it back."""
+    kernels = np.stack([gaussian_kernel(2.0, 0), gaussian_kernel(2.0, 2)]).astype(np.float32)
+    scales = axis_fold_scales(kernels, 40)
+    assert (scales[:, 8:-8] == 1).all() and (scales <= 1).all() and 0.6 < scales[0, 0] < 0.8 and 0.6 < scales[1, -1] < 0.8
+    noise = np.random.default_rng(0).standard_normal((20000, 40))
+    smoothed = correlate1d(noise, kernels[1].astype(float), axis=1, mode="reflect")
+    ratio = smoothed[:, 0].std() / smoothed[:, 20].std()
+    assert 1.2 < ratio < 1.5 and (smoothed[:, 0] * scales[1, 0]).std() / smoothed[:, 20].std() == pytest.approx(1.0, abs=0.03)
 
 
 def scipy_kernel(sigma: float, order: int, taps: int) -> np.ndarray:

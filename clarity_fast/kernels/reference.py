@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import numpy as np
-from scipy.ndimage import gaussian_filter, gaussian_filter1d, map_coordinates, maximum_filter
+from scipy.ndimage import correlate1d, gaussian_filter, gaussian_filter1d, map_coordinates, maximum_filter
 from scipy.spatial import cKDTree
 
 
@@ -80,9 +80,31 @@ def blob_snr(
     noise_floor: float,
     noise_gain: float = 1.0,
 ) -> np.ndarray:
-    """The prefilter's response (see kernels.filters) for a whole volume, with scipy."""
+    """The prefilter's response (see kernels.filters) for a whole volume, with scipy: the smallest curvature, each
+    scaled to the noise it carries away from the faces (fold_scales), over the local noise."""
     noise = noise_map(volume, sigma=sigma, noise_half_width=noise_half_width, noise_floor=noise_floor, noise_gain=noise_gain)
-    return blob_response(np.asarray(volume, dtype=np.float32), sigma=sigma) / noise
+    terms = axis_curvatures(volume, sigma)
+    axes = len(terms)  # 2 for a single plane: y and x
+    shape = terms.shape[-axes:]
+    for a in range(axes):
+        for b, s in enumerate(sigma[-axes:]):
+            along = [1] * axes
+            along[b] = shape[b]
+            terms[a] *= fold_scales(s, order=2 if a == b else 0, n=shape[b]).reshape(along)
+    return np.min(terms, axis=0) / noise
+
+
+def fold_scales(sigma: float, *, order: int, n: int) -> np.ndarray:
+    """At each of n positions along an axis filtered with reflection, the factor (at most 1) that brings the noise
+    a Gaussian (order 0) or its curvature kernel (order 2) passes back to its own: the folded weights are a reflected
+    filter's matrix, read off by filtering the identity."""
+    impulse = np.zeros(2 * int(4.0 * sigma + 0.5) + 1)
+    impulse[len(impulse) // 2] = 1.0
+    kernel = gaussian_filter1d(impulse, sigma, order=order, mode="constant")
+    if order == 2:  # as the compiled kernel: the Gaussian's share of the derivative's sum taken out
+        kernel = kernel - _second_derivative_defects(sigma)[0] * gaussian_filter1d(impulse, sigma, mode="constant")
+    folded = np.linalg.norm(correlate1d(np.eye(n), kernel, axis=0, mode="reflect"), axis=1)
+    return np.minimum(1.0, np.linalg.norm(kernel) / np.maximum(folded, 1e-30)).astype(np.float32)
 
 
 def noise_map(
