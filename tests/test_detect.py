@@ -15,6 +15,7 @@ import numba
 import numpy as np
 import pytest
 from cli_runner import run_cli
+from scipy.spatial import cKDTree
 
 from clarity_fast.candidates import find_candidates
 from clarity_fast.checkpoint import Checkpoint
@@ -364,18 +365,28 @@ def test_detect_refuses_bad_requests_with_one_line(brain, tmp_path, args, code, 
     assert not (tmp_path / "cells.csv").exists()
 
 
-def clean_blobs(path) -> None:
-    """A clean volume: 80 Gaussian cells of 12 µm at 4×2×2 µm on flat noise, peaks 3-10 noise sd, no clutter."""
+def clean_blobs(path) -> np.ndarray:
+    """A clean volume: 90 balls of 12 µm at 4×2×2 µm, 1.6 diameters apart or more, on flat noise, no clutter; 60
+    bright (peaks near 20 noise sd) and 30 faint (near 2), whose centres are returned."""
     from scipy.ndimage import gaussian_filter
 
     rng = np.random.default_rng(0)
-    shape = (40, 128, 128)
-    centres = np.column_stack([rng.uniform(4, 36, 80), rng.uniform(8, 120, 80), rng.uniform(8, 120, 80)]).astype(int)
+    shape, radius = (40, 128, 128), np.array([1.5, 3.0, 3.0])
+    centres = []
+    while len(centres) < 90:
+        c = rng.uniform([4, 8, 8], [36, 120, 120])
+        if all(np.linalg.norm((c - other) / (2 * radius)) >= 1.6 for other in centres):
+            centres.append(c)
+    centres = np.array(centres).astype(int)
+    brightness = np.where(np.arange(90) < 60, rng.uniform(0.6, 2.0, 90), 0.15)
     image = np.zeros(shape, np.float32)
-    image[tuple(centres.T)] = rng.uniform(0.6, 2.0, len(centres))
-    image = gaussian_filter(image, (0.75, 1.5, 1.5))
-    image *= 60.0 / np.median(image[tuple(centres.T)])
+    grid = np.indices(shape)
+    for centre, b in zip(centres, brightness):
+        image[np.sum(((grid - centre[:, None, None, None]) / radius[:, None, None, None]) ** 2, axis=0) <= 1] += b
+    image = gaussian_filter(image, (0.5, 0.7, 0.7))
+    image *= 60.0 / np.median(image[tuple(centres[:60].T)])
     write_tiff(path, np.clip(100 + image + rng.normal(0, 3, shape), 0, None).astype(np.uint16), voxel_size=(4.0, 2.0, 2.0))
+    return centres[60:]
 
 
 def test_a_second_pass_runs_by_default_only_where_the_first_finds_the_volume_clean(brain, tmp_path):
@@ -384,7 +395,7 @@ def test_a_second_pass_runs_by_default_only_where_the_first_finds_the_volume_cle
     from the first pass's, and says so; it scores only its new candidates, yet its cells are those of one pass at
     2.5; on a cluttered brain it changes nothing, not a byte. --no-second-pass, --no-adapt or a prefilter threshold of
     the user's own leave it out."""
-    clean_blobs(tmp_path / "clean.tif")
+    faint = clean_blobs(tmp_path / "clean.tif")
     report = run_detection(DetectRequest(volume=tmp_path / "clean.tif", out=tmp_path / "clean.csv", cell_diameter=12.0, progress=False))
     s = report.summary
     assert s["second_pass"]["kept"] and s["second_pass"]["second_prefilter_threshold"] == 2.5 and s["prefilter_threshold"] == 3.0
@@ -397,7 +408,9 @@ def test_a_second_pass_runs_by_default_only_where_the_first_finds_the_volume_cle
     added = rows["clean"] - rows["first"]
     assert direct.summary["second_pass"] is None and direct.summary["cells"] == s["second_pass"]["second_cells"]
     assert rows["first"] <= rows["clean"] and added <= rows["direct"] and len(added) == s["second_pass"]["added_cells"]
-    assert s["cells"] == first.summary["cells"] + len(added)  # none added here: its faint cells are near bright ones
+    assert s["cells"] == first.summary["cells"] + len(added) and len(added) > 0
+    zyx = np.array([[float(v) for v in row.split(",")[:3]] for row in added])
+    assert np.sum(cKDTree(faint / [3.0, 6.0, 6.0]).query(zyx / [3.0, 6.0, 6.0])[0] < 0.5) >= len(added) / 2  # mostly faint cells the first pass lost
     for k, options in enumerate([dict(second_pass=False), dict(adapt=False), dict(prefilter_threshold=3.0)]):
         once = run_detection(DetectRequest(volume=tmp_path / "clean.tif", out=tmp_path / f"once{k}.csv", cell_diameter=12.0, progress=False, **options))
         assert once.summary["second_pass"] is None and once.summary["prefilter_threshold"] == 3.0, options
