@@ -33,7 +33,7 @@ from clarity_fast.progress import progress_bar, step
 from clarity_fast.region import Region, in_whole
 from clarity_fast.score_memo import ScoreMemo
 from clarity_fast.second_pass import SECOND_PASS_THRESHOLD, second_pass_line, with_second_pass
-from clarity_fast.settings import Scale, VoxelSize, resolve_voxel_size
+from clarity_fast.settings import Scale, VoxelSize, check_noise_threshold, resolve_voxel_size
 
 
 
@@ -68,8 +68,8 @@ class DetectRequest:
             raise InputError("--second-pass reads how clean the volume is from adapting: leave out --no-adapt")
         if self.region is not None and (self.scheduler is not None or self.workers is not None):
             raise InputError("--region runs in this process: leave out --workers and --scheduler")
-        if self.prefilter_threshold is not None and not (math.isfinite(self.prefilter_threshold) and self.prefilter_threshold > 0):
-            raise InputError(f"--prefilter-threshold must be a positive, finite number of noise units, got {self.prefilter_threshold}")
+        if self.prefilter_threshold is not None:
+            check_noise_threshold(self.prefilter_threshold, name="--prefilter-threshold")
         if self.preview is not None and self.preview.suffix.lower() != ".png":
             raise InputError(f"{self.preview}: --preview writes a PNG image; give it a .png name")
 

@@ -150,6 +150,13 @@ NOISE_WINDOW_PER_RADIUS = 3.0  # half-width of the window that measures the loca
 MIN_SIGMA_VOXELS = 0.5  # below this a sampled Gaussian stops being one
 
 
+def check_noise_threshold(value: float, *, name: str) -> None:
+    """A prefilter threshold is a positive, finite number of noise units: at 0 or below, every wrinkle of flat
+    noise is a candidate."""
+    if not (math.isfinite(value) and value > 0):
+        raise InputError(f"{name} must be a positive, finite number of noise units, got {value}")
+
+
 @dataclass(frozen=True)
 class PrefilterSettings:
     """Everything the candidate prefilter needs; derived sizes are in voxels."""
@@ -159,8 +166,7 @@ class PrefilterSettings:
     slab_depth: int = 32
 
     def __post_init__(self) -> None:
-        if not math.isfinite(self.threshold):
-            raise InputError(f"--threshold (noise units) must be a finite number, got {self.threshold}")
+        check_noise_threshold(self.threshold, name="the prefilter threshold")
         if self.slab_depth < 1:
             raise InputError(f"--slab-depth must be >= 1, got {self.slab_depth}")
 

@@ -172,6 +172,14 @@ def test_unwritable_output(tmp_path, where, code, message):
     assert done.returncode == code and message in done.stderr and len(done.stderr.strip().splitlines()) == 1
 
 
+@pytest.mark.parametrize("threshold", ["0", "-1", "nan"])
+def test_candidates_refuses_a_threshold_that_is_not_positive(tmp_path, threshold):
+    volume = good_volume(tmp_path / "v.tif")
+    done = run_cli("candidates", volume, "--threshold", threshold, "--out", tmp_path / "c.csv")
+    assert done.returncode == 2 and done.stderr.startswith("error: the prefilter threshold must be a positive, finite number of noise units")
+    assert len(done.stderr.strip().splitlines()) == 1 and not (tmp_path / "c.csv").exists()
+
+
 @pytest.mark.parametrize(
     "content, message",
     [("z,y\n1,2\n", "column"), ("z,y,x\n1,two,3\n", "two"), ("z,y,x\n1,2,3\n", None)],
