@@ -3,16 +3,19 @@
 At 2.5 noise units instead of 3 the prefilter proposes the faint cells of clean volumes that it otherwise loses, but
 on smoothed noise and real tissue the extra candidates are clutter (benchmarks/results/prefilter_threshold.md). The
 score mixture of the first pass tells the two apart without labels: where it is trusted with the cells a majority
-of the candidates, the volume is clean. This measures, offline, the rule "detect again at 2.5 where the first pass
-at 3 finds the volume clean" against 3 everywhere (`detect`'s) and 2.5 everywhere, on every volume of adapt_rule.py's
-sets and minority_cells.py's new ones (structured backgrounds and neuron shapes at new seeds, tissue with a soft
-edge), each scored once at each threshold and adapted, thresholded and merged as `detect` does. Candidates counts
-every candidate of each pass a rule runs (both passes where it runs the second; `detect` itself scores only the
-second pass's new ones, clarity_fast/score_memo.py: 5-40% of that pass's in second_pass_speed.md). The last two keep the second pass only
-where it too reads as clean (where its extra candidates make the volume read as cluttered, they were clutter): the
-first replaces the first pass's cells by the second's (`detect --second-pass` as it was first built, opt-in), the
-last, `detect`'s default since the evening of 2026-12-07, adds to the first pass's cells the second's that lie a
-cell diameter or more from all of them (clarity_fast/second_pass.py). Matching: 3.5 voxels, z counted double.
+of the candidates, the volume is clean. This measures, offline, which first passes should get a second pass at 2.5
+against 3 everywhere (`detect` without it) and 2.5 everywhere, on every volume of adapt_rule.py's sets and
+minority_cells.py's new ones (structured backgrounds and neuron shapes at new seeds, tissue with a soft edge), each
+scored once at each threshold and adapted, thresholded and merged as `detect` does. Each trigger keeps the second
+pass only where it too reads as clean (where its extra candidates make the volume read as cluttered, they were
+clutter) and then adds to the first pass's cells the second's that lie a cell diameter or more from all of them
+(clarity_fast/second_pass.py). The triggers: the first pass clean (`detect`'s until the faces' fix of 2026-12-07,
+which took the noise candidates of clean volumes' faces away and with them, on the faintest, the clutter that let
+the mixture be trusted); clean, or nearly every candidate in one group too few apart from it to show a split
+(second_pass.calls_for_second_pass, `detect`'s since); the mixture's upper group a majority, trusted or not; every
+volume. Candidates counts every candidate of each pass a rule runs (`detect` itself scores only the second pass's
+new ones, clarity_fast/score_memo.py: 5-40% of that pass's in second_pass_speed.md). Matching: 3.5 voxels, z
+counted double.
 
 Run: python benchmarks/second_pass.py   (needs ../shared/data for the real rows; writes results/second_pass.{json,md};
 about 10 minutes on 2 cores with adapt_rule.py's candidates cached)
@@ -30,12 +33,17 @@ from clarity_fast.export.model_file import resolve_model
 from clarity_fast.export.runtime import OnnxScorer
 from clarity_fast.evaluate import AXIS_WEIGHTS, RADIUS_VOXELS, match_points
 from clarity_fast.pipeline import Result, adapting, kept_cells
-from clarity_fast.second_pass import SECOND_PASS_THRESHOLD, with_cells
+from clarity_fast.second_pass import SECOND_PASS_THRESHOLD, calls_for_second_pass, with_cells
 from clarity_fast.settings import MERGE_DIAMETERS
 
 LOWER = SECOND_PASS_THRESHOLD  # noise units: the second pass's prefilter threshold
-RULES = ("3 (the first pass alone)", f"{LOWER:g} everywhere", f"{LOWER:g} where the first pass is clean",
-         f"{LOWER:g} where the first pass and the second are clean", "where both are clean, the second pass's cells a diameter from the first's added (`detect`)")
+TRIGGERS = {  # which first passes get the second, the second's cells added where it reads clean (with_cells)
+    "where the first pass is clean (before the faces' fix)": lambda a: a.clean,
+    "where it is clean or one group (`detect`)": calls_for_second_pass,
+    "where the mixture's upper group is the majority": lambda a: a.mixture is not None and a.mixture.cell_share > 0.5,
+    "everywhere": lambda a: True,
+}
+RULES = ("3 (the first pass alone)", f"{LOWER:g} everywhere", *(f"second pass {t}" for t in TRIGGERS))
 
 
 def added(first: dict, second: dict, *, factors: tuple[float, float], threshold: float) -> np.ndarray:
@@ -53,7 +61,7 @@ def main() -> None:
     results, rows = [], []
     for set_name, entries in {**adapt_rule.every_set(), **minority_cells.new_sets()}.items():
         pooled = {r: np.zeros(4, int) for r in RULES}  # tp, fp, fn, candidates scored
-        second = 0
+        second = dict.fromkeys(RULES[2:], 0)  # volumes each trigger gives the second pass
         for name, key, make in entries:
             passes = []  # the model's prefilter threshold (as `detect` runs it), then LOWER
             for suffix, threshold in (("", None), (f"_prefilter{LOWER:g}", LOWER)):
@@ -61,28 +69,27 @@ def main() -> None:
                 adaptation = adapting(data["counts"], model=cfg)
                 passes.append((clutter_bound.counted(data, adaptation.factor, threshold=cfg.threshold), int(data["counts"].sum()), adaptation, data))
             first, lower = passes
-            again = first[2].clean
-            second += again
-            both = again and lower[2].clean
             pooled[RULES[0]] += np.append(first[0], first[1])
             pooled[RULES[1]] += np.append(lower[0], lower[1])
-            pooled[RULES[2]] += np.append(lower[0], first[1] + lower[1]) if again else np.append(first[0], first[1])
-            pooled[RULES[3]] += np.append(lower[0] if both else first[0], first[1] + lower[1] * again)
-            union = added(first[3], lower[3], factors=(first[2].factor, lower[2].factor), threshold=cfg.threshold) if both else first[0]
-            pooled[RULES[4]] += np.append(union, first[1] + lower[1] * again)
+            union = added(first[3], lower[3], factors=(first[2].factor, lower[2].factor), threshold=cfg.threshold) if lower[2].clean else first[0]
+            for rule, trigger in zip(RULES[2:], TRIGGERS.values()):
+                again = trigger(first[2])
+                second[rule] += again
+                pooled[rule] += np.append(union if again else first[0], first[1] + lower[1] * again)
         empty = "without cells" in set_name
-        shown = [f"{c[1]} false cells ({c[3]})" if empty else f"{clutter_bound.f1(c[:3]):.3f} ({c[1]} / {c[2]}; {c[3]})" for c in pooled.values()]
-        rows.append([set_name, len(entries), *shown, second])
+        shown = [(f"{c[1]} false cells ({c[3]}" if empty else f"{clutter_bound.f1(c[:3]):.3f} ({c[1]} / {c[2]}; {c[3]}")
+                 + (f"; {second[r]} rescanned)" if r in second else ")") for r, c in pooled.items()]
+        rows.append([set_name, len(entries), *shown])
         results.append(dict(set=set_name, volumes=len(entries), second_pass=second, pooled={r: c.tolist() for r, c in pooled.items()}))
         print(rows[-1], flush=True)
     md = report.write(
         "second_pass",
         data=dict(lower=LOWER, model_threshold=cfg.threshold, sets=results),
-        columns=["set", "volumes", *[f"{r}: F1 (false / missed cells; candidates scored)" for r in RULES], "volumes given the second pass"],
+        columns=["set", "volumes", *[f"{r}: F1 (false / missed cells; candidates scored; volumes given the second pass)" for r in RULES]],
         rows=rows,
         notes="Built-in model; each volume's candidates at each prefilter threshold scored once and adapted, thresholded "
         "and merged as `detect` does; pooled over each set's volumes; candidates scored: every candidate of each pass a rule "
-        "runs (`detect` scores only the second pass's new ones). Offline; `detect` runs the last rule by default.",
+        "runs (`detect` scores only the second pass's new ones). Offline; `detect` runs the fourth rule by default.",
     )
     print(md.read_text())
 

@@ -1,6 +1,9 @@
 """The second prefilter pass: where the first pass's score mixture reads the volume as clean (the cells a majority
 of the candidates, apart from the rest), faint cells the prefilter's threshold lost are worth a second look at a
-lower one. The second pass's cells are added where they lie at least a cell diameter from every cell of the first,
+lower one. So too where nearly every candidate falls in the cells' group, too few outside it to show a split: a
+clean volume whose noise seldom passes the first threshold (pure noise gave 0-8 candidates in 4 million voxels at
+3 noise units, 13-133 at 2.5: benchmarks/results/face_candidates.md), where the lower pass's noise candidates
+show the split the first could not. The second pass's cells are added where they lie at least a cell diameter from every cell of the first,
 and only where that pass too reads as clean (else its extra candidates were clutter): near a cell already found, a
 new maximum is more likely a second one of that cell (a large or elongated soma) than a faint neighbour
 (benchmarks/results/second_pass.md)."""
@@ -13,7 +16,7 @@ from dataclasses import dataclass, replace
 import numpy as np
 from scipy.spatial import cKDTree
 
-from clarity_fast.pipeline import DetectSettings, Result
+from clarity_fast.pipeline import Adaptation, DetectSettings, Result
 from clarity_fast.score_memo import ScoreMemo
 
 SECOND_PASS_THRESHOLD = 2.5  # noise units: on clean volumes it finds faint cells that 3 loses
@@ -26,6 +29,7 @@ class SecondPass:
     describes the first pass, whose cells and probabilities stand)."""
 
     kept: bool
+    first_clean: bool  # whether the first pass read clean (else its candidates formed one group, too little clutter to tell)
     first_prefilter_threshold: float
     first_candidates: int
     first_cells: int
@@ -45,7 +49,7 @@ def with_second_pass(
     pass's record (None where it did not run: a first pass not clean, or already at or below SECOND_PASS_THRESHOLD).
     `scan` runs a pass with the settings given, scoring through `memo` where the first did (then only the candidates
     new to the second pass are scored); the result's busy seconds are both passes'."""
-    if settings.prefilter_threshold <= SECOND_PASS_THRESHOLD or first.adaptation is None or not first.adaptation.clean:
+    if settings.prefilter_threshold <= SECOND_PASS_THRESHOLD or not calls_for_second_pass(first.adaptation):
         return first, None
     if memo is not None:
         memo.freeze()
@@ -55,12 +59,17 @@ def with_second_pass(
     result = with_cells(first, added=second, diameter_voxels=np.asarray(settings.scale.cell_diameter_voxels)) if kept else first
     seconds = {k: first.seconds.get(k, 0.0) + second.seconds.get(k, 0.0) for k in first.seconds}
     record = SecondPass(
-        kept=kept, first_prefilter_threshold=settings.prefilter_threshold, first_candidates=first.candidates, first_cells=len(first.zyx),
+        kept=kept, first_clean=first.adaptation.clean, first_prefilter_threshold=settings.prefilter_threshold, first_candidates=first.candidates, first_cells=len(first.zyx),
         first_cell_share=first.mixture.cell_share, second_prefilter_threshold=SECOND_PASS_THRESHOLD, second_candidates=second.candidates,
         second_cells=len(second.zyx), second_odds_factor=second.odds_factor, added_cells=len(result.zyx) - len(first.zyx),
         scores_reused=0 if memo is None else memo.reused - reused,
     )
     return replace(result, seconds=seconds), record
+
+
+def calls_for_second_pass(adaptation: Adaptation | None) -> bool:
+    """Whether a first pass adapted so calls for the second: it reads clean, or clean but for too little clutter."""
+    return adaptation is not None and (adaptation.clean or adaptation.clean_but_for_clutter)
 
 
 def far_from(points: np.ndarray, others: np.ndarray, *, diameter_voxels: np.ndarray) -> np.ndarray:
@@ -85,8 +94,10 @@ def with_cells(first: Result, *, added: Result, diameter_voxels: np.ndarray) -> 
 
 def second_pass_line(record: dict) -> str:
     """What the second pass did (a SecondPass as the summary JSON holds it), where the first found the volume clean."""
-    why = (f"the volume reads as clean ({record['first_cell_share']:.0%} of the first pass's candidates score as cells apart from the rest): "
-           f"prefiltered again at {SECOND_PASS_THRESHOLD:g} noise units instead of {record['first_prefilter_threshold']:g} for faint cells")
+    seen = (f"the volume reads as clean ({record['first_cell_share']:.0%} of the first pass's candidates score as cells apart from the rest)"
+            if record["first_clean"] else
+            f"the first pass's candidates score as one group ({record['first_cell_share']:.0%} of them), too few apart from it to tell whether the volume is clean")
+    why = f"{seen}: prefiltered again at {SECOND_PASS_THRESHOLD:g} noise units instead of {record['first_prefilter_threshold']:g} for faint cells"
     if record["kept"]:
         return (f"{why}: {record['added_cells']} cells added to the first pass's {record['first_cells']} "
                 f"({record['first_candidates']} candidates, {record['second_candidates']} in the second; "
