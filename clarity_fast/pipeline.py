@@ -145,14 +145,6 @@ class Adaptation:
         return trusted(self.mixture, rule=self.rule) and self.mixture.cell_share > self.rule.majority
 
     @property
-    def clean_but_for_clutter(self) -> bool:
-        """Whether the mixture would read the volume as clean but that two groups explain its logits no better than
-        one: nearly every candidate in the cells' group, too few outside it to show a split (a clean volume at a
-        prefilter threshold that its noise seldom passes; second_pass looks again lower, where the noise shows)."""
-        m = self.mixture
-        return m is not None and m.gain < self.rule.min_gain and m.cell_share > self.rule.majority and trusted(replace(m, gain=self.rule.min_gain), rule=self.rule)
-
-    @property
     def by(self) -> str:
         """Which estimate sets the factor: "mixture" or "share"."""
         return "mixture" if trusted(self.mixture, rule=self.rule) else "share"

@@ -1,9 +1,9 @@
 """The second prefilter pass: where the first pass's score mixture reads the volume as clean (the cells a majority
 of the candidates, apart from the rest), faint cells the prefilter's threshold lost are worth a second look at a
-lower one. So too where nearly every candidate falls in the cells' group, too few outside it to show a split: a
-clean volume whose noise seldom passes the first threshold (pure noise gave 0-8 candidates in 4 million voxels at
-3 noise units, 13-133 at 2.5: benchmarks/results/face_candidates.md), where the lower pass's noise candidates
-show the split the first could not. The second pass's cells are added where they lie at least a cell diameter from every cell of the first,
+lower one. So too where the mixture's upper group holds most of the candidates but is not trusted: on a clean
+volume whose noise seldom passes the first threshold (pure noise gave 0-8 candidates in 4 million voxels at 3 noise
+units, 13-133 at 2.5: benchmarks/results/face_candidates.md) there is too little clutter to show the split, which
+the lower pass's noise candidates then show. The second pass's cells are added where they lie at least a cell diameter from every cell of the first,
 and only where that pass too reads as clean (else its extra candidates were clutter): near a cell already found, a
 new maximum is more likely a second one of that cell (a large or elongated soma) than a faint neighbour
 (benchmarks/results/second_pass.md)."""
@@ -29,7 +29,7 @@ class SecondPass:
     describes the first pass, whose cells and probabilities stand)."""
 
     kept: bool
-    first_clean: bool  # whether the first pass read clean (else its candidates formed one group, too little clutter to tell)
+    first_clean: bool  # whether the first pass read clean (else its mixture's upper group, most of its candidates, was not trusted)
     first_prefilter_threshold: float
     first_candidates: int
     first_cells: int
@@ -68,8 +68,9 @@ def with_second_pass(
 
 
 def calls_for_second_pass(adaptation: Adaptation | None) -> bool:
-    """Whether a first pass adapted so calls for the second: it reads clean, or clean but for too little clutter."""
-    return adaptation is not None and (adaptation.clean or adaptation.clean_but_for_clutter)
+    """Whether a first pass adapted so calls for the second: its mixture's upper group holds most of the candidates,
+    trusted (the volume reads clean) or not (the 2.5 pass decides; benchmarks/results/second_pass.md)."""
+    return adaptation is not None and adaptation.mixture is not None and adaptation.mixture.cell_share > adaptation.rule.majority
 
 
 def far_from(points: np.ndarray, others: np.ndarray, *, diameter_voxels: np.ndarray) -> np.ndarray:
@@ -96,7 +97,7 @@ def second_pass_line(record: dict) -> str:
     """What the second pass did (a SecondPass as the summary JSON holds it), where the first found the volume clean."""
     seen = (f"the volume reads as clean ({record['first_cell_share']:.0%} of the first pass's candidates score as cells apart from the rest)"
             if record["first_clean"] else
-            f"the first pass's candidates score as one group ({record['first_cell_share']:.0%} of them), too few apart from it to tell whether the volume is clean")
+            f"{record['first_cell_share']:.0%} of the first pass's candidates score in the upper of two groups, though not clearly apart from the rest")
     why = f"{seen}: prefiltered again at {SECOND_PASS_THRESHOLD:g} noise units instead of {record['first_prefilter_threshold']:g} for faint cells"
     if record["kept"]:
         return (f"{why}: {record['added_cells']} cells added to the first pass's {record['first_cells']} "

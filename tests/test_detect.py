@@ -31,7 +31,7 @@ from clarity_fast.kernels.gather import to_voxels, working_grid
 from clarity_fast.pipeline import Adaptation, DetectSettings, Result, SlabResult, adapting, detect
 from clarity_fast.resample import points_to
 from clarity_fast.run_detect import SLOPE_SAID, DetectRequest, run_detection, slope_line, throughput
-from clarity_fast.score_mixture import Mixture
+from clarity_fast.score_mixture import TRUST, Mixture
 from clarity_fast.second_pass import calls_for_second_pass, far_from, second_pass_line, with_second_pass
 from clarity_fast.settings import PrefilterSettings, Scale
 from clarity_fast.simulate import SimulatedBrain, SimulationSettings
@@ -426,9 +426,9 @@ def test_the_second_pass_line_says_which_pass_was_kept():
                  second_cells=90, second_odds_factor=2.5)
     kept = second_pass_line(dict(first, kept=True, added_cells=8))
     dropped = second_pass_line(dict(first, kept=False, added_cells=0))
-    one_group = second_pass_line(dict(first, first_clean=False, first_cell_share=0.99, kept=True, added_cells=8))
+    untrusted = second_pass_line(dict(first, first_clean=False, first_cell_share=0.99, kept=True, added_cells=8))
     assert kept.startswith("the volume reads as clean (90% of the first pass's candidates")
-    assert one_group.startswith("the first pass's candidates score as one group (99% of them), too few apart from it to tell whether the volume is clean: prefiltered again")
+    assert untrusted.startswith("99% of the first pass's candidates score in the upper of two groups, though not clearly apart from the rest: prefiltered again")
     assert kept.endswith("for faint cells: 8 cells added to the first pass's 79 (84 candidates, 300 in the second; the added cells' odds multiplied by 2.50)")
     assert dropped.endswith("but its 300 candidates no longer read as clean: the first pass's 79 cells are kept")
 
@@ -436,7 +436,7 @@ def test_the_second_pass_line_says_which_pass_was_kept():
 def test_the_second_pass_adds_its_cells_far_from_the_first_passs_where_it_reads_clean_too():
     """The first pass's cells stay; the second's a cell diameter or more from all of them are added, in z, y, x order,
     each with its own pass's probability; a second pass not clean adds nothing. (Adaptations stand in by their verdict.)"""
-    clean = SimpleNamespace(clean=True, mixture=SimpleNamespace(cell_share=0.9), factor=2.0)
+    clean = SimpleNamespace(clean=True, mixture=SimpleNamespace(cell_share=0.9), factor=2.0, rule=TRUST)
     settings = DetectSettings(voxel_size=(4.0, 2.0, 2.0), cell_diameter=12.0, threshold=0.5, prefilter_threshold=3.0)  # diameter (3, 6, 6) voxels
     first = Result(zyx=np.array([[10, 10, 10], [20, 40, 40]]), probability=np.array([0.9, 0.8], np.float32), candidates=5,
                    adaptation=clean, seconds={"score": 1.0})
@@ -454,20 +454,20 @@ def test_the_second_pass_adds_its_cells_far_from_the_first_passs_where_it_reads_
     assert not record.kept and record.added_cells == 0 and result.seconds == {"score": 1.5}
 
 
-def test_a_second_pass_also_runs_where_nearly_every_candidate_scores_as_one_group_of_cells():
+def test_a_second_pass_also_runs_where_most_candidates_score_in_an_untrusted_upper_group():
     """A clean volume whose noise seldom passes the first threshold: its mixture puts 99% of the candidates among the
     cells, cleanly apart, but two groups explain the logits no better than one, so it is not trusted; the second pass
-    runs (its noise candidates show the split) and decides. Not where the one group is the clutter, or not apart."""
+    still runs (its noise candidates show the split) and decides. Not where the upper group is a minority."""
     one_group = Mixture(cell_share=0.99, cell_mean=-1.8, cell_sd=1.9, other_mean=-7.2, other_sd=0.7, gain=0.004)
 
-    def adaptation(mixture: Mixture) -> Adaptation:
+    def adaptation(mixture: Mixture | None) -> Adaptation:
         return Adaptation(share=0.3, em_share=0.3, share_factor=1.0, mixture=mixture, mixture_factor=1.0)
 
-    assert adaptation(one_group).clean_but_for_clutter and not adaptation(one_group).clean and calls_for_second_pass(adaptation(one_group))
-    assert adaptation(replace(one_group, gain=0.02)).clean and not adaptation(replace(one_group, gain=0.02)).clean_but_for_clutter
-    for other in (replace(one_group, cell_share=0.3), replace(one_group, cell_mean=-6.0)):
-        assert not adaptation(other).clean_but_for_clutter and not calls_for_second_pass(adaptation(other))
-    assert not calls_for_second_pass(None)
+    assert not adaptation(one_group).clean and calls_for_second_pass(adaptation(one_group))
+    assert adaptation(replace(one_group, gain=0.02)).clean and calls_for_second_pass(adaptation(replace(one_group, gain=0.02)))
+    for minority in (replace(one_group, cell_share=0.3), replace(one_group, cell_share=0.3, gain=0.2)):  # the latter trusted, far apart
+        assert not calls_for_second_pass(adaptation(minority))
+    assert not calls_for_second_pass(adaptation(None)) and not calls_for_second_pass(None)
     settings = DetectSettings(voxel_size=(4.0, 2.0, 2.0), cell_diameter=12.0, threshold=0.4, prefilter_threshold=3.0)
     first = Result(zyx=np.zeros((0, 3), int), probability=np.zeros(0, np.float32), adaptation=adaptation(one_group), seconds={})
     second = replace(first, adaptation=adaptation(replace(one_group, cell_share=0.8, gain=0.05)))
