@@ -11,9 +11,11 @@ pass only where it too reads as clean (where its extra candidates make the volum
 clutter) and then adds to the first pass's cells the second's that lie a cell diameter or more from all of them
 (clarity_fast/second_pass.py). The triggers: the first pass clean (`detect`'s until the faces' fix of 2026-12-07,
 which took the noise candidates of clean volumes' faces away and with them, on the faintest, the clutter that let
-the mixture be trusted); the mixture's upper group a majority, trusted or not (second_pass.calls_for_second_pass,
-`detect`'s since); every volume (the best here, by up to 0.017 on the faintest volumes, but it reads every volume
-twice: 15-45% more candidates and a second prefilter on the cluttered volumes that never keep it). Candidates counts every candidate of each pass a rule runs (`detect` itself scores only the second pass's
+the mixture be trusted); the mixture's upper group a majority, trusted or not; that, or its lower group above
+-3 logits, where the network's clutter never scores, so that even it is cells (a clean faint volume whose fit, with
+no clutter to find, split the cells' group; second_pass.calls_for_second_pass, `detect`'s since); every volume,
+which reads every volume twice (15-45% more candidates and a second prefilter on cluttered volumes that never keep
+it). Candidates counts every candidate of each pass a rule runs (`detect` itself scores only the second pass's
 new ones, clarity_fast/score_memo.py: 5-40% of that pass's in second_pass_speed.md). Matching: 3.5 voxels, z
 counted double.
 
@@ -39,7 +41,8 @@ from clarity_fast.settings import MERGE_DIAMETERS
 LOWER = SECOND_PASS_THRESHOLD  # noise units: the second pass's prefilter threshold
 TRIGGERS = {  # which first passes get the second, the second's cells added where it reads clean (with_cells)
     "where the first pass is clean (before the faces' fix)": lambda a: a.clean,
-    "where the mixture's upper group is the majority, trusted or not (`detect`)": calls_for_second_pass,
+    "where the mixture's upper group is the majority, trusted or not": lambda a: a.mixture is not None and a.mixture.cell_share > a.rule.majority,
+    "where its upper group is the majority or its lower group scores as cells (`detect`)": calls_for_second_pass,
     "everywhere": lambda a: True,
 }
 RULES = ("3 (the first pass alone)", f"{LOWER:g} everywhere", *(f"second pass {t}" for t in TRIGGERS))
@@ -88,7 +91,7 @@ def main() -> None:
         rows=rows,
         notes="Built-in model; each volume's candidates at each prefilter threshold scored once and adapted, thresholded "
         "and merged as `detect` does; pooled over each set's volumes; candidates scored: every candidate of each pass a rule "
-        "runs (`detect` scores only the second pass's new ones). Offline; `detect` runs the fourth rule by default.",
+        "runs (`detect` scores only the second pass's new ones). Offline; `detect` runs the fifth rule by default.",
     )
     print(md.read_text())
 

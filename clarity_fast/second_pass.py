@@ -1,9 +1,10 @@
 """The second prefilter pass: where the first pass's score mixture reads the volume as clean (the cells a majority
 of the candidates, apart from the rest), faint cells the prefilter's threshold lost are worth a second look at a
-lower one. So too where the mixture's upper group holds most of the candidates but is not trusted: on a clean
-volume whose noise seldom passes the first threshold (pure noise gave 0-8 candidates in 4 million voxels at 3 noise
-units, 13-133 at 2.5: benchmarks/results/face_candidates.md) there is too little clutter to show the split, which
-the lower pass's noise candidates then show. The second pass's cells are added where they lie at least a cell diameter from every cell of the first,
+lower one. So too where the mixture is not trusted but its upper group holds most of the candidates, or its lower
+group scores above anything the network calls clutter: on a clean volume whose noise seldom passes the first
+threshold (pure noise gave 0-8 candidates in 4 million voxels at 3 noise units, 13-133 at 2.5:
+benchmarks/results/face_candidates.md) there is too little clutter to show the split, and the fit splits the
+cells' own group instead; the lower pass's noise candidates then show the split. The second pass's cells are added where they lie at least a cell diameter from every cell of the first,
 and only where that pass too reads as clean (else its extra candidates were clutter): near a cell already found, a
 new maximum is more likely a second one of that cell (a large or elongated soma) than a faint neighbour
 (benchmarks/results/second_pass.md)."""
@@ -21,6 +22,10 @@ from clarity_fast.score_memo import ScoreMemo
 
 SECOND_PASS_THRESHOLD = 2.5  # noise units: on clean volumes it finds faint cells that 3 loses
 NEW_CELL_DIAMETERS = 1.0  # a second-pass cell closer than this to a first-pass one is taken for a second maximum of it
+# Logits: a mixture's lower group scoring above this is cells too. The network's clutter groups lie at -4 to -7 on the
+# cluttered, real and cell-free volumes measured; the lower groups of clean faint volumes split in two at -1.8 to +1.3
+# (benchmarks/results/second_pass.md: -2.5 to -3.5 give the same figures).
+CELL_LIKE_LOGIT = -3.0
 
 
 @dataclass(frozen=True)
@@ -69,8 +74,10 @@ def with_second_pass(
 
 def calls_for_second_pass(adaptation: Adaptation | None) -> bool:
     """Whether a first pass adapted so calls for the second: its mixture's upper group holds most of the candidates,
-    trusted (the volume reads clean) or not (the 2.5 pass decides; benchmarks/results/second_pass.md)."""
-    return adaptation is not None and adaptation.mixture is not None and adaptation.mixture.cell_share > adaptation.rule.majority
+    trusted (the volume reads clean) or not, or its lower group scores as cells (CELL_LIKE_LOGIT); the 2.5 pass
+    decides (benchmarks/results/second_pass.md)."""
+    mixture = None if adaptation is None else adaptation.mixture
+    return mixture is not None and (mixture.cell_share > adaptation.rule.majority or mixture.other_mean > CELL_LIKE_LOGIT)
 
 
 def far_from(points: np.ndarray, others: np.ndarray, *, diameter_voxels: np.ndarray) -> np.ndarray:
@@ -97,7 +104,8 @@ def second_pass_line(record: dict) -> str:
     """What the second pass did (a SecondPass as the summary JSON holds it), where the first found the volume clean."""
     seen = (f"the volume reads as clean ({record['first_cell_share']:.0%} of the first pass's candidates score as cells apart from the rest)"
             if record["first_clean"] else
-            f"{record['first_cell_share']:.0%} of the first pass's candidates score in the upper of two groups, though not clearly apart from the rest")
+            f"the first pass's score mixture is not trusted, but {record['first_cell_share']:.0%} of its candidates score in its upper group "
+            "or its lower group scores as cells")
     why = f"{seen}: prefiltered again at {SECOND_PASS_THRESHOLD:g} noise units instead of {record['first_prefilter_threshold']:g} for faint cells"
     if record["kept"]:
         return (f"{why}: {record['added_cells']} cells added to the first pass's {record['first_cells']} "

@@ -428,7 +428,7 @@ def test_the_second_pass_line_says_which_pass_was_kept():
     dropped = second_pass_line(dict(first, kept=False, added_cells=0))
     untrusted = second_pass_line(dict(first, first_clean=False, first_cell_share=0.99, kept=True, added_cells=8))
     assert kept.startswith("the volume reads as clean (90% of the first pass's candidates")
-    assert untrusted.startswith("99% of the first pass's candidates score in the upper of two groups, though not clearly apart from the rest: prefiltered again")
+    assert untrusted.startswith("the first pass's score mixture is not trusted, but 99% of its candidates score in its upper group or its lower group scores as cells: prefiltered again")
     assert kept.endswith("for faint cells: 8 cells added to the first pass's 79 (84 candidates, 300 in the second; the added cells' odds multiplied by 2.50)")
     assert dropped.endswith("but its 300 candidates no longer read as clean: the first pass's 79 cells are kept")
 
@@ -457,7 +457,8 @@ def test_the_second_pass_adds_its_cells_far_from_the_first_passs_where_it_reads_
 def test_a_second_pass_also_runs_where_most_candidates_score_in_an_untrusted_upper_group():
     """A clean volume whose noise seldom passes the first threshold: its mixture puts 99% of the candidates among the
     cells, cleanly apart, but two groups explain the logits no better than one, so it is not trusted; the second pass
-    still runs (its noise candidates show the split) and decides. Not where the upper group is a minority."""
+    still runs (its noise candidates show the split) and decides; so too where the fit splits the cells' own group (a
+    lower group above any clutter's logits). Not where the upper group is a minority above the network's clutter."""
     one_group = Mixture(cell_share=0.99, cell_mean=-1.8, cell_sd=1.9, other_mean=-7.2, other_sd=0.7, gain=0.004)
 
     def adaptation(mixture: Mixture | None) -> Adaptation:
@@ -467,6 +468,8 @@ def test_a_second_pass_also_runs_where_most_candidates_score_in_an_untrusted_upp
     assert adaptation(replace(one_group, gain=0.02)).clean and calls_for_second_pass(adaptation(replace(one_group, gain=0.02)))
     for minority in (replace(one_group, cell_share=0.3), replace(one_group, cell_share=0.3, gain=0.2)):  # the latter trusted, far apart
         assert not calls_for_second_pass(adaptation(minority))
+    split_cells = Mixture(cell_share=0.08, cell_mean=1.3, cell_sd=0.6, other_mean=-1.8, other_sd=1.7, gain=0.011)  # a clean faint volume's
+    assert calls_for_second_pass(adaptation(split_cells)) and not calls_for_second_pass(adaptation(replace(split_cells, other_mean=-5.0)))
     assert not calls_for_second_pass(adaptation(None)) and not calls_for_second_pass(None)
     settings = DetectSettings(voxel_size=(4.0, 2.0, 2.0), cell_diameter=12.0, threshold=0.4, prefilter_threshold=3.0)
     first = Result(zyx=np.zeros((0, 3), int), probability=np.zeros(0, np.float32), adaptation=adaptation(one_group), seconds={})
