@@ -13,9 +13,11 @@ clutter) and then adds to the first pass's cells the second's that lie a cell di
 which took the noise candidates of clean volumes' faces away and with them, on the faintest, the clutter that let
 the mixture be trusted); the mixture's upper group a majority, trusted or not; that, or its lower group above
 -3 logits, where the network's clutter never scores, so that even it is cells (a clean faint volume whose fit, with
-no clutter to find, split the cells' group; second_pass.calls_for_second_pass, `detect`'s since); every volume,
-which reads every volume twice (15-45% more candidates and a second prefilter on cluttered volumes that never keep
-it). Candidates counts every candidate of each pass a rule runs (`detect` itself scores only the second pass's
+no clutter to find, split the cells' group); the same with the upper group also cleanly apart (Ashman's D above
+2, trusted or untrusted for its gain alone: second_pass.calls_for_second_pass, `detect`'s since; without that, real
+tissue whose upper group is a majority, cellfinder's crop among them, was rescanned at 1.6x the time for nothing);
+every volume, which reads every volume twice (15-45% more candidates and a second prefilter on cluttered volumes
+that never keep it). Candidates counts every candidate of each pass a rule runs (`detect` itself scores only the second pass's
 new ones, clarity_fast/score_memo.py: 5-40% of that pass's in second_pass_speed.md). Matching: 3.5 voxels, z
 counted double.
 
@@ -35,14 +37,16 @@ from clarity_fast.export.model_file import resolve_model
 from clarity_fast.export.runtime import OnnxScorer
 from clarity_fast.evaluate import AXIS_WEIGHTS, RADIUS_VOXELS, match_points
 from clarity_fast.pipeline import Result, adapting, kept_cells
-from clarity_fast.second_pass import SECOND_PASS_THRESHOLD, calls_for_second_pass, with_cells
+from clarity_fast.second_pass import CELL_LIKE_LOGIT, SECOND_PASS_THRESHOLD, calls_for_second_pass, with_cells
 from clarity_fast.settings import MERGE_DIAMETERS
 
 LOWER = SECOND_PASS_THRESHOLD  # noise units: the second pass's prefilter threshold
 TRIGGERS = {  # which first passes get the second, the second's cells added where it reads clean (with_cells)
     "where the first pass is clean (before the faces' fix)": lambda a: a.clean,
     "where the mixture's upper group is the majority, trusted or not": lambda a: a.mixture is not None and a.mixture.cell_share > a.rule.majority,
-    "where its upper group is the majority or its lower group scores as cells (`detect`)": calls_for_second_pass,
+    "where its upper group is the majority or its lower group scores as cells": lambda a: a.mixture is not None and (
+        a.mixture.cell_share > a.rule.majority or a.mixture.other_mean > CELL_LIKE_LOGIT),
+    "where its upper group is the majority cleanly apart or its lower group scores as cells (`detect`)": calls_for_second_pass,
     "everywhere": lambda a: True,
 }
 RULES = ("3 (the first pass alone)", f"{LOWER:g} everywhere", *(f"second pass {t}" for t in TRIGGERS))
@@ -91,7 +95,7 @@ def main() -> None:
         rows=rows,
         notes="Built-in model; each volume's candidates at each prefilter threshold scored once and adapted, thresholded "
         "and merged as `detect` does; pooled over each set's volumes; candidates scored: every candidate of each pass a rule "
-        "runs (`detect` scores only the second pass's new ones). Offline; `detect` runs the fifth rule by default.",
+        "runs (`detect` scores only the second pass's new ones). Offline; `detect` runs the sixth rule by default.",
     )
     print(md.read_text())
 

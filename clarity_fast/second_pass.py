@@ -1,10 +1,10 @@
 """The second prefilter pass: where the first pass's score mixture reads the volume as clean (the cells a majority
 of the candidates, apart from the rest), faint cells the prefilter's threshold lost are worth a second look at a
-lower one. So too where the mixture is not trusted but its upper group holds most of the candidates, or its lower
-group scores above anything the network calls clutter: on a clean volume whose noise seldom passes the first
-threshold (pure noise gave 0-8 candidates in 4 million voxels at 3 noise units, 13-133 at 2.5:
-benchmarks/results/face_candidates.md) there is too little clutter to show the split, and the fit splits the
-cells' own group instead; the lower pass's noise candidates then show the split. The second pass's cells are added where they lie at least a cell diameter from every cell of the first,
+lower one. So too where the mixture would read the volume clean but for too little clutter to show the split (its
+upper group most of the candidates, cleanly apart, but two groups explain the logits no better than one), or where
+its lower group scores above anything the network calls clutter (the fit split the cells' own group): on a clean
+volume whose noise seldom passes the first threshold (pure noise gave 0-8 candidates in 4 million voxels at 3 noise
+units, 13-133 at 2.5: benchmarks/results/face_candidates.md), the lower pass's noise candidates show the split. The second pass's cells are added where they lie at least a cell diameter from every cell of the first,
 and only where that pass too reads as clean (else its extra candidates were clutter): near a cell already found, a
 new maximum is more likely a second one of that cell (a large or elongated soma) than a faint neighbour
 (benchmarks/results/second_pass.md)."""
@@ -34,7 +34,7 @@ class SecondPass:
     describes the first pass, whose cells and probabilities stand)."""
 
     kept: bool
-    first_clean: bool  # whether the first pass read clean (else its mixture's upper group, most of its candidates, was not trusted)
+    first_clean: bool  # whether the first pass read clean (else its mixture was not trusted: too little clutter, or its cells split)
     first_prefilter_threshold: float
     first_candidates: int
     first_cells: int
@@ -73,11 +73,15 @@ def with_second_pass(
 
 
 def calls_for_second_pass(adaptation: Adaptation | None) -> bool:
-    """Whether a first pass adapted so calls for the second: its mixture's upper group holds most of the candidates,
-    trusted (the volume reads clean) or not, or its lower group scores as cells (CELL_LIKE_LOGIT); the 2.5 pass
-    decides (benchmarks/results/second_pass.md)."""
+    """Whether a first pass adapted so calls for the second: its mixture's upper group holds most of the candidates
+    cleanly apart from the rest, trusted (the volume reads clean) or not for its gain, or its lower group scores as
+    cells (CELL_LIKE_LOGIT); the 2.5 pass decides (benchmarks/results/second_pass.md). An upper group not cleanly
+    apart is left alone: real tissue's often is one, and rescanning it cost 1.6x for nothing (second_pass_speed.md)."""
     mixture = None if adaptation is None else adaptation.mixture
-    return mixture is not None and (mixture.cell_share > adaptation.rule.majority or mixture.other_mean > CELL_LIKE_LOGIT)
+    if mixture is None:
+        return False
+    rule = adaptation.rule
+    return (mixture.cell_share > rule.majority and mixture.separation > rule.separation) or mixture.other_mean > CELL_LIKE_LOGIT
 
 
 def far_from(points: np.ndarray, others: np.ndarray, *, diameter_voxels: np.ndarray) -> np.ndarray:
@@ -104,7 +108,7 @@ def second_pass_line(record: dict) -> str:
     """What the second pass did (a SecondPass as the summary JSON holds it), where the first found the volume clean."""
     seen = (f"the volume reads as clean ({record['first_cell_share']:.0%} of the first pass's candidates score as cells apart from the rest)"
             if record["first_clean"] else
-            f"the first pass's score mixture is not trusted, but {record['first_cell_share']:.0%} of its candidates score in its upper group "
+            f"the first pass's score mixture is not trusted, but its upper group ({record['first_cell_share']:.0%} of the candidates) "
             "or its lower group scores as cells")
     why = f"{seen}: prefiltered again at {SECOND_PASS_THRESHOLD:g} noise units instead of {record['first_prefilter_threshold']:g} for faint cells"
     if record["kept"]:

@@ -428,7 +428,7 @@ def test_the_second_pass_line_says_which_pass_was_kept():
     dropped = second_pass_line(dict(first, kept=False, added_cells=0))
     untrusted = second_pass_line(dict(first, first_clean=False, first_cell_share=0.99, kept=True, added_cells=8))
     assert kept.startswith("the volume reads as clean (90% of the first pass's candidates")
-    assert untrusted.startswith("the first pass's score mixture is not trusted, but 99% of its candidates score in its upper group or its lower group scores as cells: prefiltered again")
+    assert untrusted.startswith("the first pass's score mixture is not trusted, but its upper group (99% of the candidates) or its lower group scores as cells: prefiltered again")
     assert kept.endswith("for faint cells: 8 cells added to the first pass's 79 (84 candidates, 300 in the second; the added cells' odds multiplied by 2.50)")
     assert dropped.endswith("but its 300 candidates no longer read as clean: the first pass's 79 cells are kept")
 
@@ -436,7 +436,7 @@ def test_the_second_pass_line_says_which_pass_was_kept():
 def test_the_second_pass_adds_its_cells_far_from_the_first_passs_where_it_reads_clean_too():
     """The first pass's cells stay; the second's a cell diameter or more from all of them are added, in z, y, x order,
     each with its own pass's probability; a second pass not clean adds nothing. (Adaptations stand in by their verdict.)"""
-    clean = SimpleNamespace(clean=True, mixture=SimpleNamespace(cell_share=0.9), factor=2.0, rule=TRUST)
+    clean = SimpleNamespace(clean=True, mixture=SimpleNamespace(cell_share=0.9, separation=4.0, other_mean=-6.0), factor=2.0, rule=TRUST)
     settings = DetectSettings(voxel_size=(4.0, 2.0, 2.0), cell_diameter=12.0, threshold=0.5, prefilter_threshold=3.0)  # diameter (3, 6, 6) voxels
     first = Result(zyx=np.array([[10, 10, 10], [20, 40, 40]]), probability=np.array([0.9, 0.8], np.float32), candidates=5,
                    adaptation=clean, seconds={"score": 1.0})
@@ -454,7 +454,7 @@ def test_the_second_pass_adds_its_cells_far_from_the_first_passs_where_it_reads_
     assert not record.kept and record.added_cells == 0 and result.seconds == {"score": 1.5}
 
 
-def test_a_second_pass_also_runs_where_most_candidates_score_in_an_untrusted_upper_group():
+def test_a_second_pass_also_runs_where_the_mixture_is_untrusted_for_too_little_clutter():
     """A clean volume whose noise seldom passes the first threshold: its mixture puts 99% of the candidates among the
     cells, cleanly apart, but two groups explain the logits no better than one, so it is not trusted; the second pass
     still runs (its noise candidates show the split) and decides; so too where the fit splits the cells' own group (a
@@ -468,6 +468,8 @@ def test_a_second_pass_also_runs_where_most_candidates_score_in_an_untrusted_upp
     assert adaptation(replace(one_group, gain=0.02)).clean and calls_for_second_pass(adaptation(replace(one_group, gain=0.02)))
     for minority in (replace(one_group, cell_share=0.3), replace(one_group, cell_share=0.3, gain=0.2)):  # the latter trusted, far apart
         assert not calls_for_second_pass(adaptation(minority))
+    real_tissue = Mixture(cell_share=0.83, cell_mean=-2.9, cell_sd=2.5, other_mean=-6.3, other_sd=1.5, gain=0.004)  # cellfinder's crop's
+    assert not calls_for_second_pass(adaptation(real_tissue))  # a majority, but not cleanly apart, above the clutter
     split_cells = Mixture(cell_share=0.08, cell_mean=1.3, cell_sd=0.6, other_mean=-1.8, other_sd=1.7, gain=0.011)  # a clean faint volume's
     assert calls_for_second_pass(adaptation(split_cells)) and not calls_for_second_pass(adaptation(replace(split_cells, other_mean=-5.0)))
     assert not calls_for_second_pass(adaptation(None)) and not calls_for_second_pass(None)
