@@ -1,7 +1,7 @@
 """What `detect`'s second pass (clarity_fast/second_pass.py) costs: `detect` at its defaults against `detect
 --no-second-pass` (the first pass alone), in the same run, on the same volumes: clean ones, where it runs and is
-kept, the speed tables' simulated volume, and cellfinder's real crop, where since 2026-12-07 it runs (the mixture's
-upper group holds most candidates, untrusted) but is not kept. The second
+kept, and the speed tables' simulated volume and cellfinder's real crop, where it should not run (a trigger that
+once did run it on the crop, its upper group a majority but not cleanly apart, cost 1.63x for nothing). The second
 pass scores only the candidates the first did not (clarity_fast/score_memo.py); what it would cost scoring them
 all is the first pass plus a whole pass at 2.5 noise units (`--prefilter-threshold 2.5`), less the noise and cell
 shape measurements the second pass does not repeat.

@@ -238,9 +238,10 @@ def detect(
     ] = True,
     second_pass: Annotated[
         Optional[bool],
-        typer.Option("--second-pass/--no-second-pass", help="Where the first pass finds the volume clean (its candidates' scores form a "
-                     "majority group of cells apart from the rest), prefilter it again at 2.5 noise units to find faint cells, adding "
-                     "that pass's cells a cell diameter or more from the first's where it reads clean too; such volumes are read "
+        typer.Option("--second-pass/--no-second-pass", help="Where the first pass's candidates' scores form a majority group of "
+                     "cells cleanly apart from the rest (trusted, or untrusted only for too little clutter), or a lower group that "
+                     "scores as cells too, prefilter it again at 2.5 noise units to find faint cells, adding "
+                     "that pass's cells a cell diameter or more from the first's where it reads clean; such volumes are read "
                      "twice (on one machine, only the new candidates are scored). On by default "
                      "where probabilities are adapted (not with --no-adapt) at the model's prefilter threshold; see the README."),
     ] = None,

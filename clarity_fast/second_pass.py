@@ -4,9 +4,10 @@ lower one. So too where the mixture would read the volume clean but for too litt
 upper group most of the candidates, cleanly apart, but two groups explain the logits no better than one), or where
 its lower group scores above anything the network calls clutter (the fit split the cells' own group): on a clean
 volume whose noise seldom passes the first threshold (pure noise gave 0-8 candidates in 4 million voxels at 3 noise
-units, 13-133 at 2.5: benchmarks/results/face_candidates.md), the lower pass's noise candidates show the split. The second pass's cells are added where they lie at least a cell diameter from every cell of the first,
-and only where that pass too reads as clean (else its extra candidates were clutter): near a cell already found, a
-new maximum is more likely a second one of that cell (a large or elongated soma) than a faint neighbour
+units, 13-133 at 2.5: benchmarks/results/face_candidates.md), the lower pass's noise candidates show the split.
+The second pass's cells are added where they lie at least a cell diameter from every cell of the first, and only
+where that pass too reads as clean (else its extra candidates were clutter): near a cell already found, a new
+maximum is more likely a second one of that cell (a large or elongated soma) than a faint neighbour
 (benchmarks/results/second_pass.md)."""
 
 from __future__ import annotations
@@ -51,7 +52,8 @@ def with_second_pass(
     first: Result, *, settings: DetectSettings, scan: Callable[[DetectSettings], Result], memo: ScoreMemo | None = None
 ) -> tuple[Result, SecondPass | None]:
     """The result that stands (the first pass's, with the second's new cells added where it is kept) and the second
-    pass's record (None where it did not run: a first pass not clean, or already at or below SECOND_PASS_THRESHOLD).
+    pass's record (None where it did not run: a first pass that does not call for it, calls_for_second_pass, or one
+    already at or below SECOND_PASS_THRESHOLD).
     `scan` runs a pass with the settings given, scoring through `memo` where the first did (then only the candidates
     new to the second pass are scored); the result's busy seconds are both passes'."""
     if settings.prefilter_threshold <= SECOND_PASS_THRESHOLD or not calls_for_second_pass(first.adaptation):

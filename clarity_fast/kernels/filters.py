@@ -386,9 +386,9 @@ def blob_snr(
         raise ValueError(f"a halo of {pad} planes is less than the {needed} the z passes reach (z_halo)")
     fold_z = np.ones((2, planes - 2 * pad), dtype=np.float32)  # the planes' fold_scales, read from the planes each z window holds
     if not planar:
-        rz = len(gz[0]) // 2
+        kz, rz = np.stack(gz), len(gz[0]) // 2
         for q in range(planes - 2 * pad):
-            fold_z[:, q] = fold_scale(np.stack(gz), stack[q + pad - rz : q + pad + rz + 1])
+            fold_z[:, q] = fold_scale(kz, stack[q + pad - rz : q + pad + rz + 1])
     ring = scratch.array("ring", (0 if planar else bz.shape[0] + step - 1, rows, cols))  # proxy plane p in slot p % len
     for q in range(0, planes - 2 * pad, step):
         count = min(step, planes - 2 * pad - q)
