@@ -1,4 +1,5 @@
-"""Stages 2 and 3 on candidates: score their patches in batches, keep the confident ones, merge duplicates."""
+"""Stages 2 and 3 on candidates: score their patches in batches, keep the confident ones, centre them on their cells,
+merge duplicates."""
 
 from __future__ import annotations
 
@@ -8,7 +9,8 @@ import numpy as np
 from scipy.spatial import cKDTree
 
 from clarity_fast.candidates import Candidates
-from clarity_fast.kernels.gather import Grid, gather_patches
+from clarity_fast.kernels.centre import centre_shifts
+from clarity_fast.kernels.gather import Grid, gather_patches, working_grid
 from clarity_fast.kernels.slope import SlopeTest
 from clarity_fast.kernels.suppress import suppress
 from clarity_fast.model.config import Calibration
@@ -22,11 +24,12 @@ BATCH = 4096  # patches gathered at once
 
 def _per_patch(
     volume: np.ndarray, *, centres: np.ndarray, judge: Callable[[np.ndarray], np.ndarray], patch: int, grid: Grid | None, batch: int,
-    dtype: type,
+    dtype: type, width: tuple[int, ...] = (),
 ) -> np.ndarray:
-    """judge(patches) for the patch around each centre (working-grid voxels), gathered `batch` at a time."""
+    """judge(patches) for the patch around each centre (working-grid voxels), gathered `batch` at a time; `width`: the
+    shape of what it gives per patch."""
     centres = np.rint(np.asarray(centres)).astype(np.int64).reshape(-1, 3)
-    out = np.empty(len(centres), dtype=dtype)
+    out = np.empty((len(centres), *width), dtype=dtype)
     buffer = np.empty((min(batch, max(len(centres), 1)), 1, patch, patch, patch), dtype=np.float32)
     for start in range(0, len(centres), batch):
         chunk = centres[start : start + batch]
@@ -39,6 +42,18 @@ def logits_at(
 ) -> np.ndarray:
     """The network's logit for the patch around each centre (working-grid voxels), gathered and scored `batch` at a time."""
     return _per_patch(volume, centres=centres, judge=scorer, patch=patch, grid=grid, batch=batch, dtype=np.float32)
+
+
+def centred(
+    volume: np.ndarray, *, centres: np.ndarray, patch: int, diameter: tuple[float, float, float], grid: Grid | None = None, batch: int = BATCH
+) -> np.ndarray:
+    """Each centre (working-grid voxels, int) moved to the centre of the cell in its patch (kernels.centre), for
+    cells `diameter` working voxels across: where detect reports a detection."""
+    grid = working_grid(volume.shape) if grid is None else grid
+    centres = np.asarray(centres).reshape(-1, 3)
+    shifts = _per_patch(volume, centres=centres, judge=lambda p: centre_shifts(p, diameter=diameter), patch=patch, grid=grid, batch=batch,
+                        dtype=np.float64, width=(3,))
+    return grid.clamped(centres + shifts)
 
 
 def off_slope(candidates: Candidates, *, volume: np.ndarray, grid: Grid, patch: int, radius: tuple[float, float, float]) -> Candidates:
@@ -66,10 +81,10 @@ def merge_duplicates(zyx: np.ndarray, scores: np.ndarray, *, radius: tuple[float
 
 
 def calibrated_detections(
-    candidates: Candidates, logits: np.ndarray, *, calibration: Calibration, merge_radius: tuple[float, float, float]
+    candidates: Candidates, logits: np.ndarray, *, at: np.ndarray, calibration: Calibration, merge_radius: tuple[float, float, float]
 ) -> tuple[np.ndarray, np.ndarray]:
-    """The indices of the candidates that survive duplicate merging, and their cell probabilities (threshold them
-    to detect)."""
+    """The indices of the candidates that survive duplicate merging at positions `at` (theirs, centred), and their
+    cell probabilities (threshold them to detect)."""
     probs = calibration.probability(logits, candidates.response)
-    keep = merge_duplicates(candidates.zyx, probs, radius=merge_radius)
+    keep = merge_duplicates(at, probs, radius=merge_radius)
     return keep, probs[keep]

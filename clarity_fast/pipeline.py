@@ -1,5 +1,5 @@
 """Whole-volume detection, streamed in z-slabs: read -> prefilter -> gather patches (leaving out those on a slope,
-kernels.slope) -> score -> keep -> merge.
+kernels.slope) -> score -> keep -> centre on the cell in the patch (kernels.centre) -> merge.
 
 Three stages overlap: one thread reads and prefilters slab k+1 while another gathers the patches of slab k
 and the caller's thread scores them (numba kernels and onnxruntime release the GIL); the numba stages use the
@@ -30,6 +30,7 @@ from clarity_fast.detection import Scorer, merge_duplicates
 from clarity_fast.errors import InputError, ModelError
 from clarity_fast.export.providers import physical_memory
 from clarity_fast.io.volumes import VolumeReader
+from clarity_fast.kernels.centre import centre_shifts
 from clarity_fast.kernels.gather import Grid, gather_patches
 from clarity_fast.kernels.slope import SlopeTest
 from clarity_fast.kernels.turns import kernel_turns
@@ -50,7 +51,7 @@ from clarity_fast.volume_share import (
 if TYPE_CHECKING:
     from clarity_fast.checkpoint import Checkpoint
 
-STAGES = ("read", "prefilter", "gather", "score", "merge")
+STAGES = ("read", "prefilter", "gather", "score", "centre", "merge")
 HANDOFF = 2  # batches of patches waiting to be scored
 SLABS_IN_FLIGHT = 2  # slabs whose planes are held at once: one being gathered, the next being read and prefiltered
 log = logging.getLogger("clarity_fast")
@@ -275,6 +276,7 @@ class _Batch:
     z0: int
     z1: int
     zyx: np.ndarray  # native positions of the candidates scored
+    centres: np.ndarray  # the working-grid voxels their patches were cut around
     response: np.ndarray  # their prefilter response
     on_slope: int  # the batch's candidates left out of it on a slope
     buffer: np.ndarray  # from the pool, its first len(zyx) patches filled; the consumer releases it once scored
@@ -359,12 +361,16 @@ def process_slabs(
                 prob = model.calibration.probability(logits, item.response)
                 seconds["score"] += time.perf_counter() - t
                 keep = prob >= keep_from
-                kept_zyx.append(item.zyx[keep]), kept_prob.append(prob[keep])
+                t = time.perf_counter()
+                with turns:
+                    shifts = centre_shifts(item.patches[keep], diameter=model.scale.cell_diameter_voxels)
+                kept_zyx.append(grid.to_native(grid.clamped(item.centres[keep] + shifts))), kept_prob.append(prob[keep])
+                seconds["centre"] += time.perf_counter() - t
                 counts += histogram(prob)
             pool.release(item.buffer)
             on_slope += item.on_slope
             if item.last:
-                zyx = np.concatenate(kept_zyx) if kept_zyx else np.empty((0, 3), np.int64)
+                zyx = np.concatenate(kept_zyx) if kept_zyx else np.empty((0, 3))
                 prob = np.concatenate(kept_prob) if kept_prob else np.empty(0, np.float32)
                 on_result(SlabResult(item.z0, item.z1, zyx, prob, item.candidates, item.low, item.high, item.projection, counts, item.odd_planes,
                                      on_slope))
@@ -383,7 +389,7 @@ def merged(
     duplicates merged over the whole volume (so slab seams never matter); `projection`: the volume's, if kept."""
     t = time.perf_counter()
     parts = sorted(parts, key=lambda r: r.z0)
-    zyx = np.concatenate([r.zyx for r in parts]) if parts else np.empty((0, 3), np.int64)
+    zyx = np.concatenate([r.zyx for r in parts]) if parts else np.empty((0, 3))
     prob = np.concatenate([r.probability for r in parts]) if parts else np.empty(0, np.float32)
     adaptation = adapting(np.sum([r.histogram for r in parts], axis=0), model=model) if _adapting(settings, model) else None
     zyx, prob, above = kept_cells(zyx, prob, factor=None if adaptation is None else adaptation.factor,
@@ -572,10 +578,10 @@ def _gather_batches(
                 if sloped.any():
                     keep = ~sloped
                     _compact(buffer, keep)
-                    zyx, response = zyx[keep], response[keep]
+                    zyx, chunk, response = zyx[keep], chunk[keep], response[keep]
                 seconds["gather"] += time.perf_counter() - t
                 item = _Batch(
-                    slab.z0, slab.z1, zyx, response, int(sloped.sum()), buffer,
+                    slab.z0, slab.z1, zyx, chunk, response, int(sloped.sum()), buffer,
                     s + batch >= len(found), len(found), slab.low, slab.high, slab.projection, slab.odd_planes,
                 )
                 if not _put(out, item, stop):

@@ -54,6 +54,10 @@ class Grid:
         in detect and in training alike."""
         return to_voxels(self.to_working(points), shape=self.shape)
 
+    def clamped(self, points: np.ndarray) -> np.ndarray:
+        """Working voxel coordinates held inside the grid (a cell at a face is reported on it)."""
+        return np.clip(points, 0, np.asarray(self.shape) - 1)
+
     def to_native(self, points: np.ndarray) -> np.ndarray:
         """This grid's working voxel coordinates -> native voxel coordinates (of the block, for a block's grid)."""
         return points_from(np.asarray(points, dtype=float) + self.first, factors=self.factors) - self.origin

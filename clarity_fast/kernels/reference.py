@@ -206,3 +206,25 @@ def on_slope(patches: np.ndarray, *, radius: tuple[float, float, float]) -> np.n
     means = np.stack([values[:, s].mean(axis=1) for s in sides], axis=1)
     medians = np.stack([np.median(values[:, s], axis=1) for s in sides], axis=1)
     return np.any(centre[:, None] < means, axis=1) & np.any(centre[:, None] < medians, axis=1)
+
+
+def centre_shifts(
+    patches: np.ndarray, *, diameter: tuple[float, float, float], steps: int, weight_sd: float, percentile: float
+) -> np.ndarray:
+    """Mean-shift offsets from each patch's centre voxel to its cell's centre: kernels.centre's reference, every
+    patch at once."""
+    size = patches.shape[-1]
+    offsets = np.stack(np.meshgrid(*[np.arange(size) - size // 2] * 3, indexing="ij"), -1).reshape(-1, 3).astype(float)
+    diameter = np.asarray(diameter, dtype=float)
+    radius = diameter / 2
+    inside = np.sum((offsets / radius) ** 2, axis=1) <= 1.0
+    flat = np.asarray(patches, dtype=np.float64).reshape(len(patches), -1)
+    above = np.maximum(flat - np.percentile(flat[:, inside], percentile, axis=1, keepdims=True), 0.0)
+    shift = np.zeros((len(flat), 3))
+    for _ in range(steps):
+        weights = above * np.exp(-0.5 * np.sum(((offsets[None] - shift[:, None]) / (weight_sd * diameter)) ** 2, axis=2))
+        total = weights.sum(axis=1)
+        moved = total > 0
+        shift[moved] = (weights[moved] @ offsets) / total[moved, None]
+    shift[np.sum((shift / radius) ** 2, axis=1) > 1.0] = 0.0
+    return shift

@@ -8,13 +8,14 @@ from __future__ import annotations
 
 import logging
 from dataclasses import dataclass
+from functools import cached_property
 
 import numpy as np
 from scipy.spatial import cKDTree
 
 from clarity_fast.candidates import Candidates, find_candidates
 from clarity_fast.cell_shape import corrected_scale
-from clarity_fast.detection import calibrated_detections, off_slope
+from clarity_fast.detection import calibrated_detections, centred, off_slope
 from clarity_fast.evaluate import Scored
 from clarity_fast.io.block import BlockReader, context_reach, grown
 from clarity_fast.io.points import read_points
@@ -55,6 +56,7 @@ class AnnotatedVolume:
     region: tuple[tuple[int, int], ...] | None = None  # the annotated block in `native`'s voxels; None: all of it
     beside: np.ndarray | None = None  # annotations in the voxels read around the block (working scale); None: no region
     context: Candidates | None = None  # candidates in the voxels read around the block: detections there can find its cells
+    patch: int = NetworkConfig.patch  # the network's: the patches detections are centred in
 
     def annotated(self, points: np.ndarray) -> np.ndarray:
         """Per point (working-scale voxels), whether it lies in the annotated block: what lies outside is context."""
@@ -94,12 +96,17 @@ class AnnotatedVolume:
         to = self.to_native if native else np.asarray
         return Scored(to(zyx), scores, to(listed), pred_counted=counted, truth_counted=np.arange(len(listed)) < len(self.truth))
 
+    @cached_property
+    def cell_centres(self) -> np.ndarray:
+        """Every candidate read (`detectable`), moved to the centre of the cell in its patch: where detect reports it."""
+        return centred(self.native, centres=self.detectable.zyx, patch=self.patch, diameter=self.scale.cell_diameter_voxels, grid=self.grid)
+
     def detected(self, logits: np.ndarray, *, calibration: Calibration, native: bool = False) -> Scored:
-        """The detections among every candidate read (`logits`: the network's for `detectable`), merged, with their
-        cell probabilities, scored in the annotated block."""
-        found = self.detectable
-        keep, probs = calibrated_detections(found, logits, calibration=calibration, merge_radius=self.scale.merge_radius_voxels)
-        return self.scored(found.zyx[keep], probs, counted=keep < len(self.candidates), native=native)
+        """The detections among every candidate read (`logits`: the network's for `detectable`), centred and merged as
+        detect does, with their cell probabilities, scored in the annotated block."""
+        keep, probs = calibrated_detections(self.detectable, logits, at=self.cell_centres, calibration=calibration,
+                                            merge_radius=self.scale.merge_radius_voxels)
+        return self.scored(self.cell_centres[keep], probs, counted=keep < len(self.candidates), native=native)
 
     @property
     def at_cells(self) -> np.ndarray:
@@ -182,7 +189,7 @@ def load_annotated(
         volumes.append(
             AnnotatedVolume(entry.name, entry.group, data, grid, resample_volume(data, grid=grid), grid.to_working(cells),
                             _on_grid(found, grid=grid), scale, entry.partial, inside,
-                            None if beside is None else grid.to_working(beside), None if context is None else _on_grid(context, grid=grid))
+                            None if beside is None else grid.to_working(beside), None if context is None else _on_grid(context, grid=grid), patch)
         )
     return volumes
 
