@@ -159,7 +159,7 @@ def main() -> None:
     rows = []
     for name, r in runs.items():
         s = r["summary"]
-        busy = {k: s["seconds"][k] for k in ("read", "prefilter", "gather", "score", "merge")}
+        busy = {k: s["seconds"][k] for k in ("read", "prefilter", "gather", "score", "centre", "merge")}
         share = ", ".join(f"{k} {v / max(sum(busy.values()), 1e-9):.0%}" for k, v in busy.items())
         rows.append([f"{name} [{s['provider'].removesuffix('ExecutionProvider')}]", "×".join(map(str, s["shape"])), f"{s['seconds']['total']:.1f}", f"{s['voxels_per_s'] / 1e6:.1f}", f"{r['peak_rss_mb']:.0f}", s["cells"], share])
     data = dict(device=runs["volume"]["summary"]["provider"], batch=args.batch, volume=base.name, runs=runs, cellfinder=cellfinder)

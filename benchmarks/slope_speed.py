@@ -9,6 +9,7 @@ Volumes: the simulated volume at the model's own scale, and cellfinder's real cr
 from __future__ import annotations
 
 import argparse
+from collections.abc import Callable
 
 import numpy as np
 import report
@@ -35,8 +36,8 @@ def volumes(shape: tuple[int, int, int]) -> list[tuple[str, np.ndarray, Scale]]:
     return out
 
 
-def measure(volume: np.ndarray, scale: Scale, *, scorer: OnnxScorer, seconds: float) -> dict:
-    """Patches per second of the slope test, its reference and scoring, on (up to a batch of) the volume's candidates."""
+def candidate_patches(volume: np.ndarray, scale: Scale, *, scorer: OnnxScorer) -> tuple[dict, np.ndarray]:
+    """The patches of (up to a batch of) the volume's candidates, cut as detect cuts them, and what it found."""
     cfg = scorer.config
     factors = DetectSettings(voxel_size=scale.voxel_size, cell_diameter=scale.cell_diameter, threshold=cfg.threshold,
                              prefilter_threshold=cfg.prefilter_threshold).zoom(cfg)  # detect's grid for these cells
@@ -45,28 +46,41 @@ def measure(volume: np.ndarray, scale: Scale, *, scorer: OnnxScorer, seconds: fl
     centres = grid.nearest(found.zyx)[:BATCH]
     patch = cfg.network.patch
     patches = gather_patches(volume, centres=centres, out=np.empty((len(centres), 1, patch, patch, patch), np.float32), grid=grid)
-    test = SlopeTest.for_patch(patch=patch, radius=cfg.scale.cell_radius_voxels)
+    return {"factors": factors, "candidates": len(found), "timed": len(patches)}, patches
+
+
+def measure(volume: np.ndarray, scale: Scale, *, scorer: OnnxScorer, seconds: float) -> dict:
+    """Patches per second of the slope test, its reference and scoring, on (up to a batch of) the volume's candidates."""
+    cfg = scorer.config
+    found, patches = candidate_patches(volume, scale, scorer=scorer)
+    test = SlopeTest.for_patch(patch=cfg.network.patch, radius=cfg.scale.cell_radius_voxels)
     on_slope = test.on_slope(patches)
     slope = report.calls_per_second(lambda: test.on_slope(patches), seconds) * len(patches)
     numpy = report.calls_per_second(lambda: reference.on_slope(patches, radius=cfg.scale.cell_radius_voxels), seconds) * len(patches)
     score = report.calls_per_second(lambda: scorer(patches), seconds) * len(patches)
     return {
-        "factors": factors, "candidates": len(found), "timed": len(patches), "left_out": float(on_slope.mean()),
+        **found, "left_out": float(on_slope.mean()),
         "agrees_with_reference": bool(np.array_equal(on_slope, reference.on_slope(patches, radius=cfg.scale.cell_radius_voxels))),
         "slope_patches_per_s": slope, "reference_patches_per_s": numpy, "scoring_patches_per_s": score,
     }
 
 
-def main() -> None:
-    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+def measured(description: str, measure: Callable[..., dict]) -> tuple[argparse.Namespace, OnnxScorer, dict[str, dict]]:
+    """Read --shape and --seconds, and measure(volume, scale, scorer=, seconds=) each volume with the built-in model on
+    the CPU: the arguments, the scorer and the results by volume."""
+    parser = argparse.ArgumentParser(description=description)
     parser.add_argument("--shape", default="32,1024,1024")
     parser.add_argument("--seconds", type=float, default=4.0)
     args = parser.parse_args()
-    shape = tuple(int(v) for v in args.shape.split(","))
+    args.shape = tuple(int(v) for v in args.shape.split(","))
     scorer = OnnxScorer(resolve_model("default"), settings=RuntimeSettings(device="cpu"))
-    results, rows = {}, []
-    for name, volume, scale in volumes(shape):
-        r = results[name] = measure(volume, scale, scorer=scorer, seconds=args.seconds)
+    return args, scorer, {name: measure(volume, scale, scorer=scorer, seconds=args.seconds) for name, volume, scale in volumes(args.shape)}
+
+
+def main() -> None:
+    args, scorer, results = measured(__doc__.splitlines()[0], measure)
+    shape, rows = args.shape, []
+    for name, r in results.items():
         cost = r["scoring_patches_per_s"] / r["slope_patches_per_s"]  # the test's time per candidate, in scoring times
         rows.append([
             name, r["candidates"], f"{r['left_out']:.1%}", f"{r['slope_patches_per_s'] / 1e3:.0f}", f"{r['reference_patches_per_s'] / 1e3:.1f}",

@@ -28,9 +28,12 @@ def centre_shifts(patches: np.ndarray, *, diameter: tuple[float, float, float]) 
     cell's sphere or the patch is flat."""
     size = patches.shape[-1]
     flat = np.ascontiguousarray(patches, dtype=np.float32).reshape(len(patches), size**3)
+    diameter = np.asarray(diameter, dtype=np.float64)
+    offsets = np.stack(np.meshgrid(*[np.arange(size) - size // 2] * 3, indexing="ij"), -1).reshape(-1, 3)
+    sphere = np.flatnonzero(np.sum((offsets / (diameter / 2)) ** 2, axis=1) <= 1.0)  # the cell's, around the patch centre
     out = np.zeros((len(flat), 3), dtype=np.float64)
     if len(flat):
-        _shifts(flat, size, np.asarray(diameter, dtype=np.float64), STEPS, WEIGHT_SD, BACKGROUND_PERCENTILE, out)
+        _shifts(flat, size, sphere, diameter, STEPS, WEIGHT_SD, BACKGROUND_PERCENTILE, out)
     return out
 
 
@@ -45,28 +48,15 @@ def _percentile(values: np.ndarray, q: float) -> float:
 
 
 @numba.njit(cache=True, nogil=True, parallel=True)
-def _shifts(flat, size, diameter, steps, weight_sd, percentile, out):
+def _shifts(flat, size, sphere, diameter, steps, weight_sd, percentile, out):
     half = size // 2
     radius = 0.5 * diameter
     sd = weight_sd * diameter
-    inside = 0
-    for z in range(size):
-        for y in range(size):
-            for x in range(size):
-                d = ((z - half) / radius[0]) ** 2 + ((y - half) / radius[1]) ** 2 + ((x - half) / radius[2]) ** 2
-                if d <= 1.0:
-                    inside += 1
     for i in numba.prange(flat.shape[0]):
         p = flat[i]
-        core = np.empty(inside, dtype=np.float64)
-        k = 0
-        for z in range(size):
-            for y in range(size):
-                for x in range(size):
-                    d = ((z - half) / radius[0]) ** 2 + ((y - half) / radius[1]) ** 2 + ((x - half) / radius[2]) ** 2
-                    if d <= 1.0:
-                        core[k] = p[(z * size + y) * size + x]
-                        k += 1
+        core = np.empty(len(sphere), dtype=np.float64)
+        for k in range(len(sphere)):
+            core[k] = p[sphere[k]]
         background = _percentile(core, percentile)
         shift = np.zeros(3)
         weights = np.empty((3, size))
