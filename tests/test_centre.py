@@ -77,3 +77,14 @@ def test_centred_positions_do_not_depend_on_the_batch_and_stay_in_the_volume():
     assert np.array_equal(whole, centred(volume, centres=centres, patch=PATCH, diameter=DIAMETER, grid=grid, batch=3))
     assert np.all(whole >= 0) and np.all(whole <= np.array(volume.shape) - 1)
     assert np.linalg.norm(whole[1] - (10, 20, 20) + (0, 0.5, 0.5)) < np.linalg.norm(centres[1] - (10, 20, 20) + (0, 0.5, 0.5))
+
+
+def test_a_cell_at_a_face_is_reported_on_it_not_beyond_on_a_resampled_grid():
+    """Working voxel 0 lies half a working voxel beyond native voxel 0 where the grid is finer than the file."""
+    volume = np.random.default_rng(4).normal(100, 5, (12, 40, 40)).astype(np.float32)
+    volume[0, 18:24, 18:24] += 80  # a cell in the first plane: its centre lies beyond the first working voxels
+    grid = working_grid(volume.shape, factors=(2.5, 1.0, 1.0))
+    centres = grid.nearest(np.array([[0.0, 21.0, 21.0], [11.0, 5.0, 5.0]]))
+    native = grid.to_native(centred(volume, centres=centres, patch=PATCH, diameter=DIAMETER, grid=grid))
+    assert np.all(native >= 0) and np.all(native <= np.array(volume.shape) - 1)
+    assert native[0, 0] == 0.0  # pulled to the face, held on it

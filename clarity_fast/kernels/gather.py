@@ -55,8 +55,11 @@ class Grid:
         return to_voxels(self.to_working(points), shape=self.shape)
 
     def clamped(self, points: np.ndarray) -> np.ndarray:
-        """Working voxel coordinates held inside the grid (a cell at a face is reported on it)."""
-        return np.clip(points, 0, np.asarray(self.shape) - 1)
+        """Working voxel coordinates held where the grid samples the volume, so that a cell at a face is reported on it
+        and never beyond it, whatever the factors (working voxel 0 maps beyond native voxel 0 where f > 1)."""
+        first = np.array([lo[0] + w[0] for lo, w in zip(self.lo, self.weight)])
+        last = np.array([lo[-1] + w[-1] for lo, w in zip(self.lo, self.weight)])
+        return np.clip(points, np.maximum(self.to_working(first), 0), np.minimum(self.to_working(last), np.asarray(self.shape) - 1))
 
     def to_native(self, points: np.ndarray) -> np.ndarray:
         """This grid's working voxel coordinates -> native voxel coordinates (of the block, for a block's grid)."""
