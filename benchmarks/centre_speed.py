@@ -20,7 +20,7 @@ from clarity_fast.settings import Scale
 
 def measure(volume: np.ndarray, scale: Scale, *, scorer: OnnxScorer, seconds: float) -> dict:
     """Patches per second of centring, its reference and scoring, on (up to a batch of) the volume's candidates."""
-    found, patches = candidate_patches(volume, scale, scorer=scorer)
+    counts, patches = candidate_patches(volume, scale, scorer=scorer)
     diameter = scorer.config.scale.cell_diameter_voxels
     ours = centre_shifts(patches, diameter=diameter)
     theirs = reference.centre_shifts(patches, diameter=diameter, steps=STEPS, weight_sd=WEIGHT_SD, percentile=BACKGROUND_PERCENTILE)
@@ -30,7 +30,7 @@ def measure(volume: np.ndarray, scale: Scale, *, scorer: OnnxScorer, seconds: fl
     ) * len(patches)
     score = report.calls_per_second(lambda: scorer(patches), seconds) * len(patches)
     return {
-        **found, "max_abs_difference_voxels": float(np.abs(ours - theirs).max()), "mean_shift_voxels": np.abs(ours).mean(axis=0).tolist(),
+        **counts, "max_abs_difference_voxels": float(np.abs(ours - theirs).max()), "mean_shift_voxels": np.abs(ours).mean(axis=0).tolist(),
         "centre_patches_per_s": rate, "reference_patches_per_s": numpy, "scoring_patches_per_s": score,
     }
 

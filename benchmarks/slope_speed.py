@@ -52,14 +52,14 @@ def candidate_patches(volume: np.ndarray, scale: Scale, *, scorer: OnnxScorer) -
 def measure(volume: np.ndarray, scale: Scale, *, scorer: OnnxScorer, seconds: float) -> dict:
     """Patches per second of the slope test, its reference and scoring, on (up to a batch of) the volume's candidates."""
     cfg = scorer.config
-    found, patches = candidate_patches(volume, scale, scorer=scorer)
+    counts, patches = candidate_patches(volume, scale, scorer=scorer)
     test = SlopeTest.for_patch(patch=cfg.network.patch, radius=cfg.scale.cell_radius_voxels)
     on_slope = test.on_slope(patches)
     slope = report.calls_per_second(lambda: test.on_slope(patches), seconds) * len(patches)
     numpy = report.calls_per_second(lambda: reference.on_slope(patches, radius=cfg.scale.cell_radius_voxels), seconds) * len(patches)
     score = report.calls_per_second(lambda: scorer(patches), seconds) * len(patches)
     return {
-        **found, "left_out": float(on_slope.mean()),
+        **counts, "left_out": float(on_slope.mean()),
         "agrees_with_reference": bool(np.array_equal(on_slope, reference.on_slope(patches, radius=cfg.scale.cell_radius_voxels))),
         "slope_patches_per_s": slope, "reference_patches_per_s": numpy, "scoring_patches_per_s": score,
     }

@@ -19,7 +19,7 @@ from clarity_fast.io.atomic import atomic_path, make_output_dir
 from clarity_fast.pipeline import SlabResult
 
 FINGERPRINT = "run.json"
-CHECKPOINT_FORMAT = 4  # 2: one running projection, 3: odd planes, 4: candidates on a slope; in a fingerprint, so an older layout is never resumed
+CHECKPOINT_FORMAT = 5  # 2: one running projection, 3: odd planes, 4: candidates on a slope, 5: centred positions; in a fingerprint, so an older layout is never resumed
 PROJECTION = "projection.npy"  # the maximum over the finished slabs' projections: one plane, not one per slab
 log = logging.getLogger("clarity_fast")
 

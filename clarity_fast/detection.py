@@ -45,15 +45,24 @@ def logits_at(
 
 
 def centred(
-    volume: np.ndarray, *, centres: np.ndarray, patch: int, diameter: tuple[float, float, float], grid: Grid | None = None, batch: int = BATCH
+    volume: np.ndarray, *, zyx: np.ndarray, patch: int, diameter: tuple[float, float, float], grid: Grid | None = None, batch: int = BATCH
 ) -> np.ndarray:
-    """Each centre (working-grid voxels, int) moved to the centre of the cell in its patch (kernels.centre), for
-    cells `diameter` working voxels across: where detect reports a detection."""
+    """Where detect reports each candidate at native position `zyx` (cell_positions): the centre of the cell in its
+    patch on `grid` (kernels.centre), for cells `diameter` working voxels across."""
     grid = working_grid(volume.shape) if grid is None else grid
-    centres = np.asarray(centres).reshape(-1, 3)
+    centres = grid.nearest(np.asarray(zyx).reshape(-1, 3))
     shifts = _per_patch(volume, centres=centres, judge=lambda p: centre_shifts(p, diameter=diameter), patch=patch, grid=grid, batch=batch,
                         dtype=np.float64, width=(3,))
-    return grid.clamped(centres + shifts)
+    return cell_positions(zyx, centres=centres, shifts=shifts, grid=grid)
+
+
+def cell_positions(zyx: np.ndarray, *, centres: np.ndarray, shifts: np.ndarray, grid: Grid) -> np.ndarray:
+    """Native positions to report for candidates at `zyx` (native) whose patches were cut around `centres` (working
+    voxels): the cell's centre, held inside the volume, where centring found one (a shift); else the candidate's own
+    position, which rounding it to a coarser working grid would blur."""
+    zyx = np.asarray(zyx, dtype=float).reshape(-1, 3)
+    found = np.any(shifts != 0.0, axis=1)
+    return np.where(found[:, None], grid.to_native(grid.clamped(centres + shifts)), zyx)
 
 
 def off_slope(candidates: Candidates, *, volume: np.ndarray, grid: Grid, patch: int, radius: tuple[float, float, float]) -> Candidates:

@@ -26,7 +26,7 @@ import numba
 import numpy as np
 
 from clarity_fast.candidates import Candidates, SlabPrefilter, slab_ranges
-from clarity_fast.detection import Scorer, merge_duplicates
+from clarity_fast.detection import Scorer, cell_positions, merge_duplicates
 from clarity_fast.errors import InputError, ModelError
 from clarity_fast.export.providers import physical_memory
 from clarity_fast.io.volumes import VolumeReader
@@ -172,7 +172,7 @@ def adapting(counts: np.ndarray, *, model: ModelConfig, clutter_sd: float = CLUT
 class Result:
     """A volume's detections (merged, above the threshold) and what the run counted and timed on the way."""
 
-    zyx: np.ndarray  # (N, 3) int, the input's voxels
+    zyx: np.ndarray  # (N, 3) float, the input's voxels: each cell's centre (kernels.centre)
     probability: np.ndarray
     candidates: int = 0
     on_slope: int = 0  # candidates left unscored as dimmer than their surround on some side (kernels.slope)
@@ -362,9 +362,10 @@ def process_slabs(
                 seconds["score"] += time.perf_counter() - t
                 keep = prob >= keep_from
                 t = time.perf_counter()
+                _compact(item.buffer, keep)  # the kept patches to the front, in place: the buffer is released next
                 with turns:
-                    shifts = centre_shifts(item.patches[keep], diameter=model.scale.cell_diameter_voxels)
-                kept_zyx.append(grid.to_native(grid.clamped(item.centres[keep] + shifts))), kept_prob.append(prob[keep])
+                    shifts = centre_shifts(item.buffer[: int(keep.sum())], diameter=model.scale.cell_diameter_voxels)
+                kept_zyx.append(cell_positions(item.zyx[keep], centres=item.centres[keep], shifts=shifts, grid=grid)), kept_prob.append(prob[keep])
                 seconds["centre"] += time.perf_counter() - t
                 counts += histogram(prob)
             pool.release(item.buffer)
@@ -425,7 +426,7 @@ def detect(
     run_slabs: SlabRunner | None = None,
     memo: ScoreMemo | None = None,
 ) -> Result:
-    """Cells in the volume: candidate positions whose patch scores above the threshold, duplicates merged.
+    """Cells in the volume: candidates whose patch scores above the threshold, centred on their cells, duplicates merged.
 
     Slabs a checkpoint holds are loaded, not recomputed; each finished slab is saved to it.
     on_slab(z0, z1, detections so far) is called as each slab finishes (progress). run_slabs(slabs, on_result,

@@ -303,7 +303,7 @@ def block_read(whole: VolumeReader, *, region: tuple[tuple[int, int], ...], sett
     """The region with the context its detections depend on around it, read as a volume of its own: the candidates
     and patches of those in it and of those MERGE_CHAIN merge radii beside it that merging weighs against them. Its
     detections are then the whole volume's there (but where a chain of merges reaches in from further out)."""
-    merges = MERGE_CHAIN * np.ceil(settings.scale.merge_radius_voxels)
+    merges = MERGE_CHAIN * np.ceil(settings.scale.merge_radius_voxels) + np.ceil(settings.scale.cell_radius_voxels)  # centring moves one up to a radius
     reach = context_reach(settings.prefilter, factors=settings.zoom(model), patch=model.network.patch) + merges.astype(int)
     return BlockReader(whole, bounds=grown(region, shape=whole.shape, reach=reach), name=name)
 

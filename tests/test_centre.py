@@ -8,7 +8,7 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 from scipy.ndimage import gaussian_filter
 
-from clarity_fast.detection import centred
+from clarity_fast.detection import cell_positions, centred
 from clarity_fast.kernels import reference
 from clarity_fast.kernels.centre import BACKGROUND_PERCENTILE, STEPS, WEIGHT_SD, centre_shifts
 from clarity_fast.kernels.gather import working_grid
@@ -73,8 +73,8 @@ def test_centred_positions_do_not_depend_on_the_batch_and_stay_in_the_volume():
         volume[max(z - 1, 0) : z + 2, max(y - 3, 0) : y + 3, max(x - 3, 0) : x + 3] += 60
     centres = np.array([(0, 11, 9), (10, 21, 19), (19, 39, 6), (5, 5, 30)])
     grid = working_grid(volume.shape)
-    whole = centred(volume, centres=centres, patch=PATCH, diameter=DIAMETER, grid=grid)
-    assert np.array_equal(whole, centred(volume, centres=centres, patch=PATCH, diameter=DIAMETER, grid=grid, batch=3))
+    whole = centred(volume, zyx=centres, patch=PATCH, diameter=DIAMETER, grid=grid)
+    assert np.array_equal(whole, centred(volume, zyx=centres, patch=PATCH, diameter=DIAMETER, grid=grid, batch=3))
     assert np.all(whole >= 0) and np.all(whole <= np.array(volume.shape) - 1)
     assert np.linalg.norm(whole[1] - (10, 20, 20) + (0, 0.5, 0.5)) < np.linalg.norm(centres[1] - (10, 20, 20) + (0, 0.5, 0.5))
 
@@ -84,7 +84,23 @@ def test_a_cell_at_a_face_is_reported_on_it_not_beyond_on_a_resampled_grid():
     volume = np.random.default_rng(4).normal(100, 5, (12, 40, 40)).astype(np.float32)
     volume[0, 18:24, 18:24] += 80  # a cell in the first plane: its centre lies beyond the first working voxels
     grid = working_grid(volume.shape, factors=(2.5, 1.0, 1.0))
-    centres = grid.nearest(np.array([[0.0, 21.0, 21.0], [11.0, 5.0, 5.0]]))
-    native = grid.to_native(centred(volume, centres=centres, patch=PATCH, diameter=DIAMETER, grid=grid))
+    native = centred(volume, zyx=np.array([[0.0, 21.0, 21.0], [11.0, 5.0, 5.0]]), patch=PATCH, diameter=DIAMETER, grid=grid)
     assert np.all(native >= 0) and np.all(native <= np.array(volume.shape) - 1)
     assert native[0, 0] == 0.0  # pulled to the face, held on it
+
+
+def test_a_candidate_centring_leaves_alone_keeps_its_own_position_not_the_working_grids():
+    """Where no shift is made (a flat patch), the native peak is reported, not its voxel on a coarser working grid."""
+    grid = working_grid((20, 40, 40), factors=(0.5, 0.5, 0.5))
+    zyx = np.array([[10.0, 11.0, 12.0], [3.0, 7.0, 9.0]])
+    centres = grid.nearest(zyx)
+    assert not np.allclose(grid.to_native(centres), zyx)  # the working grid alone would move them
+    shifts = np.array([[0.0, 0.0, 0.0], [0.5, 0.0, 0.0]])
+    at = cell_positions(zyx, centres=centres, shifts=shifts, grid=grid)
+    assert np.array_equal(at[0], zyx[0]) and np.allclose(at[1], grid.to_native(centres[1] + shifts[1]))
+
+
+def test_clamping_keeps_a_one_voxel_axis_on_its_voxel():
+    grid = working_grid((1, 30, 30), factors=(1.2, 1.0, 1.0))
+    points = grid.clamped(np.array([[-1.0, 3.0, 3.0], [5.0, 3.0, 3.0]]))
+    assert np.allclose(grid.to_native(points)[:, 0], 0.0)

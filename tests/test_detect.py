@@ -88,8 +88,8 @@ def test_streaming_equals_the_whole_volume_computation(scorer, brain, cut):
         exact = adjusted(probs, factor=adapting(histogram(probs), model=scorer.config).factor)
     above = exact >= settings.threshold
     kept = exact[above].astype(np.float32)
-    at = grid.to_native(centred(volume, centres=centres[above], patch=scorer.config.network.patch,
-                                diameter=scorer.config.scale.cell_diameter_voxels, grid=grid))  # each on the centre of its cell
+    at = centred(volume, zyx=found.zyx[above], patch=scorer.config.network.patch, diameter=scorer.config.scale.cell_diameter_voxels,
+                 grid=grid)  # each on the centre of its cell
     keep = merge_duplicates(at, kept, radius=settings.scale.merge_radius_voxels)
     np.testing.assert_array_equal(streamed.zyx, at[keep])
     np.testing.assert_array_equal(streamed.probability, kept[keep])

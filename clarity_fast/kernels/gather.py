@@ -55,11 +55,14 @@ class Grid:
         return to_voxels(self.to_working(points), shape=self.shape)
 
     def clamped(self, points: np.ndarray) -> np.ndarray:
-        """Working voxel coordinates held where the grid samples the volume, so that a cell at a face is reported on it
-        and never beyond it, whatever the factors (working voxel 0 maps beyond native voxel 0 where f > 1)."""
-        first = np.array([lo[0] + w[0] for lo, w in zip(self.lo, self.weight)])
-        last = np.array([lo[-1] + w[-1] for lo, w in zip(self.lo, self.weight)])
-        return np.clip(points, np.maximum(self.to_working(first), 0), np.minimum(self.to_working(last), np.asarray(self.shape) - 1))
+        """Working voxel coordinates held between the grid's first and last samples of the volume, so that a cell at a
+        face is never reported beyond it (working voxel 0 maps beyond native voxel 0 where f > 1; where f < 1, the
+        first sample lies within half a working voxel of the face)."""
+        first_sample = np.array([lo[0] + w[0] for lo, w in zip(self.lo, self.weight)])
+        last_sample = np.array([lo[-1] + w[-1] for lo, w in zip(self.lo, self.weight)])
+        lower = np.maximum(self.to_working(first_sample), 0)
+        upper = np.maximum(np.minimum(self.to_working(last_sample), np.asarray(self.shape) - 1), lower)
+        return np.clip(points, lower, upper)
 
     def to_native(self, points: np.ndarray) -> np.ndarray:
         """This grid's working voxel coordinates -> native voxel coordinates (of the block, for a block's grid)."""

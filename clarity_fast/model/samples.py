@@ -98,15 +98,18 @@ class AnnotatedVolume:
 
     @cached_property
     def cell_centres(self) -> np.ndarray:
-        """Every candidate read (`detectable`), moved to the centre of the cell in its patch: where detect reports it."""
-        return centred(self.native, centres=self.detectable.zyx, patch=self.patch, diameter=self.scale.cell_diameter_voxels, grid=self.grid)
+        """Every candidate read (`detectable`, working voxels), moved to the centre of the cell in its patch: where
+        detect reports it, on the working grid."""
+        native = centred(self.native, zyx=self.to_native(self.detectable.zyx), patch=self.patch, diameter=self.scale.cell_diameter_voxels,
+                         grid=self.grid)
+        return self.grid.to_working(native)
 
     def detected(self, logits: np.ndarray, *, calibration: Calibration, native: bool = False) -> Scored:
         """The detections among every candidate read (`logits`: the network's for `detectable`), centred and merged as
         detect does, with their cell probabilities, scored in the annotated block."""
         keep, probs = calibrated_detections(self.detectable, logits, at=self.cell_centres, calibration=calibration,
                                             merge_radius=self.scale.merge_radius_voxels)
-        return self.scored(self.cell_centres[keep], probs, counted=keep < len(self.candidates), native=native)
+        return self.scored(self.cell_centres[keep], probs, native=native)  # counted where they lie, as evaluate --region counts
 
     @property
     def at_cells(self) -> np.ndarray:
