@@ -10,7 +10,7 @@ from scipy.spatial import cKDTree
 
 from clarity_fast.candidates import Candidates
 from clarity_fast.kernels.centre import centre_shifts
-from clarity_fast.kernels.gather import Grid, gather_patches, working_grid
+from clarity_fast.kernels.gather import Grid, gather_patches
 from clarity_fast.kernels.slope import SlopeTest
 from clarity_fast.kernels.suppress import suppress
 from clarity_fast.model.config import Calibration
@@ -45,11 +45,10 @@ def logits_at(
 
 
 def centred(
-    volume: np.ndarray, *, zyx: np.ndarray, patch: int, diameter: tuple[float, float, float], grid: Grid | None = None, batch: int = BATCH
+    volume: np.ndarray, *, zyx: np.ndarray, patch: int, diameter: tuple[float, float, float], grid: Grid, batch: int = BATCH
 ) -> np.ndarray:
     """Where detect reports each candidate at native position `zyx` (cell_positions): the centre of the cell in its
     patch on `grid` (kernels.centre), for cells `diameter` working voxels across."""
-    grid = working_grid(volume.shape) if grid is None else grid
     centres = grid.nearest(np.asarray(zyx).reshape(-1, 3))
     shifts = _per_patch(volume, centres=centres, judge=lambda p: centre_shifts(p, diameter=diameter), patch=patch, grid=grid, batch=batch,
                         dtype=np.float64, width=(3,))
