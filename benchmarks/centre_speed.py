@@ -30,7 +30,9 @@ def measure(volume: np.ndarray, scale: Scale, *, scorer: OnnxScorer, seconds: fl
     ) * len(patches)
     score = report.calls_per_second(lambda: scorer(patches), seconds) * len(patches)
     return {
-        **counts, "max_abs_difference_voxels": float(np.abs(ours - theirs).max()), "mean_shift_voxels": np.abs(ours).mean(axis=0).tolist(),
+        **counts, "same_patches_without_estimate": bool(np.array_equal(np.isnan(ours), np.isnan(theirs))),
+        "share_without_estimate": float(np.isnan(ours[:, 0]).mean()),
+        "max_abs_difference_voxels": float(np.nanmax(np.abs(ours - theirs))), "mean_shift_voxels": np.nanmean(np.abs(ours), axis=0).tolist(),
         "centre_patches_per_s": rate, "reference_patches_per_s": numpy, "scoring_patches_per_s": score,
     }
 
@@ -43,12 +45,14 @@ def main() -> None:
             name, r["timed"], f"{r['centre_patches_per_s'] / 1e3:.0f}", f"{r['reference_patches_per_s'] / 1e3:.1f}",
             f"{r['centre_patches_per_s'] / r['reference_patches_per_s']:.0f}×", f"{r['scoring_patches_per_s'] / 1e3:.1f}",
             f"{r['scoring_patches_per_s'] / r['centre_patches_per_s']:.1%}", f"{r['max_abs_difference_voxels']:.1e}",
+            f"{r['share_without_estimate']:.1%} ({'the same' if r['same_patches_without_estimate'] else 'NOT the same'} as the reference's)",
         ])
     md = report.write(
         "centre_speed",
         data=dict(shape=shape, batch=BATCH, seconds=args.seconds, provider=scorer.provider, results=results),
         columns=["volume", "patches", "centring k patches/s", "numpy reference k patches/s", "speed-up", "scoring k patches/s (CPU)",
-                 "centring's time per patch, of scoring's", "max |Δ| against the reference (voxels)"],
+                 "centring's time per patch, of scoring's", "max |Δ| against the reference (voxels)",
+                 "patches without an estimate (reported at the candidate)"],
         rows=rows,
         notes=(
             f"{'×'.join(map(str, shape))} voxels; up to {BATCH} of the prefilter's candidates, gathered once as the model's patches; "

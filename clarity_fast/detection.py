@@ -57,11 +57,11 @@ def centred(
 
 def cell_positions(zyx: np.ndarray, *, centres: np.ndarray, shifts: np.ndarray, grid: Grid) -> np.ndarray:
     """Native positions to report for candidates at `zyx` (native) whose patches were cut around `centres` (working
-    voxels): the cell's centre, held inside the volume, where centring found one (a shift); else the candidate's own
-    position, which rounding it to a coarser working grid would blur."""
+    voxels): the cell's centre, held inside the volume, where centring found one (a finite shift); else the candidate's
+    own position, which rounding it to a coarser working grid would blur."""
     zyx = np.asarray(zyx, dtype=float).reshape(-1, 3)
-    found = np.any(shifts != 0.0, axis=1)
-    return np.where(found[:, None], grid.to_native(grid.clamped(centres + shifts)), zyx)
+    found = np.all(np.isfinite(shifts), axis=1)
+    return np.where(found[:, None], grid.to_native(grid.clamped(centres + np.nan_to_num(shifts))), zyx)
 
 
 def off_slope(candidates: Candidates, *, volume: np.ndarray, grid: Grid, patch: int, radius: tuple[float, float, float]) -> Candidates:

@@ -57,12 +57,12 @@ def test_both_ends_of_a_long_cell_move_towards_its_middle():
     assert np.abs((ends[0, 2] - moved[0, 2]) - (ends[1, 2] - moved[1, 2])) < 3.0  # 5 voxels apart before
 
 
-def test_a_flat_patch_or_a_brighter_thing_beyond_the_cell_stays_put():
+def test_a_flat_patch_or_a_brighter_thing_beyond_the_cell_gives_no_estimate():
     flat = np.zeros((1, 1, PATCH, PATCH, PATCH), np.float32)
-    assert np.array_equal(centre_shifts(flat, diameter=DIAMETER), np.zeros((1, 3)))
+    assert np.all(np.isnan(centre_shifts(flat, diameter=DIAMETER)))
     corner = np.zeros((PATCH, PATCH, PATCH))
     corner[-3:, -3:, -3:] = 10.0  # nothing in the cell's sphere, everything bright at a corner
-    assert np.array_equal(centre_shifts(corner[None, None].astype(np.float32), diameter=DIAMETER), np.zeros((1, 3)))
+    assert np.all(np.isnan(centre_shifts(corner[None, None].astype(np.float32), diameter=DIAMETER)))
     assert centre_shifts(np.zeros((0, 1, PATCH, PATCH, PATCH), np.float32), diameter=DIAMETER).shape == (0, 3)
 
 
@@ -89,15 +89,16 @@ def test_a_cell_at_a_face_is_reported_on_it_not_beyond_on_a_resampled_grid():
     assert native[0, 0] == 0.0  # pulled to the face, held on it
 
 
-def test_a_candidate_centring_leaves_alone_keeps_its_own_position_not_the_working_grids():
-    """Where no shift is made (a flat patch), the native peak is reported, not its voxel on a coarser working grid."""
+def test_a_candidate_centring_cannot_place_keeps_its_own_position_not_the_working_grids():
+    """Where centring gives no estimate (NaN: a flat patch), the native peak is reported, not its voxel on a coarser
+    working grid; an estimate of no shift at all is the cell's centre like any other."""
     grid = working_grid((20, 40, 40), factors=(0.5, 0.5, 0.5))
-    zyx = np.array([[10.0, 11.0, 12.0], [3.0, 7.0, 9.0]])
+    zyx = np.array([[10.0, 11.0, 12.0], [3.0, 7.0, 9.0], [5.0, 5.0, 5.0]])
     centres = grid.nearest(zyx)
-    assert not np.allclose(grid.to_native(centres), zyx)  # the working grid alone would move them
-    shifts = np.array([[0.0, 0.0, 0.0], [0.5, 0.0, 0.0]])
+    assert not np.allclose(grid.to_native(centres[:2]), zyx[:2])  # the working grid alone would move them
+    shifts = np.array([[np.nan] * 3, [0.5, 0.0, 0.0], [0.0, 0.0, 0.0]])
     at = cell_positions(zyx, centres=centres, shifts=shifts, grid=grid)
-    assert np.array_equal(at[0], zyx[0]) and np.allclose(at[1], grid.to_native(centres[1] + shifts[1]))
+    assert np.array_equal(at[0], zyx[0]) and np.allclose(at[1:], grid.to_native(centres[1:] + shifts[1:]))
 
 
 def test_clamping_keeps_a_one_voxel_axis_on_its_voxel():

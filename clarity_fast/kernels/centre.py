@@ -24,14 +24,14 @@ BACKGROUND_PERCENTILE = 30.0  # of the voxels within the cell's sphere around th
 
 def centre_shifts(patches: np.ndarray, *, diameter: tuple[float, float, float]) -> np.ndarray:
     """(N, 3) float64 offsets, in patch voxels (z, y, x), from the centre voxel (P // 2) of each of (N, 1, P, P, P)
-    patches to the centre of the cell in it, for cells `diameter` patch voxels across; 0 where it would leave the
-    cell's sphere or the patch is flat."""
+    patches to the centre of the cell in it, for cells `diameter` patch voxels across; NaN where there is no estimate
+    (it would leave the cell's sphere, or the patch is flat)."""
     size = patches.shape[-1]
     flat = np.ascontiguousarray(patches, dtype=np.float32).reshape(len(patches), size**3)
     diameter = np.asarray(diameter, dtype=np.float64)
     offsets = np.stack(np.meshgrid(*[np.arange(size) - size // 2] * 3, indexing="ij"), -1).reshape(-1, 3)
     sphere = np.flatnonzero(np.sum((offsets / (diameter / 2)) ** 2, axis=1) <= 1.0)  # the cell's, around the patch centre
-    out = np.zeros((len(flat), 3), dtype=np.float64)
+    out = np.full((len(flat), 3), np.nan, dtype=np.float64)
     if len(flat):
         _shifts(flat, size, sphere, diameter, STEPS, WEIGHT_SD, BACKGROUND_PERCENTILE, out)
     return out
@@ -59,6 +59,7 @@ def _shifts(flat, size, sphere, diameter, steps, weight_sd, percentile, out):
             core[k] = p[sphere[k]]
         background = _percentile(core, percentile)
         shift = np.zeros(3)
+        estimated = False
         weights = np.empty((3, size))
         for _ in range(steps):
             for a in range(3):
@@ -79,8 +80,9 @@ def _shifts(flat, size, sphere, diameter, steps, weight_sd, percentile, out):
                             moment[2] += w * (x - half)
             if total <= 0.0:
                 break
+            estimated = True
             for a in range(3):
                 shift[a] = moment[a] / total
-        if (shift[0] / radius[0]) ** 2 + (shift[1] / radius[1]) ** 2 + (shift[2] / radius[2]) ** 2 <= 1.0:
+        if estimated and (shift[0] / radius[0]) ** 2 + (shift[1] / radius[1]) ** 2 + (shift[2] / radius[2]) ** 2 <= 1.0:
             for a in range(3):
                 out[i, a] = shift[a]

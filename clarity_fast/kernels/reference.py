@@ -221,10 +221,12 @@ def centre_shifts(
     flat = np.asarray(patches, dtype=np.float64).reshape(len(patches), -1)
     above = np.maximum(flat - np.percentile(flat[:, inside], percentile, axis=1, keepdims=True), 0.0)
     shift = np.zeros((len(flat), 3))
+    estimated = np.zeros(len(flat), dtype=bool)
     for _ in range(steps):
         weights = above * np.exp(-0.5 * np.sum(((offsets[None] - shift[:, None]) / (weight_sd * diameter)) ** 2, axis=2))
         total = weights.sum(axis=1)
         moved = total > 0
         shift[moved] = (weights[moved] @ offsets) / total[moved, None]
-    shift[np.sum((shift / radius) ** 2, axis=1) > 1.0] = 0.0
+        estimated |= moved
+    shift[~estimated | (np.sum((shift / radius) ** 2, axis=1) > 1.0)] = np.nan
     return shift
