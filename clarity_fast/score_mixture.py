@@ -32,6 +32,7 @@ from dataclasses import asdict, dataclass
 
 import numpy as np
 
+from clarity_fast.kernels.binned_em import binned_em
 from clarity_fast.volume_share import BINS, odds, strongest_factor
 
 MIN_CANDIDATES = 50  # fewer cannot shape two groups
@@ -133,50 +134,14 @@ def _em(
     None where a group empties.
 
     Each bin is an interval of logits (its probability bin's), not a point: the lowest bins span whole units of
-    logit, and a group fitted to their centres as points could lock onto the tail of one broad group."""
-    w, params, mid = bins.counts, None, bins.middle
-    total = w.sum()
-    groups = [(r, mid, mid**2) for r in start]  # to begin, each bin's logits at its middle
-    largest_sd = (np.inf,) * len(start) if largest_sd is None else largest_sd
-    for _ in range(iterations):
-        new = []
-        for (r, ex, ex2), most in zip(groups, largest_sd):
-            weight = np.sum(w * r)
-            if weight < 1.0:
-                return None
-            mean = np.sum(w * r * ex) / weight
-            var = np.sum(w * r * (ex2 - 2.0 * mean * ex + mean**2)) / weight
-            new.append((float(weight / total), float(mean), min(max(float(np.sqrt(max(var, 0.0))), MIN_SD), most)))
-        converged = params is not None and np.max(np.abs(np.subtract(new, params))) < 1e-7
-        params = new
-        moments = [_bin_moments(bins, mean=mean, sd=sd) for _, mean, sd in params]
-        mass = [share * m[0] for (share, _, _), m in zip(params, moments)]
-        every = np.maximum(np.sum(mass, axis=0), 1e-300)
-        if converged:
-            break
-        groups = [(m / every, ex, ex2) for m, (_, ex, ex2) in zip(mass, moments)]
-    return params, float(np.sum(w * np.log(every)))
-
-
-def _bin_moments(bins: _Bins, *, mean: float, sd: float) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
-    """For a Gaussian: the mass in each bin, and the mean and mean square of its logits within each bin."""
-    from scipy.special import ndtr
-
-    a, b = (bins.low - mean) / sd, (bins.high - mean) / sd
-    mass = np.where(a > 0.0, ndtr(-a) - ndtr(-b), ndtr(b) - ndtr(a))  # from the nearer tail: no cancellation far above the mean
-    pa, pb = _pdf(a), _pdf(b)
-    with np.errstate(invalid="ignore", divide="ignore"):
-        shift = (pa - pb) / mass
-        spread = (np.where(np.isfinite(a), a * pa, 0.0) - np.where(np.isfinite(b), b * pb, 0.0)) / mass
-    ok = mass > 1e-12
-    fallback = np.clip(mean, np.maximum(bins.low, -LOGIT_SPAN), np.minimum(bins.high, LOGIT_SPAN))  # a bin far out in a tail: its nearest end
-    ex = np.where(ok, mean + sd * np.where(ok, shift, 0.0), fallback)
-    ex2 = np.where(ok, mean**2 + 2.0 * mean * sd * np.where(ok, shift, 0.0) + sd**2 * (1.0 + np.where(ok, spread, 0.0)), fallback**2)
-    return mass, ex, ex2
-
-
-def _pdf(z: np.ndarray) -> np.ndarray:
-    return np.exp(-0.5 * np.square(np.where(np.isfinite(z), z, 0.0))) * np.isfinite(z) / np.sqrt(2.0 * np.pi)
+    logit, and a group fitted to their centres as points could lock onto the tail of one broad group
+    (kernels.binned_em does the arithmetic)."""
+    weights = np.asarray(start, dtype=np.float64).reshape(len(start), len(bins.counts))
+    largest = np.full(len(start), np.inf) if largest_sd is None else np.asarray(largest_sd, dtype=np.float64)
+    params, loglik, ok = binned_em(bins.counts, bins.low, bins.high, weights, largest, MIN_SD, LOGIT_SPAN, iterations)
+    if not ok:
+        return None
+    return [(float(share), float(mean), float(sd)) for share, mean, sd in params], float(loglik)
 
 
 @dataclass(frozen=True)

@@ -11,7 +11,7 @@ from clarity_fast.pipeline import Adaptation, adapting
 from clarity_fast.score_mixture import (
     _EDGES, CLUTTER_SD, FEW_CLUTTER, MIN_CANDIDATES, TRUST, _Bins, _most_likely, fit_mixture, mixture_factor, trusted,
 )
-from clarity_fast.volume_share import BINS, histogram, odds_factor, strongest_factor
+from clarity_fast.volume_share import histogram, odds_factor, strongest_factor
 
 THRESHOLD, REFERENCE = 0.33, 0.32
 
@@ -90,21 +90,6 @@ def test_expected_f1_keeping_everything():
     mixture = fit_mixture(counts((1500, 0.0, 1.0), (500, -6.0, 1.0)))
     share = mixture.cell_share
     assert mixture.expected_f1(np.array([-1e3]))[0] == pytest.approx(2 * share / (1 + share))
-
-
-def test_bin_masses_hold_far_into_either_tail():
-    """Each bin's mass under a group, from the nearer tail: far above the mean it must not cancel to 0 (a candidate
-    there would then belong to no group and swamp the likelihood)."""
-    from scipy.stats import norm
-
-    from clarity_fast.score_mixture import _EDGES, _bin_moments, _Bins
-
-    bins = _Bins(counts=np.ones(BINS), low=_EDGES[:-1], high=_EDGES[1:])
-    for mean, sd in ((-5.0, 1.0), (5.0, 1.0), (0.0, 3.0)):
-        mass, ex, _ = _bin_moments(bins, mean=mean, sd=sd)
-        assert mass.sum() == pytest.approx(1.0) and np.all(mass > 0)
-        assert mass[-1] == pytest.approx(norm.sf(_EDGES[-2], mean, sd), rel=1e-6)
-        assert np.all((ex >= np.maximum(_EDGES[:-1], -20)) & (ex <= np.minimum(_EDGES[1:], 20)))
 
 
 def test_a_trusted_mixture_sets_the_factor_even_below_the_shares():

@@ -230,3 +230,52 @@ def centre_shifts(
         estimated |= moved
     shift[~estimated | (np.sum((shift / radius) ** 2, axis=1) > 1.0)] = np.nan
     return shift
+
+
+def bin_moments(low: np.ndarray, high: np.ndarray, *, mean: float, sd: float, span: float) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """For a Gaussian: each bin's mass (from the nearer tail) and the mean and mean square of its logits within the
+    bin (a bin with no mass: its nearest end, open ends stopping at ±span): kernels.binned_em's reference."""
+    from scipy.special import ndtr
+
+    def pdf(z: np.ndarray) -> np.ndarray:
+        return np.exp(-0.5 * np.square(np.where(np.isfinite(z), z, 0.0))) * np.isfinite(z) / np.sqrt(2.0 * np.pi)
+
+    a, b = (low - mean) / sd, (high - mean) / sd
+    mass = np.where(a > 0.0, ndtr(-a) - ndtr(-b), ndtr(b) - ndtr(a))
+    pa, pb = pdf(a), pdf(b)
+    with np.errstate(invalid="ignore", divide="ignore"):
+        shift = (pa - pb) / mass
+        spread = (np.where(np.isfinite(a), a * pa, 0.0) - np.where(np.isfinite(b), b * pb, 0.0)) / mass
+    ok = mass > 1e-12
+    nearest = np.clip(mean, np.maximum(low, -span), np.minimum(high, span))
+    ex = np.where(ok, mean + sd * np.where(ok, shift, 0.0), nearest)
+    ex2 = np.where(ok, mean**2 + 2.0 * mean * sd * np.where(ok, shift, 0.0) + sd**2 * (1.0 + np.where(ok, spread, 0.0)), nearest**2)
+    return mass, ex, ex2
+
+
+def binned_em(
+    counts: np.ndarray, low: np.ndarray, high: np.ndarray, *, start: np.ndarray, largest_sd: np.ndarray, min_sd: float, span: float,
+    iterations: int,
+) -> tuple[np.ndarray, float, bool]:
+    """EM for Gaussian groups over binned logits, every bin at once: kernels.binned_em's reference."""
+    middle = np.clip(low, -span, None) / 2 + np.clip(high, None, span) / 2
+    groups = [(np.asarray(r, dtype=float), middle, middle**2) for r in start]
+    total, params = counts.sum(), None
+    for _ in range(iterations):
+        new = []
+        for (r, ex, ex2), most in zip(groups, largest_sd):
+            weight = np.sum(counts * r)
+            if weight < 1.0:
+                return np.zeros((len(start), 3)), 0.0, False
+            mean = np.sum(counts * r * ex) / weight
+            var = np.sum(counts * r * (ex2 - 2.0 * mean * ex + mean**2)) / weight
+            new.append((weight / total, mean, min(max(np.sqrt(max(var, 0.0)), min_sd), most)))
+        converged = params is not None and np.max(np.abs(np.subtract(new, params))) < 1e-7
+        params = new
+        moments = [bin_moments(low, high, mean=mean, sd=sd, span=span) for _, mean, sd in params]
+        mass = [share * m[0] for (share, _, _), m in zip(params, moments)]
+        every = np.maximum(np.sum(mass, axis=0), 1e-300)
+        if converged:
+            break
+        groups = [(m / every, ex, ex2) for m, (_, ex, ex2) in zip(mass, moments)]
+    return np.array(params, dtype=float), float(np.sum(counts * np.log(every))), True
