@@ -138,7 +138,7 @@ def _em(
     (kernels.binned_em does the arithmetic)."""
     weights = np.asarray(start, dtype=np.float64).reshape(len(start), len(bins.counts))
     largest = np.full(len(start), np.inf) if largest_sd is None else np.asarray(largest_sd, dtype=np.float64)
-    params, loglik, ok = binned_em(bins.counts, bins.low, bins.high, weights, largest, MIN_SD, LOGIT_SPAN, iterations)
+    params, loglik, ok = binned_em(bins.counts, bins.low, bins.high, bins.middle, weights, largest, MIN_SD, LOGIT_SPAN, iterations)
     if not ok:
         return None
     return [(float(share), float(mean), float(sd)) for share, mean, sd in params], float(loglik)

@@ -8,21 +8,21 @@ from hypothesis import strategies as st
 
 from clarity_fast.kernels import reference
 from clarity_fast.kernels.binned_em import bin_moments, binned_em
-from clarity_fast.score_mixture import _EDGES, LOGIT_SPAN, MIN_SD, STARTS
+from clarity_fast.score_mixture import _EDGES, LOGIT_SPAN, MIN_SD, STARTS, _Bins
 from clarity_fast.volume_share import BINS, histogram
 
 
-def binned(logits: np.ndarray) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+def binned(logits: np.ndarray) -> _Bins:
     counts = histogram(1.0 / (1.0 + np.exp(-logits))).astype(np.float64)
     filled = np.flatnonzero(counts)
-    return counts[filled], _EDGES[filled], _EDGES[filled + 1]
+    return _Bins(counts=counts[filled], low=_EDGES[filled], high=_EDGES[filled + 1])
 
 
-def both(counts, low, high, start, largest_sd):
+def both(bins: _Bins, start, largest_sd):
     """The kernel's and the reference's fits from the same start."""
-    args = dict(min_sd=MIN_SD, span=LOGIT_SPAN, iterations=200)
-    ours = binned_em(counts, low, high, start, largest_sd, MIN_SD, LOGIT_SPAN, 200)
-    theirs = reference.binned_em(counts, low, high, start=start, largest_sd=largest_sd, **args)
+    ours = binned_em(bins.counts, bins.low, bins.high, bins.middle, start, largest_sd, MIN_SD, LOGIT_SPAN, 200)
+    theirs = reference.binned_em(bins.counts, bins.low, bins.high, middle=bins.middle, start=start, largest_sd=largest_sd, min_sd=MIN_SD,
+                                 span=LOGIT_SPAN, iterations=200)
     return ours, theirs
 
 
@@ -45,19 +45,18 @@ def test_the_kernel_fits_as_the_reference(cells, clutter, cell_mean, cell_sd, cl
     logits = np.concatenate([rng.normal(cell_mean, cell_sd, cells), rng.normal(clutter_mean, clutter_sd, clutter)])
     if len(logits) == 0:
         return
-    counts, low, high = binned(logits)
-    middle = np.clip(low, -LOGIT_SPAN, None) / 2 + np.clip(high, None, LOGIT_SPAN) / 2
-    above = (middle >= start).astype(np.float64)
+    bins = binned(logits)
+    above = (bins.middle >= start).astype(np.float64)
     largest = np.array([np.inf, 1.5 if bounded else np.inf])
-    assert_same(*both(counts, low, high, np.stack([above, 1.0 - above]), largest))
-    assert_same(*both(counts, low, high, np.ones((1, len(counts))), np.array([np.inf])))
+    assert_same(*both(bins, np.stack([above, 1.0 - above]), largest))
+    assert_same(*both(bins, np.ones((1, len(bins.counts))), np.array([np.inf])))
 
 
 def test_a_group_that_empties_is_reported():
-    counts, low, high = binned(np.random.default_rng(0).normal(2.0, 1.0, 500))
-    nothing = np.zeros((2, len(counts)))
+    bins = binned(np.random.default_rng(0).normal(2.0, 1.0, 500))
+    nothing = np.zeros((2, len(bins.counts)))
     nothing[0] = 1.0  # the second group starts (and stays) empty
-    ours, theirs = both(counts, low, high, nothing, np.array([np.inf, np.inf]))
+    ours, theirs = both(bins, nothing, np.array([np.inf, np.inf]))
     assert not ours[2] and not theirs[2]
 
 

@@ -1,7 +1,7 @@
 """EM for a mixture of Gaussian groups over binned logits, compiled.
 
 `detect` fits the score mixture (score_mixture) to every volume, from several starts, bounded and unbounded, and
-again on a second pass: thousands of EM steps over a histogram of about a hundred filled bins. In numpy each step
+again on a second pass: thousands of EM steps over a histogram of hundreds to thousands of filled bins. In numpy each step
 is dozens of small array operations, about a second per `detect` run whatever the volume's size, which on small
 volumes, a region or a single plane was most of the run. Here the same arithmetic is a loop over the bins
 (kernels.reference.binned_em is the numpy version it is tested against).
@@ -69,20 +69,18 @@ def bin_moments(low: np.ndarray, high: np.ndarray, mean: float, sd: float, span:
 
 @numba.njit(cache=True, nogil=True)
 def binned_em(
-    counts: np.ndarray, low: np.ndarray, high: np.ndarray, start: np.ndarray, largest_sd: np.ndarray, min_sd: float, span: float,
-    iterations: int,
+    counts: np.ndarray, low: np.ndarray, high: np.ndarray, middle: np.ndarray, start: np.ndarray, largest_sd: np.ndarray, min_sd: float,
+    span: float, iterations: int,
 ) -> tuple[np.ndarray, float, bool]:
     """EM for len(start) Gaussian groups over bins holding `counts` candidates between logits `low` and `high`,
-    `start` (groups, bins) each bin's initial weight in each group, each group's sd held to [min_sd, largest_sd]:
+    each bin's logits first taken at its `middle`, `start` (groups, bins) each bin's initial weight in each group,
+    each group's sd held to [min_sd, largest_sd]:
     the groups' (share, mean, sd) rows, the log-likelihood, and False where a group emptied (fewer than one
     candidate), when the other two mean nothing."""
     groups, n = start.shape
     total = 0.0
     for k in range(n):
         total += counts[k]
-    middle = np.empty(n)
-    for k in range(n):
-        middle[k] = 0.5 * max(low[k], -span) + 0.5 * min(high[k], span)
     r = start.copy()
     ex = np.empty((groups, n))
     ex2 = np.empty((groups, n))

@@ -254,11 +254,10 @@ def bin_moments(low: np.ndarray, high: np.ndarray, *, mean: float, sd: float, sp
 
 
 def binned_em(
-    counts: np.ndarray, low: np.ndarray, high: np.ndarray, *, start: np.ndarray, largest_sd: np.ndarray, min_sd: float, span: float,
-    iterations: int,
+    counts: np.ndarray, low: np.ndarray, high: np.ndarray, *, middle: np.ndarray, start: np.ndarray, largest_sd: np.ndarray, min_sd: float,
+    span: float, iterations: int,
 ) -> tuple[np.ndarray, float, bool]:
     """EM for Gaussian groups over binned logits, every bin at once: kernels.binned_em's reference."""
-    middle = np.clip(low, -span, None) / 2 + np.clip(high, None, span) / 2
     groups = [(np.asarray(r, dtype=float), middle, middle**2) for r in start]
     total, params = counts.sum(), None
     for _ in range(iterations):
