@@ -502,11 +502,14 @@ def test_a_lower_prefilter_threshold_proposes_more_and_is_recorded(brain, tmp_pa
     assert runs[2.0][0]["prefilter_threshold"] == 2.0 and runs[2.0][0]["candidates"] > runs[3.0][0]["candidates"]
 
 
-@pytest.mark.parametrize("scale", [{}, dict(voxel_size=(5.0, 2.5, 2.5)), dict(voxel_size=(5.3, 1.7, 1.9)), dict(cell_diameter=16.0)])
+@pytest.mark.parametrize("scale", [{}, dict(voxel_size=(5.0, 2.5, 2.5)), dict(voxel_size=(5.3, 1.7, 1.9)), dict(cell_diameter=16.0),
+                                   dict(voxel_size=(8.0, 4.0, 4.0))])
 def test_a_region_finds_the_whole_volumes_cells_there(brain, tmp_path, scale):
     """Read with its context, a block's detections are the whole run's inside it, positions and probabilities, at
     the file's scale and resampled by any factors (its working grid is the whole's, cut to it: at 16 µm the whole
-    grid's 22.5 planes round to 22, a block's from plane 12 to 14 of its own); written in the whole volume's voxels.
+    grid's 22.5 planes round to 22, a block's from plane 12 to 14 of its own; zoomed by 2, every native voxel lies
+    half-way between two working ones, and a block starting at an odd voxel rounds them as the whole does); written
+    in the whole volume's voxels.
     Without adapting: that follows the candidates read, the block's own."""
     from clarity_fast.region import parse_region, within
 

@@ -79,3 +79,6 @@ def test_a_blocks_grid_is_the_whole_volumes_cut_to_it(shape, factors, cut):
     points = np.array([[a for a, _ in block], [b - 1 for _, b in block]], dtype=float)
     np.testing.assert_allclose(part.to_working(points - part.origin), whole.to_working(points) - part.first, atol=1e-9)
     np.testing.assert_allclose(part.to_native(part.to_working(points - part.origin)), points - part.origin, atol=1e-9)
+    inside = np.stack([np.rint(np.linspace(a, b - 1, 7)) for a, b in block], axis=1)  # candidates: whole voxels
+    n = np.array([len(lo) for lo in part.lo])
+    np.testing.assert_array_equal(part.nearest(inside - part.origin), np.clip(whole.nearest(inside) - part.first, 0, n - 1))

@@ -51,8 +51,11 @@ class Grid:
 
     def nearest(self, points: np.ndarray) -> np.ndarray:
         """Native voxel coordinates -> the nearest working voxels inside the grid: where a candidate's patch is cut,
-        in detect and in training alike."""
-        return to_voxels(self.to_working(points), shape=self.shape)
+        in detect and in training alike. Rounded in the whole volume's working voxels, so that a block's patches are
+        the whole volume's: at a zoom of 2 every native voxel falls half-way between two working ones, and rounding
+        half to even after taking off an odd `first` would cut them one voxel over."""
+        whole = np.rint(points_to(np.asarray(points, dtype=float) + self.origin, factors=self.factors))
+        return to_voxels(whole - self.first, shape=self.shape)
 
     def clamped(self, points: np.ndarray) -> np.ndarray:
         """Working voxel coordinates held between the grid's first and last samples of the volume, so that a cell at a
