@@ -202,7 +202,8 @@ def run_detection(request: DetectRequest) -> DetectReport:
         fingerprint = dict(
             volume=_file_identity(request.volume, outputs=request.outputs), channel=request.channel, shape=list(whole.shape),
             **({"region": [list(b) for b in region]} if region is not None else {}),
-            model=model_digest(model_path), voxel_size=list(settings.voxel_size), cell_diameter=settings.cell_diameter,
+            model=model_digest(model_path), provider=scorer.provider,  # TensorRT scores in fp16, the CPU in fp32
+            voxel_size=list(settings.voxel_size), cell_diameter=settings.cell_diameter,
             threshold=settings.threshold, prefilter_threshold=settings.prefilter_threshold, slab_depth=settings.slab_depth,
             project=settings.project, adapt=settings.adapt, drop_slopes=settings.drop_slopes, noise=asdict(noise), version=__version__, checkpoint_format=CHECKPOINT_FORMAT,  # another release may cut candidates differently
         )

@@ -247,6 +247,23 @@ def test_a_changed_run_does_not_reuse_a_checkpoint(tmp_path, caplog):
     assert "made by a different run (changed: model); starting afresh" in caplog.text
 
 
+
+def test_a_checkpoint_is_resumed_only_on_the_same_provider(brain, tmp_path, monkeypatch):
+    """TensorRT scores in fp16, the CPU in fp32: a run that falls back to the other is not mixed with its slabs."""
+    import clarity_fast.run_detect as run_detect
+
+    _, path = brain
+    seen = []
+
+    class Recording(run_detect.Checkpoint):
+        def __init__(self, folder, *, fingerprint, resume):
+            seen.append(fingerprint)
+            super().__init__(folder, fingerprint=fingerprint, resume=resume)
+
+    monkeypatch.setattr(run_detect, "Checkpoint", Recording)
+    run_detection(DetectRequest(volume=path, out=tmp_path / "cells.csv", progress=False))
+    assert seen and seen[0]["provider"] == "CPUExecutionProvider"
+
 @pytest.mark.parametrize("keep", [0, 100])
 def test_a_slab_file_cut_short_is_computed_again(tmp_path, keep):
     checkpoint = Checkpoint(tmp_path / "p", fingerprint=dict(run=1), resume=False)
