@@ -232,7 +232,23 @@ def test_cells_are_the_points_labelled_cells(tmp_path):
     marker = "<Marker><MarkerX>3</MarkerX><MarkerY>2</MarkerY><MarkerZ>1</MarkerZ></Marker>"
     blocks = "".join(f"<Marker_Type><Type>{t}</Type>{marker * 2 if t == 1 else ''}</Marker_Type>" for t in range(1, 9))
     (tmp_path / "fiji.xml").write_text(f"<CellCounter_Marker_File><Marker_Data>{blocks}</Marker_Data></CellCounter_Marker_File>")
-    np.testing.assert_array_equal(read_points(tmp_path / "fiji.xml").cells, [[1, 2, 3], [1, 2, 3]])
+    np.testing.assert_array_equal(read_points(tmp_path / "fiji.xml").cells, [[0, 2, 3], [0, 2, 3]])  # Fiji's slice 1 is plane 0
+
+
+@pytest.mark.parametrize(("types", "slices", "planes"), [((1, 2), (1, 5), (1, 5)), (range(1, 9), (1, 5), (0, 4)), (range(1, 9), (0, 5), (0, 5))])
+def test_fiji_numbers_slices_from_1_and_cellfinder_planes_from_0(tmp_path, caplog, types, slices, planes):
+    """Fiji's Cell Counter (a file of its eight types) records ImageJ slice numbers; cellfinder's layout (Types 1 and
+    2) counts planes from 0. A Fiji-layout file with a marker at 0 cannot count from 1: read as it is, and said so.
+    The first plane's marker fits a one-plane volume either way."""
+    marker = "<Marker><MarkerX>3</MarkerX><MarkerY>2</MarkerY><MarkerZ>{}</MarkerZ></Marker>"
+    blocks = "".join(f"<Marker_Type><Type>{t}</Type>{''.join(marker.format(z) for z in slices) if t == 2 else ''}</Marker_Type>" for t in types)
+    (tmp_path / "m.xml").write_text(f"<CellCounter_Marker_File><Marker_Data>{blocks}</Marker_Data></CellCounter_Marker_File>")
+    with caplog.at_level("WARNING", logger="clarity_fast"):
+        np.testing.assert_array_equal(read_points(tmp_path / "m.xml").cells[:, 0], planes)
+    assert ("holds a marker at MarkerZ 0" in caplog.text) == (slices[0] == 0 and len(types) > 2)
+    assert read_points(tmp_path / "m.xml", shape=(planes[1] + 1, 8, 8)).cells.shape == (2, 3)
+    with pytest.raises(InputError, match="outside the volume"):
+        read_points(tmp_path / "m.xml", shape=(planes[1] - 1, 8, 8))
 
 
 def test_evaluate_scores_cells_not_non_cell_markers(tmp_path):

@@ -187,37 +187,45 @@ def _label(path: Path, where: str, value: float) -> int:
 def _read_xml(path: Path, shape: tuple[int, int, int] | None) -> Points:
     """CellCounter XML as written by cellfinder: Marker_Type blocks of Markers with MarkerX/Y/Z. Type 2 markers are
     cells and the others not (cellfinder's rejected candidates are Type 1), unless all markers share one type in a
-    file of Fiji's layout (types beyond 1 and 2)."""
+    file of Fiji's layout (types beyond 1 and 2). z counts from 0, as cellfinder writes it, but from 1 in Fiji's
+    layout: its Cell Counter records the ImageJ slice number."""
     try:
         root = ET.parse(path).getroot()
     except ET.ParseError as exc:
         raise InputError(f"{path}: malformed XML ({exc})") from exc
     if root.tag != "CellCounter_Marker_File":
         raise InputError(f"{path}: not a CellCounter marker file (root element <{root.tag}>)")
-    zyx, label, types, blocks = [], [], set(), set()
+    zyx, label, types, blocks, places = [], [], set(), set(), []
     for block in root.iter("Marker_Type"):
         type_text = block.findtext("Type")
         marker_type = _number(path, "Marker_Type", "Type", type_text)
         blocks.add(marker_type)
         for number, marker in enumerate(block.iter("Marker"), start=1):
             where = f"marker {number} of Type {type_text.strip() if type_text else ''}"
-            point = tuple(
-                _number(path, where, tag, marker.findtext(tag)) for tag in ("MarkerZ", "MarkerY", "MarkerX")
-            )
-            _check_inside(path, where, point, shape)
-            zyx.append(point)
+            zyx.append(tuple(_number(path, where, tag, marker.findtext(tag)) for tag in ("MarkerZ", "MarkerY", "MarkerX")))
+            places.append(where)
             label.append(1 if marker_type == _CELL_TYPE else 0)
             types.add(marker_type)
     # Fiji's Cell Counter writes eight types (empty ones included) and marks cells with whichever is selected, often
-    # Type 1. cellfinder writes Types 1 and 2 only (a block only where it has markers) and means what they say, even
-    # when every candidate was rejected, as clarity-fast does.
-    if len(types) == 1 and not blocks <= {_NON_CELL_TYPE, _CELL_TYPE}:
+    # Type 1, at the ImageJ slice number (from 1). cellfinder writes Types 1 and 2 only (a block only where it has
+    # markers), z from 0, and means what the types say, even when every candidate was rejected, as clarity-fast does.
+    fiji = not blocks <= {_NON_CELL_TYPE, _CELL_TYPE}
+    zyx = np.array(zyx, dtype=np.float64).reshape(-1, 3)
+    if fiji and len(zyx):
+        if zyx[:, 0].min() >= 1:
+            zyx[:, 0] -= 1
+        else:
+            log.warning(f"{path}: a file of Fiji's Cell Counter layout (types beyond 1 and 2) holds a marker at MarkerZ 0, "
+                        "so its z is read as counted from 0, not as Fiji's slice numbers, which count from 1")
+    for point, where in zip(zyx, places):
+        _check_inside(path, where, tuple(point), shape)
+    if len(types) == 1 and fiji:
         label = [1] * len(label)
     elif label and not any(label):
         used = ", ".join(f"{t:g}" for t in sorted(types))
         log.warning(f"{path}: none of the {len(label)} markers is Type {_CELL_TYPE} (a cell in cellfinder's convention; types used: "
                     f"{used}), so all are read as non-cells; if they are cells, mark them Type {_CELL_TYPE} or give a CSV")
-    return Points(zyx=np.array(zyx, dtype=np.float64).reshape(-1, 3), label=np.array(label, dtype=np.int64))
+    return Points(zyx=zyx, label=np.array(label, dtype=np.int64))
 
 
 def write_points(
