@@ -459,7 +459,8 @@ def test_no_validation_volume_would_be_adapted(volumes):
     assert all(odds_factor(s, reference=calibration.reference_share) == 1.0 for s in shares)
 
 
-def test_a_fold_that_cannot_train_names_itself_and_leaves_no_output_folder(tmp_path):
+@pytest.mark.parametrize("method", ["cnn", "template"])  # template matching averaged no patches into NaN, a silent F1 of 0
+def test_a_fold_that_cannot_train_names_itself_and_leaves_no_output_folder(tmp_path, method):
     from clarity_fast.simulate import SimulationSettings, write_brain
 
     rows = ["volume,points,group"]
@@ -469,8 +470,10 @@ def test_a_fold_that_cannot_train_names_itself_and_leaves_no_output_folder(tmp_p
             (tmp_path / group / "cells.csv").write_text("z,y,x\n")
         rows.append(f"{group}/volume.tif,{group}/cells.csv,{group}")
     (tmp_path / "m.csv").write_text("\n".join(rows) + "\n")
-    done = run_cli("cv", "--manifest", tmp_path / "m.csv", "--epochs", "1", "--width", "8", "--out", tmp_path / "new" / "cv")
-    assert done.returncode == 2 and "fold 0 (cnn, trained on B, C): no annotated cells" in done.stderr, done.stderr
+    done = run_cli("cv", "--manifest", tmp_path / "m.csv", "--method", method, "--epochs", "1", "--width", "8", "--out", tmp_path / "new" / "cv")
+    assert done.returncode == 2 and f"fold 0 ({method}, trained on B, C): no annotated cells" in done.stderr, done.stderr
+    lines = done.stderr.strip().splitlines()  # the empty volumes' warnings, one error, and no numpy warnings
+    assert sum(line.startswith("error: ") for line in lines) == 1 and all(line.startswith(("warning: ", "error: ")) for line in lines), lines
     assert not (tmp_path / "new").exists()  # nor the folder above it that the run made
 
 

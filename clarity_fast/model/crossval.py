@@ -118,7 +118,10 @@ class TemplateMethod(_MapMethod):
         self.patch = patch
 
     def fit(self, train: list[AnnotatedVolume]) -> None:
-        self.template = mean_template(np.concatenate([cut(v, v.truth, patch=self.patch) for v in train]))
+        cells = np.concatenate([cut(v, v.truth, patch=self.patch) for v in train])
+        if not len(cells):  # a mean of no patches is NaN everywhere: no peaks, a silent F1 of 0
+            raise InputError("no annotated cells in its training volumes: template matching has no cell to average")
+        self.template = mean_template(cells)
         super().fit(train)
 
     def score_map(self, volume: AnnotatedVolume) -> np.ndarray:
