@@ -295,14 +295,15 @@ def test_zarr_array_round_trip(tmp_path: Path, zarr, zarr_format: int) -> None:
         np.testing.assert_array_equal(reader.read_slab(1, 5), data[1:5])
 
 
-@pytest.mark.parametrize("zarr_format", [2, 3])
-def test_ome_zarr_takes_first_level_and_scale(tmp_path: Path, zarr, zarr_format: int) -> None:
+@pytest.mark.parametrize(("zarr_format", "channel_axis"), [(2, "c"), (3, "c"), (2, "channel"), (3, "wavelength")])
+def test_ome_zarr_takes_first_level_and_scale(tmp_path: Path, zarr, zarr_format: int, channel_axis: str) -> None:
+    """The channel axis by its name or its NGFF type (a channel axis named otherwise read as planes)."""
     data = volume((2, 6, 7, 8), np.uint16)
     group = zarr.open_group(tmp_path / "brain.ome.zarr", mode="w", zarr_format=zarr_format)
     group.create_array("0", shape=data.shape, dtype=data.dtype, chunks=(1, 3, 7, 8))[:] = data
     group.create_array("1", shape=(2, 3, 3, 4), dtype=data.dtype)[:] = 0
     axes = [
-        {"name": "c", "type": "channel"},
+        {"name": channel_axis, "type": "channel"},
         {"name": "z", "type": "space", "unit": "micrometer"},
         {"name": "y", "type": "space", "unit": "micrometer"},
         {"name": "x", "type": "space", "unit": "nanometer"},

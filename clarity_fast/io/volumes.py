@@ -74,6 +74,7 @@ _MICROMETRES_PER_UNIT = {
     "\u00c5": 1e-4,  # Å
 }
 _AXIS_LETTERS = {"z": "Z", "y": "Y", "x": "X", "c": "C", "channel": "C", "t": "T", "time": "T"}  # named axes of a Zarr array
+_NGFF_TYPES = {"channel": "C", "time": "T"}  # OME-NGFF axis types that say what an axis of another name is
 # ImageJ cannot read BigTIFF and only knows these types; other volumes are written as OME-TIFF.
 _IMAGEJ_DTYPES = (np.dtype(np.uint8), np.dtype(np.uint16), np.dtype(np.float32))
 _CLASSIC_TIFF_LIMIT = 2**32 - 2**25  # bytes; tifffile's own margin below 4 GiB
@@ -689,7 +690,8 @@ def _ngff_axes_and_voxel_size(
         return _DEFAULT_AXES.get(ndim, ""), None
     entries = [entry if isinstance(entry, dict) else {"name": entry} for entry in named]
     names = [str(entry["name"]).lower() for entry in entries]
-    axes = "".join(name.upper() if name in ("t", "c", "z", "y", "x") else "Q" for name in names)
+    # by name (c, channel, ...), else by NGFF type: a channel axis may be named anything ("wavelength", say)
+    axes = "".join(_AXIS_LETTERS.get(name) or _NGFF_TYPES.get(str(entry.get("type", "")).lower(), "Q") for name, entry in zip(names, entries))
     scale, scaled = [1.0] * len(names), False
     for level, transforms in ((True, dataset.get("coordinateTransformations")), (False, multiscale.get("coordinateTransformations"))):
         for transform in transforms or ():
