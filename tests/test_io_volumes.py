@@ -263,6 +263,18 @@ def test_a_folder_of_two_channels_or_tiles_planes_is_refused_not_stacked(tmp_pat
 
 @pytest.mark.parametrize(
     "names",
+    [[f"{c}_z{z:04d}.tif" for c in ("GFP", "RFP") for z in range(3)], [f"img_C00_Z{z:04d}.tif" for z in range(3)] + ["img_C00_MAX.tif"]],
+)
+def test_a_folder_of_planes_named_in_several_ways_is_refused_not_stacked(tmp_path: Path, names) -> None:
+    """Channels told apart by a word, or a projection beside the planes, would read as one deeper volume."""
+    for name in names:
+        tifffile.imwrite(tmp_path / name, np.zeros((4, 5), np.uint16))
+    with pytest.raises(InputError, match=r"named in 2 ways \("):
+        open_volume(tmp_path)
+
+
+@pytest.mark.parametrize(
+    "names",
     [
         [f"plane_{z:04d}_t{z // 4}m{z % 4:02d}s.tif" for z in range(12)],  # a time stamp that changes with the plane
         [f"s{z // 2}_{z}.tif" for z in range(8)],  # two numbers that both follow the plane

@@ -586,6 +586,12 @@ def _open_folder(path: Path, channel: int | None) -> VolumeReader:
     files = sorted((f for f in planes if f.is_file()), key=lambda f: _natural_key(f.name))
     if not files:
         raise InputError(f"{path}: folder holds no .tif/.tiff planes; expected {_FORMATS}")
+    templates = dict.fromkeys(re.sub(r"\d+", "#", f.name.casefold()) for f in files)
+    if len(templates) > 1:  # GFP_z#.tif beside RFP_z#.tif, or a max projection beside the planes: not one stack
+        raise InputError(
+            f"{path}: the plane files are named in {len(templates)} ways ({listed(list(templates), shown=3)}, # for a number), "
+            "as a folder of several channels or with other images beside the planes is; put one series' planes in a folder of its own"
+        )
     if (series := _several_series([f.name for f in files])) is not None:
         raise InputError(
             f"{path}: the plane names repeat the same numbers for each of {series}, as a folder of several channels, "
