@@ -37,7 +37,7 @@ from clarity_fast.kernels.turns import kernel_turns
 from clarity_fast.model.config import ModelConfig, NetworkConfig
 from clarity_fast.noise_correlation import NoiseModel, volume_noise
 from clarity_fast.score_memo import ScoreMemo
-from clarity_fast.score_mixture import CLUTTER_SD, TRUST, Mixture, Trust, fit_mixture, mixture_factor, trusted
+from clarity_fast.score_mixture import CLUTTER_SD, MIN_CANDIDATES, TRUST, Mixture, Trust, fit_mixture, mixture_factor, trusted
 from clarity_fast.settings import PrefilterSettings, Scale, VoxelSize, snap_factors
 from clarity_fast.volume_share import (
     BINS,
@@ -131,9 +131,12 @@ class Adaptation:
     clutter's upper tail through (benchmarks/results/adapt_rule.md). Elsewhere the share's factor applies, the share
     read no higher than the mixture's upper group where one was fitted: where a volume's clutter scores higher than
     the validation clutter did, EM counts it as cells (0.67 of the candidates where 0.41 were cells) while the
-    mixture, untrusted as it is there, still puts it with the clutter (benchmarks/results/share_fallback.md)."""
+    mixture, untrusted as it is there, still puts it with the clutter (benchmarks/results/share_fallback.md). Under
+    score_mixture.MIN_CANDIDATES scored candidates (a sparse volume, a small region) neither is read: a handful of
+    candidates cannot say what share of them are cells."""
 
-    share: float  # of cells among the candidates, as adapting reads it: EM's, at most the mixture's upper group
+    share: float  # of cells among the candidates, as adapting reads it: EM's, at most the mixture's upper group and,
+    # from too few candidates, at most the model's validation share (no change)
     em_share: float  # EM's own estimate (volume_share)
     share_factor: float
     mixture: Mixture | None  # the two groups of the candidates' logits (score_mixture)
@@ -162,6 +165,8 @@ def adapting(counts: np.ndarray, *, model: ModelConfig, clutter_sd: float = CLUT
     em_share = estimate_share(counts, prior=model.calibration.share)
     mixture = fit_mixture(counts, clutter_sd=clutter_sd)
     share = em_share if mixture is None else min(em_share, mixture.cell_share)
+    if counts.sum() < MIN_CANDIDATES:  # EM reads one candidate scoring 0.3 as a volume of 100% cells: odds x45, a cell
+        share = min(share, reference)
     return Adaptation(
         share=share, em_share=em_share, share_factor=odds_factor(share, reference=reference), mixture=mixture,
         mixture_factor=mixture_factor(mixture, threshold=model.threshold, reference=reference, rule=rule), rule=rule,

@@ -116,8 +116,18 @@ def test_an_untrusted_mixture_still_bounds_the_share():
     assert overlapping.factor == odds_factor(overlapping.mixture.cell_share, reference=model.calibration.reference_share)
     above = adapting(counts((700, 1.0, 1.5), (1300, -3.5, 1.5)), model=model)  # EM reads less: it stands
     assert not trusted(above.mixture) and above.share == above.em_share < above.mixture.cell_share
-    too_few = adapting(histogram(np.full(MIN_CANDIDATES - 1, 0.9)), model=model)  # no mixture: EM alone
-    assert too_few.mixture is None and too_few.share == too_few.em_share
+
+
+
+def test_too_few_candidates_leave_the_probabilities_as_they_are():
+    """From a handful of candidates EM cannot tell a volume's share of cells: one candidate scoring 0.3 read as a
+    volume of 100% cells raised its odds 45-fold, past the threshold (a sparse volume, a small region)."""
+    model = OnnxScorer(resolve_model("default")).config
+    for probabilities in ([0.3], [0.3, 0.3], np.full(MIN_CANDIDATES - 1, 0.9)):
+        few = adapting(histogram(np.asarray(probabilities)), model=model)
+        assert few.mixture is None and few.em_share > model.calibration.reference_share and few.factor == 1.0
+    enough = adapting(histogram(np.full(MIN_CANDIDATES, 0.9)), model=model)
+    assert enough.share == enough.em_share and enough.factor > 1.0
 
 
 def test_the_gain_gate_decides_between_the_estimates():
