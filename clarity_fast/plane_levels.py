@@ -8,7 +8,7 @@ plane's level and spread are read as its 20th and 80th percentiles (on a subsamp
 median of the plane's and its WINDOW neighbours' on each side (shifted inwards at the volume's ends) by more than
 TOLERATED times that median spread, the plane is mapped linearly onto the neighbours' percentiles, and a flat plane
 (dead or saturated, even at the background's level) is replaced by the mean of the nearest planes with an image on
-either side. A running median follows steady trends and steps along z as they are, so only departures of one or
+either side that are not odd themselves. A running median follows steady trends and steps along z as they are, so only departures of one or
 two planes are touched. Milder flicker is left alone: the real light-sheet patches the
 built-in model learned from depart by up to 1.84 (flicker, and the content of planes only 100×100 voxels), and
 levelling them from 0.3 cost its held-out patches F1 (0.565 -> 0.552), so TOLERATED sits above every volume we
@@ -65,9 +65,13 @@ class LevelledReader(VolumeReader):
         for k in range(z0, z1):
             window = slice(first(k) - a, first(k) - a + span)
             ref_lo, ref_hi = float(np.median(lo[window])), float(np.median(hi[window]))
-            # A flat plane is filled from the nearest plane on each side within WINDOW that is not flat itself.
-            image = [j for j in range(first(k), first(k) + span) if hi[j - a] - lo[j - a] > FLAT * (ref_hi - ref_lo)]
-            beside = [j for j in image if j < k][-1:] + [j for j in image if j > k][:1]
+            # A flat plane is filled from the nearest plane on each side within WINDOW that is neither flat nor odd
+            # itself (a doubled plane beside a dead one would make its fill half again as bright as the rest).
+            spread = ref_hi - ref_lo
+            image = [j for j in range(first(k), first(k) + span) if hi[j - a] - lo[j - a] > FLAT * spread]
+            usual = [j for j in image if max(abs(lo[j - a] - ref_lo), abs(hi[j - a] - ref_hi)) <= TOLERATED * spread]
+            source = usual or image
+            beside = [j for j in source if j < k][-1:] + [j for j in source if j > k][:1]
             done = levelled(
                 out[k - z0], lo=lo[k - a], hi=hi[k - a], ref_lo=ref_lo, ref_hi=ref_hi,
                 fill=(lambda: np.mean([planes[j - a] for j in beside], axis=0, dtype=np.float64)) if beside else None,

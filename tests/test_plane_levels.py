@@ -64,6 +64,17 @@ def test_adjacent_odd_planes_and_dead_frames_at_the_background_level_are_filled_
         assert np.array_equal(levelled[k], expected)
 
 
+@pytest.mark.parametrize("bright", [8, 10])
+def test_a_dead_plane_beside_an_odd_one_is_filled_at_its_neighbours_level(volume, bright):
+    """The mean of a doubled plane and a usual one would leave the dead plane's fill half again as bright as every
+    plane around it: it is filled from the nearest usual planes instead."""
+    data = odd(volume, bright, 2.0)
+    data[9] = 0
+    levelled = LevelledReader(open_array(data)).read_slab(0, len(volume))
+    beside = [7, 10] if bright == 8 else [8, 11]  # the nearest usual planes
+    assert np.array_equal(levelled[9], np.rint(np.mean(volume[beside].astype(np.float64), axis=0)).astype(volume.dtype))
+
+
 def test_mild_flicker_is_left_as_it_is(volume):
     data = odd(volume, 8, 1.2)
     assert np.array_equal(LevelledReader(open_array(data)).read_slab(0, len(volume)), data)
