@@ -35,7 +35,7 @@ class SecondPass:
     describes the first pass, whose cells and probabilities stand)."""
 
     kept: bool
-    first_clean: bool  # whether the first pass read clean (else its mixture was not trusted: too little clutter, or its cells split)
+    first_clean: bool  # whether the first pass read clean (else its mixture was not trusted, too little clutter or its cells split, or trusted with the cells a minority)
     first_prefilter_threshold: float
     first_candidates: int
     first_cells: int
@@ -110,8 +110,8 @@ def second_pass_line(record: dict) -> str:
     """What the second pass did (a SecondPass as the summary JSON holds it), where the first found the volume clean."""
     seen = (f"the volume reads as clean ({record['first_cell_share']:.0%} of the first pass's candidates score as cells apart from the rest)"
             if record["first_clean"] else
-            f"the first pass's score mixture is not trusted, but its upper group ({record['first_cell_share']:.0%} of the candidates) "
-            "or its lower group scores as cells")
+            f"the first pass does not read as clean (its score mixture untrusted, or its cells a minority), but its upper group "
+            f"({record['first_cell_share']:.0%} of the candidates) or its lower group scores as cells")
     why = f"{seen}: prefiltered again at {SECOND_PASS_THRESHOLD:g} noise units instead of {record['first_prefilter_threshold']:g} for faint cells"
     if record["kept"]:
         return (f"{why}: {record['added_cells']} cells added to the first pass's {record['first_cells']} "

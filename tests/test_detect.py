@@ -447,7 +447,8 @@ def test_the_second_pass_line_says_which_pass_was_kept():
     dropped = second_pass_line(dict(first, kept=False, added_cells=0))
     untrusted = second_pass_line(dict(first, first_clean=False, first_cell_share=0.99, kept=True, added_cells=8))
     assert kept.startswith("the volume reads as clean (90% of the first pass's candidates")
-    assert untrusted.startswith("the first pass's score mixture is not trusted, but its upper group (99% of the candidates) or its lower group scores as cells: prefiltered again")
+    assert untrusted.startswith("the first pass does not read as clean (its score mixture untrusted, or its cells a minority), but its upper group "
+                                "(99% of the candidates) or its lower group scores as cells: prefiltered again")
     assert kept.endswith("for faint cells: 8 cells added to the first pass's 79 (84 candidates, 300 in the second; the added cells' odds multiplied by 2.50)")
     assert dropped.endswith("but its 300 candidates no longer read as clean: the first pass's 79 cells are kept")
 
