@@ -37,7 +37,7 @@ from clarity_fast.kernels.turns import kernel_turns
 from clarity_fast.model.config import ModelConfig, NetworkConfig
 from clarity_fast.noise_correlation import NoiseModel, volume_noise
 from clarity_fast.score_memo import ScoreMemo
-from clarity_fast.score_mixture import CLUTTER_SD, MIN_CANDIDATES, TRUST, Mixture, Trust, fit_mixture, mixture_factor, trusted
+from clarity_fast.score_mixture import CLUTTER_SD, TRUST, Mixture, Trust, fit_mixture, mixture_factor, trusted
 from clarity_fast.settings import PrefilterSettings, Scale, VoxelSize, snap_factors
 from clarity_fast.volume_share import (
     BINS,
@@ -132,7 +132,7 @@ class Adaptation:
     read no higher than the mixture's upper group where one was fitted: where a volume's clutter scores higher than
     the validation clutter did, EM counts it as cells (0.67 of the candidates where 0.41 were cells) while the
     mixture, untrusted as it is there, still puts it with the clutter (benchmarks/results/share_fallback.md). Under
-    score_mixture.MIN_CANDIDATES scored candidates (a sparse volume, a small region) neither is read: a handful of
+    SHARE_CANDIDATES scored candidates (a nearly empty volume, a small region) neither is read: a handful of
     candidates cannot say what share of them are cells."""
 
     share: float  # of cells among the candidates, as adapting reads it: EM's, at most the mixture's upper group and,
@@ -158,6 +158,12 @@ class Adaptation:
         return self.mixture_factor if self.by == "mixture" else self.share_factor
 
 
+# Fewer scored candidates than this leave the probabilities as they are: their share of cells is too uncertain to act
+# on (a binomial sd of 0.1 and more), and EM reads even one candidate a little above the model's validation share as a
+# volume of cells. A clean block of 34 faint cells is still adapted (tests/test_detect.py).
+SHARE_CANDIDATES = 20
+
+
 def adapting(counts: np.ndarray, *, model: ModelConfig, clutter_sd: float = CLUTTER_SD, rule: Trust = TRUST) -> Adaptation:
     """Both estimates from the histogram of every scored candidate's probability (`clutter_sd` and `rule`: score_mixture's
     bound and when it is believed, which benchmarks/clutter_bound.py, mixture_gain.py and minority_cells.py vary)."""
@@ -165,7 +171,7 @@ def adapting(counts: np.ndarray, *, model: ModelConfig, clutter_sd: float = CLUT
     em_share = estimate_share(counts, prior=model.calibration.share)
     mixture = fit_mixture(counts, clutter_sd=clutter_sd)
     share = em_share if mixture is None else min(em_share, mixture.cell_share)
-    if counts.sum() < MIN_CANDIDATES:  # EM reads one candidate scoring 0.3 as a volume of 100% cells: odds x45, a cell
+    if counts.sum() < SHARE_CANDIDATES:  # EM reads one candidate scoring 0.3 as a volume of 100% cells: odds x45, a cell
         share = min(share, reference)
     return Adaptation(
         share=share, em_share=em_share, share_factor=odds_factor(share, reference=reference), mixture=mixture,

@@ -7,7 +7,7 @@ import pytest
 
 from clarity_fast.export.model_file import resolve_model
 from clarity_fast.export.runtime import OnnxScorer
-from clarity_fast.pipeline import Adaptation, adapting
+from clarity_fast.pipeline import SHARE_CANDIDATES, Adaptation, adapting
 from clarity_fast.score_mixture import (
     _EDGES, CLUTTER_SD, FEW_CLUTTER, MIN_CANDIDATES, TRUST, _Bins, _most_likely, fit_mixture, mixture_factor, trusted,
 )
@@ -123,11 +123,11 @@ def test_too_few_candidates_leave_the_probabilities_as_they_are():
     """From a handful of candidates EM cannot tell a volume's share of cells: one candidate scoring 0.3 read as a
     volume of 100% cells raised its odds 45-fold, past the threshold (a sparse volume, a small region)."""
     model = OnnxScorer(resolve_model("default")).config
-    for probabilities in ([0.3], [0.3, 0.3], np.full(MIN_CANDIDATES - 1, 0.9)):
+    for probabilities in ([0.3], [0.3, 0.3], np.full(SHARE_CANDIDATES - 1, 0.9)):
         few = adapting(histogram(np.asarray(probabilities)), model=model)
         assert few.mixture is None and few.em_share > model.calibration.reference_share and few.factor == 1.0
-    enough = adapting(histogram(np.full(MIN_CANDIDATES, 0.9)), model=model)
-    assert enough.share == enough.em_share and enough.factor > 1.0
+    enough = adapting(histogram(np.full(SHARE_CANDIDATES, 0.9)), model=model)  # no mixture under MIN_CANDIDATES: EM alone
+    assert enough.mixture is None and enough.share == enough.em_share and enough.factor > 1.0
 
 
 def test_the_gain_gate_decides_between_the_estimates():
